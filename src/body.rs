@@ -1,0 +1,133 @@
+//! The request body: its size, its content type, and reading it within the limit.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::BoxError;
+
+/// How the body is to be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `application/json`, `*/*+json`, or no content type at all.
+    Json,
+    /// `application/x-www-form-urlencoded` (Slack only).
+    Form,
+}
+
+/// Why a body could not be taken.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the limit, by `Content-Length` or while streaming.
+    TooLarge,
+    /// The content type is not one the source sends.
+    UnsupportedType,
+    /// The client's stream failed (it disconnected, or sent a broken chunked encoding).
+    Unreadable(BoxError),
+}
+
+/// Refuses a declared `Content-Length` over `limit` before anything is read.
+pub(crate) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(BodyError::TooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// The body kind for the declared content type; parameters such as `charset` are allowed.
+pub(crate) fn kind(headers: &HeaderMap, accepts_form: bool) -> Result<BodyKind, BodyError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let value = value.to_str().map_err(|_| BodyError::UnsupportedType)?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let (kind, subtype) = essence.split_once('/').ok_or(BodyError::UnsupportedType)?;
+    let is_json = subtype.eq_ignore_ascii_case("json") && kind.eq_ignore_ascii_case("application")
+        || !kind.is_empty() && has_json_suffix(subtype);
+    if is_json {
+        Ok(BodyKind::Json)
+    } else if accepts_form
+        && kind.eq_ignore_ascii_case("application")
+        && subtype.eq_ignore_ascii_case("x-www-form-urlencoded")
+    {
+        Ok(BodyKind::Form)
+    } else {
+        Err(BodyError::UnsupportedType)
+    }
+}
+
+fn has_json_suffix(subtype: &str) -> bool {
+    subtype.len() > 5
+        && subtype
+            .get(subtype.len() - 5..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+}
+
+/// Reads the whole body, failing as soon as it passes `limit` bytes.
+pub(crate) async fn read<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(error) => Err(BodyError::Unreadable(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn typed(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn json_types_are_accepted() {
+        for value in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.api+json",
+            "application/cloudevents+json; charset=UTF-8",
+        ] {
+            assert_eq!(kind(&typed(value), false).unwrap(), BodyKind::Json, "{value}");
+        }
+        assert_eq!(kind(&HeaderMap::new(), false).unwrap(), BodyKind::Json);
+    }
+
+    #[test]
+    fn other_types_are_refused() {
+        for value in ["text/plain", "application/xml", "json", "application/+json", "/json", "application/jsonx"] {
+            assert!(matches!(kind(&typed(value), true), Err(BodyError::UnsupportedType)), "{value}");
+        }
+    }
+
+    #[test]
+    fn forms_only_where_the_source_sends_them() {
+        let form = typed("application/x-www-form-urlencoded");
+        assert_eq!(kind(&form, true).unwrap(), BodyKind::Form);
+        assert!(matches!(kind(&form, false), Err(BodyError::UnsupportedType)));
+    }
+
+    #[test]
+    fn declared_length_over_the_limit() {
+        let mut headers = HeaderMap::new();
+        assert!(check_declared_length(&headers, 10).is_ok());
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(check_declared_length(&headers, 10).is_ok());
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("11"));
+        assert!(matches!(check_declared_length(&headers, 10), Err(BodyError::TooLarge)));
+    }
+}

@@ -1,0 +1,170 @@
+//! What the sink receives for one accepted webhook: the [`Delivery`], and the id of the
+//! execution it starts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::Source;
+
+/// Who the service authenticated a delivery as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Caller {
+    /// A bearer API key.
+    ApiKey {
+        /// The key's id (never the key).
+        key_id: Arc<str>,
+        /// The key's tenant.
+        tenant: Arc<str>,
+    },
+    /// The sender's signature, verified with this secret of the trigger's ring.
+    Signature {
+        /// The id of the secret that matched (never the secret).
+        secret_id: Arc<str>,
+    },
+}
+
+/// One accepted delivery, handed to the [`ExecutionSink`](crate::ExecutionSink).
+///
+/// `input` is known to be exactly one valid JSON text: the body as received, `null` for an
+/// empty body, or the JSON object made from a Slack form.
+///
+/// ```
+/// use agent_trigger::{Caller, Delivery, Source};
+/// use bytes::Bytes;
+/// use uuid::Uuid;
+///
+/// let delivery = Delivery::new(
+///     Source::Webhook,
+///     Uuid::now_v7(),
+///     "acme".into(),
+///     Caller::Signature { secret_id: "2026-11".into() },
+///     Bytes::from_static(br#"{"type":"invoice.paid"}"#),
+/// );
+/// assert_eq!(delivery.delivery_id, None);
+/// let input: serde_json::Value = serde_json::from_slice(&delivery.input).unwrap();
+/// assert_eq!(input["type"], "invoice.paid");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The sender.
+    pub source: Source,
+    /// The trigger invoked.
+    pub trigger_id: Uuid,
+    /// The tenant that owns the trigger.
+    pub tenant: Arc<str>,
+    /// Who the service authenticated the request as.
+    pub caller: Caller,
+    /// The sender's id for this delivery, used to recognise redeliveries.
+    pub delivery_id: Option<Box<str>>,
+    /// The event the delivery is about (`jira:issue_created`, `app_mention`, `Issue.create` …).
+    pub action: Option<Box<str>>,
+    /// When the service received the request.
+    pub received_at: SystemTime,
+    /// The agent's input: one valid JSON text.
+    pub input: Bytes,
+}
+
+impl Delivery {
+    /// A delivery received now, with no delivery id and no action.
+    pub fn new(
+        source: Source,
+        trigger_id: Uuid,
+        tenant: Arc<str>,
+        caller: Caller,
+        input: Bytes,
+    ) -> Self {
+        Delivery {
+            source,
+            trigger_id,
+            tenant,
+            caller,
+            delivery_id: None,
+            action: None,
+            received_at: SystemTime::now(),
+            input,
+        }
+    }
+}
+
+/// The id of an execution, as returned in `{"executionId": …}`.
+///
+/// Sinks mint their own; UUIDs (v7 in this crate's sinks) are stored without formatting.
+///
+/// ```
+/// use agent_trigger::ExecutionId;
+/// use uuid::Uuid;
+///
+/// let id = ExecutionId::from(Uuid::nil());
+/// assert_eq!(id.to_string(), "00000000-0000-0000-0000-000000000000");
+/// assert_eq!(id.as_uuid(), Some(Uuid::nil()));
+/// assert_eq!(ExecutionId::from("run-42").to_string(), "run-42");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ExecutionId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Uuid(Uuid),
+    Text(Arc<str>),
+}
+
+impl ExecutionId {
+    /// A fresh time-ordered id (UUID v7).
+    pub fn new_v7() -> Self {
+        ExecutionId(Repr::Uuid(Uuid::now_v7()))
+    }
+
+    /// The id as a UUID, when it is one.
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match &self.0 {
+            Repr::Uuid(id) => Some(*id),
+            Repr::Text(text) => Uuid::try_parse(text).ok(),
+        }
+    }
+}
+
+impl From<Uuid> for ExecutionId {
+    fn from(id: Uuid) -> Self {
+        ExecutionId(Repr::Uuid(id))
+    }
+}
+
+impl From<String> for ExecutionId {
+    fn from(id: String) -> Self {
+        ExecutionId(Repr::Text(id.into()))
+    }
+}
+
+impl From<&str> for ExecutionId {
+    fn from(id: &str) -> Self {
+        ExecutionId(Repr::Text(id.into()))
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Uuid(id) => fmt::Display::fmt(&id.hyphenated(), f),
+            Repr::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl fmt::Debug for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExecutionId({self})")
+    }
+}
+
+impl Serialize for ExecutionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}

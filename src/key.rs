@@ -1,0 +1,173 @@
+//! API keys: generated once, shown once, stored only as SHA-256 digests.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// The fixed prefix of every generated key, so that secret scanners can recognise a leaked one.
+pub const API_KEY_PREFIX: &str = "atk_";
+
+/// The longest bearer token accepted; anything longer is malformed without a store lookup.
+const MAX_TOKEN_LEN: usize = 512;
+
+/// A plaintext API key. Its `Debug` never shows the key; read it with [`ApiKey::expose`].
+///
+/// ```
+/// use agent_trigger::{ApiKey, API_KEY_PREFIX};
+///
+/// let key = ApiKey::generate();
+/// assert!(key.expose().starts_with(API_KEY_PREFIX));
+/// assert!(!format!("{key:?}").contains(key.expose()));
+/// // Only the digest is stored.
+/// let digest = key.digest();
+/// assert_eq!(digest, agent_trigger::KeyDigest::of_token(key.expose()));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// A new random key: the prefix and 256 bits from the operating system's generator.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system has no random number generator to offer, which no supported
+    /// platform lacks.
+    pub fn generate() -> ApiKey {
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).expect("the operating system's random number generator");
+        ApiKey(format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random)))
+    }
+
+    /// Wraps a key that was issued elsewhere (read from the environment, say).
+    pub fn from_plaintext(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// The plaintext, to show to its owner exactly once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The digest under which the key is stored.
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest::of_token(&self.0)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// The SHA-256 digest of an API key, the only form in which a key is stored.
+///
+/// ```
+/// use agent_trigger::KeyDigest;
+///
+/// let digest = KeyDigest::of_token("atk_example");
+/// let hex = digest.to_hex();
+/// assert_eq!(hex.len(), 64);
+/// assert_eq!(KeyDigest::from_hex(&hex), Ok(digest));
+/// assert!(KeyDigest::from_hex("not hex").is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+/// A digest given as text that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidDigest;
+
+impl fmt::Display for InvalidDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key digest is 64 hex digits (the SHA-256 of the key)")
+    }
+}
+
+impl std::error::Error for InvalidDigest {}
+
+impl KeyDigest {
+    /// The digest of a presented token.
+    pub fn of_token(token: &str) -> KeyDigest {
+        KeyDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Parses 64 hex digits, as written in a configuration file.
+    pub fn from_hex(hex_digits: &str) -> Result<KeyDigest, InvalidDigest> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_digits.trim(), &mut bytes).map_err(|_| InvalidDigest)?;
+        Ok(KeyDigest(bytes))
+    }
+
+    /// The digest as 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A digest is not a secret, but a short form is all a log reader needs.
+        write!(f, "KeyDigest({}…)", &hex::encode(&self.0[..4]))
+    }
+}
+
+/// Whether a bearer token is shaped like one at all (RFC 6750 `b64token`, bounded length), so
+/// that garbage is refused without touching the store.
+pub(crate) fn is_well_formed_token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_distinct_prefixed_and_well_formed() {
+        let a = ApiKey::generate();
+        let b = ApiKey::generate();
+        assert_ne!(a, b);
+        assert!(a.expose().starts_with(API_KEY_PREFIX));
+        assert_eq!(a.expose().len(), API_KEY_PREFIX.len() + 43);
+        assert!(is_well_formed_token(a.expose()));
+    }
+
+    #[test]
+    fn digest_is_sha256_of_the_plaintext() {
+        // SHA-256("abc") from FIPS 180-2.
+        assert_eq!(
+            KeyDigest::of_token("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn malformed_tokens() {
+        assert!(!is_well_formed_token(""));
+        assert!(!is_well_formed_token("=="));
+        assert!(!is_well_formed_token("has space"));
+        assert!(!is_well_formed_token("quote\"d"));
+        assert!(!is_well_formed_token(&"a".repeat(MAX_TOKEN_LEN + 1)));
+        assert!(is_well_formed_token("abc=="));
+        assert!(is_well_formed_token("a.b-c_d~e+f/g"));
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let key = ApiKey::from_plaintext("atk_supersecret");
+        assert!(!format!("{key:?}").contains("supersecret"));
+        assert!(!format!("{:?}", key.digest()).contains(&key.digest().to_hex()));
+    }
+}

@@ -1,0 +1,180 @@
+//! An [`ExecutionSink`] that hands executions to the host through a bounded channel and
+//! remembers recent delivery ids.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+use uuid::Uuid;
+
+use crate::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError};
+
+/// The default number of delivery ids remembered for redeliveries.
+const DEFAULT_WINDOW: usize = 100_000;
+/// The default `Retry-After` when the channel is full.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One execution for the host to run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Execution {
+    /// The id the sender was given.
+    pub id: ExecutionId,
+    /// What to run it on.
+    pub delivery: Delivery,
+}
+
+/// A sink that sends each accepted delivery down a bounded tokio channel, with a fresh UUID v7
+/// execution id.
+///
+/// When the channel is full the sender gets `503` with `Retry-After`, and nothing is
+/// remembered. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
+/// the original execution id and starts nothing, even when both copies arrive at once.
+///
+/// ```
+/// use agent_trigger::memory::ChannelSink;
+///
+/// let (sink, mut executions) = ChannelSink::new(1024);
+/// tokio::spawn(async move {
+///     while let Some(execution) = executions.recv().await {
+///         println!("run {} for {}", execution.id, execution.delivery.trigger_id);
+///     }
+/// });
+/// # drop(sink);
+/// ```
+pub struct ChannelSink {
+    sender: mpsc::Sender<Execution>,
+    seen: Mutex<DeliveryWindow>,
+    retry_after: Duration,
+}
+
+impl ChannelSink {
+    /// A sink whose channel holds `capacity` executions, and the receiving end.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is zero, as [`tokio::sync::mpsc::channel`] does.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Execution>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let sink = ChannelSink {
+            sender,
+            seen: Mutex::new(DeliveryWindow::new(DEFAULT_WINDOW)),
+            retry_after: DEFAULT_RETRY_AFTER,
+        };
+        (sink, receiver)
+    }
+
+    /// Remembers the last `ids` delivery ids instead of 100 000.
+    pub fn remember(mut self, ids: usize) -> Self {
+        self.seen = Mutex::new(DeliveryWindow::new(ids));
+        self
+    }
+
+    /// The `Retry-After` sent when the channel is full; default 1 s.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    fn send(&self, execution: Execution) -> Result<(), SinkError> {
+        self.sender.try_send(execution).map_err(|error| match error {
+            TrySendError::Full(_) => SinkError::Unavailable {
+                retry_after: self.retry_after,
+            },
+            TrySendError::Closed(_) => SinkError::internal("the execution receiver was dropped"),
+        })
+    }
+}
+
+impl ExecutionSink for ChannelSink {
+    async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
+        let id = ExecutionId::new_v7();
+        let Some(delivery_id) = delivery.delivery_id.clone() else {
+            self.send(Execution { id: id.clone(), delivery })?;
+            return Ok(Outcome::Started(id));
+        };
+        let key = (delivery.trigger_id, delivery_id);
+        // Check, send and remember under one lock: two copies arriving together start once.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(original) = seen.get(&key) {
+            return Ok(Outcome::Replayed(original.clone()));
+        }
+        self.send(Execution { id: id.clone(), delivery })?;
+        seen.insert(key, id.clone());
+        Ok(Outcome::Started(id))
+    }
+}
+
+impl fmt::Debug for ChannelSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSink")
+            .field("capacity", &self.sender.max_capacity())
+            .field("queued", &(self.sender.max_capacity() - self.sender.capacity()))
+            .finish()
+    }
+}
+
+type DeliveryKey = (Uuid, Box<str>);
+
+/// The most recent delivery ids and their executions, oldest forgotten first.
+struct DeliveryWindow {
+    ids: HashMap<DeliveryKey, ExecutionId>,
+    order: VecDeque<DeliveryKey>,
+    capacity: usize,
+}
+
+impl DeliveryWindow {
+    fn new(capacity: usize) -> Self {
+        DeliveryWindow {
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &DeliveryKey) -> Option<&ExecutionId> {
+        self.ids.get(key)
+    }
+
+    fn insert(&mut self, key: DeliveryKey, id: ExecutionId) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.ids.insert(key, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_forgets_the_oldest() {
+        let mut window = DeliveryWindow::new(2);
+        let trigger = Uuid::now_v7();
+        let key = |id: &str| (trigger, Box::<str>::from(id));
+        window.insert(key("a"), ExecutionId::from("1"));
+        window.insert(key("b"), ExecutionId::from("2"));
+        window.insert(key("c"), ExecutionId::from("3"));
+        assert!(window.get(&key("a")).is_none());
+        assert_eq!(window.get(&key("b")), Some(&ExecutionId::from("2")));
+        assert_eq!(window.get(&key("c")), Some(&ExecutionId::from("3")));
+        assert_eq!(window.ids.len(), 2);
+    }
+
+    #[test]
+    fn zero_window_remembers_nothing() {
+        let mut window = DeliveryWindow::new(0);
+        let key = (Uuid::nil(), Box::<str>::from("a"));
+        window.insert(key.clone(), ExecutionId::from("1"));
+        assert!(window.get(&key).is_none());
+    }
+}

@@ -1,0 +1,230 @@
+//! Every answer the service gives, and the one function that turns it into an HTTP response.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::json::JsonError;
+use crate::signature::SignatureError;
+use crate::source::header::IDEMPOTENT_REPLAYED;
+use crate::validation::{Issue, ValidationError};
+use crate::ExecutionId;
+
+/// The body type of every response the service makes.
+pub type ResponseBody = Full<Bytes>;
+
+/// What the service answers, one variant per row of the contract's pipeline table.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The path is not the route (only [`crate::TriggerService`] answers this; the layer hands
+    /// the request on).
+    NotFound,
+    MethodNotAllowed,
+    InvalidParams(Vec<Issue>),
+    MissingCredentials,
+    InvalidToken,
+    TriggerNotFound,
+    PayloadTooLarge(usize),
+    UnsupportedMediaType { accepts_form: bool },
+    Signature(SignatureError),
+    UnreadableBody,
+    InvalidJson(JsonError),
+    Challenge(Box<str>),
+    Skipped {
+        message: Cow<'static, str>,
+        action: Option<Box<str>>,
+    },
+    Started(ExecutionId),
+    Replayed(ExecutionId),
+    Rejected(String),
+    Unavailable(Duration),
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionBody<'a> {
+    execution_id: &'a ExecutionId,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SkippedBody<'a> {
+    execution_id: &'static str,
+    message: &'a str,
+    action: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChallengeBody<'a> {
+    challenge: &'a str,
+}
+
+impl Answer {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Answer::NotFound | Answer::TriggerNotFound => StatusCode::NOT_FOUND,
+            Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Answer::InvalidParams(_) | Answer::UnreadableBody | Answer::InvalidJson(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Answer::MissingCredentials | Answer::InvalidToken | Answer::Signature(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Answer::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Answer::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Answer::Challenge(_)
+            | Answer::Skipped { .. }
+            | Answer::Started(_)
+            | Answer::Replayed(_)
+            | Answer::Rejected(_) => StatusCode::OK,
+            Answer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short name of the outcome for logs and metrics.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Answer::NotFound => "not_found",
+            Answer::MethodNotAllowed => "method_not_allowed",
+            Answer::InvalidParams(_) => "invalid_params",
+            Answer::MissingCredentials => "missing_credentials",
+            Answer::InvalidToken => "invalid_token",
+            Answer::TriggerNotFound => "trigger_not_found",
+            Answer::PayloadTooLarge(_) => "payload_too_large",
+            Answer::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Answer::Signature(_) => "invalid_signature",
+            Answer::UnreadableBody => "unreadable_body",
+            Answer::InvalidJson(_) => "invalid_json",
+            Answer::Challenge(_) => "challenge",
+            Answer::Skipped { .. } => "skipped",
+            Answer::Started(_) => "started",
+            Answer::Replayed(_) => "replayed",
+            Answer::Rejected(_) => "rejected",
+            Answer::Unavailable(_) => "unavailable",
+            Answer::Internal => "internal_error",
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let body = match &self {
+            Answer::NotFound => Bytes::from_static(br#"{"error":"not found"}"#),
+            Answer::MethodNotAllowed => Bytes::from_static(br#"{"error":"method not allowed"}"#),
+            Answer::InvalidParams(issues) => json(&ValidationError::new(issues)),
+            Answer::MissingCredentials => Bytes::from_static(
+                br#"{"error":"missing credentials: send Authorization: Bearer <api key> or the source's signature"}"#,
+            ),
+            Answer::InvalidToken => Bytes::from_static(br#"{"error":"invalid API key"}"#),
+            Answer::TriggerNotFound => Bytes::from_static(br#"{"error":"trigger not found"}"#),
+            Answer::PayloadTooLarge(limit) => error(&format!(
+                "request body is larger than the limit of {limit} bytes"
+            )),
+            Answer::UnsupportedMediaType { accepts_form: false } => Bytes::from_static(
+                br#"{"error":"unsupported content type: send application/json"}"#,
+            ),
+            Answer::UnsupportedMediaType { accepts_form: true } => Bytes::from_static(
+                br#"{"error":"unsupported content type: send application/json or application/x-www-form-urlencoded"}"#,
+            ),
+            Answer::Signature(reason) => error(&format!("invalid signature: {reason}")),
+            Answer::UnreadableBody => {
+                Bytes::from_static(br#"{"error":"the request body could not be read"}"#)
+            }
+            Answer::InvalidJson(problem) => json(&ValidationError::new(&[Issue::invalid_json(
+                format!("Invalid JSON: {}", problem.message),
+                problem.line,
+                problem.column,
+            )])),
+            Answer::Challenge(challenge) => json(&ChallengeBody { challenge }),
+            Answer::Skipped { message, action } => json(&SkippedBody {
+                execution_id: "skipped",
+                message,
+                action: action.as_deref().unwrap_or(""),
+            }),
+            Answer::Started(id) | Answer::Replayed(id) => json(&ExecutionBody { execution_id: id }),
+            Answer::Rejected(message) => error(message),
+            Answer::Unavailable(_) => Bytes::from_static(
+                br#"{"error":"temporarily unavailable, retry later"}"#,
+            ),
+            Answer::Internal => Bytes::from_static(br#"{"error":"internal error"}"#),
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            Answer::MethodNotAllowed => {
+                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            Answer::MissingCredentials | Answer::Signature(_) => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Answer::InvalidToken => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            Answer::Replayed(_) => {
+                headers.insert(
+                    HeaderName::from_static(IDEMPOTENT_REPLAYED),
+                    HeaderValue::from_static("true"),
+                );
+            }
+            Answer::Unavailable(retry_after) => {
+                // At least one second: `Retry-After: 0` invites an immediate retry storm.
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+fn json(value: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("response bodies serialise"))
+}
+
+fn error(message: &str) -> Bytes {
+    json(&ErrorBody { error: message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_is_uncacheable_json() {
+        let answers = [
+            Answer::NotFound,
+            Answer::MethodNotAllowed,
+            Answer::InvalidToken,
+            Answer::Unavailable(Duration::ZERO),
+            Answer::Internal,
+            Answer::Started(ExecutionId::new_v7()),
+        ];
+        for answer in answers {
+            let response = answer.into_response();
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_never_zero() {
+        let response = Answer::Unavailable(Duration::ZERO).into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,336 @@
+//! The request pipeline, top to bottom in the contract's order. Each step is a call into the
+//! module that owns it; this file only sequences them and maps their failures to answers.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use http_body::Body;
+use uuid::Uuid;
+
+use crate::body::{self, BodyError, BodyKind};
+use crate::credentials::{self, Credentials, CredentialsError};
+use crate::event::Event;
+use crate::json;
+use crate::key::is_well_formed_token;
+use crate::response::{Answer, ResponseBody};
+use crate::route::{self, Prefix};
+use crate::signature::{self, Presented, SignatureError};
+use crate::source::{BodyTimestamp, Source, SourceSpec};
+use crate::{
+    BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
+};
+
+/// What the service was configured with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) prefix: Prefix,
+    pub(crate) body_limit: usize,
+    pub(crate) backend_timeout: Duration,
+    pub(crate) retry_after: Duration,
+}
+
+/// Everything a request needs, shared by all clones of the service.
+#[derive(Debug)]
+pub(crate) struct Shared<E, A> {
+    pub(crate) sink: E,
+    pub(crate) store: A,
+    pub(crate) settings: Settings,
+}
+
+/// The outcome of the steps that need no I/O.
+#[derive(Debug)]
+pub(crate) enum Routing {
+    /// Not this service's path.
+    Elsewhere,
+    /// Answered already (405, 400).
+    Answer(Answer),
+    /// A delivery to run through the rest of the pipeline.
+    Deliver { source: Source, trigger_id: Uuid },
+}
+
+/// Steps *route*, *method* and *path params*.
+pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing {
+    let Some((source, trigger_id)) = settings.prefix.match_path(path) else {
+        return Routing::Elsewhere;
+    };
+    if method != Method::POST {
+        return Routing::Answer(Answer::MethodNotAllowed);
+    }
+    match route::parse_params(source, trigger_id) {
+        Ok((source, trigger_id)) => Routing::Deliver { source, trigger_id },
+        Err(issues) => Routing::Answer(Answer::InvalidParams(issues)),
+    }
+}
+
+/// The remaining steps, from *credentials* to *sink*, and the response.
+pub(crate) async fn deliver<E, A, B>(
+    shared: Arc<Shared<E, A>>,
+    request: Request<B>,
+    source: Source,
+    trigger_id: Uuid,
+) -> Response<ResponseBody>
+where
+    E: ExecutionSink,
+    A: KeyStore,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let answer = match accept(&shared, request, source, trigger_id).await {
+        Ok(answer) | Err(answer) => answer,
+    };
+    tracing::debug!(
+        source = source.as_str(),
+        trigger_id = %trigger_id,
+        outcome = answer.outcome(),
+        status = answer.status().as_u16(),
+        "webhook delivery"
+    );
+    answer.into_response()
+}
+
+/// `Ok` and `Err` are both answers; `Err` is the early exit of a failed check.
+async fn accept<E, A, B>(
+    shared: &Shared<E, A>,
+    request: Request<B>,
+    source: Source,
+    trigger_id: Uuid,
+) -> Result<Answer, Answer>
+where
+    E: ExecutionSink,
+    A: KeyStore,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let spec = source.spec();
+    let limit = shared.settings.body_limit;
+    let received_at = SystemTime::now();
+
+    // credentials
+    let credentials = credentials::extract(headers, source).map_err(|error| match error {
+        CredentialsError::Missing => Answer::MissingCredentials,
+        CredentialsError::Signature(reason) => Answer::Signature(reason),
+    })?;
+
+    // API key, trigger
+    let (trigger, key_caller) = match &credentials {
+        Credentials::Bearer(token) => {
+            let (trigger, caller) = authorize_key(shared, token, source, trigger_id, received_at).await?;
+            (trigger, Some(caller))
+        }
+        Credentials::Signature(_) => (signed_trigger(shared, source, trigger_id, received_at).await?, None),
+    };
+
+    // size, content type (headers only), then the body itself within the limit
+    body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
+    let kind = body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))?;
+    let raw = body::read(body, limit).await.map_err(|error| body_answer(error, limit, spec))?;
+
+    // signature
+    let caller = match (&credentials, key_caller) {
+        (_, Some(caller)) => caller,
+        (Credentials::Signature(presented), None) => {
+            verify_signature(presented, &trigger, &raw, received_at)?
+        }
+        (Credentials::Bearer(_), None) => unreachable!("a bearer key always yields its caller"),
+    };
+
+    // JSON
+    let (input, event) = decode(spec, headers, kind, raw)?;
+    if matches!(credentials, Credentials::Signature(_)) {
+        check_body_timestamp(spec, &trigger, &event, received_at)?;
+    }
+
+    // handshake
+    if let Some(challenge) = event.challenge {
+        return Ok(Answer::Challenge(challenge));
+    }
+    // disabled
+    if !trigger.is_enabled() {
+        return Ok(skipped("trigger is disabled", event.action));
+    }
+    // filter
+    if event.from_bot {
+        return Ok(skipped("bot messages are ignored", event.action));
+    }
+    if let Some(allowlist) = trigger.allowlist() {
+        if !event.action.as_deref().is_some_and(|action| allowlist.allows(action)) {
+            return Ok(skipped("action is not in the trigger's allowlist", event.action));
+        }
+    }
+
+    // duplicate, sink
+    let delivery = Delivery {
+        source,
+        trigger_id,
+        tenant: trigger.shared_tenant(),
+        caller,
+        delivery_id: event.delivery_id,
+        action: event.action,
+        received_at,
+        input,
+    };
+    submit(shared, delivery).await
+}
+
+/// Steps *API key* and *trigger* for a bearer token.
+async fn authorize_key<E, A: KeyStore>(
+    shared: &Shared<E, A>,
+    token: &str,
+    source: Source,
+    trigger_id: Uuid,
+    now: SystemTime,
+) -> Result<(Arc<Trigger>, Caller), Answer> {
+    if !is_well_formed_token(token) {
+        return Err(Answer::InvalidToken);
+    }
+    let key = within_deadline(shared, shared.store.api_key(KeyDigest::of_token(token)))
+        .await?
+        .map_err(|error| internal("key store", &error))?
+        .filter(|key| key.is_usable(now))
+        .ok_or(Answer::InvalidToken)?;
+    let trigger = within_deadline(shared, shared.store.trigger(trigger_id))
+        .await?
+        .map_err(|error| internal("key store", &error))?
+        .filter(|trigger| trigger.source() == source && key.may_invoke(trigger))
+        .ok_or(Answer::TriggerNotFound)?;
+    let caller = Caller::ApiKey {
+        key_id: key.shared_id(),
+        tenant: key.shared_tenant(),
+    };
+    Ok((trigger, caller))
+}
+
+/// Step *trigger* for a signed request: an unknown trigger, one of another source, or one
+/// without an active secret gets the very answer a wrong signature gets.
+async fn signed_trigger<E, A: KeyStore>(
+    shared: &Shared<E, A>,
+    source: Source,
+    trigger_id: Uuid,
+    now: SystemTime,
+) -> Result<Arc<Trigger>, Answer> {
+    within_deadline(shared, shared.store.trigger(trigger_id))
+        .await?
+        .map_err(|error| internal("key store", &error))?
+        .filter(|trigger| trigger.source() == source && trigger.has_active_secret(now))
+        .ok_or(Answer::Signature(SignatureError::Mismatch))
+}
+
+/// Step *signature*: the HMAC over the raw bytes, then a header timestamp's window.
+fn verify_signature(
+    presented: &Presented<'_>,
+    trigger: &Trigger,
+    raw: &[u8],
+    now: SystemTime,
+) -> Result<Caller, Answer> {
+    let secret = presented
+        .matching_secret(trigger.secrets(), raw, now)
+        .map_err(Answer::Signature)?;
+    if let Some(seconds) = presented.header_timestamp() {
+        signature::check_window(i128::from(seconds) * 1000, now, trigger.effective_replay_window())
+            .map_err(Answer::Signature)?;
+    }
+    tracing::debug!(trigger_id = %trigger.id(), secret_id = secret.id(), "signature verified");
+    Ok(Caller::Signature {
+        secret_id: secret.shared_id(),
+    })
+}
+
+/// Linear signs its timestamp inside the body, so its window is checked once the body is read.
+fn check_body_timestamp(
+    spec: &SourceSpec,
+    trigger: &Trigger,
+    event: &Event,
+    now: SystemTime,
+) -> Result<(), Answer> {
+    if let BodyTimestamp::Millis(_) = spec.body_timestamp {
+        let millis = event
+            .body_timestamp_millis
+            .ok_or(Answer::Signature(SignatureError::MissingTimestamp))?;
+        signature::check_window(millis as i128, now, trigger.effective_replay_window())
+            .map_err(Answer::Signature)?;
+    }
+    Ok(())
+}
+
+/// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body.
+fn decode(
+    spec: &SourceSpec,
+    headers: &HeaderMap,
+    kind: BodyKind,
+    raw: Bytes,
+) -> Result<(Bytes, Event), Answer> {
+    match kind {
+        BodyKind::Form => {
+            let form = crate::form::decode(&raw).map_err(Answer::InvalidJson)?;
+            Ok((form.json, Event::from_form(headers, form.action)))
+        }
+        BodyKind::Json if raw.is_empty() => {
+            let event = Event::from_json(spec, headers, &json::Fields::empty());
+            Ok((Bytes::from_static(b"null"), event))
+        }
+        BodyKind::Json => {
+            let event = {
+                let fields = json::scan(&raw, spec.body_fields).map_err(Answer::InvalidJson)?;
+                Event::from_json(spec, headers, &fields)
+            };
+            Ok((raw, event))
+        }
+    }
+}
+
+/// Steps *duplicate* and *sink*: the sink recognises redeliveries itself.
+async fn submit<E: ExecutionSink, A>(shared: &Shared<E, A>, delivery: Delivery) -> Result<Answer, Answer> {
+    let outcome = within_deadline(shared, shared.sink.submit(delivery)).await?;
+    Ok(match outcome {
+        Ok(Outcome::Started(id)) => Answer::Started(id),
+        Ok(Outcome::Replayed(id)) => Answer::Replayed(id),
+        Ok(Outcome::Skipped { message, action }) => Answer::Skipped {
+            message: Cow::Owned(message),
+            action: action.map(String::into_boxed_str),
+        },
+        Ok(Outcome::Rejected(message)) => Answer::Rejected(message),
+        Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
+        Err(SinkError::Internal(cause)) => internal("execution sink", &cause),
+    })
+}
+
+fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {
+    Answer::Skipped {
+        message: Cow::Borrowed(message),
+        action,
+    }
+}
+
+fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
+    match error {
+        BodyError::TooLarge => Answer::PayloadTooLarge(limit),
+        BodyError::UnsupportedType => Answer::UnsupportedMediaType {
+            accepts_form: spec.accepts_form,
+        },
+        BodyError::Unreadable(cause) => {
+            tracing::debug!(error = %cause, "request body could not be read");
+            Answer::UnreadableBody
+        }
+    }
+}
+
+/// A backend that does not answer in time is treated as temporarily unavailable.
+async fn within_deadline<E, A, T>(shared: &Shared<E, A>, work: impl Future<Output = T>) -> Result<T, Answer> {
+    let settings = &shared.settings;
+    tokio::time::timeout(settings.backend_timeout, work).await.map_err(|_| {
+        tracing::warn!(timeout = ?settings.backend_timeout, "backend did not answer in time");
+        Answer::Unavailable(settings.retry_after)
+    })
+}
+
+/// Logs the cause; the caller sees only "internal error".
+fn internal(backend: &'static str, cause: &dyn std::fmt::Display) -> Answer {
+    tracing::error!(backend, error = %cause, "backend failure");
+    Answer::Internal
+}

@@ -1,0 +1,269 @@
+//! Verifying a sender's signature over the raw bytes as received.
+//!
+//! One verifier per scheme ([`hex`], [`slack`], [`standard`]); the source table in
+//! [`crate::source`] says which scheme each sender uses. Verification is split in two so that the
+//! pipeline can answer without an oracle: the headers are parsed first, before the trigger is
+//! looked up (a malformed header is refused the same way whether the trigger exists or not),
+//! then the HMAC is checked against the trigger's ring, and only then the replay window, so that
+//! only a holder of the secret learns that a timestamp was stale.
+//!
+//! [`verify`] runs all of it for one request, and [`sign`] produces the headers a sender would,
+//! for tests and for hosts that relay deliveries.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use agent_trigger::{signature, SigningSecret, Source};
+//!
+//! let secret = SigningSecret::new("2026-11", "8f742231b10e8888abcd99yyyzzz85a5").unwrap();
+//! let body = br#"{"type":"event_callback","event":{"type":"app_mention"}}"#;
+//! let now = SystemTime::now();
+//! let headers = signature::sign(Source::Slack, &secret, body, now, "").unwrap();
+//! let ring = [secret];
+//! let matched = signature::verify(Source::Slack, &ring, &headers, body, now, None).unwrap();
+//! assert_eq!(matched.id(), "2026-11");
+//! // One byte changed and it no longer verifies.
+//! let tampered = br#"{"type":"event_callback","event":{"type":"app_mentioN"}}"#;
+//! assert!(signature::verify(Source::Slack, &ring, &headers, tampered, now, None).is_err());
+//! ```
+
+pub(crate) mod hex;
+pub(crate) mod slack;
+pub(crate) mod standard;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use subtle::ConstantTimeEq;
+
+use crate::SigningSecret;
+use crate::json;
+use crate::secret::HmacSha256;
+use crate::source::{BodyTimestamp, Scheme, Source};
+
+/// Why a delivery's signature was refused. The `Display` text is what the caller sees: it names
+/// the reason, never a secret or the expected value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// A header the scheme needs is absent.
+    MissingHeader(&'static str),
+    /// A header is present but not in the scheme's format.
+    MalformedHeader(&'static str),
+    /// No active secret of the trigger produces the presented signature. Also the answer when
+    /// the trigger is unknown or has no secrets, so that triggers cannot be probed.
+    Mismatch,
+    /// The signed timestamp is missing from the body (Linear's `webhookTimestamp`).
+    MissingTimestamp,
+    /// The signed timestamp is further from now than the replay window allows.
+    OutsideReplayWindow,
+    /// The source has no signature scheme (`jira-automation` uses bearer keys).
+    Unsigned,
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureError::MissingHeader(name) => write!(f, "missing {name} header"),
+            SignatureError::MalformedHeader(name) => write!(f, "malformed {name} header"),
+            SignatureError::Mismatch => f.write_str("signature does not match"),
+            SignatureError::MissingTimestamp => f.write_str("missing signed timestamp"),
+            SignatureError::OutsideReplayWindow => {
+                f.write_str("timestamp outside the replay window")
+            }
+            SignatureError::Unsigned => f.write_str("this source does not sign its deliveries"),
+        }
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+/// A signature as presented in a request's headers, parsed but not yet checked.
+#[derive(Debug)]
+pub(crate) enum Presented<'h> {
+    Hex(hex::HexSignature),
+    Slack(slack::SlackSignature<'h>),
+    Standard(standard::StandardSignature<'h>),
+}
+
+impl<'h> Presented<'h> {
+    /// Parses the scheme's headers; fails on absent or malformed ones.
+    pub(crate) fn parse(scheme: &Scheme, headers: &'h HeaderMap) -> Result<Self, SignatureError> {
+        Ok(match scheme {
+            Scheme::HexHmac { header, prefix } => {
+                Presented::Hex(hex::HexSignature::parse(headers, header, *prefix)?)
+            }
+            Scheme::SlackV0 => Presented::Slack(slack::SlackSignature::parse(headers)?),
+            Scheme::StandardWebhooks => {
+                Presented::Standard(standard::StandardSignature::parse(headers)?)
+            }
+        })
+    }
+
+    /// The first active secret of the ring whose HMAC over `body` matches.
+    pub(crate) fn matching_secret<'s>(
+        &self,
+        secrets: &'s [SigningSecret],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<&'s SigningSecret, SignatureError> {
+        secrets
+            .iter()
+            .filter(|secret| secret.is_active(now))
+            .find(|secret| match self {
+                Presented::Hex(signature) => signature.is_made_with(secret, body),
+                Presented::Slack(signature) => signature.is_made_with(secret, body),
+                Presented::Standard(signature) => signature.is_made_with(secret, body),
+            })
+            .ok_or(SignatureError::Mismatch)
+    }
+
+    /// The signed timestamp carried in the headers, in Unix seconds.
+    pub(crate) fn header_timestamp(&self) -> Option<i64> {
+        match self {
+            Presented::Hex(_) => None,
+            Presented::Slack(signature) => Some(signature.timestamp),
+            Presented::Standard(signature) => Some(signature.timestamp),
+        }
+    }
+}
+
+/// Refuses a signed timestamp (Unix milliseconds) further than `window` from `now`, in either
+/// direction. No window means no check.
+pub(crate) fn check_window(
+    timestamp_millis: i128,
+    now: SystemTime,
+    window: Option<Duration>,
+) -> Result<(), SignatureError> {
+    let Some(window) = window else {
+        return Ok(());
+    };
+    let now_millis = unix_millis(now);
+    if (now_millis - timestamp_millis).unsigned_abs() <= window.as_millis() {
+        Ok(())
+    } else {
+        Err(SignatureError::OutsideReplayWindow)
+    }
+}
+
+fn unix_millis(at: SystemTime) -> i128 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_millis() as i128,
+        Err(before) => -(before.duration().as_millis() as i128),
+    }
+}
+
+/// Whether a 32-byte tag equals the MAC's result, in constant time.
+fn tag_matches(mac: HmacSha256, presented: &[u8; 32]) -> bool {
+    use hmac::Mac;
+    mac.finalize().into_bytes().as_slice().ct_eq(presented).into()
+}
+
+/// Verifies one request of `source` against a ring of secrets: headers, HMAC over the raw
+/// `body`, then the replay window (the source's default when `replay_window` is `None`).
+/// Returns the secret that matched.
+pub fn verify<'s>(
+    source: Source,
+    secrets: &'s [SigningSecret],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+    replay_window: Option<Duration>,
+) -> Result<&'s SigningSecret, SignatureError> {
+    let spec = source.spec();
+    let scheme = spec.scheme.as_ref().ok_or(SignatureError::Unsigned)?;
+    let presented = Presented::parse(scheme, headers)?;
+    let matched = presented.matching_secret(secrets, body, now)?;
+    let window = replay_window.or(spec.replay_window);
+    if let Some(seconds) = presented.header_timestamp() {
+        check_window(i128::from(seconds) * 1000, now, window)?;
+    }
+    if let BodyTimestamp::Millis(field) = spec.body_timestamp {
+        let fields = json::scan(body, field).map_err(|_| SignatureError::MissingTimestamp)?;
+        let millis = fields.number(field[0]).ok_or(SignatureError::MissingTimestamp)?;
+        check_window(millis as i128, now, window)?;
+    }
+    Ok(matched)
+}
+
+/// The headers `source` would send with `body`, signed with `secret` at `timestamp`.
+/// `message_id` is the Standard Webhooks `webhook-id` (ignored by other sources). Linear signs
+/// its timestamp inside the body, so for Linear put `webhookTimestamp` in `body` yourself.
+///
+/// Returns `None` for a source without a signature scheme.
+pub fn sign(
+    source: Source,
+    secret: &SigningSecret,
+    body: &[u8],
+    timestamp: SystemTime,
+    message_id: &str,
+) -> Option<HeaderMap> {
+    let seconds = unix_millis(timestamp).div_euclid(1000) as i64;
+    let mut headers = HeaderMap::new();
+    let pairs = match source.spec().scheme.as_ref()? {
+        Scheme::HexHmac { header, prefix } => {
+            vec![(HeaderName::from_static(header), hex::sign(secret, body, *prefix))]
+        }
+        Scheme::SlackV0 => slack::sign(secret, body, seconds),
+        Scheme::StandardWebhooks => standard::sign(secret, body, seconds, message_id)?,
+    };
+    for (name, value) in pairs {
+        headers.insert(name, HeaderValue::from_str(&value).ok()?);
+    }
+    Some(headers)
+}
+
+/// A header's value as text, or the scheme's error naming it.
+fn header_text<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<&'h str, SignatureError> {
+    let value = headers.get(name).ok_or(SignatureError::MissingHeader(name))?;
+    value
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| SignatureError::MalformedHeader(name))
+}
+
+/// Decodes exactly 64 hex digits.
+fn decode_hex_tag(text: &str) -> Option<[u8; 32]> {
+    let mut tag = [0u8; 32];
+    ::hex::decode_to_slice(text, &mut tag).ok()?;
+    Some(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_symmetric_and_inclusive() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let window = Some(Duration::from_secs(300));
+        let at = |seconds: i128| seconds * 1000;
+        assert!(check_window(at(1_000_000), now, window).is_ok());
+        assert!(check_window(at(1_000_300), now, window).is_ok());
+        assert!(check_window(at(999_700), now, window).is_ok());
+        assert_eq!(
+            check_window(at(1_000_301), now, window),
+            Err(SignatureError::OutsideReplayWindow)
+        );
+        assert_eq!(
+            check_window(at(999_699), now, window),
+            Err(SignatureError::OutsideReplayWindow)
+        );
+        assert!(check_window(0, now, None).is_ok());
+    }
+
+    #[test]
+    fn unsigned_source_cannot_verify_or_sign() {
+        let secret = SigningSecret::new("s", "k").unwrap();
+        let ring = [secret.clone()];
+        let now = SystemTime::now();
+        assert_eq!(
+            verify(Source::JiraAutomation, &ring, &HeaderMap::new(), b"{}", now, None).unwrap_err(),
+            SignatureError::Unsigned
+        );
+        assert!(sign(Source::JiraAutomation, &secret, b"{}", now, "").is_none());
+    }
+}

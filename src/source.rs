@@ -1,0 +1,363 @@
+//! The seven webhook senders and what the pipeline knows about each of them.
+//!
+//! Sources are data: [`Source::spec`] returns one table row per sender saying how it signs its
+//! deliveries, where its delivery id and its event action live, and how long its replay window
+//! is. The pipeline reads the row; nothing else in the crate matches on a source by name.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::json::FieldPath;
+
+
+/// A webhook sender, the `{source}` segment of `POST /api/trigger/{source}/{triggerId}`.
+///
+/// Parsing is case-sensitive and accepts exactly the seven names of the spec.
+///
+/// ```
+/// use agent_trigger::Source;
+///
+/// let source: Source = "jira-automation".parse().unwrap();
+/// assert_eq!(source, Source::JiraAutomation);
+/// assert_eq!(source.as_str(), "jira-automation");
+/// assert!("Jira".parse::<Source>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Jira Cloud admin webhooks, signed with `X-Hub-Signature`.
+    Jira,
+    /// Jira Automation "Send web request" rules, authenticated by a bearer key.
+    JiraAutomation,
+    /// Slack Events API, slash commands and interactivity, signed with `X-Slack-Signature`.
+    Slack,
+    /// Linear webhooks, signed with `Linear-Signature`.
+    Linear,
+    /// Any sender that speaks Standard Webhooks (`webhook-signature`).
+    Webhook,
+    /// Bugcrowd webhooks, signed with `X-Bugcrowd-Digest`.
+    Bugcrowd,
+    /// HackerOne webhooks, signed with `X-H1-Signature`.
+    Hackerone,
+}
+
+/// The error of parsing a [`Source`] from a name that is not one of the seven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownSource;
+
+impl fmt::Display for UnknownSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown webhook source")
+    }
+}
+
+impl std::error::Error for UnknownSource {}
+
+impl Source {
+    /// Every source, in the order the spec lists them.
+    pub const ALL: [Source; 7] = [
+        Source::Jira,
+        Source::JiraAutomation,
+        Source::Slack,
+        Source::Linear,
+        Source::Webhook,
+        Source::Bugcrowd,
+        Source::Hackerone,
+    ];
+
+    /// The name used in the path.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Jira => "jira",
+            Source::JiraAutomation => "jira-automation",
+            Source::Slack => "slack",
+            Source::Linear => "linear",
+            Source::Webhook => "webhook",
+            Source::Bugcrowd => "bugcrowd",
+            Source::Hackerone => "hackerone",
+        }
+    }
+
+    /// The replay window that applies when a trigger does not set its own, or `None` when the
+    /// sender signs no timestamp.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use agent_trigger::Source;
+    ///
+    /// assert_eq!(Source::Slack.default_replay_window(), Some(Duration::from_secs(300)));
+    /// assert_eq!(Source::Jira.default_replay_window(), None);
+    /// ```
+    pub fn default_replay_window(self) -> Option<Duration> {
+        self.spec().replay_window
+    }
+
+    /// Whether this sender can authenticate by its own signature, besides a bearer key.
+    ///
+    /// ```
+    /// use agent_trigger::Source;
+    ///
+    /// assert!(Source::Linear.is_signed());
+    /// assert!(!Source::JiraAutomation.is_signed());
+    /// ```
+    pub fn is_signed(self) -> bool {
+        self.spec().scheme.is_some()
+    }
+
+    /// This source's row of the table.
+    pub(crate) fn spec(self) -> &'static SourceSpec {
+        match self {
+            Source::Jira => &JIRA,
+            Source::JiraAutomation => &JIRA_AUTOMATION,
+            Source::Slack => &SLACK,
+            Source::Linear => &LINEAR,
+            Source::Webhook => &WEBHOOK,
+            Source::Bugcrowd => &BUGCROWD,
+            Source::Hackerone => &HACKERONE,
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = UnknownSource;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Source::ALL
+            .into_iter()
+            .find(|source| source.as_str() == name)
+            .ok_or(UnknownSource)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Header names the sources use.
+pub(crate) mod header {
+    pub(crate) const HUB_SIGNATURE: &str = "x-hub-signature";
+    pub(crate) const ATLASSIAN_WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
+    pub(crate) const SLACK_SIGNATURE: &str = "x-slack-signature";
+    pub(crate) const SLACK_TIMESTAMP: &str = "x-slack-request-timestamp";
+    pub(crate) const LINEAR_SIGNATURE: &str = "linear-signature";
+    pub(crate) const LINEAR_DELIVERY: &str = "linear-delivery";
+    pub(crate) const H1_SIGNATURE: &str = "x-h1-signature";
+    pub(crate) const H1_DELIVERY: &str = "x-h1-delivery";
+    pub(crate) const H1_EVENT: &str = "x-h1-event";
+    pub(crate) const BUGCROWD_DIGEST: &str = "x-bugcrowd-digest";
+    pub(crate) const WEBHOOK_ID: &str = "webhook-id";
+    pub(crate) const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+    pub(crate) const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+    pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+}
+
+/// How a sender signs: one verifier per scheme, shared by the sources that use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// HMAC-SHA256 of the raw body as hex in one header, with or without a `sha256=` prefix.
+    HexHmac {
+        header: &'static str,
+        prefix: HexPrefix,
+    },
+    /// Slack's `v0=` HMAC over `v0:{timestamp}:{body}`, timestamp in its own header.
+    SlackV0,
+    /// Standard Webhooks: `{id}.{timestamp}.{body}`, base64 signatures, `whsec_` secrets.
+    StandardWebhooks,
+}
+
+/// Whether a hex signature carries the `sha256=` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HexPrefix {
+    /// `sha256=<hex>` only.
+    Required,
+    /// `sha256=<hex>` or bare `<hex>`.
+    Optional,
+    /// bare `<hex>` only.
+    None,
+}
+
+/// Where a timestamp that bounds replays comes from, when the scheme does not carry one itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyTimestamp {
+    /// No timestamp beyond the scheme's own.
+    None,
+    /// A body field holding Unix milliseconds (Linear's `webhookTimestamp`), as the one-entry
+    /// field list that [`crate::json::scan`] takes.
+    Millis(&'static [FieldPath; 1]),
+}
+
+/// Where a sender puts its delivery id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryIdFrom {
+    /// The sender has none of its own (the `Idempotency-Key` fallback still applies).
+    None,
+    /// A request header.
+    Header(&'static str),
+    /// A top-level string field of the JSON body.
+    BodyField(&'static str),
+}
+
+/// Where a sender names the event that a delivery is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActionFrom {
+    /// A request header.
+    Header(&'static str),
+    /// The first of these body paths that holds a string.
+    BodyPath(&'static [&'static [&'static str]]),
+    /// Two top-level body strings joined with a dot (Linear's `Issue.create`).
+    TypeDotAction(&'static str, &'static str),
+    /// Slack: `event.type` for events, `command` for slash commands, `payload.type` for
+    /// interactivity (the form cases are handled by the form decoder).
+    Slack,
+}
+
+/// One row of the source table.
+#[derive(Debug)]
+pub(crate) struct SourceSpec {
+    pub(crate) scheme: Option<Scheme>,
+    pub(crate) replay_window: Option<Duration>,
+    pub(crate) body_timestamp: BodyTimestamp,
+    pub(crate) delivery_id: DeliveryIdFrom,
+    pub(crate) action: ActionFrom,
+    /// Slack also posts `application/x-www-form-urlencoded` (slash commands, interactivity).
+    pub(crate) accepts_form: bool,
+    /// Reads Slack Events API envelopes: the `url_verification` handshake, and bot messages
+    /// skipped to avoid loops.
+    pub(crate) slack_events: bool,
+    /// Every JSON body field the row above reads, picked out in the one validating pass.
+    pub(crate) body_fields: &'static [FieldPath],
+}
+
+const JIRA: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::HexHmac {
+        header: header::HUB_SIGNATURE,
+        prefix: HexPrefix::Required,
+    }),
+    replay_window: None,
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::Header(header::ATLASSIAN_WEBHOOK_IDENTIFIER),
+    action: ActionFrom::BodyPath(&[&["webhookEvent"]]),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[&["webhookEvent"]],
+};
+
+const JIRA_AUTOMATION: SourceSpec = SourceSpec {
+    scheme: None,
+    replay_window: None,
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::None,
+    action: ActionFrom::BodyPath(&[&["webhookEvent"], &["action"]]),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[&["webhookEvent"], &["action"]],
+};
+
+const SLACK: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::SlackV0),
+    replay_window: Some(Duration::from_secs(300)),
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::BodyField("event_id"),
+    action: ActionFrom::Slack,
+    accepts_form: true,
+    slack_events: true,
+    body_fields: &[
+        &["type"],
+        &["challenge"],
+        &["event_id"],
+        &["event", "type"],
+        &["event", "bot_id"],
+        &["event", "subtype"],
+    ],
+};
+
+const LINEAR: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::HexHmac {
+        header: header::LINEAR_SIGNATURE,
+        prefix: HexPrefix::None,
+    }),
+    replay_window: Some(Duration::from_secs(60)),
+    body_timestamp: BodyTimestamp::Millis(&[&["webhookTimestamp"]]),
+    delivery_id: DeliveryIdFrom::Header(header::LINEAR_DELIVERY),
+    action: ActionFrom::TypeDotAction("type", "action"),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[&["type"], &["action"], &["webhookTimestamp"]],
+};
+
+const WEBHOOK: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::StandardWebhooks),
+    replay_window: Some(Duration::from_secs(300)),
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::Header(header::WEBHOOK_ID),
+    action: ActionFrom::BodyPath(&[&["type"]]),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[&["type"]],
+};
+
+// Bugcrowd's public docs do not pin the digest format; both forms are accepted here, and this
+// row is the one place to change if that ever needs adjusting.
+const BUGCROWD: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::HexHmac {
+        header: header::BUGCROWD_DIGEST,
+        prefix: HexPrefix::Optional,
+    }),
+    replay_window: None,
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::None,
+    action: ActionFrom::BodyPath(&[&["data", "attributes", "key"]]),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[&["data", "attributes", "key"]],
+};
+
+const HACKERONE: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::HexHmac {
+        header: header::H1_SIGNATURE,
+        prefix: HexPrefix::Required,
+    }),
+    replay_window: None,
+    body_timestamp: BodyTimestamp::None,
+    delivery_id: DeliveryIdFrom::Header(header::H1_DELIVERY),
+    action: ActionFrom::Header(header::H1_EVENT),
+    accepts_form: false,
+    slack_events: false,
+    body_fields: &[],
+};
+
+impl Scheme {
+    /// The header whose presence means "this request relies on a signature".
+    pub(crate) fn signature_header(&self) -> &'static str {
+        match self {
+            Scheme::HexHmac { header, .. } => header,
+            Scheme::SlackV0 => header::SLACK_SIGNATURE,
+            Scheme::StandardWebhooks => header::WEBHOOK_SIGNATURE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_case_sensitive() {
+        for source in Source::ALL {
+            assert_eq!(source.as_str().parse::<Source>(), Ok(source));
+            assert_eq!(source.to_string(), source.as_str());
+        }
+        assert_eq!("SLACK".parse::<Source>(), Err(UnknownSource));
+        assert_eq!("github".parse::<Source>(), Err(UnknownSource));
+        assert_eq!("".parse::<Source>(), Err(UnknownSource));
+    }
+
+    #[test]
+    fn only_jira_automation_is_unsigned() {
+        let unsigned: Vec<_> = Source::ALL.into_iter().filter(|s| !s.is_signed()).collect();
+        assert_eq!(unsigned, [Source::JiraAutomation]);
+    }
+}

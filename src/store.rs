@@ -1,0 +1,386 @@
+//! The host's storage of API keys and triggers, behind the [`KeyStore`] trait.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::{BoxError, KeyDigest, SigningSecret, Source};
+
+/// Where the service looks up API keys and triggers.
+///
+/// Implemented by [`MemoryKeyStore`](crate::memory::MemoryKeyStore) and by hosts over their own
+/// database. Methods return `Send` futures, so a store can do I/O; records come back in an
+/// [`Arc`] so that a cached record costs no copy per request.
+///
+/// ```
+/// use std::sync::Arc;
+/// use agent_trigger::{ApiKeyRecord, KeyDigest, KeyStore, StoreError, Trigger};
+/// use uuid::Uuid;
+///
+/// /// A store that knows no keys and no triggers.
+/// struct Empty;
+///
+/// impl KeyStore for Empty {
+///     async fn api_key(&self, _digest: KeyDigest) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+///         Ok(None)
+///     }
+///     async fn trigger(&self, _id: Uuid) -> Result<Option<Arc<Trigger>>, StoreError> {
+///         Ok(None)
+///     }
+/// }
+/// ```
+pub trait KeyStore: Send + Sync + 'static {
+    /// The key whose plaintext has this SHA-256 digest, revoked and expired ones included (the
+    /// service checks those), or `None` when no key has it.
+    fn api_key(
+        &self,
+        digest: KeyDigest,
+    ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, StoreError>> + Send;
+
+    /// The trigger with this id, or `None`.
+    fn trigger(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Arc<Trigger>>, StoreError>> + Send;
+}
+
+impl<S: KeyStore> KeyStore for Arc<S> {
+    fn api_key(
+        &self,
+        digest: KeyDigest,
+    ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, StoreError>> + Send {
+        (**self).api_key(digest)
+    }
+
+    fn trigger(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Arc<Trigger>>, StoreError>> + Send {
+        (**self).trigger(id)
+    }
+}
+
+/// A failure of the key store. The service answers `500` and logs the cause; the caller never
+/// sees it.
+#[derive(Debug)]
+pub struct StoreError(BoxError);
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(cause: impl Into<BoxError>) -> Self {
+        StoreError(cause.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key store failure: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Which triggers an API key may invoke, always within its own tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every trigger of the key's tenant.
+    Tenant,
+    /// Only these triggers (of the key's tenant).
+    Triggers(Vec<Uuid>),
+}
+
+/// A stored API key: never the plaintext, only what the service needs to decide.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use agent_trigger::{ApiKeyRecord, KeyScope};
+/// use uuid::Uuid;
+///
+/// let only = Uuid::now_v7();
+/// let key = ApiKeyRecord::new("ci", "acme")
+///     .scope(KeyScope::Triggers(vec![only]))
+///     .expires_at(SystemTime::now() + Duration::from_secs(3600));
+/// assert!(key.is_usable(SystemTime::now()));
+/// assert!(!key.clone().revoked().is_usable(SystemTime::now()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    id: Arc<str>,
+    tenant: Arc<str>,
+    scope: KeyScope,
+    expires_at: Option<SystemTime>,
+    revoked: bool,
+}
+
+impl ApiKeyRecord {
+    /// A key named `id` that may invoke every trigger of `tenant`, never expiring.
+    pub fn new(id: impl Into<Arc<str>>, tenant: impl Into<Arc<str>>) -> Self {
+        ApiKeyRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            scope: KeyScope::Tenant,
+            expires_at: None,
+            revoked: false,
+        }
+    }
+
+    /// Limits the triggers the key may invoke.
+    pub fn scope(mut self, scope: KeyScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The key stops working at `at`.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// The key no longer works.
+    pub fn revoked(mut self) -> Self {
+        self.revoked = true;
+        self
+    }
+
+    /// The key's id (not a secret: the name it is logged and audited under).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant whose triggers the key may invoke.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Which of the tenant's triggers the key may invoke.
+    pub fn key_scope(&self) -> &KeyScope {
+        &self.scope
+    }
+
+    /// When the key stops working, if ever.
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// Whether the key has been revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked
+    }
+
+    /// Neither revoked nor expired at `now`.
+    pub fn is_usable(&self, now: SystemTime) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|end| now < end)
+    }
+
+    /// Whether this key may invoke `trigger`: same tenant, and within the key's scope.
+    pub fn may_invoke(&self, trigger: &Trigger) -> bool {
+        *self.tenant == *trigger.tenant
+            && match &self.scope {
+                KeyScope::Tenant => true,
+                KeyScope::Triggers(ids) => ids.contains(&trigger.id),
+            }
+    }
+
+    pub(crate) fn shared_id(&self) -> Arc<str> {
+        Arc::clone(&self.id)
+    }
+
+    pub(crate) fn shared_tenant(&self) -> Arc<str> {
+        Arc::clone(&self.tenant)
+    }
+}
+
+/// A list of actions a trigger runs for; others are skipped.
+///
+/// An entry matches exactly, or by prefix when it ends with `*`.
+///
+/// ```
+/// use agent_trigger::ActionAllowlist;
+///
+/// let allow = ActionAllowlist::new(["jira:issue_*", "comment_created"]);
+/// assert!(allow.allows("jira:issue_created"));
+/// assert!(allow.allows("comment_created"));
+/// assert!(!allow.allows("comment_created_late"));
+/// assert!(!allow.allows("jira:worklog_updated"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionAllowlist(Vec<Box<str>>);
+
+impl ActionAllowlist {
+    /// The list, in any order.
+    pub fn new<I, S>(entries: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        ActionAllowlist(entries.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `action` is on the list.
+    pub fn allows(&self, action: &str) -> bool {
+        self.0.iter().any(|entry| match entry.strip_suffix('*') {
+            Some(prefix) => action.starts_with(prefix),
+            None => **entry == *action,
+        })
+    }
+
+    /// The entries as configured.
+    pub fn entries(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|entry| &**entry)
+    }
+}
+
+/// A trigger: which source may invoke it, for which tenant, whether it runs, for which actions,
+/// and the secrets its sender signs with.
+///
+/// ```
+/// use std::time::Duration;
+/// use agent_trigger::{ActionAllowlist, SigningSecret, Source, Trigger};
+/// use uuid::Uuid;
+///
+/// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Slack)
+///     .actions(ActionAllowlist::new(["app_mention"]))
+///     .secret(SigningSecret::new("2026-11", "slack signing secret").unwrap())
+///     .replay_window(Duration::from_secs(120));
+/// assert!(trigger.is_enabled());
+/// assert_eq!(trigger.source(), Source::Slack);
+/// assert_eq!(trigger.effective_replay_window(), Some(Duration::from_secs(120)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    id: Uuid,
+    tenant: Arc<str>,
+    source: Source,
+    enabled: bool,
+    actions: Option<ActionAllowlist>,
+    secrets: Vec<SigningSecret>,
+    replay_window: Option<Duration>,
+}
+
+impl Trigger {
+    /// An enabled trigger with no allowlist and no secrets (bearer keys only).
+    pub fn new(id: Uuid, tenant: impl Into<Arc<str>>, source: Source) -> Self {
+        Trigger {
+            id,
+            tenant: tenant.into(),
+            source,
+            enabled: true,
+            actions: None,
+            secrets: Vec::new(),
+            replay_window: None,
+        }
+    }
+
+    /// Enables or disables the trigger; deliveries to a disabled one are skipped.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Runs only for these actions.
+    pub fn actions(mut self, allowlist: ActionAllowlist) -> Self {
+        self.actions = Some(allowlist);
+        self
+    }
+
+    /// Adds a signing secret to the ring; any active one verifies.
+    pub fn secret(mut self, secret: SigningSecret) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// Overrides the source's replay window.
+    pub fn replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = Some(window);
+        self
+    }
+
+    /// The trigger's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The tenant that owns it.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The only source that may invoke it.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Whether deliveries run.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The action allowlist, if any.
+    pub fn allowlist(&self) -> Option<&ActionAllowlist> {
+        self.actions.as_ref()
+    }
+
+    /// The ring of signing secrets.
+    pub fn secrets(&self) -> &[SigningSecret] {
+        &self.secrets
+    }
+
+    /// The trigger's own replay window, else its source's default.
+    pub fn effective_replay_window(&self) -> Option<Duration> {
+        self.replay_window
+            .or_else(|| self.source.default_replay_window())
+    }
+
+    /// Whether some secret may verify a delivery received at `now`.
+    pub(crate) fn has_active_secret(&self, now: SystemTime) -> bool {
+        self.secrets.iter().any(|secret| secret.is_active(now))
+    }
+
+    pub(crate) fn shared_tenant(&self) -> Arc<str> {
+        Arc::clone(&self.tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reach_only_their_tenant_and_scope() {
+        let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira);
+        let other = Trigger::new(Uuid::now_v7(), "acme", Source::Jira);
+        assert!(ApiKeyRecord::new("k", "acme").may_invoke(&trigger));
+        assert!(!ApiKeyRecord::new("k", "globex").may_invoke(&trigger));
+        let scoped = ApiKeyRecord::new("k", "acme").scope(KeyScope::Triggers(vec![trigger.id()]));
+        assert!(scoped.may_invoke(&trigger));
+        assert!(!scoped.may_invoke(&other));
+    }
+
+    #[test]
+    fn expiry_and_revocation() {
+        let now = SystemTime::now();
+        let key = ApiKeyRecord::new("k", "t");
+        assert!(key.is_usable(now));
+        assert!(!key.clone().expires_at(now).is_usable(now));
+        assert!(key.clone().expires_at(now + Duration::from_secs(1)).is_usable(now));
+        assert!(!key.revoked().is_usable(now));
+    }
+
+    #[test]
+    fn star_matches_prefix_only_at_the_end() {
+        let allow = ActionAllowlist::new(["a*", "exact"]);
+        assert!(allow.allows("a"));
+        assert!(allow.allows("abc"));
+        assert!(allow.allows("exact"));
+        assert!(!allow.allows("exactly"));
+        assert!(!allow.allows("b"));
+        assert!(!ActionAllowlist::new(Vec::<String>::new()).allows("x"));
+    }
+}
