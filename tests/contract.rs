@@ -1,0 +1,777 @@
+//! The contract's request pipeline (§1–3, §5–6), one test or more per row, through the tower
+//! `Service` API with real `http::Request`s.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
+use agent_trigger::{
+    ActionAllowlist, ApiKeyRecord, Caller, ExecutionId, KeyScope, Outcome, SinkError, Source,
+    Trigger, TriggerLayer, TriggerService,
+};
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tower::{Service, ServiceExt};
+use uuid::Uuid;
+
+const JIRA_BODY: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
+
+// ---- route ----
+
+#[tokio::test]
+async fn route_service_answers_404_off_its_route() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    for path in ["/", "/api/trigger", "/api/trigger/jira", "/api/other/jira/x/y", "/api/trigger/jira/a/b"] {
+        let answer = send(service.clone(), Request::post(path).body(full("")).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(answer.json["error"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let inner = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let echo = format!("{} {} {}", parts.method, parts.uri, String::from_utf8_lossy(&body));
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(echo))))
+    });
+    let mut app = tower::ServiceBuilder::new()
+        .layer(TriggerLayer::new(service))
+        .service(inner);
+
+    let response = app
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::put("/health?x=1").body(full("ping")).unwrap())
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "PUT /health?x=1 ping");
+
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let response = app.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert!(json["executionId"].is_string());
+}
+
+#[tokio::test]
+async fn route_prefix_is_configurable_and_may_be_empty() {
+    let fixture = Fixture::new();
+    let id = fixture.trigger(Source::Jira);
+    for (prefix, path) in [("/hooks", format!("/hooks/jira/{id}")), ("", format!("/jira/{id}"))] {
+        let (sink, _rx) = ChannelSink::new(8);
+        let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).prefix(prefix).build();
+        let request = Request::post(&path)
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .body(full(JIRA_BODY))
+            .unwrap();
+        assert_eq!(send(service.clone(), request).await.status, StatusCode::OK, "{path}");
+        let default_path = fixture.path(Source::Jira);
+        let request = Request::post(&default_path).body(full("")).unwrap();
+        assert_eq!(send(service, request).await.status, StatusCode::NOT_FOUND);
+    }
+}
+
+// ---- method ----
+
+#[tokio::test]
+async fn method_other_than_post_is_405_with_allow() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    for method in ["GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"] {
+        let request = Request::builder()
+            .method(method)
+            .uri(fixture.path(Source::Jira))
+            .body(full(""))
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(answer.headers["allow"], "POST");
+    }
+}
+
+// ---- path params ----
+
+#[tokio::test]
+async fn path_params_unknown_source_is_a_zod_enum_issue() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let path = format!("/api/trigger/github/{}", Uuid::now_v7());
+    let answer = send(service, Request::post(path).body(full("")).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json,
+        json!({"error":"Invalid request","issues":[{
+            "code":"invalid_enum_value","path":["source"],"received":"github",
+            "options":["jira","jira-automation","slack","linear","webhook","bugcrowd","hackerone"],
+            "message":"Invalid enum value. Expected 'jira' | 'jira-automation' | 'slack' | 'linear' | 'webhook' | 'bugcrowd' | 'hackerone', received 'github'"
+        }]})
+    );
+}
+
+#[tokio::test]
+async fn path_params_source_is_case_sensitive() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let path = format!("/api/trigger/Jira/{}", fixture.trigger(Source::Jira));
+    let answer = send(service, Request::post(path).body(full("")).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json["issues"][0]["received"], "Jira");
+}
+
+#[tokio::test]
+async fn path_params_only_hyphenated_uuids() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let id = Uuid::now_v7();
+    for bad in [
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+        "not-a-uuid".to_owned(),
+        format!("{id}0"),
+    ] {
+        let path = format!("/api/trigger/jira/{bad}");
+        let answer = send(service.clone(), Request::post(path).body(full("")).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            answer.json["issues"],
+            json!([{"code":"invalid_string","validation":"uuid","path":["triggerId"],"message":"Invalid uuid"}])
+        );
+    }
+}
+
+#[tokio::test]
+async fn path_params_one_issue_per_bad_parameter_before_credentials() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    // No credentials either: the path checks come first.
+    let answer = send(service, Request::post("/api/trigger/github/nope").body(full("")).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let paths: Vec<_> = answer.json["issues"].as_array().unwrap().iter().map(|i| i["path"][0].clone()).collect();
+    assert_eq!(paths, [json!("source"), json!("triggerId")]);
+}
+
+// ---- credentials ----
+
+#[tokio::test]
+async fn credentials_missing_is_401_with_bearer_challenge_and_body_unread() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    for source in Source::ALL {
+        let (body, read) = WatchedBody::new(JIRA_BODY);
+        let request = Request::post(fixture.path(source))
+            .header("content-type", "application/json")
+            .header("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")
+            .body(body)
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{source}");
+        assert_eq!(answer.headers["www-authenticate"], "Bearer");
+        assert!(answer.json["error"].is_string());
+        assert!(!read.load(Ordering::SeqCst), "{source}: body read before authentication");
+    }
+}
+
+// ---- API key ----
+
+#[tokio::test]
+async fn api_key_malformed_unknown_revoked_or_expired_is_invalid_token() {
+    let fixture = Fixture::new();
+    let expired = fixture
+        .store
+        .generate_key(ApiKeyRecord::new("old", TENANT).expires_at(SystemTime::now() - Duration::from_secs(1)));
+    let revoked = fixture.store.generate_key(ApiKeyRecord::new("gone", TENANT));
+    assert!(fixture.store.revoke_key("gone"));
+    let (service, _rx) = fixture.channel_service();
+    let long = "a".repeat(600);
+    for token in ["", "has space", "bad\"quote", long.as_str(), "atk_unknownkey", expired.expose(), revoked.expose()] {
+        let (body, read) = WatchedBody::new(JIRA_BODY);
+        let request = Request::post(fixture.path(Source::Jira))
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(answer.headers["www-authenticate"], r#"Bearer error="invalid_token""#);
+        assert!(!answer.json.to_string().contains(token) || token.is_empty());
+        assert!(!read.load(Ordering::SeqCst));
+    }
+}
+
+// ---- trigger ----
+
+#[tokio::test]
+async fn trigger_unknown_other_source_other_tenant_or_out_of_scope_is_one_404() {
+    let fixture = Fixture::new();
+    let other_tenant = fixture.store.generate_key(ApiKeyRecord::new("globex-ci", "globex"));
+    let scoped = fixture.store.generate_key(
+        ApiKeyRecord::new("scoped", TENANT).scope(KeyScope::Triggers(vec![fixture.trigger(Source::Slack)])),
+    );
+    let (service, _rx) = fixture.channel_service();
+    let jira = fixture.trigger(Source::Jira);
+    let cases = [
+        (format!("/api/trigger/jira/{}", Uuid::now_v7()), fixture.key.expose()),
+        (format!("/api/trigger/linear/{jira}"), fixture.key.expose()),
+        (format!("/api/trigger/jira/{jira}"), other_tenant.expose()),
+        (format!("/api/trigger/jira/{jira}"), scoped.expose()),
+    ];
+    for (path, key) in cases {
+        let (body, read) = WatchedBody::new(JIRA_BODY);
+        let request = Request::post(&path).header("authorization", format!("Bearer {key}")).body(body).unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.json, json!({"error":"trigger not found"}));
+        assert!(!read.load(Ordering::SeqCst));
+    }
+    // The scoped key does reach its own trigger.
+    let request = Request::post(fixture.path(Source::Slack))
+        .header("authorization", format!("Bearer {}", scoped.expose()))
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+}
+
+// ---- size ----
+
+#[tokio::test]
+async fn size_declared_over_the_limit_is_413_before_reading() {
+    let fixture = Fixture::new();
+    let (sink, _rx) = ChannelSink::new(8);
+    let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).body_limit(64).build();
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
+    let (watched, read) = WatchedBody::new(body.clone());
+    let request = fixture.bearer(Source::Jira, &body).body(watched).unwrap();
+    let answer = send(service, request).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer.json["error"].as_str().unwrap().contains("64"));
+    assert!(!read.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn size_streamed_without_length_over_the_limit_is_413() {
+    let fixture = Fixture::new();
+    let (sink, mut rx) = ChannelSink::new(8);
+    let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).body_limit(1000).build();
+    let chunks = std::iter::once(Bytes::from_static(b"[")).chain(std::iter::repeat_n(Bytes::from_static(b"1,"), 600));
+    let request = Request::post(fixture.path(Source::Jira))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .body(StreamedBody::new(chunks))
+        .unwrap();
+    let answer = send(service.clone(), request).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(rx.try_recv().is_err(), "nothing is executed");
+
+    // Exactly at the limit, streamed, is fine.
+    let exact = format!("[{}]", "1,".repeat(498) + "1");
+    assert!(exact.len() <= 1000);
+    let chunks: Vec<Bytes> = exact.as_bytes().chunks(7).map(Bytes::copy_from_slice).collect();
+    let request = Request::post(fixture.path(Source::Jira))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .body(StreamedBody::new(chunks))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+    assert_eq!(rx.try_recv().unwrap().delivery.input, exact.as_bytes());
+}
+
+#[tokio::test]
+async fn size_default_limit_is_one_mebibyte() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let at_limit = format!("\"{}\"", "x".repeat(1024 * 1024 - 2));
+    let request = fixture.bearer(Source::Jira, &at_limit).body(full(at_limit.clone())).unwrap();
+    assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
+    let over = format!("\"{}\"", "x".repeat(1024 * 1024 - 1));
+    let request = fixture.bearer(Source::Jira, &over).body(full(over.clone())).unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+// ---- content type ----
+
+#[tokio::test]
+async fn content_type_must_be_json_or_absent() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let cases = [
+        (Some("application/json"), StatusCode::OK),
+        (Some("application/json; charset=utf-8"), StatusCode::OK),
+        (Some("application/vnd.atlassian+json"), StatusCode::OK),
+        (None, StatusCode::OK),
+        (Some("text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("application/x-www-form-urlencoded"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("multipart/form-data; boundary=x"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ];
+    for (content_type, status) in cases {
+        let mut request = Request::post(fixture.path(Source::Jira))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = send(service.clone(), request.body(full(JIRA_BODY)).unwrap()).await;
+        assert_eq!(answer.status, status, "{content_type:?}");
+        if status != StatusCode::OK {
+            assert!(answer.json["error"].is_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn content_type_form_is_accepted_for_slack_only() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let request = Request::post(fixture.path(Source::Slack))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(full("command=%2Fdeploy&text=prod"))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+    let input: Value = serde_json::from_slice(&rx.recv().await.unwrap().delivery.input).unwrap();
+    assert_eq!(input, json!({"command":"/deploy","text":"prod"}));
+}
+
+// ---- signature ----
+
+#[tokio::test]
+async fn signature_wrong_unknown_trigger_and_no_secrets_get_the_same_401() {
+    let fixture = Fixture::new();
+    let unsigned = Uuid::now_v7();
+    fixture.store.insert_trigger(Trigger::new(unsigned, TENANT, Source::Hackerone));
+    let (service, rx) = fixture.channel_service();
+    let good = agent_trigger::signature::sign(Source::Hackerone, &secret_for(Source::Hackerone), b"{}", SystemTime::now(), "").unwrap();
+    let wrong = agent_trigger::signature::sign(
+        Source::Hackerone,
+        &agent_trigger::SigningSecret::new("x", "another secret").unwrap(),
+        b"{}",
+        SystemTime::now(),
+        "",
+    )
+    .unwrap();
+    let cases = [
+        (fixture.trigger(Source::Hackerone), &wrong, true),
+        (Uuid::now_v7(), &good, false),
+        (unsigned, &good, false),
+        (fixture.trigger(Source::Jira), &good, false),
+    ];
+    let mut bodies = Vec::new();
+    for (trigger, headers, trigger_has_secret) in cases {
+        let (body, read) = WatchedBody::new("{}");
+        let mut request = Request::post(format!("/api/trigger/hackerone/{trigger}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        request.headers_mut().extend(headers.clone());
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(read.load(Ordering::SeqCst), trigger_has_secret, "body read only for a trigger with secrets");
+        bodies.push(answer.json);
+    }
+    assert!(bodies.iter().all(|body| *body == bodies[0]), "{bodies:?}");
+    assert_eq!(bodies[0], json!({"error":"invalid signature: signature does not match"}));
+    drop(rx);
+}
+
+#[tokio::test]
+async fn signature_error_names_the_reason_but_no_secret() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let request = Request::post(fixture.path(Source::Slack))
+        .header("x-slack-signature", "v0=abc")
+        .body(full("{}"))
+        .unwrap();
+    let answer = send(service, request).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let message = answer.json["error"].as_str().unwrap();
+    assert_eq!(message, "invalid signature: missing x-slack-request-timestamp header");
+    assert!(!message.contains("fixture-signing-secret"));
+}
+
+// ---- JSON ----
+
+#[tokio::test]
+async fn json_malformed_is_400_with_line_and_column() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let cases: [&[u8]; 6] = [b"{\"a\":", b"{\n \"a\": nope}", b"{} []", b"{\"a\":\"\xff\"}", b"{'a':1}", b"   "];
+    for body in cases {
+        let request = fixture.bearer(Source::Jira, "").body(full(Bytes::copy_from_slice(body))).unwrap();
+        let request = {
+            let (mut parts, body_) = request.into_parts();
+            parts.headers.remove("content-length");
+            Request::from_parts(parts, body_)
+        };
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body:?}");
+        assert_eq!(answer.json["error"], "Invalid request");
+        let issue = &answer.json["issues"][0];
+        assert_eq!(issue["code"], "invalid_json");
+        assert_eq!(issue["path"], json!(["body"]));
+        assert!(issue["message"].is_string());
+        assert!(issue["line"].as_u64().unwrap() >= 1);
+        assert!(issue["column"].as_u64().unwrap() >= 1);
+    }
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn json_nesting_deeper_than_128_is_refused() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let ok = nested(128);
+    let request = fixture.bearer(Source::Jira, &ok).body(full(ok.clone())).unwrap();
+    assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
+    for depth in [129, 10_000] {
+        let deep = nested(depth);
+        let request = fixture.bearer(Source::Jira, &deep).body(full(deep.clone())).unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.json["issues"][0]["code"], "invalid_json");
+    }
+}
+
+#[tokio::test]
+async fn json_empty_body_is_the_input_null() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let request = Request::post(fixture.path(Source::Webhook))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .body(full(""))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+    assert_eq!(rx.recv().await.unwrap().delivery.input, "null");
+}
+
+// ---- handshake ----
+
+#[tokio::test]
+async fn handshake_slack_url_verification_echoes_the_challenge() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let request = fixture.bearer(Source::Slack, body).body(full(body)).unwrap();
+    let answer = send(service, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json, json!({"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
+    assert!(rx.try_recv().is_err());
+}
+
+// ---- disabled ----
+
+#[tokio::test]
+async fn disabled_trigger_is_skipped_with_its_action() {
+    let fixture = Fixture::new();
+    let id = Uuid::now_v7();
+    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
+    let (service, mut rx) = fixture.channel_service();
+    let request = Request::post(format!("/api/trigger/jira/{id}"))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .body(full(JIRA_BODY))
+        .unwrap();
+    let answer = send(service.clone(), request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json,
+        json!({"executionId":"skipped","message":"trigger is disabled","action":"jira:issue_created"})
+    );
+    // No action at all: the action is "".
+    let request = Request::post(format!("/api/trigger/jira/{id}"))
+        .header("authorization", format!("Bearer {}", fixture.key.expose()))
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(send(service, request).await.json["action"], "");
+    assert!(rx.try_recv().is_err());
+}
+
+// ---- filter ----
+
+#[tokio::test]
+async fn filter_action_allowlist_exact_and_prefix() {
+    let fixture = Fixture::new();
+    let id = Uuid::now_v7();
+    fixture.store.insert_trigger(
+        Trigger::new(id, TENANT, Source::Jira).actions(ActionAllowlist::new(["jira:issue_*", "comment_created"])),
+    );
+    let (service, mut rx) = fixture.channel_service();
+    let cases = [
+        ("jira:issue_created", true),
+        ("jira:issue_updated", true),
+        ("comment_created", true),
+        ("comment_updated", false),
+        ("jira:worklog_updated", false),
+    ];
+    for (action, runs) in cases {
+        let body = format!(r#"{{"webhookEvent":"{action}"}}"#);
+        let request = Request::post(format!("/api/trigger/jira/{id}"))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .body(full(body))
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        if runs {
+            assert_ne!(answer.json["executionId"], "skipped", "{action}");
+            assert_eq!(rx.try_recv().unwrap().delivery.action.as_deref(), Some(action));
+        } else {
+            assert_eq!(
+                answer.json,
+                json!({"executionId":"skipped","message":"action is not in the trigger's allowlist","action":action})
+            );
+            assert!(rx.try_recv().is_err());
+        }
+    }
+}
+
+#[tokio::test]
+async fn filter_slack_bot_messages_are_skipped() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    for body in [
+        r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","bot_id":"B1","text":"hi"}}"#,
+        r#"{"type":"event_callback","event_id":"Ev2","event":{"type":"message","subtype":"bot_message"}}"#,
+    ] {
+        let request = fixture.bearer(Source::Slack, body).body(full(body)).unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.json["executionId"], "skipped");
+        assert_eq!(answer.json["action"], "message");
+    }
+    assert!(rx.try_recv().is_err());
+}
+
+// ---- duplicate ----
+
+#[tokio::test]
+async fn duplicate_delivery_gets_the_original_id_and_runs_once() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let request = || {
+        fixture
+            .bearer(Source::Jira, JIRA_BODY)
+            .header("x-atlassian-webhook-identifier", "delivery-1")
+            .body(full(JIRA_BODY))
+            .unwrap()
+    };
+    let first = send(service.clone(), request()).await;
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = send(service.clone(), request()).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json, first.json);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert!(rx.try_recv().is_ok());
+    assert!(rx.try_recv().is_err(), "the redelivery started nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_copies_arriving_together_start_exactly_one_execution() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let service = service.clone();
+        let request = fixture
+            .bearer(Source::Jira, JIRA_BODY)
+            .header("idempotency-key", "same-moment")
+            .body(full(JIRA_BODY))
+            .unwrap();
+        tasks.push(tokio::spawn(async move { send(service, request).await }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut replayed = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        ids.insert(answer.json["executionId"].as_str().unwrap().to_owned());
+        replayed += usize::from(answer.headers.contains_key("idempotent-replayed"));
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(replayed, 63);
+    assert!(rx.try_recv().is_ok());
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn duplicate_skipped_deliveries_are_not_remembered() {
+    let fixture = Fixture::new();
+    let id = fixture.trigger(Source::Jira);
+    let (service, mut rx) = fixture.channel_service();
+    let request = || {
+        Request::post(format!("/api/trigger/jira/{id}"))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .header("idempotency-key", "k1")
+            .body(full(JIRA_BODY))
+            .unwrap()
+    };
+    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
+    assert_eq!(send(service.clone(), request()).await.json["executionId"], "skipped");
+    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira));
+    let answer = send(service, request()).await;
+    assert_ne!(answer.json["executionId"], "skipped");
+    assert!(answer.headers.get("idempotent-replayed").is_none());
+    assert!(rx.try_recv().is_ok());
+}
+
+// ---- sink ----
+
+#[tokio::test]
+async fn sink_started_hands_over_the_delivery_of_section_2() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let body = "{ \"webhookEvent\" : \"jira:issue_created\",\n\t\"z\":1, \"a\":[ ] }";
+    let request = fixture
+        .bearer(Source::Jira, body)
+        .header("x-atlassian-webhook-identifier", "d-42")
+        .body(full(body))
+        .unwrap();
+    let before = SystemTime::now();
+    let answer = send(service, request).await;
+    let execution = rx.recv().await.unwrap();
+    assert_eq!(answer.json, json!({"executionId": execution.id.to_string()}));
+    assert_eq!(execution.id.as_uuid().unwrap().get_version_num(), 7);
+    let delivery = execution.delivery;
+    assert_eq!(delivery.source, Source::Jira);
+    assert_eq!(delivery.trigger_id, fixture.trigger(Source::Jira));
+    assert_eq!(&*delivery.tenant, TENANT);
+    assert_eq!(delivery.caller, Caller::ApiKey { key_id: "ci".into(), tenant: TENANT.into() });
+    assert_eq!(delivery.delivery_id.as_deref(), Some("d-42"));
+    assert_eq!(delivery.action.as_deref(), Some("jira:issue_created"));
+    assert!(delivery.received_at >= before);
+    assert_eq!(delivery.input, body.as_bytes(), "the raw bytes, not re-serialised JSON");
+}
+
+#[tokio::test]
+async fn sink_skipped_and_rejected_shapes() {
+    let fixture = Fixture::new();
+    let skipping = fixture.service_with(ScriptedSink::new(|_| {
+        Ok(Outcome::Skipped { message: "quiet hours".into(), action: Some("deploy".into()) })
+    }));
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(skipping, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json, json!({"executionId":"skipped","message":"quiet hours","action":"deploy"}));
+
+    let rejecting = fixture.service_with(ScriptedSink::new(|_| Ok(Outcome::Rejected("agent is archived".into()))));
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(rejecting, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json, json!({"error":"agent is archived"}));
+}
+
+#[tokio::test]
+async fn sink_unavailable_or_too_slow_is_503_with_retry_after() {
+    let fixture = Fixture::new();
+    let busy = fixture.service_with(ScriptedSink::new(|_| {
+        Err(SinkError::Unavailable { retry_after: Duration::from_secs(30) })
+    }));
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(busy, request).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["retry-after"], "30");
+    assert!(answer.json["error"].is_string());
+
+    let slow = fixture.service_with(HangingSink);
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(slow, request).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["retry-after"], "7");
+}
+
+#[tokio::test]
+async fn sink_full_channel_is_503_and_nothing_is_remembered() {
+    let fixture = Fixture::new();
+    let (sink, mut rx) = ChannelSink::new(1);
+    let service = TriggerService::new(sink, Arc::clone(&fixture.store));
+    let request = |key: &str| {
+        fixture.bearer(Source::Jira, JIRA_BODY).header("idempotency-key", key).body(full(JIRA_BODY)).unwrap()
+    };
+    assert_eq!(send(service.clone(), request("a")).await.status, StatusCode::OK);
+    let answer = send(service.clone(), request("b")).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["retry-after"], "1");
+    rx.recv().await.unwrap();
+    // The refused delivery was not remembered: its retry runs.
+    let answer = send(service, request("b")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.headers.get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn sink_failure_is_500_without_details() {
+    let fixture = Fixture::new();
+    let failing = fixture.service_with(ScriptedSink::new(|_| Err(SinkError::internal("db password=hunter2 rejected"))));
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(failing, request).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"error":"internal error"}));
+}
+
+#[tokio::test]
+async fn sink_panic_is_500_and_the_service_keeps_serving() {
+    let fixture = Fixture::new();
+    let sink = ScriptedSink::new(|delivery| {
+        if delivery.action.as_deref() == Some("boom") {
+            panic!("sink exploded");
+        }
+        Ok(Outcome::Started(ExecutionId::from("run-1")))
+    });
+    let service = fixture.service_with(sink);
+    let boom = r#"{"webhookEvent":"boom"}"#;
+    let request = fixture.bearer(Source::Jira, boom).body(full(boom)).unwrap();
+    let answer = send(service.clone(), request).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"error":"internal error"}));
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    assert_eq!(send(service, request).await.json, json!({"executionId":"run-1"}));
+}
+
+#[tokio::test]
+async fn store_failure_is_500_and_a_hanging_store_is_503() {
+    let fixture = Fixture::new();
+    let (sink, _rx) = ChannelSink::new(8);
+    let failing = TriggerService::new(sink, BrokenStore::Failing);
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(failing, request).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json, json!({"error":"internal error"}));
+
+    let (sink, _rx) = ChannelSink::new(8);
+    let hanging = TriggerService::builder(sink, BrokenStore::Hanging)
+        .backend_timeout(Duration::from_millis(50))
+        .build();
+    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let answer = send(hanging, request).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers.contains_key("retry-after"));
+}
+
+// ---- keys (§6) ----
+
+#[tokio::test]
+async fn keys_never_reach_debug_output() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let printed = format!("{service:?} {:?} {:?}", fixture.key, fixture.store);
+    assert!(!printed.contains(fixture.key.expose()));
+    let secret = secret_for(Source::Slack);
+    assert!(!format!("{secret:?}").contains("fixture-signing-secret"));
+    let trigger = Trigger::new(Uuid::nil(), TENANT, Source::Slack).secret(secret);
+    assert!(!format!("{trigger:?}").contains("fixture-signing-secret"));
+}
+
+#[test]
+fn service_is_send_sync_clone_and_its_future_is_send() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    fn assert_send<T: Send>() {}
+    assert_traits::<TriggerService<ChannelSink, MemoryKeyStore>>();
+    assert_send::<agent_trigger::service::ResponseFuture>();
+}
