@@ -102,15 +102,29 @@ mod tests {
             "application/vnd.api+json",
             "application/cloudevents+json; charset=UTF-8",
         ] {
-            assert_eq!(kind(&typed(value), false).unwrap(), BodyKind::Json, "{value}");
+            assert_eq!(
+                kind(&typed(value), false).unwrap(),
+                BodyKind::Json,
+                "{value}"
+            );
         }
         assert_eq!(kind(&HeaderMap::new(), false).unwrap(), BodyKind::Json);
     }
 
     #[test]
     fn other_types_are_refused() {
-        for value in ["text/plain", "application/xml", "json", "application/+json", "/json", "application/jsonx"] {
-            assert!(matches!(kind(&typed(value), true), Err(BodyError::UnsupportedType)), "{value}");
+        for value in [
+            "text/plain",
+            "application/xml",
+            "json",
+            "application/+json",
+            "/json",
+            "application/jsonx",
+        ] {
+            assert!(
+                matches!(kind(&typed(value), true), Err(BodyError::UnsupportedType)),
+                "{value}"
+            );
         }
     }
 
@@ -118,7 +132,10 @@ mod tests {
     fn forms_only_where_the_source_sends_them() {
         let form = typed("application/x-www-form-urlencoded");
         assert_eq!(kind(&form, true).unwrap(), BodyKind::Form);
-        assert!(matches!(kind(&form, false), Err(BodyError::UnsupportedType)));
+        assert!(matches!(
+            kind(&form, false),
+            Err(BodyError::UnsupportedType)
+        ));
     }
 
     #[test]
@@ -128,6 +145,9 @@ mod tests {
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
         assert!(check_declared_length(&headers, 10).is_ok());
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("11"));
-        assert!(matches!(check_declared_length(&headers, 10), Err(BodyError::TooLarge)));
+        assert!(matches!(
+            check_declared_length(&headers, 10),
+            Err(BodyError::TooLarge)
+        ));
     }
 }

@@ -26,11 +26,18 @@ pub(crate) enum CredentialsError {
 
 /// A bearer token wins over a signature; a signature counts only for a signed source whose
 /// signature header is present.
-pub(crate) fn extract(headers: &HeaderMap, source: Source) -> Result<Credentials<'_>, CredentialsError> {
+pub(crate) fn extract(
+    headers: &HeaderMap,
+    source: Source,
+) -> Result<Credentials<'_>, CredentialsError> {
     if let Some(token) = bearer_token(headers) {
         return Ok(Credentials::Bearer(token));
     }
-    let scheme = source.spec().scheme.as_ref().ok_or(CredentialsError::Missing)?;
+    let scheme = source
+        .spec()
+        .scheme
+        .as_ref()
+        .ok_or(CredentialsError::Missing)?;
     if !headers.contains_key(scheme.signature_header()) {
         return Err(CredentialsError::Missing);
     }
@@ -49,7 +56,11 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     }
     match &value[6..] {
         [] => Some(""),
-        [b' ', rest @ ..] => Some(std::str::from_utf8(rest).unwrap_or("\u{0}").trim_matches(' ')),
+        [b' ', rest @ ..] => Some(
+            std::str::from_utf8(rest)
+                .unwrap_or("\u{0}")
+                .trim_matches(' '),
+        ),
         _ => None,
     }
 }
@@ -74,7 +85,10 @@ mod tests {
 
     #[test]
     fn other_schemes_are_not_bearer() {
-        assert_eq!(bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")), None);
+        assert_eq!(
+            bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
+            None
+        );
         assert_eq!(bearer_token(&with_auth("Bearerabc")), None);
         assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
@@ -88,18 +102,26 @@ mod tests {
     #[test]
     fn non_utf8_token_is_kept_as_malformed() {
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xff").unwrap());
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
         assert_eq!(bearer_token(&headers), Some("\u{0}"));
     }
 
     #[test]
     fn signature_counts_only_when_its_header_is_there() {
-        assert!(matches!(extract(&HeaderMap::new(), Source::Slack), Err(CredentialsError::Missing)));
+        assert!(matches!(
+            extract(&HeaderMap::new(), Source::Slack),
+            Err(CredentialsError::Missing)
+        ));
         let mut headers = HeaderMap::new();
         headers.insert("x-slack-signature", HeaderValue::from_static("v0=00"));
         assert!(matches!(
             extract(&headers, Source::Slack),
-            Err(CredentialsError::Signature(SignatureError::MissingHeader(_)))
+            Err(CredentialsError::Signature(SignatureError::MissingHeader(
+                _
+            )))
         ));
         // jira-automation has no scheme: a stray signature header does not authenticate.
         headers.insert("x-hub-signature", HeaderValue::from_static("sha256=00"));

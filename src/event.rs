@@ -37,7 +37,10 @@ impl Event {
                 .and_then(|value| value.to_str().ok())
                 .filter(|text| !text.is_empty())
                 .map(Box::from),
-            ActionFrom::BodyPath(paths) => paths.iter().find_map(|path| fields.str(path)).map(Box::from),
+            ActionFrom::BodyPath(paths) => paths
+                .iter()
+                .find_map(|path| fields.str(path))
+                .map(Box::from),
             ActionFrom::TypeDotAction(kind, action) => {
                 match (fields.str(&[kind]), fields.str(&[action])) {
                     (Some(kind), Some(action)) => Some(format!("{kind}.{action}").into()),
@@ -117,13 +120,21 @@ mod tests {
         assert_eq!(jira.delivery_id.as_deref(), Some("jira-1"));
         assert_eq!(jira.action.as_deref(), Some("jira:issue_created"));
 
-        let automation = event(Source::JiraAutomation, &[("idempotency-key", "rule-7")], r#"{"action":"deploy"}"#);
+        let automation = event(
+            Source::JiraAutomation,
+            &[("idempotency-key", "rule-7")],
+            r#"{"action":"deploy"}"#,
+        );
         assert_eq!(automation.delivery_id.as_deref(), Some("rule-7"));
         assert_eq!(automation.action.as_deref(), Some("deploy"));
         let not_a_string = event(Source::JiraAutomation, &[], r#"{"action":{"a":1}}"#);
         assert_eq!(not_a_string.action, None);
 
-        let slack = event(Source::Slack, &[], r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#);
+        let slack = event(
+            Source::Slack,
+            &[],
+            r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#,
+        );
         assert_eq!(slack.delivery_id.as_deref(), Some("Ev1"));
         assert_eq!(slack.action.as_deref(), Some("app_mention"));
         assert!(!slack.from_bot);
@@ -145,11 +156,19 @@ mod tests {
         assert_eq!(hackerone.delivery_id.as_deref(), Some("h1-1"));
         assert_eq!(hackerone.action.as_deref(), Some("report_created"));
 
-        let bugcrowd = event(Source::Bugcrowd, &[], r#"{"data":{"attributes":{"key":"submission.created"}}}"#);
+        let bugcrowd = event(
+            Source::Bugcrowd,
+            &[],
+            r#"{"data":{"attributes":{"key":"submission.created"}}}"#,
+        );
         assert_eq!(bugcrowd.delivery_id, None);
         assert_eq!(bugcrowd.action.as_deref(), Some("submission.created"));
 
-        let webhook = event(Source::Webhook, &[("webhook-id", "msg_1")], r#"{"type":"invoice.paid"}"#);
+        let webhook = event(
+            Source::Webhook,
+            &[("webhook-id", "msg_1")],
+            r#"{"type":"invoice.paid"}"#,
+        );
         assert_eq!(webhook.delivery_id.as_deref(), Some("msg_1"));
         assert_eq!(webhook.action.as_deref(), Some("invoice.paid"));
     }
@@ -160,22 +179,46 @@ mod tests {
             let read = event(source, &[("idempotency-key", "fallback")], "{}");
             assert_eq!(read.delivery_id.as_deref(), Some("fallback"), "{source}");
         }
-        let own_wins = event(Source::Webhook, &[("webhook-id", "own"), ("idempotency-key", "fallback")], "{}");
+        let own_wins = event(
+            Source::Webhook,
+            &[("webhook-id", "own"), ("idempotency-key", "fallback")],
+            "{}",
+        );
         assert_eq!(own_wins.delivery_id.as_deref(), Some("own"));
-        let too_long: &'static str = Box::leak("x".repeat(MAX_DELIVERY_ID_LEN + 1).into_boxed_str());
-        assert_eq!(event(Source::Webhook, &[("idempotency-key", too_long)], "{}").delivery_id, None);
+        let too_long: &'static str =
+            Box::leak("x".repeat(MAX_DELIVERY_ID_LEN + 1).into_boxed_str());
+        assert_eq!(
+            event(Source::Webhook, &[("idempotency-key", too_long)], "{}").delivery_id,
+            None
+        );
     }
 
     #[test]
     fn slack_envelope() {
-        let handshake = event(Source::Slack, &[], r#"{"type":"url_verification","challenge":"abc","token":"t"}"#);
+        let handshake = event(
+            Source::Slack,
+            &[],
+            r#"{"type":"url_verification","challenge":"abc","token":"t"}"#,
+        );
         assert_eq!(handshake.challenge.as_deref(), Some("abc"));
-        let bot = event(Source::Slack, &[], r#"{"event":{"type":"message","bot_id":"B1"}}"#);
+        let bot = event(
+            Source::Slack,
+            &[],
+            r#"{"event":{"type":"message","bot_id":"B1"}}"#,
+        );
         assert!(bot.from_bot);
-        let bot = event(Source::Slack, &[], r#"{"event":{"type":"message","subtype":"bot_message"}}"#);
+        let bot = event(
+            Source::Slack,
+            &[],
+            r#"{"event":{"type":"message","subtype":"bot_message"}}"#,
+        );
         assert!(bot.from_bot);
         // Only Slack reads the envelope.
-        let other = event(Source::Webhook, &[], r#"{"type":"url_verification","challenge":"abc"}"#);
+        let other = event(
+            Source::Webhook,
+            &[],
+            r#"{"type":"url_verification","challenge":"abc"}"#,
+        );
         assert_eq!(other.challenge, None);
     }
 
@@ -188,8 +231,12 @@ mod tests {
                 assert!(scanned(&[name]), "{source}");
             }
             match spec.action {
-                ActionFrom::BodyPath(paths) => assert!(paths.iter().all(|p| scanned(p)), "{source}"),
-                ActionFrom::TypeDotAction(a, b) => assert!(scanned(&[a]) && scanned(&[b]), "{source}"),
+                ActionFrom::BodyPath(paths) => {
+                    assert!(paths.iter().all(|p| scanned(p)), "{source}")
+                }
+                ActionFrom::TypeDotAction(a, b) => {
+                    assert!(scanned(&[a]) && scanned(&[b]), "{source}")
+                }
                 ActionFrom::Slack => assert!(scanned(&["event", "type"])),
                 ActionFrom::Header(_) => {}
             }
@@ -197,7 +244,12 @@ mod tests {
                 assert!(scanned(field[0]), "{source}");
             }
             if spec.slack_events {
-                for path in [&["type"][..], &["challenge"], &["event", "bot_id"], &["event", "subtype"]] {
+                for path in [
+                    &["type"][..],
+                    &["challenge"],
+                    &["event", "bot_id"],
+                    &["event", "subtype"],
+                ] {
                     assert!(scanned(path), "{source} {path:?}");
                 }
             }

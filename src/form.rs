@@ -70,7 +70,8 @@ mod tests {
 
     #[test]
     fn slash_command_fields_become_strings() {
-        let input = decode(b"token=x&command=%2Fdeploy&text=prod+now&user_id=U1&text=ignored").unwrap();
+        let input =
+            decode(b"token=x&command=%2Fdeploy&text=prod+now&user_id=U1&text=ignored").unwrap();
         assert_eq!(
             as_value(&input),
             json!({"token":"x","command":"/deploy","text":"prod now","user_id":"U1"})

@@ -78,7 +78,11 @@ pub(crate) struct JsonError {
 
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {} column {}", self.message, self.line, self.column)
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.line, self.column
+        )
     }
 }
 
@@ -88,8 +92,14 @@ impl fmt::Display for JsonError {
 /// # Panics
 ///
 /// When `paths` has more than eight entries, which the source table never does.
-pub(crate) fn scan<'b>(body: &'b [u8], paths: &'static [FieldPath]) -> Result<Fields<'b>, JsonError> {
-    assert!(paths.len() <= MAX_FIELDS, "a source picks out at most eight fields");
+pub(crate) fn scan<'b>(
+    body: &'b [u8],
+    paths: &'static [FieldPath],
+) -> Result<Fields<'b>, JsonError> {
+    assert!(
+        paths.len() <= MAX_FIELDS,
+        "a source picks out at most eight fields"
+    );
     let text = std::str::from_utf8(body).map_err(|error| invalid_utf8(body, error))?;
     let mut fields = Fields {
         paths,
@@ -128,9 +138,14 @@ fn from_serde(error: serde_json::Error) -> JsonError {
 fn invalid_utf8(body: &[u8], error: std::str::Utf8Error) -> JsonError {
     let before = &body[..error.valid_up_to()];
     let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
-    let line_start = before.iter().rposition(|&byte| byte == b'\n').map_or(0, |at| at + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |at| at + 1);
     // Columns count characters, as serde_json's do; the text before the bad byte is valid.
-    let column = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
+    let column = 1 + String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count();
     JsonError {
         message: "invalid UTF-8".to_owned(),
         line,
@@ -152,7 +167,10 @@ impl<'v, 'b> Node<'v, 'b> {
     /// Records `scalar` for every candidate whose path ends here, first occurrence wins.
     fn capture(self, scalar: impl Fn() -> Scalar<'b>) {
         for (at, path) in self.paths.iter().enumerate() {
-            if self.candidates & (1 << at) != 0 && path.len() == self.depth && self.values[at].is_none() {
+            if self.candidates & (1 << at) != 0
+                && path.len() == self.depth
+                && self.values[at].is_none()
+            {
                 self.values[at] = Some(scalar());
             }
         }
@@ -334,7 +352,15 @@ mod tests {
 
     #[test]
     fn any_json_text_is_accepted() {
-        for body in ["null", "0", "-1.5e3", "\"s\"", "[]", "{}", " [1, {\"a\": [true]}] \n"] {
+        for body in [
+            "null",
+            "0",
+            "-1.5e3",
+            "\"s\"",
+            "[]",
+            "{}",
+            " [1, {\"a\": [true]}] \n",
+        ] {
             assert!(scan(body.as_bytes(), PATHS).is_ok(), "{body}");
         }
     }
@@ -365,7 +391,11 @@ mod tests {
         assert!(scan(nested(MAX_NESTING).as_bytes(), PATHS).is_ok());
         let error = scan(nested(MAX_NESTING + 1).as_bytes(), PATHS).unwrap_err();
         assert!(error.message.contains("nesting"), "{}", error.message);
-        let objects = format!("{}1{}", "{\"a\":".repeat(MAX_NESTING + 1), "}".repeat(MAX_NESTING + 1));
+        let objects = format!(
+            "{}1{}",
+            "{\"a\":".repeat(MAX_NESTING + 1),
+            "}".repeat(MAX_NESTING + 1)
+        );
         assert!(scan(objects.as_bytes(), PATHS).is_err());
         // Deep hostile input fails fast instead of overflowing the stack.
         assert!(scan(nested(100_000).as_bytes(), PATHS).is_err());

@@ -37,7 +37,10 @@ impl ApiKey {
     pub fn generate() -> ApiKey {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).expect("the operating system's random number generator");
-        ApiKey(format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random)))
+        ApiKey(format!(
+            "{API_KEY_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random)
+        ))
     }
 
     /// Wraps a key that was issued elsewhere (read from the environment, say).
@@ -125,9 +128,9 @@ pub(crate) fn is_well_formed_token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
         && token.len() <= MAX_TOKEN_LEN
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]

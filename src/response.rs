@@ -9,11 +9,11 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::ExecutionId;
 use crate::json::JsonError;
 use crate::signature::SignatureError;
 use crate::source::header::IDEMPOTENT_REPLAYED;
 use crate::validation::{Issue, ValidationError};
-use crate::ExecutionId;
 
 /// The body type of every response the service makes.
 pub type ResponseBody = Full<Bytes>;
@@ -30,7 +30,9 @@ pub(crate) enum Answer {
     InvalidToken,
     TriggerNotFound,
     PayloadTooLarge(usize),
-    UnsupportedMediaType { accepts_form: bool },
+    UnsupportedMediaType {
+        accepts_form: bool,
+    },
     Signature(SignatureError),
     UnreadableBody,
     InvalidJson(JsonError),

@@ -110,9 +110,15 @@ mod tests {
         assert_eq!(prefix.match_path(&format!("/api/trigger//{ID}")), None);
         assert_eq!(prefix.match_path(&format!("/api/trigger/jira/{ID}/")), None);
         assert_eq!(prefix.match_path(&format!("/api/triggers/jira/{ID}")), None);
-        assert_eq!(prefix.match_path(&format!("/api/trigger/jira/{ID}/x")), None);
+        assert_eq!(
+            prefix.match_path(&format!("/api/trigger/jira/{ID}/x")),
+            None
+        );
         let nested = Prefix::new("");
-        assert_eq!(nested.match_path(&format!("/slack/{ID}")), Some(("slack", ID)));
+        assert_eq!(
+            nested.match_path(&format!("/slack/{ID}")),
+            Some(("slack", ID))
+        );
     }
 
     #[test]

@@ -135,7 +135,10 @@ impl SigningSecret {
                     .value
                     .strip_prefix(WHSEC_PREFIX.as_bytes())
                     .unwrap_or(&self.value);
-                let key = STANDARD.decode(encoded).ok().filter(|key| !key.is_empty())?;
+                let key = STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .filter(|key| !key.is_empty())?;
                 Some(HmacSha256::new_from_slice(&key).expect("HMAC accepts keys of any length"))
             })
             .as_ref()

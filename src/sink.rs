@@ -29,11 +29,15 @@ use crate::{BoxError, Delivery, ExecutionId};
 pub trait ExecutionSink: Send + Sync + 'static {
     /// Takes one delivery. A `Started` or `Replayed` answer is an acknowledgement: the sender
     /// gets a `200` and will not retry, so a durable sink must have kept the execution first.
-    fn submit(&self, delivery: Delivery) -> impl Future<Output = Result<Outcome, SinkError>> + Send;
+    fn submit(&self, delivery: Delivery)
+    -> impl Future<Output = Result<Outcome, SinkError>> + Send;
 }
 
 impl<S: ExecutionSink> ExecutionSink for Arc<S> {
-    fn submit(&self, delivery: Delivery) -> impl Future<Output = Result<Outcome, SinkError>> + Send {
+    fn submit(
+        &self,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<Outcome, SinkError>> + Send {
         (**self).submit(delivery)
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::json::FieldPath;
 
-
 /// A webhook sender, the `{source}` segment of `POST /api/trigger/{source}/{triggerId}`.
 ///
 /// Parsing is case-sensitive and accepts exactly the seven names of the spec.

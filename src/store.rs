@@ -369,7 +369,11 @@ mod tests {
         let key = ApiKeyRecord::new("k", "t");
         assert!(key.is_usable(now));
         assert!(!key.clone().expires_at(now).is_usable(now));
-        assert!(key.clone().expires_at(now + Duration::from_secs(1)).is_usable(now));
+        assert!(
+            key.clone()
+                .expires_at(now + Duration::from_secs(1))
+                .is_usable(now)
+        );
         assert!(!key.revoked().is_usable(now));
     }
 

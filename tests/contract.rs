@@ -28,7 +28,13 @@ const JIRA_BODY: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"
 async fn route_service_answers_404_off_its_route() {
     let fixture = Fixture::new();
     let (service, _rx) = fixture.channel_service();
-    for path in ["/", "/api/trigger", "/api/trigger/jira", "/api/other/jira/x/y", "/api/trigger/jira/a/b"] {
+    for path in [
+        "/",
+        "/api/trigger",
+        "/api/trigger/jira",
+        "/api/other/jira/x/y",
+        "/api/trigger/jira/a/b",
+    ] {
         let answer = send(service.clone(), Request::post(path).body(full("")).unwrap()).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert!(answer.json["error"].is_string());
@@ -42,7 +48,12 @@ async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
     let inner = tower::service_fn(|request: Request<Full<Bytes>>| async move {
         let (parts, body) = request.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        let echo = format!("{} {} {}", parts.method, parts.uri, String::from_utf8_lossy(&body));
+        let echo = format!(
+            "{} {} {}",
+            parts.method,
+            parts.uri,
+            String::from_utf8_lossy(&body)
+        );
         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(echo))))
     });
     let mut app = tower::ServiceBuilder::new()
@@ -59,7 +70,10 @@ async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "PUT /health?x=1 ping");
 
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let response = app.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -71,14 +85,23 @@ async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
 async fn route_prefix_is_configurable_and_may_be_empty() {
     let fixture = Fixture::new();
     let id = fixture.trigger(Source::Jira);
-    for (prefix, path) in [("/hooks", format!("/hooks/jira/{id}")), ("", format!("/jira/{id}"))] {
+    for (prefix, path) in [
+        ("/hooks", format!("/hooks/jira/{id}")),
+        ("", format!("/jira/{id}")),
+    ] {
         let (sink, _rx) = ChannelSink::new(8);
-        let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).prefix(prefix).build();
+        let service = TriggerService::builder(sink, Arc::clone(&fixture.store))
+            .prefix(prefix)
+            .build();
         let request = Request::post(&path)
             .header("authorization", format!("Bearer {}", fixture.key.expose()))
             .body(full(JIRA_BODY))
             .unwrap();
-        assert_eq!(send(service.clone(), request).await.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            send(service.clone(), request).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
         let default_path = fixture.path(Source::Jira);
         let request = Request::post(&default_path).body(full("")).unwrap();
         assert_eq!(send(service, request).await.status, StatusCode::NOT_FOUND);
@@ -159,9 +182,20 @@ async fn path_params_one_issue_per_bad_parameter_before_credentials() {
     let fixture = Fixture::new();
     let (service, _rx) = fixture.channel_service();
     // No credentials either: the path checks come first.
-    let answer = send(service, Request::post("/api/trigger/github/nope").body(full("")).unwrap()).await;
+    let answer = send(
+        service,
+        Request::post("/api/trigger/github/nope")
+            .body(full(""))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    let paths: Vec<_> = answer.json["issues"].as_array().unwrap().iter().map(|i| i["path"][0].clone()).collect();
+    let paths: Vec<_> = answer.json["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"][0].clone())
+        .collect();
     assert_eq!(paths, [json!("source"), json!("triggerId")]);
 }
 
@@ -182,7 +216,10 @@ async fn credentials_missing_is_401_with_bearer_challenge_and_body_unread() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{source}");
         assert_eq!(answer.headers["www-authenticate"], "Bearer");
         assert!(answer.json["error"].is_string());
-        assert!(!read.load(Ordering::SeqCst), "{source}: body read before authentication");
+        assert!(
+            !read.load(Ordering::SeqCst),
+            "{source}: body read before authentication"
+        );
     }
 }
 
@@ -191,14 +228,24 @@ async fn credentials_missing_is_401_with_bearer_challenge_and_body_unread() {
 #[tokio::test]
 async fn api_key_malformed_unknown_revoked_or_expired_is_invalid_token() {
     let fixture = Fixture::new();
-    let expired = fixture
+    let expired = fixture.store.generate_key(
+        ApiKeyRecord::new("old", TENANT).expires_at(SystemTime::now() - Duration::from_secs(1)),
+    );
+    let revoked = fixture
         .store
-        .generate_key(ApiKeyRecord::new("old", TENANT).expires_at(SystemTime::now() - Duration::from_secs(1)));
-    let revoked = fixture.store.generate_key(ApiKeyRecord::new("gone", TENANT));
+        .generate_key(ApiKeyRecord::new("gone", TENANT));
     assert!(fixture.store.revoke_key("gone"));
     let (service, _rx) = fixture.channel_service();
     let long = "a".repeat(600);
-    for token in ["", "has space", "bad\"quote", long.as_str(), "atk_unknownkey", expired.expose(), revoked.expose()] {
+    for token in [
+        "",
+        "has space",
+        "bad\"quote",
+        long.as_str(),
+        "atk_unknownkey",
+        expired.expose(),
+        revoked.expose(),
+    ] {
         let (body, read) = WatchedBody::new(JIRA_BODY);
         let request = Request::post(fixture.path(Source::Jira))
             .header("authorization", format!("Bearer {token}"))
@@ -206,7 +253,10 @@ async fn api_key_malformed_unknown_revoked_or_expired_is_invalid_token() {
             .unwrap();
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{token}");
-        assert_eq!(answer.headers["www-authenticate"], r#"Bearer error="invalid_token""#);
+        assert_eq!(
+            answer.headers["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
         assert!(!answer.json.to_string().contains(token) || token.is_empty());
         assert!(!read.load(Ordering::SeqCst));
     }
@@ -217,21 +267,30 @@ async fn api_key_malformed_unknown_revoked_or_expired_is_invalid_token() {
 #[tokio::test]
 async fn trigger_unknown_other_source_other_tenant_or_out_of_scope_is_one_404() {
     let fixture = Fixture::new();
-    let other_tenant = fixture.store.generate_key(ApiKeyRecord::new("globex-ci", "globex"));
+    let other_tenant = fixture
+        .store
+        .generate_key(ApiKeyRecord::new("globex-ci", "globex"));
     let scoped = fixture.store.generate_key(
-        ApiKeyRecord::new("scoped", TENANT).scope(KeyScope::Triggers(vec![fixture.trigger(Source::Slack)])),
+        ApiKeyRecord::new("scoped", TENANT)
+            .scope(KeyScope::Triggers(vec![fixture.trigger(Source::Slack)])),
     );
     let (service, _rx) = fixture.channel_service();
     let jira = fixture.trigger(Source::Jira);
     let cases = [
-        (format!("/api/trigger/jira/{}", Uuid::now_v7()), fixture.key.expose()),
+        (
+            format!("/api/trigger/jira/{}", Uuid::now_v7()),
+            fixture.key.expose(),
+        ),
         (format!("/api/trigger/linear/{jira}"), fixture.key.expose()),
         (format!("/api/trigger/jira/{jira}"), other_tenant.expose()),
         (format!("/api/trigger/jira/{jira}"), scoped.expose()),
     ];
     for (path, key) in cases {
         let (body, read) = WatchedBody::new(JIRA_BODY);
-        let request = Request::post(&path).header("authorization", format!("Bearer {key}")).body(body).unwrap();
+        let request = Request::post(&path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(body)
+            .unwrap();
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(answer.json, json!({"error":"trigger not found"}));
@@ -251,7 +310,9 @@ async fn trigger_unknown_other_source_other_tenant_or_out_of_scope_is_one_404() 
 async fn size_declared_over_the_limit_is_413_before_reading() {
     let fixture = Fixture::new();
     let (sink, _rx) = ChannelSink::new(8);
-    let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).body_limit(64).build();
+    let service = TriggerService::builder(sink, Arc::clone(&fixture.store))
+        .body_limit(64)
+        .build();
     let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
     let (watched, read) = WatchedBody::new(body.clone());
     let request = fixture.bearer(Source::Jira, &body).body(watched).unwrap();
@@ -265,8 +326,11 @@ async fn size_declared_over_the_limit_is_413_before_reading() {
 async fn size_streamed_without_length_over_the_limit_is_413() {
     let fixture = Fixture::new();
     let (sink, mut rx) = ChannelSink::new(8);
-    let service = TriggerService::builder(sink, Arc::clone(&fixture.store)).body_limit(1000).build();
-    let chunks = std::iter::once(Bytes::from_static(b"[")).chain(std::iter::repeat_n(Bytes::from_static(b"1,"), 600));
+    let service = TriggerService::builder(sink, Arc::clone(&fixture.store))
+        .body_limit(1000)
+        .build();
+    let chunks = std::iter::once(Bytes::from_static(b"["))
+        .chain(std::iter::repeat_n(Bytes::from_static(b"1,"), 600));
     let request = Request::post(fixture.path(Source::Jira))
         .header("authorization", format!("Bearer {}", fixture.key.expose()))
         .body(StreamedBody::new(chunks))
@@ -278,7 +342,11 @@ async fn size_streamed_without_length_over_the_limit_is_413() {
     // Exactly at the limit, streamed, is fine.
     let exact = format!("[{}]", "1,".repeat(498) + "1");
     assert!(exact.len() <= 1000);
-    let chunks: Vec<Bytes> = exact.as_bytes().chunks(7).map(Bytes::copy_from_slice).collect();
+    let chunks: Vec<Bytes> = exact
+        .as_bytes()
+        .chunks(7)
+        .map(Bytes::copy_from_slice)
+        .collect();
     let request = Request::post(fixture.path(Source::Jira))
         .header("authorization", format!("Bearer {}", fixture.key.expose()))
         .body(StreamedBody::new(chunks))
@@ -292,11 +360,20 @@ async fn size_default_limit_is_one_mebibyte() {
     let fixture = Fixture::new();
     let (service, _rx) = fixture.channel_service();
     let at_limit = format!("\"{}\"", "x".repeat(1024 * 1024 - 2));
-    let request = fixture.bearer(Source::Jira, &at_limit).body(full(at_limit.clone())).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, &at_limit)
+        .body(full(at_limit.clone()))
+        .unwrap();
     assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
     let over = format!("\"{}\"", "x".repeat(1024 * 1024 - 1));
-    let request = fixture.bearer(Source::Jira, &over).body(full(over.clone())).unwrap();
-    assert_eq!(send(service, request).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let request = fixture
+        .bearer(Source::Jira, &over)
+        .body(full(over.clone()))
+        .unwrap();
+    assert_eq!(
+        send(service, request).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }
 
 // ---- content type ----
@@ -311,8 +388,14 @@ async fn content_type_must_be_json_or_absent() {
         (Some("application/vnd.atlassian+json"), StatusCode::OK),
         (None, StatusCode::OK),
         (Some("text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (Some("application/x-www-form-urlencoded"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (Some("multipart/form-data; boundary=x"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            Some("application/x-www-form-urlencoded"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Some("multipart/form-data; boundary=x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
     ];
     for (content_type, status) in cases {
         let mut request = Request::post(fixture.path(Source::Jira))
@@ -348,9 +431,18 @@ async fn content_type_form_is_accepted_for_slack_only() {
 async fn signature_wrong_unknown_trigger_and_no_secrets_get_the_same_401() {
     let fixture = Fixture::new();
     let unsigned = Uuid::now_v7();
-    fixture.store.insert_trigger(Trigger::new(unsigned, TENANT, Source::Hackerone));
+    fixture
+        .store
+        .insert_trigger(Trigger::new(unsigned, TENANT, Source::Hackerone));
     let (service, rx) = fixture.channel_service();
-    let good = agent_trigger::signature::sign(Source::Hackerone, &secret_for(Source::Hackerone), b"{}", SystemTime::now(), "").unwrap();
+    let good = agent_trigger::signature::sign(
+        Source::Hackerone,
+        &secret_for(Source::Hackerone),
+        b"{}",
+        SystemTime::now(),
+        "",
+    )
+    .unwrap();
     let wrong = agent_trigger::signature::sign(
         Source::Hackerone,
         &agent_trigger::SigningSecret::new("x", "another secret").unwrap(),
@@ -375,11 +467,18 @@ async fn signature_wrong_unknown_trigger_and_no_secrets_get_the_same_401() {
         request.headers_mut().extend(headers.clone());
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(read.load(Ordering::SeqCst), trigger_has_secret, "body read only for a trigger with secrets");
+        assert_eq!(
+            read.load(Ordering::SeqCst),
+            trigger_has_secret,
+            "body read only for a trigger with secrets"
+        );
         bodies.push(answer.json);
     }
     assert!(bodies.iter().all(|body| *body == bodies[0]), "{bodies:?}");
-    assert_eq!(bodies[0], json!({"error":"invalid signature: signature does not match"}));
+    assert_eq!(
+        bodies[0],
+        json!({"error":"invalid signature: signature does not match"})
+    );
     drop(rx);
 }
 
@@ -394,7 +493,10 @@ async fn signature_error_names_the_reason_but_no_secret() {
     let answer = send(service, request).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     let message = answer.json["error"].as_str().unwrap();
-    assert_eq!(message, "invalid signature: missing x-slack-request-timestamp header");
+    assert_eq!(
+        message,
+        "invalid signature: missing x-slack-request-timestamp header"
+    );
     assert!(!message.contains("fixture-signing-secret"));
 }
 
@@ -404,9 +506,19 @@ async fn signature_error_names_the_reason_but_no_secret() {
 async fn json_malformed_is_400_with_line_and_column() {
     let fixture = Fixture::new();
     let (service, mut rx) = fixture.channel_service();
-    let cases: [&[u8]; 6] = [b"{\"a\":", b"{\n \"a\": nope}", b"{} []", b"{\"a\":\"\xff\"}", b"{'a':1}", b"   "];
+    let cases: [&[u8]; 6] = [
+        b"{\"a\":",
+        b"{\n \"a\": nope}",
+        b"{} []",
+        b"{\"a\":\"\xff\"}",
+        b"{'a':1}",
+        b"   ",
+    ];
     for body in cases {
-        let request = fixture.bearer(Source::Jira, "").body(full(Bytes::copy_from_slice(body))).unwrap();
+        let request = fixture
+            .bearer(Source::Jira, "")
+            .body(full(Bytes::copy_from_slice(body)))
+            .unwrap();
         let request = {
             let (mut parts, body_) = request.into_parts();
             parts.headers.remove("content-length");
@@ -431,11 +543,17 @@ async fn json_nesting_deeper_than_128_is_refused() {
     let (service, _rx) = fixture.channel_service();
     let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let ok = nested(128);
-    let request = fixture.bearer(Source::Jira, &ok).body(full(ok.clone())).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, &ok)
+        .body(full(ok.clone()))
+        .unwrap();
     assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
     for depth in [129, 10_000] {
         let deep = nested(depth);
-        let request = fixture.bearer(Source::Jira, &deep).body(full(deep.clone())).unwrap();
+        let request = fixture
+            .bearer(Source::Jira, &deep)
+            .body(full(deep.clone()))
+            .unwrap();
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         assert_eq!(answer.json["issues"][0]["code"], "invalid_json");
@@ -461,10 +579,16 @@ async fn handshake_slack_url_verification_echoes_the_challenge() {
     let fixture = Fixture::new();
     let (service, mut rx) = fixture.channel_service();
     let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-    let request = fixture.bearer(Source::Slack, body).body(full(body)).unwrap();
+    let request = fixture
+        .bearer(Source::Slack, body)
+        .body(full(body))
+        .unwrap();
     let answer = send(service, request).await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.json, json!({"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
+    assert_eq!(
+        answer.json,
+        json!({"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
     assert!(rx.try_recv().is_err());
 }
 
@@ -474,7 +598,9 @@ async fn handshake_slack_url_verification_echoes_the_challenge() {
 async fn disabled_trigger_is_skipped_with_its_action() {
     let fixture = Fixture::new();
     let id = Uuid::now_v7();
-    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
+    fixture
+        .store
+        .insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
     let (service, mut rx) = fixture.channel_service();
     let request = Request::post(format!("/api/trigger/jira/{id}"))
         .header("authorization", format!("Bearer {}", fixture.key.expose()))
@@ -502,7 +628,8 @@ async fn filter_action_allowlist_exact_and_prefix() {
     let fixture = Fixture::new();
     let id = Uuid::now_v7();
     fixture.store.insert_trigger(
-        Trigger::new(id, TENANT, Source::Jira).actions(ActionAllowlist::new(["jira:issue_*", "comment_created"])),
+        Trigger::new(id, TENANT, Source::Jira)
+            .actions(ActionAllowlist::new(["jira:issue_*", "comment_created"])),
     );
     let (service, mut rx) = fixture.channel_service();
     let cases = [
@@ -522,7 +649,10 @@ async fn filter_action_allowlist_exact_and_prefix() {
         assert_eq!(answer.status, StatusCode::OK);
         if runs {
             assert_ne!(answer.json["executionId"], "skipped", "{action}");
-            assert_eq!(rx.try_recv().unwrap().delivery.action.as_deref(), Some(action));
+            assert_eq!(
+                rx.try_recv().unwrap().delivery.action.as_deref(),
+                Some(action)
+            );
         } else {
             assert_eq!(
                 answer.json,
@@ -541,7 +671,10 @@ async fn filter_slack_bot_messages_are_skipped() {
         r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","bot_id":"B1","text":"hi"}}"#,
         r#"{"type":"event_callback","event_id":"Ev2","event":{"type":"message","subtype":"bot_message"}}"#,
     ] {
-        let request = fixture.bearer(Source::Slack, body).body(full(body)).unwrap();
+        let request = fixture
+            .bearer(Source::Slack, body)
+            .body(full(body))
+            .unwrap();
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.json["executionId"], "skipped");
         assert_eq!(answer.json["action"], "message");
@@ -612,9 +745,16 @@ async fn duplicate_skipped_deliveries_are_not_remembered() {
             .body(full(JIRA_BODY))
             .unwrap()
     };
-    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
-    assert_eq!(send(service.clone(), request()).await.json["executionId"], "skipped");
-    fixture.store.insert_trigger(Trigger::new(id, TENANT, Source::Jira));
+    fixture
+        .store
+        .insert_trigger(Trigger::new(id, TENANT, Source::Jira).enabled(false));
+    assert_eq!(
+        send(service.clone(), request()).await.json["executionId"],
+        "skipped"
+    );
+    fixture
+        .store
+        .insert_trigger(Trigger::new(id, TENANT, Source::Jira));
     let answer = send(service, request()).await;
     assert_ne!(answer.json["executionId"], "skipped");
     assert!(answer.headers.get("idempotent-replayed").is_none());
@@ -636,32 +776,59 @@ async fn sink_started_hands_over_the_delivery_of_section_2() {
     let before = SystemTime::now();
     let answer = send(service, request).await;
     let execution = rx.recv().await.unwrap();
-    assert_eq!(answer.json, json!({"executionId": execution.id.to_string()}));
+    assert_eq!(
+        answer.json,
+        json!({"executionId": execution.id.to_string()})
+    );
     assert_eq!(execution.id.as_uuid().unwrap().get_version_num(), 7);
     let delivery = execution.delivery;
     assert_eq!(delivery.source, Source::Jira);
     assert_eq!(delivery.trigger_id, fixture.trigger(Source::Jira));
     assert_eq!(&*delivery.tenant, TENANT);
-    assert_eq!(delivery.caller, Caller::ApiKey { key_id: "ci".into(), tenant: TENANT.into() });
+    assert_eq!(
+        delivery.caller,
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: TENANT.into()
+        }
+    );
     assert_eq!(delivery.delivery_id.as_deref(), Some("d-42"));
     assert_eq!(delivery.action.as_deref(), Some("jira:issue_created"));
     assert!(delivery.received_at >= before);
-    assert_eq!(delivery.input, body.as_bytes(), "the raw bytes, not re-serialised JSON");
+    assert_eq!(
+        delivery.input,
+        body.as_bytes(),
+        "the raw bytes, not re-serialised JSON"
+    );
 }
 
 #[tokio::test]
 async fn sink_skipped_and_rejected_shapes() {
     let fixture = Fixture::new();
     let skipping = fixture.service_with(ScriptedSink::new(|_| {
-        Ok(Outcome::Skipped { message: "quiet hours".into(), action: Some("deploy".into()) })
+        Ok(Outcome::Skipped {
+            message: "quiet hours".into(),
+            action: Some("deploy".into()),
+        })
     }));
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(skipping, request).await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.json, json!({"executionId":"skipped","message":"quiet hours","action":"deploy"}));
+    assert_eq!(
+        answer.json,
+        json!({"executionId":"skipped","message":"quiet hours","action":"deploy"})
+    );
 
-    let rejecting = fixture.service_with(ScriptedSink::new(|_| Ok(Outcome::Rejected("agent is archived".into()))));
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let rejecting = fixture.service_with(ScriptedSink::new(|_| {
+        Ok(Outcome::Rejected("agent is archived".into()))
+    }));
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(rejecting, request).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json, json!({"error":"agent is archived"}));
@@ -671,16 +838,24 @@ async fn sink_skipped_and_rejected_shapes() {
 async fn sink_unavailable_or_too_slow_is_503_with_retry_after() {
     let fixture = Fixture::new();
     let busy = fixture.service_with(ScriptedSink::new(|_| {
-        Err(SinkError::Unavailable { retry_after: Duration::from_secs(30) })
+        Err(SinkError::Unavailable {
+            retry_after: Duration::from_secs(30),
+        })
     }));
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(busy, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.headers["retry-after"], "30");
     assert!(answer.json["error"].is_string());
 
     let slow = fixture.service_with(HangingSink);
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(slow, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.headers["retry-after"], "7");
@@ -692,9 +867,16 @@ async fn sink_full_channel_is_503_and_nothing_is_remembered() {
     let (sink, mut rx) = ChannelSink::new(1);
     let service = TriggerService::new(sink, Arc::clone(&fixture.store));
     let request = |key: &str| {
-        fixture.bearer(Source::Jira, JIRA_BODY).header("idempotency-key", key).body(full(JIRA_BODY)).unwrap()
+        fixture
+            .bearer(Source::Jira, JIRA_BODY)
+            .header("idempotency-key", key)
+            .body(full(JIRA_BODY))
+            .unwrap()
     };
-    assert_eq!(send(service.clone(), request("a")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(service.clone(), request("a")).await.status,
+        StatusCode::OK
+    );
     let answer = send(service.clone(), request("b")).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.headers["retry-after"], "1");
@@ -708,8 +890,13 @@ async fn sink_full_channel_is_503_and_nothing_is_remembered() {
 #[tokio::test]
 async fn sink_failure_is_500_without_details() {
     let fixture = Fixture::new();
-    let failing = fixture.service_with(ScriptedSink::new(|_| Err(SinkError::internal("db password=hunter2 rejected"))));
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let failing = fixture.service_with(ScriptedSink::new(|_| {
+        Err(SinkError::internal("db password=hunter2 rejected"))
+    }));
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(failing, request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
@@ -730,8 +917,14 @@ async fn sink_panic_is_500_and_the_service_keeps_serving() {
     let answer = send(service.clone(), request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
-    assert_eq!(send(service, request).await.json, json!({"executionId":"run-1"}));
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
+    assert_eq!(
+        send(service, request).await.json,
+        json!({"executionId":"run-1"})
+    );
 }
 
 #[tokio::test]
@@ -739,7 +932,10 @@ async fn store_failure_is_500_and_a_hanging_store_is_503() {
     let fixture = Fixture::new();
     let (sink, _rx) = ChannelSink::new(8);
     let failing = TriggerService::new(sink, BrokenStore::Failing);
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(failing, request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
@@ -748,7 +944,10 @@ async fn store_failure_is_500_and_a_hanging_store_is_503() {
     let hanging = TriggerService::builder(sink, BrokenStore::Hanging)
         .backend_timeout(Duration::from_millis(50))
         .build();
-    let request = fixture.bearer(Source::Jira, JIRA_BODY).body(full(JIRA_BODY)).unwrap();
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
     let answer = send(hanging, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(answer.headers.contains_key("retry-after"));

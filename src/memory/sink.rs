@@ -36,6 +36,8 @@ pub struct Execution {
 /// ```
 /// use agent_trigger::memory::ChannelSink;
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let (sink, mut executions) = ChannelSink::new(1024);
 /// tokio::spawn(async move {
 ///     while let Some(execution) = executions.recv().await {
@@ -43,6 +45,7 @@ pub struct Execution {
 ///     }
 /// });
 /// # drop(sink);
+/// # }
 /// ```
 pub struct ChannelSink {
     sender: mpsc::Sender<Execution>,
@@ -79,12 +82,16 @@ impl ChannelSink {
     }
 
     fn send(&self, execution: Execution) -> Result<(), SinkError> {
-        self.sender.try_send(execution).map_err(|error| match error {
-            TrySendError::Full(_) => SinkError::Unavailable {
-                retry_after: self.retry_after,
-            },
-            TrySendError::Closed(_) => SinkError::internal("the execution receiver was dropped"),
-        })
+        self.sender
+            .try_send(execution)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SinkError::Unavailable {
+                    retry_after: self.retry_after,
+                },
+                TrySendError::Closed(_) => {
+                    SinkError::internal("the execution receiver was dropped")
+                }
+            })
     }
 }
 
@@ -92,7 +99,10 @@ impl ExecutionSink for ChannelSink {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
         let id = ExecutionId::new_v7();
         let Some(delivery_id) = delivery.delivery_id.clone() else {
-            self.send(Execution { id: id.clone(), delivery })?;
+            self.send(Execution {
+                id: id.clone(),
+                delivery,
+            })?;
             return Ok(Outcome::Started(id));
         };
         let key = (delivery.trigger_id, delivery_id);
@@ -101,7 +111,10 @@ impl ExecutionSink for ChannelSink {
         if let Some(original) = seen.get(&key) {
             return Ok(Outcome::Replayed(original.clone()));
         }
-        self.send(Execution { id: id.clone(), delivery })?;
+        self.send(Execution {
+            id: id.clone(),
+            delivery,
+        })?;
         seen.insert(key, id.clone());
         Ok(Outcome::Started(id))
     }
@@ -111,7 +124,10 @@ impl fmt::Debug for ChannelSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelSink")
             .field("capacity", &self.sender.max_capacity())
-            .field("queued", &(self.sender.max_capacity() - self.sender.capacity()))
+            .field(
+                "queued",
+                &(self.sender.max_capacity() - self.sender.capacity()),
+            )
             .finish()
     }
 }

@@ -73,6 +73,8 @@ impl fmt::Debug for ResponseFuture {
             State::Ready(None) => "done",
             State::Running(_) => "running",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }

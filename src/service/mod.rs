@@ -128,7 +128,11 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        match pipeline::route(&self.shared.settings, request.method(), request.uri().path()) {
+        match pipeline::route(
+            &self.shared.settings,
+            request.method(),
+            request.uri().path(),
+        ) {
             Routing::Elsewhere => Dispatch::Elsewhere(request),
             Routing::Answer(answer) => Dispatch::Ours(ResponseFuture::ready(answer)),
             Routing::Deliver { source, trigger_id } => {

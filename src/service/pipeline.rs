@@ -120,16 +120,23 @@ where
     // API key, trigger
     let (trigger, key_caller) = match &credentials {
         Credentials::Bearer(token) => {
-            let (trigger, caller) = authorize_key(shared, token, source, trigger_id, received_at).await?;
+            let (trigger, caller) =
+                authorize_key(shared, token, source, trigger_id, received_at).await?;
             (trigger, Some(caller))
         }
-        Credentials::Signature(_) => (signed_trigger(shared, source, trigger_id, received_at).await?, None),
+        Credentials::Signature(_) => (
+            signed_trigger(shared, source, trigger_id, received_at).await?,
+            None,
+        ),
     };
 
     // size, content type (headers only), then the body itself within the limit
     body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
-    let kind = body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))?;
-    let raw = body::read(body, limit).await.map_err(|error| body_answer(error, limit, spec))?;
+    let kind =
+        body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))?;
+    let raw = body::read(body, limit)
+        .await
+        .map_err(|error| body_answer(error, limit, spec))?;
 
     // signature
     let caller = match (&credentials, key_caller) {
@@ -159,8 +166,15 @@ where
         return Ok(skipped("bot messages are ignored", event.action));
     }
     if let Some(allowlist) = trigger.allowlist() {
-        if !event.action.as_deref().is_some_and(|action| allowlist.allows(action)) {
-            return Ok(skipped("action is not in the trigger's allowlist", event.action));
+        if !event
+            .action
+            .as_deref()
+            .is_some_and(|action| allowlist.allows(action))
+        {
+            return Ok(skipped(
+                "action is not in the trigger's allowlist",
+                event.action,
+            ));
         }
     }
 
@@ -232,8 +246,12 @@ fn verify_signature(
         .matching_secret(trigger.secrets(), raw, now)
         .map_err(Answer::Signature)?;
     if let Some(seconds) = presented.header_timestamp() {
-        signature::check_window(i128::from(seconds) * 1000, now, trigger.effective_replay_window())
-            .map_err(Answer::Signature)?;
+        signature::check_window(
+            i128::from(seconds) * 1000,
+            now,
+            trigger.effective_replay_window(),
+        )
+        .map_err(Answer::Signature)?;
     }
     tracing::debug!(trigger_id = %trigger.id(), secret_id = secret.id(), "signature verified");
     Ok(Caller::Signature {
@@ -285,7 +303,10 @@ fn decode(
 }
 
 /// Steps *duplicate* and *sink*: the sink recognises redeliveries itself.
-async fn submit<E: ExecutionSink, A>(shared: &Shared<E, A>, delivery: Delivery) -> Result<Answer, Answer> {
+async fn submit<E: ExecutionSink, A>(
+    shared: &Shared<E, A>,
+    delivery: Delivery,
+) -> Result<Answer, Answer> {
     let outcome = within_deadline(shared, shared.sink.submit(delivery)).await?;
     Ok(match outcome {
         Ok(Outcome::Started(id)) => Answer::Started(id),
@@ -321,12 +342,17 @@ fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
 }
 
 /// A backend that does not answer in time is treated as temporarily unavailable.
-async fn within_deadline<E, A, T>(shared: &Shared<E, A>, work: impl Future<Output = T>) -> Result<T, Answer> {
+async fn within_deadline<E, A, T>(
+    shared: &Shared<E, A>,
+    work: impl Future<Output = T>,
+) -> Result<T, Answer> {
     let settings = &shared.settings;
-    tokio::time::timeout(settings.backend_timeout, work).await.map_err(|_| {
-        tracing::warn!(timeout = ?settings.backend_timeout, "backend did not answer in time");
-        Answer::Unavailable(settings.retry_after)
-    })
+    tokio::time::timeout(settings.backend_timeout, work)
+        .await
+        .map_err(|_| {
+            tracing::warn!(timeout = ?settings.backend_timeout, "backend did not answer in time");
+            Answer::Unavailable(settings.retry_after)
+        })
 }
 
 /// Logs the cause; the caller sees only "internal error".

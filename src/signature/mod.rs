@@ -1,7 +1,7 @@
 //! Verifying a sender's signature over the raw bytes as received.
 //!
-//! One verifier per scheme ([`hex`], [`slack`], [`standard`]); the source table in
-//! [`crate::source`] says which scheme each sender uses. Verification is split in two so that the
+//! One verifier per scheme (hub-style hex, Slack `v0`, Standard Webhooks), and a table of
+//! sources that says which scheme each sender uses. Verification is split in two so that the
 //! pipeline can answer without an oracle: the headers are parsed first, before the trigger is
 //! looked up (a malformed header is refused the same way whether the trigger exists or not),
 //! then the HMAC is checked against the trigger's ring, and only then the replay window, so that
@@ -156,7 +156,11 @@ fn unix_millis(at: SystemTime) -> i128 {
 /// Whether a 32-byte tag equals the MAC's result, in constant time.
 fn tag_matches(mac: HmacSha256, presented: &[u8; 32]) -> bool {
     use hmac::Mac;
-    mac.finalize().into_bytes().as_slice().ct_eq(presented).into()
+    mac.finalize()
+        .into_bytes()
+        .as_slice()
+        .ct_eq(presented)
+        .into()
 }
 
 /// Verifies one request of `source` against a ring of secrets: headers, HMAC over the raw
@@ -180,7 +184,9 @@ pub fn verify<'s>(
     }
     if let BodyTimestamp::Millis(field) = spec.body_timestamp {
         let fields = json::scan(body, field).map_err(|_| SignatureError::MissingTimestamp)?;
-        let millis = fields.number(field[0]).ok_or(SignatureError::MissingTimestamp)?;
+        let millis = fields
+            .number(field[0])
+            .ok_or(SignatureError::MissingTimestamp)?;
         check_window(millis as i128, now, window)?;
     }
     Ok(matched)
@@ -202,7 +208,10 @@ pub fn sign(
     let mut headers = HeaderMap::new();
     let pairs = match source.spec().scheme.as_ref()? {
         Scheme::HexHmac { header, prefix } => {
-            vec![(HeaderName::from_static(header), hex::sign(secret, body, *prefix))]
+            vec![(
+                HeaderName::from_static(header),
+                hex::sign(secret, body, *prefix),
+            )]
         }
         Scheme::SlackV0 => slack::sign(secret, body, seconds),
         Scheme::StandardWebhooks => standard::sign(secret, body, seconds, message_id)?,
@@ -214,11 +223,10 @@ pub fn sign(
 }
 
 /// A header's value as text, or the scheme's error naming it.
-fn header_text<'h>(
-    headers: &'h HeaderMap,
-    name: &'static str,
-) -> Result<&'h str, SignatureError> {
-    let value = headers.get(name).ok_or(SignatureError::MissingHeader(name))?;
+fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
+    let value = headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(name))?;
     value
         .to_str()
         .map(str::trim)
@@ -261,7 +269,15 @@ mod tests {
         let ring = [secret.clone()];
         let now = SystemTime::now();
         assert_eq!(
-            verify(Source::JiraAutomation, &ring, &HeaderMap::new(), b"{}", now, None).unwrap_err(),
+            verify(
+                Source::JiraAutomation,
+                &ring,
+                &HeaderMap::new(),
+                b"{}",
+                now,
+                None
+            )
+            .unwrap_err(),
             SignatureError::Unsigned
         );
         assert!(sign(Source::JiraAutomation, &secret, b"{}", now, "").is_none());

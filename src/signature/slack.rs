@@ -37,11 +37,18 @@ impl<'h> SlackSignature<'h> {
     }
 
     pub(crate) fn is_made_with(&self, secret: &SigningSecret, body: &[u8]) -> bool {
-        tag_matches(base_string_mac(secret, self.timestamp_text, body), &self.tag)
+        tag_matches(
+            base_string_mac(secret, self.timestamp_text, body),
+            &self.tag,
+        )
     }
 }
 
-fn base_string_mac(secret: &SigningSecret, timestamp: &str, body: &[u8]) -> crate::secret::HmacSha256 {
+fn base_string_mac(
+    secret: &SigningSecret,
+    timestamp: &str,
+    body: &[u8],
+) -> crate::secret::HmacSha256 {
     let mut mac = secret.raw_mac().clone();
     mac.update(VERSION.as_bytes());
     mac.update(b":");
@@ -52,11 +59,20 @@ fn base_string_mac(secret: &SigningSecret, timestamp: &str, body: &[u8]) -> crat
 }
 
 /// The two headers Slack would send with `body` at `timestamp` (Unix seconds).
-pub(crate) fn sign(secret: &SigningSecret, body: &[u8], timestamp: i64) -> Vec<(http::HeaderName, String)> {
+pub(crate) fn sign(
+    secret: &SigningSecret,
+    body: &[u8],
+    timestamp: i64,
+) -> Vec<(http::HeaderName, String)> {
     let timestamp = timestamp.to_string();
-    let tag = base_string_mac(secret, &timestamp, body).finalize().into_bytes();
+    let tag = base_string_mac(secret, &timestamp, body)
+        .finalize()
+        .into_bytes();
     vec![
-        (http::HeaderName::from_static(SLACK_SIGNATURE), format!("{VERSION}={}", hex::encode(tag))),
+        (
+            http::HeaderName::from_static(SLACK_SIGNATURE),
+            format!("{VERSION}={}", hex::encode(tag)),
+        ),
         (http::HeaderName::from_static(SLACK_TIMESTAMP), timestamp),
     ]
 }

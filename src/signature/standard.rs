@@ -71,7 +71,9 @@ impl<'h> StandardSignature<'h> {
             .into_bytes();
         // Look at every entry, matched or not, so timing does not tell which one matched.
         self.v1_tags()
-            .fold(subtle::Choice::from(0), |found, tag| found | expected.as_slice().ct_eq(&tag))
+            .fold(subtle::Choice::from(0), |found, tag| {
+                found | expected.as_slice().ct_eq(&tag)
+            })
             .into()
     }
 }
@@ -143,7 +145,12 @@ mod tests {
 
     #[test]
     fn list_without_a_usable_v1_is_malformed() {
-        for list in ["v2,abc", "", "v1,not base64!", "v1a,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="] {
+        for list in [
+            "v2,abc",
+            "",
+            "v1,not base64!",
+            "v1a,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+        ] {
             assert_eq!(
                 StandardSignature::parse(&headers(list)).unwrap_err(),
                 SignatureError::MalformedHeader(WEBHOOK_SIGNATURE),

@@ -55,7 +55,11 @@ impl Fixture {
             triggers.push((source, id));
         }
         let key = store.generate_key(ApiKeyRecord::new("ci", TENANT));
-        Fixture { store, key, triggers }
+        Fixture {
+            store,
+            key,
+            triggers,
+        }
     }
 
     pub fn trigger(&self, source: Source) -> Uuid {
@@ -69,12 +73,21 @@ impl Fixture {
     /// The service over a channel sink, and the channel's receiver.
     pub fn channel_service(
         &self,
-    ) -> (TriggerService<ChannelSink, Arc<MemoryKeyStore>>, mpsc::Receiver<Execution>) {
+    ) -> (
+        TriggerService<ChannelSink, Arc<MemoryKeyStore>>,
+        mpsc::Receiver<Execution>,
+    ) {
         let (sink, executions) = ChannelSink::new(1024);
-        (TriggerService::new(sink, Arc::clone(&self.store)), executions)
+        (
+            TriggerService::new(sink, Arc::clone(&self.store)),
+            executions,
+        )
     }
 
-    pub fn service_with<E: ExecutionSink>(&self, sink: E) -> TriggerService<E, Arc<MemoryKeyStore>> {
+    pub fn service_with<E: ExecutionSink>(
+        &self,
+        sink: E,
+    ) -> TriggerService<E, Arc<MemoryKeyStore>> {
         TriggerService::builder(sink, Arc::clone(&self.store))
             .backend_timeout(Duration::from_millis(200))
             .retry_after(Duration::from_secs(7))
@@ -239,10 +252,7 @@ impl KeyStore for BrokenStore {
         }
     }
 
-    async fn trigger(
-        &self,
-        _id: Uuid,
-    ) -> Result<Option<Arc<Trigger>>, agent_trigger::StoreError> {
+    async fn trigger(&self, _id: Uuid) -> Result<Option<Arc<Trigger>>, agent_trigger::StoreError> {
         match self {
             BrokenStore::Failing => Err(agent_trigger::StoreError::new("disk on fire")),
             BrokenStore::Hanging => std::future::pending().await,
