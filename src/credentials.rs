@@ -1,8 +1,8 @@
 //! Which credentials a request relies on: a bearer API key, or its source's signature.
 
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
 
+use crate::key::bearer_token;
 use crate::signature::{Presented, SignatureError};
 use crate::source::Source;
 
@@ -46,68 +46,10 @@ pub(crate) fn extract(
         .map_err(CredentialsError::Signature)
 }
 
-/// The token of an `Authorization: Bearer …` header (scheme matched case-insensitively), or
-/// `None` when the header is absent or uses another scheme. The token is not validated here.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
-    let scheme = value.get(..6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return None;
-    }
-    match &value[6..] {
-        [] => Some(""),
-        [b' ', rest @ ..] => Some(
-            std::str::from_utf8(rest)
-                .unwrap_or("\u{0}")
-                .trim_matches(' '),
-        ),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
-
-    fn with_auth(value: &'static str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
-        headers
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for value in ["Bearer abc", "bearer abc", "BEARER   abc"] {
-            assert_eq!(bearer_token(&with_auth(value)), Some("abc"), "{value}");
-        }
-    }
-
-    #[test]
-    fn other_schemes_are_not_bearer() {
-        assert_eq!(
-            bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
-            None
-        );
-        assert_eq!(bearer_token(&with_auth("Bearerabc")), None);
-        assert_eq!(bearer_token(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn empty_bearer_is_a_malformed_token_not_a_missing_one() {
-        assert_eq!(bearer_token(&with_auth("Bearer")), Some(""));
-        assert_eq!(bearer_token(&with_auth("Bearer ")), Some(""));
-    }
-
-    #[test]
-    fn non_utf8_token_is_kept_as_malformed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            AUTHORIZATION,
-            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
-        );
-        assert_eq!(bearer_token(&headers), Some("\u{0}"));
-    }
 
     #[test]
     fn signature_counts_only_when_its_header_is_there() {

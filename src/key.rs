@@ -4,6 +4,8 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 
 /// The fixed prefix of every generated key, so that secret scanners can recognise a leaked one.
@@ -109,6 +111,11 @@ impl KeyDigest {
         hex::encode(self.0)
     }
 
+    /// A digest from its raw 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> KeyDigest {
+        KeyDigest(bytes)
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -119,6 +126,33 @@ impl fmt::Debug for KeyDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A digest is not a secret, but a short form is all a log reader needs.
         write!(f, "KeyDigest({}…)", &hex::encode(&self.0[..4]))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme matched
+/// case-insensitively), or `None` when the header is absent or names another scheme. The token
+/// itself is not checked here: an empty or non-UTF-8 one comes back as a token that no key has.
+///
+/// ```
+/// use agent_trigger::bearer_token;
+/// use http::HeaderMap;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("authorization", "Bearer atk_abc".parse().unwrap());
+/// assert_eq!(bearer_token(&headers), Some("atk_abc"));
+/// headers.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+/// assert_eq!(bearer_token(&headers), None);
+/// ```
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let scheme = value.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    match &value[6..] {
+        [] => Some(""),
+        [b' ', rest @ ..] => Some(std::str::from_utf8(rest).unwrap_or("\u{0}").trim_matches(' ')),
+        _ => None,
     }
 }
 
@@ -136,6 +170,47 @@ pub(crate) fn is_well_formed_token(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+
+    fn with_auth(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER   abc"] {
+            assert_eq!(bearer_token(&with_auth(value)), Some("abc"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_not_bearer() {
+        assert_eq!(
+            bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
+            None
+        );
+        assert_eq!(bearer_token(&with_auth("Bearerabc")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn empty_bearer_is_a_malformed_token_not_a_missing_one() {
+        assert_eq!(bearer_token(&with_auth("Bearer")), Some(""));
+        assert_eq!(bearer_token(&with_auth("Bearer ")), Some(""));
+    }
+
+    #[test]
+    fn non_utf8_token_is_kept_as_malformed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
+        assert_eq!(bearer_token(&headers), Some("\u{0}"));
+    }
+
 
     #[test]
     fn generated_keys_are_distinct_prefixed_and_well_formed() {

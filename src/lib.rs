@@ -71,6 +71,7 @@ mod json;
 mod key;
 pub mod layer;
 pub mod memory;
+mod queue;
 mod response;
 mod route;
 mod secret;
@@ -78,12 +79,18 @@ pub mod service;
 pub mod signature;
 mod sink;
 mod source;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod store;
 mod validation;
 
 pub use crate::delivery::{Caller, Delivery, ExecutionId};
-pub use crate::key::{API_KEY_PREFIX, ApiKey, InvalidDigest, KeyDigest};
+pub use crate::key::{API_KEY_PREFIX, ApiKey, InvalidDigest, KeyDigest, bearer_token};
 pub use crate::layer::TriggerLayer;
+pub use crate::queue::{
+    ClaimedExecution, ExecutionQueue, ExecutionRecord, ExecutionResult, ExecutionStatus,
+    UnknownStatus,
+};
 pub use crate::response::ResponseBody;
 pub use crate::secret::{SecretError, SigningSecret};
 pub use crate::service::{TriggerService, TriggerServiceBuilder};

@@ -109,6 +109,22 @@ impl SigningSecret {
         &self.id
     }
 
+    /// When the secret starts to be valid, if it has a start.
+    pub fn valid_from(&self) -> Option<SystemTime> {
+        self.not_before
+    }
+
+    /// When the secret stops being valid, if it has an end.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.not_after
+    }
+
+    /// The secret itself, for a store that must keep it.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn expose_value(&self) -> &[u8] {
+        &self.value
+    }
+
     pub(crate) fn shared_id(&self) -> Arc<str> {
         Arc::clone(&self.id)
     }

@@ -332,6 +332,11 @@ impl Trigger {
         &self.secrets
     }
 
+    /// The trigger's own replay window, when it overrides its source's default.
+    pub fn replay_window_override(&self) -> Option<Duration> {
+        self.replay_window
+    }
+
     /// The trigger's own replay window, else its source's default.
     pub fn effective_replay_window(&self) -> Option<Duration> {
         self.replay_window

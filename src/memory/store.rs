@@ -82,6 +82,31 @@ impl MemoryKeyStore {
         write(&self.triggers).insert(trigger.id(), Arc::new(trigger));
     }
 
+    /// Replaces every key and trigger at once (a host reloading its configuration).
+    pub fn replace_all(
+        &self,
+        keys: impl IntoIterator<Item = (KeyDigest, ApiKeyRecord)>,
+        triggers: impl IntoIterator<Item = Trigger>,
+    ) {
+        let keys = keys
+            .into_iter()
+            .map(|(digest, record)| (digest, Arc::new(record)))
+            .collect();
+        let triggers = triggers
+            .into_iter()
+            .map(|trigger| (trigger.id(), Arc::new(trigger)))
+            .collect();
+        *write(&self.keys) = keys;
+        *write(&self.triggers) = triggers;
+    }
+
+    /// Every trigger, in id order.
+    pub fn triggers(&self) -> Vec<Arc<Trigger>> {
+        let mut triggers: Vec<_> = read(&self.triggers).values().cloned().collect();
+        triggers.sort_by_key(|trigger| trigger.id());
+        triggers
+    }
+
     /// Removes a trigger; `false` when there was none.
     pub fn remove_trigger(&self, id: Uuid) -> bool {
         write(&self.triggers).remove(&id).is_some()

@@ -1,0 +1,190 @@
+//! Runs queued executions: the configured command once per execution, the input JSON on its
+//! stdin, a pool of workers, a timeout, and the tail of its output kept with the result.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use agent_trigger::{ClaimedExecution, ExecutionQueue, ExecutionResult, ExecutionStatus};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::ExecutorConfig;
+
+/// How much output is kept per execution.
+pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+
+/// How often an idle worker looks for work even without a wake-up.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Starts `config.workers` workers; they stop, interrupting what they run, once `stop` turns
+/// true.
+pub fn spawn<Q>(queue: Q, config: ExecutorConfig, stop: watch::Receiver<bool>) -> JoinSet<()>
+where
+    Q: ExecutionQueue + Clone,
+{
+    let config = Arc::new(config);
+    let mut workers = JoinSet::new();
+    for worker in 0..config.workers {
+        workers.spawn(work(queue.clone(), Arc::clone(&config), stop.clone(), worker));
+    }
+    workers
+}
+
+async fn work<Q: ExecutionQueue>(queue: Q, config: Arc<ExecutorConfig>, mut stop: watch::Receiver<bool>, worker: usize) {
+    while !*stop.borrow() {
+        match queue.claim().await {
+            Ok(Some(claimed)) => {
+                let id = claimed.id.clone();
+                let result = run(&config, claimed, &mut stop).await;
+                tracing::info!(execution_id = %id, worker, status = %result.status, exit_code = result.exit_code, "execution finished");
+                if let Err(error) = queue.finish(&id, result).await {
+                    tracing::error!(execution_id = %id, %error, "could not record how an execution ended");
+                }
+            }
+            Ok(None) => {
+                tokio::select! {
+                    () = queue.work_queued() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not claim an execution");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+/// Runs one execution to its end: exit, timeout, or shutdown.
+async fn run(config: &ExecutorConfig, claimed: ClaimedExecution, stop: &mut watch::Receiver<bool>) -> ExecutionResult {
+    let delivery = &claimed.delivery;
+    let spawned = Command::new(&config.command[0])
+        .args(&config.command[1..])
+        .env("AGENT_TRIGGER_EXECUTION_ID", claimed.id.to_string())
+        .env("AGENT_TRIGGER_SOURCE", delivery.source.as_str())
+        .env("AGENT_TRIGGER_TRIGGER_ID", delivery.trigger_id.to_string())
+        .env("AGENT_TRIGGER_ACTION", delivery.action.as_deref().unwrap_or(""))
+        .env("AGENT_TRIGGER_DELIVERY_ID", delivery.delivery_id.as_deref().unwrap_or(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            let message = format!("[agent-trigger] could not start {:?}: {error}\n", config.command[0]);
+            return ExecutionResult::new(ExecutionStatus::Error, None, message.into_bytes());
+        }
+    };
+
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let mut readers = JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.spawn(collect(stdout, Arc::clone(&tail)));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.spawn(collect(stderr, Arc::clone(&tail)));
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = delivery.input.clone();
+        // A command that does not read its input is not an error: ignore a closed pipe.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        () = tokio::time::sleep(config.timeout) => Ended::TimedOut,
+        _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
+    };
+    if !matches!(ended, Ended::Exited(_)) {
+        let _ = child.kill().await;
+    }
+    // The pipes close when the command and anything it started are gone; do not wait forever
+    // on a grandchild that kept them open.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async { while readers.join_next().await.is_some() {} }).await;
+    let mut output = std::mem::take(&mut *tail.lock().unwrap_or_else(PoisonError::into_inner));
+
+    match ended {
+        Ended::Exited(Ok(status)) if status.success() => ExecutionResult::new(ExecutionStatus::Done, status.code(), output.into_bytes()),
+        Ended::Exited(Ok(status)) => {
+            if status.code().is_none() {
+                output.push(b"[agent-trigger] the command was killed by a signal\n");
+            }
+            ExecutionResult::new(ExecutionStatus::Error, status.code(), output.into_bytes())
+        }
+        Ended::Exited(Err(error)) => {
+            output.push(format!("[agent-trigger] waiting for the command failed: {error}\n").as_bytes());
+            ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
+        }
+        Ended::TimedOut => {
+            output.push(format!("[agent-trigger] killed after the {} s timeout\n", config.timeout.as_secs()).as_bytes());
+            ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
+        }
+        Ended::Stopped => {
+            output.push(b"[agent-trigger] interrupted: the server is shutting down\n");
+            ExecutionResult::new(ExecutionStatus::Interrupted, None, output.into_bytes())
+        }
+    }
+}
+
+enum Ended {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Stopped,
+}
+
+async fn collect(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
+    let mut buffer = [0u8; 8192];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        tail.lock().unwrap_or_else(PoisonError::into_inner).push(&buffer[..read]);
+    }
+}
+
+/// The last [`OUTPUT_TAIL_BYTES`] of the output.
+#[derive(Default)]
+struct Tail(VecDeque<u8>);
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL_BYTES)..];
+        let overflow = (self.0.len() + bytes.len()).saturating_sub(OUTPUT_TAIL_BYTES);
+        self.0.drain(..overflow);
+        self.0.extend(bytes);
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.0.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut tail = Tail::default();
+        tail.push(&vec![b'a'; OUTPUT_TAIL_BYTES - 1]);
+        tail.push(b"xyz");
+        let bytes = tail.into_bytes();
+        assert_eq!(bytes.len(), OUTPUT_TAIL_BYTES);
+        assert!(bytes.ends_with(b"axyz"));
+        let mut tail = Tail::default();
+        tail.push(&vec![b'b'; OUTPUT_TAIL_BYTES * 2]);
+        tail.push(b"!");
+        let bytes = tail.into_bytes();
+        assert_eq!(bytes.len(), OUTPUT_TAIL_BYTES);
+        assert_eq!(bytes.last(), Some(&b'!'));
+    }
+}

@@ -1,0 +1,105 @@
+//! The server's routes: the trigger endpoint and the execution status endpoint.
+
+use std::time::SystemTime;
+
+use agent_trigger::sqlite::SqliteStore;
+use agent_trigger::{ExecutionId, ExecutionQueue, ExecutionRecord, KeyDigest, KeyStore, TriggerService, bearer_token};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The whole application.
+pub fn app(store: SqliteStore, triggers: TriggerService<SqliteStore, SqliteStore>) -> Router {
+    Router::new()
+        .route_service("/api/trigger/{source}/{trigger_id}", triggers)
+        .route("/api/executions/{execution_id}", get(execution_status))
+        .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
+        .with_state(store)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody {
+    execution_id: String,
+    status: &'static str,
+    source: &'static str,
+    trigger_id: String,
+    action: Option<String>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    exit_code: Option<i32>,
+}
+
+impl From<ExecutionRecord> for StatusBody {
+    fn from(record: ExecutionRecord) -> Self {
+        StatusBody {
+            execution_id: record.id.to_string(),
+            status: record.status.as_str(),
+            source: record.source.as_str(),
+            trigger_id: record.trigger_id.to_string(),
+            action: record.action,
+            created_at: rfc3339(record.created_at),
+            started_at: record.started_at.map(rfc3339),
+            finished_at: record.finished_at.map(rfc3339),
+            exit_code: record.exit_code,
+        }
+    }
+}
+
+/// `GET /api/executions/{executionId}`: a key sees only its own tenant's executions; another
+/// tenant's look exactly like unknown ones.
+async fn execution_status(State(store): State<SqliteStore>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer_token(&headers) else {
+        return unauthorized("Bearer", "missing credentials: send Authorization: Bearer <api key>");
+    };
+    let key = match store.api_key(KeyDigest::of_token(token)).await {
+        Ok(Some(key)) if key.is_usable(SystemTime::now()) => key,
+        Ok(_) => return unauthorized(r#"Bearer error="invalid_token""#, "invalid API key"),
+        Err(error) => return internal(&error),
+    };
+    let not_found = || json_response(StatusCode::NOT_FOUND, &json!({"error": "execution not found"}));
+    let Ok(id) = Uuid::try_parse(&id) else {
+        return not_found();
+    };
+    match store.execution(&ExecutionId::from(id)).await {
+        Ok(Some(record)) if record.tenant == key.tenant() => json_response(StatusCode::OK, &StatusBody::from(record)),
+        Ok(_) => not_found(),
+        Err(error) => internal(&error),
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn unauthorized(challenge: &'static str, message: &str) -> Response {
+    let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+fn internal(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "execution status lookup failed");
+    json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "internal error"}))
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(body).expect("response bodies serialise");
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}

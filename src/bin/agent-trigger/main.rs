@@ -1,0 +1,209 @@
+//! `agent-trigger`: the standalone webhook server on its embedded SQLite store.
+//!
+//! - `agent-trigger`: demo mode, on `./agent-trigger.db` and `127.0.0.1:8080`.
+//! - `agent-trigger serve --config FILE [--listen ADDR]`: the configured server.
+//! - `agent-trigger keygen`: a new API key and its `sha256` line for the configuration.
+
+mod config;
+mod executor;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use agent_trigger::sqlite::SqliteStore;
+use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger, TriggerService};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::{Config, ExecutorConfig};
+
+/// Turns incoming webhooks into agent executions.
+#[derive(Parser)]
+#[command(name = "agent-trigger", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the endpoint as FILE configures it.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Listen here instead of the configured address.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Print a new API key and the line that configures it.
+    Keygen,
+}
+
+/// The tenant of demo mode's key and triggers.
+const DEMO_TENANT: &str = "demo";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("agent-trigger: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        None => runtime.block_on(demo()),
+        Some(Command::Serve { config, listen }) => runtime.block_on(serve_configured(&config, listen)),
+        Some(Command::Keygen) => {
+            keygen();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agent-trigger: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AGENT_TRIGGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn keygen() {
+    let key = ApiKey::generate();
+    println!("API key (store it now; it is not shown again):");
+    println!("  {}", key.expose());
+    println!("for the [[keys]] entry of the configuration:");
+    println!("  sha256 = \"{}\"", key.digest().to_hex());
+}
+
+type Error = Box<dyn std::error::Error>;
+
+async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
+    let config = config::load(file, &|name| std::env::var(name).ok())?;
+    let Config {
+        listen: configured,
+        database,
+        body_limit,
+        executor,
+        keys,
+        triggers,
+    } = config;
+    let store = SqliteStore::open(&database)?;
+    store.replace_keys_and_triggers(keys, triggers).await?;
+    tracing::info!(
+        database = %database.display(),
+        triggers = store.triggers().len(),
+        executor = executor.is_some(),
+        "configuration loaded"
+    );
+    serve(store, listen.unwrap_or(configured), body_limit, executor, |_| {}).await
+}
+
+async fn demo() -> Result<(), Error> {
+    let database = Path::new(config::DEFAULT_DATABASE);
+    let store = SqliteStore::open(database)?;
+    let mut triggers: Vec<_> = store
+        .triggers()
+        .into_iter()
+        .filter(|trigger| trigger.tenant() == DEMO_TENANT)
+        .collect();
+    if triggers.is_empty() {
+        for source in Source::ALL {
+            store.insert_trigger(Trigger::new(Uuid::now_v7(), DEMO_TENANT, source)).await?;
+        }
+        triggers = store.triggers();
+    }
+    let key_id = format!("demo-{}", &Uuid::now_v7().simple().to_string()[..12]);
+    let key = store.generate_key(ApiKeyRecord::new(key_id, DEMO_TENANT)).await?;
+    let listen: SocketAddr = config::DEFAULT_LISTEN.parse()?;
+    serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, None, |address| {
+        println!("agent-trigger demo: database {}", database.display());
+        println!("API key (shown once, keep it): {}", key.expose());
+        println!("triggers (tenant {DEMO_TENANT:?}):");
+        for trigger in &triggers {
+            println!("  {:<16} {}", trigger.source().as_str(), trigger.id());
+        }
+        if let Some(webhook) = triggers.iter().find(|trigger| trigger.source() == Source::Webhook) {
+            println!("send a delivery:");
+            println!(
+                "  curl -sS -X POST http://{address}/api/trigger/webhook/{} -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"type\":\"demo.ping\",\"note\":\"any JSON\"}}'",
+                webhook.id(),
+                key.expose()
+            );
+        }
+        println!("then its status:");
+        println!(
+            "  curl -sS http://{address}/api/executions/<executionId> -H 'Authorization: Bearer {}'",
+            key.expose()
+        );
+        println!("executions stay queued in demo mode; `agent-trigger serve --config FILE` runs them with an [executor].");
+    })
+    .await
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting, finishes the requests in flight,
+/// interrupts running executions and returns.
+async fn serve(
+    store: SqliteStore,
+    listen: SocketAddr,
+    body_limit: usize,
+    executor: Option<ExecutorConfig>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), Error> {
+    let triggers = TriggerService::builder(store.clone(), store.clone())
+        .body_limit(body_limit)
+        .build();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = executor.map(|config| executor::spawn(store.clone(), config, stopped));
+
+    println!("agent-trigger listening on http://{address}");
+    on_listening(address);
+    tracing::info!(%address, "listening");
+    axum::serve(listener, http::app(store.clone(), triggers))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    if let Some(workers) = workers.as_mut() {
+        while workers.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,163 @@
+//! Durable execution queues: what a standalone server needs beyond an [`ExecutionSink`].
+//!
+//! A queue keeps every acknowledged execution, lets workers claim queued ones and record how
+//! they ended, and answers status queries. The SQLite store implements it; a shared database
+//! backend can implement the same trait without changing the server or the workers.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use crate::{Delivery, ExecutionId, ExecutionSink, StoreError};
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionStatus {
+    /// Acknowledged and waiting for a worker.
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// It ran and exited successfully.
+    Done,
+    /// It ran and failed: a non-zero exit, a timeout, or a command that could not start.
+    Error,
+    /// The server stopped while it was running.
+    Interrupted,
+}
+
+impl ExecutionStatus {
+    /// The status as the API spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Done => "done",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of the five.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStatus(pub String);
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown execution status {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStatus {}
+
+impl FromStr for ExecutionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [
+            ExecutionStatus::Queued,
+            ExecutionStatus::Running,
+            ExecutionStatus::Done,
+            ExecutionStatus::Error,
+            ExecutionStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+        .ok_or_else(|| UnknownStatus(name.to_owned()))
+    }
+}
+
+/// What a queue knows about one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutionRecord {
+    /// Its id.
+    pub id: ExecutionId,
+    /// Where it is.
+    pub status: ExecutionStatus,
+    /// The sender.
+    pub source: crate::Source,
+    /// The trigger that started it.
+    pub trigger_id: uuid::Uuid,
+    /// The tenant that owns the trigger.
+    pub tenant: String,
+    /// The delivery's action.
+    pub action: Option<String>,
+    /// When it was acknowledged.
+    pub created_at: SystemTime,
+    /// When a worker started it.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+    /// The command's exit code, when it exited by itself.
+    pub exit_code: Option<i32>,
+    /// The last bytes of its output.
+    pub output_tail: Vec<u8>,
+}
+
+/// An execution a worker has claimed: it is `running` until the worker finishes it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClaimedExecution {
+    /// Its id.
+    pub id: ExecutionId,
+    /// What to run it on.
+    pub delivery: Delivery,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutionResult {
+    /// `Done`, `Error` or `Interrupted`.
+    pub status: ExecutionStatus,
+    /// The exit code, when the command exited by itself.
+    pub exit_code: Option<i32>,
+    /// The last bytes of its output, kept for the record.
+    pub output_tail: Vec<u8>,
+}
+
+impl ExecutionResult {
+    /// A result with this status, exit code and output tail.
+    pub fn new(status: ExecutionStatus, exit_code: Option<i32>, output_tail: Vec<u8>) -> Self {
+        ExecutionResult {
+            status,
+            exit_code,
+            output_tail,
+        }
+    }
+}
+
+/// A durable [`ExecutionSink`] that workers take executions from.
+///
+/// `submit` must return `Started` or `Replayed` only once the execution is durably kept, so
+/// that every acknowledged execution survives a crash.
+pub trait ExecutionQueue: ExecutionSink {
+    /// The execution with this id.
+    fn execution(
+        &self,
+        id: &ExecutionId,
+    ) -> impl Future<Output = Result<Option<ExecutionRecord>, StoreError>> + Send;
+
+    /// Marks the oldest queued execution `running` and hands it over, or `None` when none is
+    /// queued.
+    fn claim(&self) -> impl Future<Output = Result<Option<ClaimedExecution>, StoreError>> + Send;
+
+    /// Records how a claimed execution ended.
+    fn finish(
+        &self,
+        id: &ExecutionId,
+        result: ExecutionResult,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Resolves when new executions may have been queued since the last call (it may also
+    /// resolve spuriously; callers claim and wait again).
+    fn work_queued(&self) -> impl Future<Output = ()> + Send;
+}

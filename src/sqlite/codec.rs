@@ -1,0 +1,51 @@
+//! Conversions between the crate's types and the database's columns.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::{Caller, ExecutionId};
+
+/// Unix milliseconds, the unit of every time column.
+pub(super) fn unix_millis(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+pub(super) fn from_unix_millis(millis: i64) -> SystemTime {
+    if millis >= 0 {
+        UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+    }
+}
+
+/// Ids this store minted are UUIDs; anything else is kept as text.
+pub(super) fn parse_execution_id(text: &str) -> ExecutionId {
+    match Uuid::try_parse(text) {
+        Ok(id) => ExecutionId::from(id),
+        Err(_) => ExecutionId::from(text),
+    }
+}
+
+/// `(kind, id, tenant)` of the caller.
+pub(super) fn caller_columns(caller: &Caller) -> (&'static str, &str, Option<&str>) {
+    match caller {
+        Caller::ApiKey { key_id, tenant } => ("key", key_id, Some(tenant)),
+        Caller::Signature { secret_id } => ("signature", secret_id, None),
+    }
+}
+
+pub(super) fn caller_from_columns(kind: &str, id: String, tenant: Option<String>) -> Caller {
+    match (kind, tenant) {
+        ("key", Some(tenant)) => Caller::ApiKey {
+            key_id: id.into(),
+            tenant: tenant.into(),
+        },
+        _ => Caller::Signature {
+            secret_id: id.into(),
+        },
+    }
+}

@@ -1,0 +1,109 @@
+//! The database schema, as numbered migrations recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Append; never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, triggers with their secrets, executions.
+    "
+    CREATE TABLE api_keys (
+        id          TEXT NOT NULL PRIMARY KEY,
+        tenant      TEXT NOT NULL,
+        digest      BLOB NOT NULL UNIQUE,
+        triggers    TEXT,              -- JSON array of trigger ids; NULL: all of the tenant's
+        expires_at  INTEGER,           -- Unix milliseconds
+        revoked     INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+
+    CREATE TABLE triggers (
+        id                  TEXT NOT NULL PRIMARY KEY,
+        tenant              TEXT NOT NULL,
+        source              TEXT NOT NULL,
+        enabled             INTEGER NOT NULL,
+        actions             TEXT,      -- JSON array; NULL: every action
+        replay_window_secs  INTEGER
+    ) STRICT;
+
+    CREATE TABLE trigger_secrets (
+        trigger_id  TEXT NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
+        id          TEXT NOT NULL,
+        secret      BLOB NOT NULL,
+        not_before  INTEGER,
+        not_after   INTEGER,
+        position    INTEGER NOT NULL,
+        PRIMARY KEY (trigger_id, id)
+    ) STRICT;
+
+    CREATE TABLE executions (
+        id           TEXT NOT NULL PRIMARY KEY,   -- UUID v7: ordered by creation
+        trigger_id   TEXT NOT NULL,
+        tenant       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        action       TEXT,
+        delivery_id  TEXT,
+        caller_kind  TEXT NOT NULL,               -- 'key' or 'signature'
+        caller_id    TEXT NOT NULL,
+        caller_tenant TEXT,
+        input        BLOB NOT NULL,
+        status       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        exit_code    INTEGER,
+        output_tail  BLOB
+    ) STRICT;
+
+    -- Idempotency that survives restarts.
+    CREATE UNIQUE INDEX executions_by_delivery
+        ON executions (trigger_id, delivery_id) WHERE delivery_id IS NOT NULL;
+    CREATE INDEX executions_by_status ON executions (status, id);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`CURRENT_VERSION`], each migration in its own transaction.
+/// A database newer than this build is refused rather than misread.
+pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > CURRENT_VERSION {
+        return Ok(Err(format!(
+            "the database has schema version {version}, newer than this build's {CURRENT_VERSION}"
+        )));
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", (from + 1) as i64)?;
+        transaction.commit()?;
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_from_empty_and_is_idempotent() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        migrate(&mut connection).unwrap().unwrap();
+        migrate(&mut connection).unwrap().unwrap();
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT_VERSION as i64);
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection
+            .pragma_update(None, "user_version", CURRENT_VERSION as i64 + 1)
+            .unwrap();
+        assert!(migrate(&mut connection).unwrap().is_err());
+    }
+}

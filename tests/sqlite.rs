@@ -1,0 +1,306 @@
+//! The durable store: acknowledged executions, idempotency across restarts, the worker side,
+//! and keys and triggers that persist.
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent_trigger::sqlite::SqliteStore;
+use agent_trigger::{
+    ActionAllowlist, ApiKeyRecord, Caller, Delivery, ExecutionQueue, ExecutionResult,
+    ExecutionSink, ExecutionStatus, KeyScope, KeyStore, Outcome, SigningSecret, Source, Trigger,
+    TriggerService,
+};
+use bytes::Bytes;
+use common::{full, send};
+use http::{Request, StatusCode};
+use uuid::Uuid;
+
+fn temp_db() -> (tempfile_dir::Dir, PathBuf) {
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.path().join("agent-trigger.db");
+    (dir, path)
+}
+
+/// A directory removed when dropped.
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            let path =
+                std::env::temp_dir().join(format!("agent-trigger-test-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn delivery(trigger_id: Uuid, delivery_id: Option<&str>, input: &'static str) -> Delivery {
+    let mut delivery = Delivery::new(
+        Source::Jira,
+        trigger_id,
+        "acme".into(),
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: "acme".into(),
+        },
+        Bytes::from_static(input.as_bytes()),
+    );
+    delivery.delivery_id = delivery_id.map(Into::into);
+    delivery.action = Some("jira:issue_created".into());
+    delivery
+}
+
+fn started(outcome: Outcome) -> agent_trigger::ExecutionId {
+    match outcome {
+        Outcome::Started(id) => id,
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn submitted_executions_are_claimed_finished_and_recorded() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let trigger = Uuid::now_v7();
+    let first = started(
+        store
+            .submit(delivery(trigger, None, r#"{"n":1}"#))
+            .await
+            .unwrap(),
+    );
+    let second = started(
+        store
+            .submit(delivery(trigger, None, r#"{"n":2}"#))
+            .await
+            .unwrap(),
+    );
+
+    let record = store.execution(&first).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Queued);
+    assert_eq!(record.action.as_deref(), Some("jira:issue_created"));
+
+    // Oldest first.
+    let claimed = store.claim().await.unwrap().unwrap();
+    assert_eq!(claimed.id, first);
+    assert_eq!(claimed.delivery.input, r#"{"n":1}"#);
+    assert_eq!(
+        claimed.delivery.caller,
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: "acme".into()
+        }
+    );
+    assert_eq!(
+        store.execution(&first).await.unwrap().unwrap().status,
+        ExecutionStatus::Running
+    );
+    store
+        .finish(
+            &first,
+            ExecutionResult::new(ExecutionStatus::Done, Some(0), b"ok\n".to_vec()),
+        )
+        .await
+        .unwrap();
+    let record = store.execution(&first).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Done);
+    assert_eq!(record.exit_code, Some(0));
+    assert_eq!(record.output_tail, b"ok\n");
+    assert!(record.started_at.is_some() && record.finished_at.is_some());
+
+    assert_eq!(store.claim().await.unwrap().unwrap().id, second);
+    assert!(store.claim().await.unwrap().is_none());
+    assert!(
+        store
+            .execution(&agent_trigger::ExecutionId::new_v7())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn redeliveries_are_recognised_across_a_restart() {
+    let (_dir, path) = temp_db();
+    let trigger = Uuid::now_v7();
+    let original = {
+        let store = SqliteStore::open(&path).unwrap();
+        started(
+            store
+                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .await
+                .unwrap(),
+        )
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store
+            .submit(delivery(trigger, Some("d-1"), "{}"))
+            .await
+            .unwrap(),
+        Outcome::Replayed(original)
+    );
+    // The same delivery id on another trigger is another delivery.
+    started(
+        store
+            .submit(delivery(Uuid::now_v7(), Some("d-1"), "{}"))
+            .await
+            .unwrap(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_start_exactly_one_and_every_acknowledgement_is_kept() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let trigger = Uuid::now_v7();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        let id = if n % 2 == 0 { Some("same") } else { None };
+        tasks.push(tokio::spawn(async move {
+            store.submit(delivery(trigger, id, "{}")).await.unwrap()
+        }));
+    }
+    let mut started_ids = Vec::new();
+    let mut replayed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Outcome::Started(id) => started_ids.push(id),
+            Outcome::Replayed(_) => replayed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started_ids.len(), 101);
+    assert_eq!(replayed, 99);
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    for id in &started_ids {
+        assert!(reopened.execution(id).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn executions_left_running_by_a_crash_are_interrupted_on_open() {
+    let (_dir, path) = temp_db();
+    let id = {
+        let store = SqliteStore::open(&path).unwrap();
+        started(
+            store
+                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .await
+                .unwrap(),
+        );
+        store.claim().await.unwrap().unwrap().id
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.interrupted_on_open(), 1);
+    let record = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Interrupted);
+    assert!(record.finished_at.is_some());
+    assert!(store.claim().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn keys_and_triggers_persist() {
+    let (_dir, path) = temp_db();
+    let trigger_id = Uuid::now_v7();
+    let key = {
+        let store = SqliteStore::open(&path).unwrap();
+        let trigger = Trigger::new(trigger_id, "acme", Source::Slack)
+            .actions(ActionAllowlist::new(["app_mention"]))
+            .replay_window(Duration::from_secs(120))
+            .secret(SigningSecret::new("2026-11", "slack secret").unwrap());
+        store.insert_trigger(trigger).await.unwrap();
+        store
+            .generate_key(
+                ApiKeyRecord::new("ci", "acme").scope(KeyScope::Triggers(vec![trigger_id])),
+            )
+            .await
+            .unwrap()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let record = store.api_key(key.digest()).await.unwrap().unwrap();
+    assert_eq!(record.key_scope(), &KeyScope::Triggers(vec![trigger_id]));
+    let trigger = store.trigger(trigger_id).await.unwrap().unwrap();
+    assert_eq!(trigger.source(), Source::Slack);
+    assert!(trigger.allowlist().unwrap().allows("app_mention"));
+    assert_eq!(
+        trigger.replay_window_override(),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(trigger.secrets()[0].id(), "2026-11");
+
+    assert!(store.revoke_key("ci").await.unwrap());
+    assert!(
+        store
+            .api_key(key.digest())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_revoked()
+    );
+    store
+        .replace_keys_and_triggers(Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    assert!(store.trigger(trigger_id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_service_runs_on_the_store() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let trigger_id = Uuid::now_v7();
+    store
+        .insert_trigger(Trigger::new(trigger_id, "acme", Source::Jira))
+        .await
+        .unwrap();
+    let key = store
+        .generate_key(ApiKeyRecord::new("ci", "acme"))
+        .await
+        .unwrap();
+    let service = TriggerService::new(store.clone(), store.clone());
+    let request = || {
+        Request::post(format!("/api/trigger/jira/{trigger_id}"))
+            .header("authorization", format!("Bearer {}", key.expose()))
+            .header("x-atlassian-webhook-identifier", "abc")
+            .body(full(r#"{"webhookEvent":"jira:issue_created"}"#))
+            .unwrap()
+    };
+    let first = send(service.clone(), request()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = send(service, request()).await;
+    assert_eq!(again.json, first.json);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let id = first.json["executionId"].as_str().unwrap();
+    let record = store.execution(&id.into()).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Queued);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, path) = temp_db();
+    drop(SqliteStore::open(&path).unwrap());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
