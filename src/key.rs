@@ -151,7 +151,11 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     }
     match &value[6..] {
         [] => Some(""),
-        [b' ', rest @ ..] => Some(std::str::from_utf8(rest).unwrap_or("\u{0}").trim_matches(' ')),
+        [b' ', rest @ ..] => Some(
+            std::str::from_utf8(rest)
+                .unwrap_or("\u{0}")
+                .trim_matches(' '),
+        ),
         _ => None,
     }
 }
@@ -210,7 +214,6 @@ mod tests {
         );
         assert_eq!(bearer_token(&headers), Some("\u{0}"));
     }
-
 
     #[test]
     fn generated_keys_are_distinct_prefixed_and_well_formed() {

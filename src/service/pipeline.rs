@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
+use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, BodyKind};
@@ -79,16 +80,30 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let answer = match accept(&shared, request, source, trigger_id).await {
+    // One span per delivery, its fields filled in as the pipeline learns them; never a secret.
+    let span = tracing::info_span!(
+        "webhook_delivery",
+        source = source.as_str(),
+        %trigger_id,
+        caller = field::Empty,
+        delivery_id = field::Empty,
+        action = field::Empty,
+        execution_id = field::Empty,
+        outcome = field::Empty,
+        status = field::Empty,
+    );
+    let answer = match accept(&shared, request, source, trigger_id, &span)
+        .instrument(span.clone())
+        .await
+    {
         Ok(answer) | Err(answer) => answer,
     };
-    tracing::debug!(
-        source = source.as_str(),
-        trigger_id = %trigger_id,
-        outcome = answer.outcome(),
-        status = answer.status().as_u16(),
-        "webhook delivery"
-    );
+    if let Answer::Started(id) | Answer::Replayed(id) = &answer {
+        span.record("execution_id", field::display(id));
+    }
+    span.record("outcome", answer.outcome());
+    span.record("status", answer.status().as_u16());
+    tracing::info!(parent: &span, "webhook delivery");
     answer.into_response()
 }
 
@@ -98,6 +113,7 @@ async fn accept<E, A, B>(
     request: Request<B>,
     source: Source,
     trigger_id: Uuid,
+    span: &Span,
 ) -> Result<Answer, Answer>
 where
     E: ExecutionSink,
@@ -142,13 +158,17 @@ where
     let caller = match (&credentials, key_caller) {
         (_, Some(caller)) => caller,
         (Credentials::Signature(presented), None) => {
-            verify_signature(presented, &trigger, &raw, received_at)?
+            let caller = verify_signature(presented, &trigger, &raw, received_at)?;
+            record_caller(span, &caller);
+            caller
         }
         (Credentials::Bearer(_), None) => unreachable!("a bearer key always yields its caller"),
     };
 
     // JSON
     let (input, event) = decode(spec, headers, kind, raw)?;
+    span.record("delivery_id", event.delivery_id.as_deref());
+    span.record("action", event.action.as_deref());
     if matches!(credentials, Credentials::Signature(_)) {
         check_body_timestamp(spec, &trigger, &event, received_at)?;
     }
@@ -253,7 +273,6 @@ fn verify_signature(
         )
         .map_err(Answer::Signature)?;
     }
-    tracing::debug!(trigger_id = %trigger.id(), secret_id = secret.id(), "signature verified");
     Ok(Caller::Signature {
         secret_id: secret.shared_id(),
     })
@@ -319,6 +338,18 @@ async fn submit<E: ExecutionSink, A>(
         Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
         Err(SinkError::Internal(cause)) => internal("execution sink", &cause),
     })
+}
+
+/// Names the caller in the delivery's span: the key's or the secret's id, never the secret.
+fn record_caller(span: &Span, caller: &Caller) {
+    match caller {
+        Caller::ApiKey { key_id, .. } => {
+            span.record("caller", field::display(format_args!("key:{key_id}")))
+        }
+        Caller::Signature { secret_id } => {
+            span.record("caller", field::display(format_args!("secret:{secret_id}")))
+        }
+    };
 }
 
 fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {

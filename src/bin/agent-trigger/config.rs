@@ -8,7 +8,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_trigger::{ActionAllowlist, ApiKeyRecord, KeyDigest, KeyScope, SigningSecret, Source, Trigger};
+use agent_trigger::{
+    ActionAllowlist, ApiKeyRecord, KeyDigest, KeyScope, SigningSecret, Source, Trigger,
+};
 use serde::Deserialize;
 use toml::Spanned;
 use uuid::Uuid;
@@ -48,7 +50,12 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file.display(), self.message),
+            Some((line, column)) => write!(
+                f,
+                "{}:{line}:{column}: {}",
+                self.file.display(),
+                self.message
+            ),
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -120,34 +127,63 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 }
 
 /// Checks the text of a configuration file.
-pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let locate = Locator { file, text };
-    let raw: RawConfig = toml::from_str(text).map_err(|error| locate.error(error.span(), error.message()))?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|error| locate.error(error.span(), error.message()))?;
 
     let listen = match &raw.listen {
-        Some(listen) => listen
-            .get_ref()
-            .parse()
-            .map_err(|_| locate.at(listen, format!("listen {:?} is not an address like 127.0.0.1:8080", listen.get_ref())))?,
+        Some(listen) => listen.get_ref().parse().map_err(|_| {
+            locate.at(
+                listen,
+                format!(
+                    "listen {:?} is not an address like 127.0.0.1:8080",
+                    listen.get_ref()
+                ),
+            )
+        })?,
         None => DEFAULT_LISTEN.parse().expect("the default address parses"),
     };
     let database = match &raw.database {
-        Some(database) if database.get_ref().starts_with("postgres://") || database.get_ref().starts_with("postgresql://") => {
-            return Err(locate.at(database, "the PostgreSQL backend is not available yet; use a SQLite file path".to_owned()));
+        Some(database)
+            if database.get_ref().starts_with("postgres://")
+                || database.get_ref().starts_with("postgresql://") =>
+        {
+            return Err(locate.at(
+                database,
+                "the PostgreSQL backend is not available yet; use a SQLite file path".to_owned(),
+            ));
         }
         Some(database) if database.get_ref().is_empty() => {
             return Err(locate.at(database, "database must name a file".to_owned()));
         }
         // A relative database path is relative to the configuration file.
-        Some(database) => file.parent().unwrap_or(Path::new("")).join(database.get_ref()),
-        None => file.parent().unwrap_or(Path::new("")).join(DEFAULT_DATABASE),
+        Some(database) => file
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(database.get_ref()),
+        None => file
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(DEFAULT_DATABASE),
     };
     let body_limit = match &raw.body_limit_bytes {
-        Some(limit) if *limit.get_ref() == 0 => return Err(locate.at(limit, "body_limit_bytes must be positive".to_owned())),
-        Some(limit) => usize::try_from(*limit.get_ref()).map_err(|_| locate.at(limit, "body_limit_bytes is too large".to_owned()))?,
+        Some(limit) if *limit.get_ref() == 0 => {
+            return Err(locate.at(limit, "body_limit_bytes must be positive".to_owned()));
+        }
+        Some(limit) => usize::try_from(*limit.get_ref())
+            .map_err(|_| locate.at(limit, "body_limit_bytes is too large".to_owned()))?,
         None => agent_trigger::service::DEFAULT_BODY_LIMIT,
     };
-    let executor = raw.executor.as_ref().map(|executor| check_executor(&locate, executor)).transpose()?;
+    let executor = raw
+        .executor
+        .as_ref()
+        .map(|executor| check_executor(&locate, executor))
+        .transpose()?;
     let triggers = check_triggers(&locate, &raw.triggers, env)?;
     let keys = check_keys(&locate, &raw.keys, &triggers, env)?;
     Ok(Config {
@@ -163,16 +199,24 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
 fn check_executor(locate: &Locator<'_>, raw: &RawExecutor) -> Result<ExecutorConfig, ConfigError> {
     let command = raw.command.get_ref();
     if command.is_empty() || command[0].is_empty() {
-        return Err(locate.at(&raw.command, "executor.command must name a program".to_owned()));
+        return Err(locate.at(
+            &raw.command,
+            "executor.command must name a program".to_owned(),
+        ));
     }
     let workers = match &raw.workers {
-        Some(workers) if *workers.get_ref() == 0 => return Err(locate.at(workers, "executor.workers must be at least 1".to_owned())),
+        Some(workers) if *workers.get_ref() == 0 => {
+            return Err(locate.at(workers, "executor.workers must be at least 1".to_owned()));
+        }
         Some(workers) => *workers.get_ref(),
         None => DEFAULT_WORKERS,
     };
     let timeout = match &raw.timeout_secs {
         Some(timeout) if *timeout.get_ref() == 0 => {
-            return Err(locate.at(timeout, "executor.timeout_secs must be at least 1".to_owned()));
+            return Err(locate.at(
+                timeout,
+                "executor.timeout_secs must be at least 1".to_owned(),
+            ));
         }
         Some(timeout) => Duration::from_secs(*timeout.get_ref()),
         None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -192,15 +236,29 @@ fn check_triggers(
     let mut seen = HashSet::new();
     let mut triggers = Vec::with_capacity(raw.len());
     for entry in raw {
-        let id = parse_uuid(entry.id.get_ref())
-            .ok_or_else(|| locate.at(&entry.id, format!("trigger id {:?} is not a hyphenated UUID", entry.id.get_ref())))?;
+        let id = parse_uuid(entry.id.get_ref()).ok_or_else(|| {
+            locate.at(
+                &entry.id,
+                format!(
+                    "trigger id {:?} is not a hyphenated UUID",
+                    entry.id.get_ref()
+                ),
+            )
+        })?;
         if !seen.insert(id) {
             return Err(locate.at(&entry.id, format!("trigger id {id} appears twice")));
         }
         let tenant = non_empty(locate, &entry.tenant, "tenant")?;
         let source: Source = entry.source.get_ref().parse().map_err(|_| {
             let names: Vec<_> = Source::ALL.iter().map(|source| source.as_str()).collect();
-            locate.at(&entry.source, format!("source {:?} is not one of {}", entry.source.get_ref(), names.join(", ")))
+            locate.at(
+                &entry.source,
+                format!(
+                    "source {:?} is not one of {}",
+                    entry.source.get_ref(),
+                    names.join(", ")
+                ),
+            )
         })?;
         let mut trigger = Trigger::new(id, tenant, source).enabled(entry.enabled.unwrap_or(true));
         if let Some(actions) = &entry.actions {
@@ -216,16 +274,33 @@ fn check_triggers(
         for secret in &entry.secrets {
             let secret_id = non_empty(locate, &secret.id, "secret id")?;
             if !secret_ids.insert(secret_id.clone()) {
-                return Err(locate.at(&secret.id, format!("secret id {secret_id:?} appears twice in this trigger")));
+                return Err(locate.at(
+                    &secret.id,
+                    format!("secret id {secret_id:?} appears twice in this trigger"),
+                ));
             }
             let value = match (&secret.env, &secret.value) {
                 (Some(name), None) => env(name.get_ref())
                     .filter(|value| !value.is_empty())
-                    .ok_or_else(|| locate.at(name, format!("environment variable {} is not set (or empty)", name.get_ref())))?,
+                    .ok_or_else(|| {
+                        locate.at(
+                            name,
+                            format!(
+                                "environment variable {} is not set (or empty)",
+                                name.get_ref()
+                            ),
+                        )
+                    })?,
                 (None, Some(value)) => value.get_ref().clone(),
-                _ => return Err(locate.at(&secret.id, "a secret needs exactly one of `env` or `value`".to_owned())),
+                _ => {
+                    return Err(locate.at(
+                        &secret.id,
+                        "a secret needs exactly one of `env` or `value`".to_owned(),
+                    ));
+                }
             };
-            let signing = SigningSecret::new(secret_id, value).map_err(|error| locate.at(&secret.id, error.to_string()))?;
+            let signing = SigningSecret::new(secret_id, value)
+                .map_err(|error| locate.at(&secret.id, error.to_string()))?;
             trigger = trigger.secret(signing);
         }
         triggers.push(trigger);
@@ -249,31 +324,63 @@ fn check_keys(
         }
         let tenant = non_empty(locate, &entry.tenant, "tenant")?;
         let digest = match (&entry.sha256, &entry.env) {
-            (Some(hex), None) => KeyDigest::from_hex(hex.get_ref()).map_err(|error| locate.at(hex, error.to_string()))?,
+            (Some(hex), None) => KeyDigest::from_hex(hex.get_ref())
+                .map_err(|error| locate.at(hex, error.to_string()))?,
             (None, Some(name)) => {
                 let key = env(name.get_ref())
                     .filter(|value| !value.is_empty())
-                    .ok_or_else(|| locate.at(name, format!("environment variable {} is not set (or empty)", name.get_ref())))?;
+                    .ok_or_else(|| {
+                        locate.at(
+                            name,
+                            format!(
+                                "environment variable {} is not set (or empty)",
+                                name.get_ref()
+                            ),
+                        )
+                    })?;
                 KeyDigest::of_token(&key)
             }
-            _ => return Err(locate.at(&entry.id, "a key needs exactly one of `sha256` or `env`".to_owned())),
+            _ => {
+                return Err(locate.at(
+                    &entry.id,
+                    "a key needs exactly one of `sha256` or `env`".to_owned(),
+                ));
+            }
         };
         if !digests.insert(digest) {
-            return Err(locate.at(&entry.id, "this key is the same as an earlier one".to_owned()));
+            return Err(locate.at(
+                &entry.id,
+                "this key is the same as an earlier one".to_owned(),
+            ));
         }
         let mut record = ApiKeyRecord::new(id, tenant.clone());
         if let Some(list) = &entry.triggers {
             if list.get_ref().iter().any(|entry| entry == "*") {
                 if list.get_ref().len() > 1 {
-                    return Err(locate.at(list, "\"*\" already means all of the tenant's triggers".to_owned()));
+                    return Err(locate.at(
+                        list,
+                        "\"*\" already means all of the tenant's triggers".to_owned(),
+                    ));
                 }
             } else {
                 let mut scope = Vec::new();
                 for text in list.get_ref() {
-                    let trigger_id = parse_uuid(text)
-                        .ok_or_else(|| locate.at(list, format!("{text:?} is not a trigger id (a hyphenated UUID) or \"*\"")))?;
-                    if !triggers.iter().any(|trigger| trigger.id() == trigger_id && trigger.tenant() == tenant) {
-                        return Err(locate.at(list, format!("trigger {trigger_id} is not one of tenant {tenant:?}'s triggers")));
+                    let trigger_id = parse_uuid(text).ok_or_else(|| {
+                        locate.at(
+                            list,
+                            format!("{text:?} is not a trigger id (a hyphenated UUID) or \"*\""),
+                        )
+                    })?;
+                    if !triggers
+                        .iter()
+                        .any(|trigger| trigger.id() == trigger_id && trigger.tenant() == tenant)
+                    {
+                        return Err(locate.at(
+                            list,
+                            format!(
+                                "trigger {trigger_id} is not one of tenant {tenant:?}'s triggers"
+                            ),
+                        ));
                     }
                     scope.push(trigger_id);
                 }
@@ -285,7 +392,11 @@ fn check_keys(
     Ok(keys)
 }
 
-fn non_empty(locate: &Locator<'_>, value: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
+fn non_empty(
+    locate: &Locator<'_>,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<String, ConfigError> {
     if value.get_ref().trim().is_empty() {
         return Err(locate.at(value, format!("{what} must not be empty")));
     }
@@ -294,7 +405,9 @@ fn non_empty(locate: &Locator<'_>, value: &Spanned<String>, what: &str) -> Resul
 
 /// Hyphenated UUIDs only, as in the endpoint's path.
 fn parse_uuid(text: &str) -> Option<Uuid> {
-    (text.len() == 36).then(|| Uuid::try_parse(text).ok()).flatten()
+    (text.len() == 36)
+        .then(|| Uuid::try_parse(text).ok())
+        .flatten()
 }
 
 /// Turns byte spans into `file:line:column`.
@@ -312,7 +425,11 @@ impl Locator<'_> {
         let line = span.map(|span| {
             let before = &self.text[..span.start.min(self.text.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |last| last.chars().count())
+                + 1;
             (line, column)
         });
         ConfigError {
@@ -373,24 +490,35 @@ value = "old secret"
     }
 
     fn error_of(text: &str) -> String {
-        parse(Path::new("/etc/agent-trigger.toml"), text, &env).unwrap_err().to_string()
+        parse(Path::new("/etc/agent-trigger.toml"), text, &env)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn the_documented_example_parses() {
         let config = parse(Path::new("/etc/agent-trigger/config.toml"), FULL, &env).unwrap();
         assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(config.database, Path::new("/etc/agent-trigger/data/agent-trigger.db"));
+        assert_eq!(
+            config.database,
+            Path::new("/etc/agent-trigger/data/agent-trigger.db")
+        );
         assert_eq!(config.body_limit, 65536);
         let executor = config.executor.unwrap();
         assert_eq!(executor.command, ["./run-agent.sh", "--fast"]);
-        assert_eq!((executor.workers, executor.timeout), (4, Duration::from_secs(30)));
+        assert_eq!(
+            (executor.workers, executor.timeout),
+            (4, Duration::from_secs(30))
+        );
         assert_eq!(config.keys.len(), 2);
         assert_eq!(config.keys[1].0, KeyDigest::of_token("atk_bot"));
         assert_eq!(config.keys[0].1.key_scope(), &KeyScope::Tenant);
         let trigger = &config.triggers[0];
         assert_eq!(trigger.secrets().len(), 2);
-        assert_eq!(trigger.replay_window_override(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            trigger.replay_window_override(),
+            Some(Duration::from_secs(120))
+        );
     }
 
     #[test]
@@ -405,12 +533,27 @@ value = "old secret"
     fn every_error_names_the_file_and_line() {
         let cases = [
             ("lissten = \"x\"", ":1:1: unknown field `lissten`"),
-            ("listen = \"nowhere\"", ":1:10: listen \"nowhere\" is not an address"),
-            ("database = \"postgres://db/x\"", "PostgreSQL backend is not available yet"),
+            (
+                "listen = \"nowhere\"",
+                ":1:10: listen \"nowhere\" is not an address",
+            ),
+            (
+                "database = \"postgres://db/x\"",
+                "PostgreSQL backend is not available yet",
+            ),
             ("body_limit_bytes = 0", "body_limit_bytes must be positive"),
-            ("[executor]\ncommand = []", ":2:11: executor.command must name a program"),
-            ("[executor]\ncommand = [\"x\"]\nworkers = 0", ":3:11: executor.workers must be at least 1"),
-            ("[[triggers]]\nid = \"nope\"\ntenant = \"a\"\nsource = \"jira\"", ":2:6: trigger id \"nope\" is not a hyphenated UUID"),
+            (
+                "[executor]\ncommand = []",
+                ":2:11: executor.command must name a program",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\nworkers = 0",
+                ":3:11: executor.workers must be at least 1",
+            ),
+            (
+                "[[triggers]]\nid = \"nope\"\ntenant = \"a\"\nsource = \"jira\"",
+                ":2:6: trigger id \"nope\" is not a hyphenated UUID",
+            ),
             (
                 "[[triggers]]\nid = \"6f1c1c527a574f7e9d438d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"",
                 "is not a hyphenated UUID",
@@ -435,9 +578,18 @@ value = "old secret"
                 "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira-automation\"\n[[triggers.secrets]]\nid = \"s\"\nvalue = \"x\"",
                 "does not sign its deliveries",
             ),
-            ("[[keys]]\nid = \"k\"\ntenant = \"a\"\nsha256 = \"abc\"", ":4:10: a key digest is 64 hex digits"),
-            ("[[keys]]\nid = \"k\"\ntenant = \"a\"", "exactly one of `sha256` or `env`"),
-            ("[[keys]]\nid = \"k\"\ntenant = \"a\"\nenv = \"NOPE\"", "environment variable NOPE is not set"),
+            (
+                "[[keys]]\nid = \"k\"\ntenant = \"a\"\nsha256 = \"abc\"",
+                ":4:10: a key digest is 64 hex digits",
+            ),
+            (
+                "[[keys]]\nid = \"k\"\ntenant = \"a\"",
+                "exactly one of `sha256` or `env`",
+            ),
+            (
+                "[[keys]]\nid = \"k\"\ntenant = \"a\"\nenv = \"NOPE\"",
+                "environment variable NOPE is not set",
+            ),
             (
                 "[[keys]]\nid = \"k\"\ntenant = \"a\"\nenv = \"BOT_KEY\"\n[[keys]]\nid = \"k\"\ntenant = \"a\"\nenv = \"BOT_KEY\"",
                 ":6:6: key id \"k\" appears twice",
@@ -451,7 +603,10 @@ value = "old secret"
         for (text, expected) in cases {
             let error = error_of(text);
             assert!(error.starts_with("/etc/agent-trigger.toml:"), "{error}");
-            assert!(error.contains(expected), "{text:?}\n  gave: {error}\n  want: {expected}");
+            assert!(
+                error.contains(expected),
+                "{text:?}\n  gave: {error}\n  want: {expected}"
+            );
         }
     }
 }

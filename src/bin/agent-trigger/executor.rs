@@ -29,12 +29,22 @@ where
     let config = Arc::new(config);
     let mut workers = JoinSet::new();
     for worker in 0..config.workers {
-        workers.spawn(work(queue.clone(), Arc::clone(&config), stop.clone(), worker));
+        workers.spawn(work(
+            queue.clone(),
+            Arc::clone(&config),
+            stop.clone(),
+            worker,
+        ));
     }
     workers
 }
 
-async fn work<Q: ExecutionQueue>(queue: Q, config: Arc<ExecutorConfig>, mut stop: watch::Receiver<bool>, worker: usize) {
+async fn work<Q: ExecutionQueue>(
+    queue: Q,
+    config: Arc<ExecutorConfig>,
+    mut stop: watch::Receiver<bool>,
+    worker: usize,
+) {
     while !*stop.borrow() {
         match queue.claim().await {
             Ok(Some(claimed)) => {
@@ -61,15 +71,25 @@ async fn work<Q: ExecutionQueue>(queue: Q, config: Arc<ExecutorConfig>, mut stop
 }
 
 /// Runs one execution to its end: exit, timeout, or shutdown.
-async fn run(config: &ExecutorConfig, claimed: ClaimedExecution, stop: &mut watch::Receiver<bool>) -> ExecutionResult {
+async fn run(
+    config: &ExecutorConfig,
+    claimed: ClaimedExecution,
+    stop: &mut watch::Receiver<bool>,
+) -> ExecutionResult {
     let delivery = &claimed.delivery;
     let spawned = Command::new(&config.command[0])
         .args(&config.command[1..])
         .env("AGENT_TRIGGER_EXECUTION_ID", claimed.id.to_string())
         .env("AGENT_TRIGGER_SOURCE", delivery.source.as_str())
         .env("AGENT_TRIGGER_TRIGGER_ID", delivery.trigger_id.to_string())
-        .env("AGENT_TRIGGER_ACTION", delivery.action.as_deref().unwrap_or(""))
-        .env("AGENT_TRIGGER_DELIVERY_ID", delivery.delivery_id.as_deref().unwrap_or(""))
+        .env(
+            "AGENT_TRIGGER_ACTION",
+            delivery.action.as_deref().unwrap_or(""),
+        )
+        .env(
+            "AGENT_TRIGGER_DELIVERY_ID",
+            delivery.delivery_id.as_deref().unwrap_or(""),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -78,7 +98,10 @@ async fn run(config: &ExecutorConfig, claimed: ClaimedExecution, stop: &mut watc
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
-            let message = format!("[agent-trigger] could not start {:?}: {error}\n", config.command[0]);
+            let message = format!(
+                "[agent-trigger] could not start {:?}: {error}\n",
+                config.command[0]
+            );
             return ExecutionResult::new(ExecutionStatus::Error, None, message.into_bytes());
         }
     };
@@ -109,11 +132,16 @@ async fn run(config: &ExecutorConfig, claimed: ClaimedExecution, stop: &mut watc
     }
     // The pipes close when the command and anything it started are gone; do not wait forever
     // on a grandchild that kept them open.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async { while readers.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
     let mut output = std::mem::take(&mut *tail.lock().unwrap_or_else(PoisonError::into_inner));
 
     match ended {
-        Ended::Exited(Ok(status)) if status.success() => ExecutionResult::new(ExecutionStatus::Done, status.code(), output.into_bytes()),
+        Ended::Exited(Ok(status)) if status.success() => {
+            ExecutionResult::new(ExecutionStatus::Done, status.code(), output.into_bytes())
+        }
         Ended::Exited(Ok(status)) => {
             if status.code().is_none() {
                 output.push(b"[agent-trigger] the command was killed by a signal\n");
@@ -121,11 +149,19 @@ async fn run(config: &ExecutorConfig, claimed: ClaimedExecution, stop: &mut watc
             ExecutionResult::new(ExecutionStatus::Error, status.code(), output.into_bytes())
         }
         Ended::Exited(Err(error)) => {
-            output.push(format!("[agent-trigger] waiting for the command failed: {error}\n").as_bytes());
+            output.push(
+                format!("[agent-trigger] waiting for the command failed: {error}\n").as_bytes(),
+            );
             ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
         }
         Ended::TimedOut => {
-            output.push(format!("[agent-trigger] killed after the {} s timeout\n", config.timeout.as_secs()).as_bytes());
+            output.push(
+                format!(
+                    "[agent-trigger] killed after the {} s timeout\n",
+                    config.timeout.as_secs()
+                )
+                .as_bytes(),
+            );
             ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
         }
         Ended::Stopped => {
@@ -147,7 +183,9 @@ async fn collect(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
         if read == 0 {
             break;
         }
-        tail.lock().unwrap_or_else(PoisonError::into_inner).push(&buffer[..read]);
+        tail.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(&buffer[..read]);
     }
 }
 

@@ -3,7 +3,9 @@
 use std::time::SystemTime;
 
 use agent_trigger::sqlite::SqliteStore;
-use agent_trigger::{ExecutionId, ExecutionQueue, ExecutionRecord, KeyDigest, KeyStore, TriggerService, bearer_token};
+use agent_trigger::{
+    ExecutionId, ExecutionQueue, ExecutionRecord, KeyDigest, KeyStore, TriggerService, bearer_token,
+};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -54,21 +56,35 @@ impl From<ExecutionRecord> for StatusBody {
 
 /// `GET /api/executions/{executionId}`: a key sees only its own tenant's executions; another
 /// tenant's look exactly like unknown ones.
-async fn execution_status(State(store): State<SqliteStore>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn execution_status(
+    State(store): State<SqliteStore>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(token) = bearer_token(&headers) else {
-        return unauthorized("Bearer", "missing credentials: send Authorization: Bearer <api key>");
+        return unauthorized(
+            "Bearer",
+            "missing credentials: send Authorization: Bearer <api key>",
+        );
     };
     let key = match store.api_key(KeyDigest::of_token(token)).await {
         Ok(Some(key)) if key.is_usable(SystemTime::now()) => key,
         Ok(_) => return unauthorized(r#"Bearer error="invalid_token""#, "invalid API key"),
         Err(error) => return internal(&error),
     };
-    let not_found = || json_response(StatusCode::NOT_FOUND, &json!({"error": "execution not found"}));
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "execution not found"}),
+        )
+    };
     let Ok(id) = Uuid::try_parse(&id) else {
         return not_found();
     };
     match store.execution(&ExecutionId::from(id)).await {
-        Ok(Some(record)) if record.tenant == key.tenant() => json_response(StatusCode::OK, &StatusBody::from(record)),
+        Ok(Some(record)) if record.tenant == key.tenant() => {
+            json_response(StatusCode::OK, &StatusBody::from(record))
+        }
         Ok(_) => not_found(),
         Err(error) => internal(&error),
     }
@@ -80,15 +96,19 @@ fn rfc3339(at: SystemTime) -> String {
 
 fn unauthorized(challenge: &'static str, message: &str) -> Response {
     let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }));
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     response
 }
 
 fn internal(error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "execution status lookup failed");
-    json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "internal error"}))
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({"error": "internal error"}),
+    )
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
@@ -96,7 +116,10 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     (
         status,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,

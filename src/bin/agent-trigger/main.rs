@@ -58,7 +58,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => runtime.block_on(demo()),
-        Some(Command::Serve { config, listen }) => runtime.block_on(serve_configured(&config, listen)),
+        Some(Command::Serve { config, listen }) => {
+            runtime.block_on(serve_configured(&config, listen))
+        }
         Some(Command::Keygen) => {
             keygen();
             Ok(())
@@ -75,8 +77,14 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AGENT_TRIGGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_env("AGENT_TRIGGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .init();
 }
 
 fn keygen() {
@@ -107,7 +115,14 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         executor = executor.is_some(),
         "configuration loaded"
     );
-    serve(store, listen.unwrap_or(configured), body_limit, executor, |_| {}).await
+    serve(
+        store,
+        listen.unwrap_or(configured),
+        body_limit,
+        executor,
+        |_| {},
+    )
+    .await
 }
 
 async fn demo() -> Result<(), Error> {
@@ -120,12 +135,16 @@ async fn demo() -> Result<(), Error> {
         .collect();
     if triggers.is_empty() {
         for source in Source::ALL {
-            store.insert_trigger(Trigger::new(Uuid::now_v7(), DEMO_TENANT, source)).await?;
+            store
+                .insert_trigger(Trigger::new(Uuid::now_v7(), DEMO_TENANT, source))
+                .await?;
         }
         triggers = store.triggers();
     }
     let key_id = format!("demo-{}", &Uuid::now_v7().simple().to_string()[..12]);
-    let key = store.generate_key(ApiKeyRecord::new(key_id, DEMO_TENANT)).await?;
+    let key = store
+        .generate_key(ApiKeyRecord::new(key_id, DEMO_TENANT))
+        .await?;
     let listen: SocketAddr = config::DEFAULT_LISTEN.parse()?;
     serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, None, |address| {
         println!("agent-trigger demo: database {}", database.display());

@@ -1,0 +1,502 @@
+//! The real `agent-trigger` binary: durability across `kill -9`, idempotency across restarts,
+//! tenant isolation of the status endpoint, the executor, configuration errors and shutdown.
+#![cfg(all(feature = "server", unix))]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const KEY_A: &str = "atk_tenant_a_test_key_0000000000000000000000";
+const KEY_B: &str = "atk_tenant_b_test_key_0000000000000000000000";
+const TRIGGER_A: &str = "6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11";
+const TRIGGER_B: &str = "0b4d7e0e-2d8c-4f43-9a51-3e1f6c7a9b20";
+
+/// A temporary directory with a configuration file, removed when dropped.
+struct Workspace(PathBuf);
+
+impl Workspace {
+    fn new(executor: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("agent-trigger-server-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            r#"
+database = "executions.db"
+
+{executor}
+
+[[keys]]
+id = "a"
+tenant = "acme"
+env = "TEST_KEY_A"
+
+[[keys]]
+id = "b"
+tenant = "globex"
+env = "TEST_KEY_B"
+
+[[triggers]]
+id = "{TRIGGER_A}"
+tenant = "acme"
+source = "webhook"
+
+[[triggers]]
+id = "{TRIGGER_B}"
+tenant = "globex"
+source = "jira-automation"
+"#
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        Workspace(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server and the address it listens on.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    async fn start(workspace: &Workspace) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+            .args(["serve", "--config"])
+            .arg(workspace.path().join("config.toml"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("TEST_KEY_A", KEY_A)
+            .env("TEST_KEY_B", KEY_B)
+            .env("OUT", workspace.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
+                    return address.to_owned();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens within 30 s");
+        Server { child, address }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn call(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, http::HeaderMap, Value), String> {
+    let response = client
+        .request(request)
+        .await
+        .map_err(|error| error.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    let json = serde_json::from_slice(&body).map_err(|error| format!("{error}: {body:?}"))?;
+    Ok((parts.status, parts.headers, json))
+}
+
+fn delivery(
+    server: &Server,
+    key: &str,
+    body: &str,
+    idempotency_key: Option<&str>,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_A}")))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json");
+    if let Some(idempotency_key) = idempotency_key {
+        request = request.header("idempotency-key", idempotency_key);
+    }
+    request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+fn status_request(server: &Server, key: Option<&str>, id: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::get(server.url(&format!("/api/executions/{id}")));
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    request.body(Full::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_execution_survives_kill_9_and_redeliveries_stay_idempotent() {
+    let workspace = Workspace::new("");
+    let mut server = Server::start(&workspace).await;
+    let client = client();
+
+    let (status, _, before) = call(
+        &client,
+        delivery(&server, KEY_A, r#"{"type":"before"}"#, Some("before-crash")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let mut senders = Vec::new();
+    for task in 0..16 {
+        let client = client.clone();
+        let request_url = server.url(&format!("/api/trigger/webhook/{TRIGGER_A}"));
+        let acknowledged = Arc::clone(&acknowledged);
+        senders.push(tokio::spawn(async move {
+            for n in 0.. {
+                let request = Request::post(&request_url)
+                    .header("authorization", format!("Bearer {KEY_A}"))
+                    .body(Full::new(Bytes::from(format!(
+                        r#"{{"task":{task},"n":{n}}}"#
+                    ))))
+                    .unwrap();
+                match call(&client, request).await {
+                    Ok((StatusCode::OK, _, json)) => acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(json["executionId"].as_str().unwrap().to_owned()),
+                    Ok((status, _, json)) => panic!("unexpected {status}: {json}"),
+                    Err(_) => break, // the server is gone
+                }
+            }
+        }));
+    }
+    // Let the load run, then kill the server mid-stream without warning.
+    while acknowledged.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 200);
+
+    let server = Server::start(&workspace).await;
+    for id in &acknowledged {
+        let (status, _, json) = call(&client, status_request(&server, Some(KEY_A), id))
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "execution {id} was acknowledged but lost"
+        );
+        assert_eq!(json["status"], "queued");
+    }
+    let (status, headers, after) = call(
+        &client,
+        delivery(&server, KEY_A, r#"{"type":"before"}"#, Some("before-crash")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after, before);
+    assert_eq!(headers["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn the_status_endpoint_shows_a_tenant_only_its_own_executions() {
+    let workspace = Workspace::new("");
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let (_, _, json) = call(&client, delivery(&server, KEY_A, r#"{"type":"x"}"#, None))
+        .await
+        .unwrap();
+    let id = json["executionId"].as_str().unwrap().to_owned();
+
+    let (status, _, json) = call(&client, status_request(&server, Some(KEY_A), &id))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    for field in [
+        "executionId",
+        "status",
+        "source",
+        "triggerId",
+        "action",
+        "createdAt",
+        "startedAt",
+        "finishedAt",
+        "exitCode",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+    assert_eq!(json["executionId"], id);
+    assert_eq!(json["source"], "webhook");
+    assert_eq!(json["triggerId"], TRIGGER_A);
+    assert_eq!(json["action"], "x");
+
+    let (status, _, other_tenant) = call(&client, status_request(&server, Some(KEY_B), &id))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, unknown) = call(
+        &client,
+        status_request(&server, Some(KEY_B), &Uuid::now_v7().to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        other_tenant, unknown,
+        "another tenant's execution looks like an unknown one"
+    );
+
+    let (status, headers, _) = call(&client, status_request(&server, None, &id))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (status, _, _) = call(&client, status_request(&server, Some("atk_wrong"), &id))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Tenant B's key cannot invoke tenant A's trigger either.
+    let (status, _, _) = call(&client, delivery(&server, KEY_B, "{}", None))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+const AGENT_SCRIPT: &str = r#"#!/bin/sh
+input=$(cat)
+printf '%s' "$input" > "$OUT/$AGENT_TRIGGER_EXECUTION_ID.in"
+env | grep '^AGENT_TRIGGER_' | sort > "$OUT/$AGENT_TRIGGER_EXECUTION_ID.env"
+echo "ran $AGENT_TRIGGER_ACTION"
+case "$AGENT_TRIGGER_ACTION" in
+  fail) echo "failing on purpose" >&2; exit 3 ;;
+  slow) sleep 30 ;;
+esac
+exit 0
+"#;
+
+async fn wait_until_finished(client: &HttpClient, server: &Server, id: &str) -> Value {
+    for _ in 0..200 {
+        let (_, _, json) = call(client, status_request(server, Some(KEY_A), id))
+            .await
+            .unwrap();
+        if json["status"] != "queued" && json["status"] != "running" {
+            return json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("execution {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executor_runs_the_command_with_input_env_timeout_and_exit_code() {
+    let probe = Workspace::new("");
+    let script = probe.path().join("agent.sh");
+    std::fs::write(&script, AGENT_SCRIPT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 2\n",
+        script.display()
+    );
+    let workspace = Workspace::new(&executor);
+    let mut server = Server::start(&workspace).await;
+    let client = client();
+
+    let mut ids = HashMap::new();
+    for action in ["ok", "fail", "slow"] {
+        let body = format!(r#"{{"type":"{action}","payload":{{"n":1}}}}"#);
+        let (status, _, json) = call(&client, delivery(&server, KEY_A, &body, Some(action)))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        ids.insert(
+            action,
+            (json["executionId"].as_str().unwrap().to_owned(), body),
+        );
+    }
+
+    let (ok_id, ok_body) = &ids["ok"];
+    let ok = wait_until_finished(&client, &server, ok_id).await;
+    assert_eq!(ok["status"], "done");
+    assert_eq!(ok["exitCode"], 0);
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join(format!("{ok_id}.in"))).unwrap(),
+        *ok_body
+    );
+    let env = std::fs::read_to_string(workspace.path().join(format!("{ok_id}.env"))).unwrap();
+    for line in [
+        "AGENT_TRIGGER_ACTION=ok".to_owned(),
+        format!("AGENT_TRIGGER_EXECUTION_ID={ok_id}"),
+        "AGENT_TRIGGER_SOURCE=webhook".to_owned(),
+        format!("AGENT_TRIGGER_TRIGGER_ID={TRIGGER_A}"),
+        "AGENT_TRIGGER_DELIVERY_ID=ok".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing from\n{env}");
+    }
+
+    let fail = wait_until_finished(&client, &server, &ids["fail"].0).await;
+    assert_eq!(fail["status"], "error");
+    assert_eq!(fail["exitCode"], 3);
+
+    let slow = wait_until_finished(&client, &server, &ids["slow"].0).await;
+    assert_eq!(slow["status"], "error");
+    assert_eq!(slow["exitCode"], Value::Null);
+    let started = humantime::parse_rfc3339(slow["startedAt"].as_str().unwrap()).unwrap();
+    let finished = humantime::parse_rfc3339(slow["finishedAt"].as_str().unwrap()).unwrap();
+    let ran = finished.duration_since(started).unwrap();
+    assert!(
+        ran >= Duration::from_secs(2) && ran < Duration::from_secs(20),
+        "ran {ran:?}"
+    );
+
+    // SIGTERM: a clean exit.
+    nix_kill(&server.child, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The output tails were kept.
+    let store =
+        agent_trigger::sqlite::SqliteStore::open(workspace.path().join("executions.db")).unwrap();
+    use agent_trigger::ExecutionQueue;
+    let record = store
+        .execution(&ok_id.as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&record.output_tail), "ran ok\n");
+    let record = store
+        .execution(&ids["fail"].0.as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&record.output_tail).contains("failing on purpose"));
+    let record = store
+        .execution(&ids["slow"].0.as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&record.output_tail).contains("killed after the 2 s timeout"));
+}
+
+#[tokio::test]
+async fn sigint_stops_the_server_cleanly() {
+    let workspace = Workspace::new("");
+    let mut server = Server::start(&workspace).await;
+    nix_kill(&server.child, "INT");
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_with_its_file_and_line() {
+    let workspace = Workspace::new("");
+    let config = workspace.path().join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(TRIGGER_B, "not-a-uuid");
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TEST_KEY_A", KEY_A)
+        .env("TEST_KEY_B", KEY_B)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:22:6: trigger id \"not-a-uuid\" is not a hyphenated UUID",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !workspace.path().join("executions.db").exists(),
+        "nothing was started"
+    );
+
+    let missing_env = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("TEST_KEY_A")
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing_env.status.success());
+}
+
+#[tokio::test]
+async fn keygen_prints_a_key_and_its_digest() {
+    let output = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .arg("keygen")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("atk_"))
+        .map(|rest| format!("atk_{rest}"))
+        .unwrap();
+    let digest = agent_trigger::KeyDigest::of_token(&key).to_hex();
+    assert!(
+        stdout.contains(&format!("sha256 = \"{digest}\"")),
+        "{stdout}"
+    );
+}
+
+/// Sends a signal by name with the system's `kill`.
+fn nix_kill(child: &Child, signal: &str) {
+    let pid = child.id().expect("the server is running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
