@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
 use agent_trigger::sqlite::SqliteStore;
-use agent_trigger::{ApiKey, ApiKeyRecord, ExecutionSink, KeyStore, Source, Trigger, TriggerService};
+use agent_trigger::{
+    ApiKey, ApiKeyRecord, ExecutionSink, KeyStore, Source, Trigger, TriggerService,
+};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -23,7 +25,10 @@ use uuid::Uuid;
 const BODY: &str = r#"{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}"#;
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Sends `deliveries` requests, `concurrency` at a time, and returns acknowledgements per second.
@@ -67,7 +72,10 @@ fn main() {
     let deliveries = env_number("DELIVERIES", 20_000);
     let concurrency = env_number("CONCURRENCY", 64).max(1);
     let rounds = env_number("ROUNDS", 3).max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let trigger_id = Uuid::now_v7();
         let key = ApiKey::generate();

@@ -1,30 +1,45 @@
-//! Setup shared by the example servers: read the environment, build the stores, print how to
-//! call the endpoint, and run executions by logging them.
+//! What the example servers share: reading the environment, building the stores, printing how
+//! to call the endpoint, logging executions, serving a tower service with hyper-util, and
+//! stopping on a signal. The framework-specific mounting lives in each example.
+#![allow(dead_code)] // Each example uses its own part.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 
 use agent_trigger::memory::{ChannelSink, Execution, MemoryKeyStore};
-use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger, TriggerService};
+use agent_trigger::{ApiKey, ApiKeyRecord, BoxError, Source, Trigger, TriggerService};
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// The tenant the example's key and triggers belong to.
 const TENANT: &str = "example";
 
+/// The service every example mounts.
+pub type Triggers = TriggerService<ChannelSink, MemoryKeyStore>;
+
 /// What an example server needs.
 pub struct Setup {
     pub listen: SocketAddr,
-    pub service: TriggerService<ChannelSink, MemoryKeyStore>,
+    pub service: Triggers,
     pub executions: mpsc::Receiver<Execution>,
-    key: ApiKey,
-    trigger_id: Uuid,
+    pub key: ApiKey,
+    pub trigger_id: Uuid,
 }
 
 impl Setup {
     /// Reads `LISTEN_ADDR` (default 127.0.0.1:3000), `API_KEY` (generated when unset) and
-    /// `TRIGGER_ID` (the `webhook` trigger's id, generated when unset), and makes one trigger
-    /// per source.
-    pub fn from_env() -> Result<Setup, String> {
+    /// `TRIGGER_ID` (the `webhook` trigger's id, generated when unset); the service answers
+    /// under `prefix`.
+    pub fn from_env(prefix: &str) -> Result<Setup, String> {
         let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
         let listen = listen
             .parse()
@@ -38,6 +53,23 @@ impl Setup {
             Ok(key) if !key.is_empty() => ApiKey::from_plaintext(key),
             _ => ApiKey::generate(),
         };
+        Ok(Setup::new(
+            listen,
+            key,
+            trigger_id,
+            prefix,
+            agent_trigger::service::DEFAULT_BODY_LIMIT,
+        ))
+    }
+
+    /// One trigger per source (the `webhook` one with `trigger_id`) and one key.
+    pub fn new(
+        listen: SocketAddr,
+        key: ApiKey,
+        trigger_id: Uuid,
+        prefix: &str,
+        body_limit: usize,
+    ) -> Setup {
         let mut store =
             MemoryKeyStore::new().with_key(key.digest(), ApiKeyRecord::new("example", TENANT));
         for source in Source::ALL {
@@ -49,14 +81,17 @@ impl Setup {
             store = store.with_trigger(Trigger::new(id, TENANT, source));
         }
         let (sink, executions) = ChannelSink::new(1024);
-        let service = TriggerService::new(sink, store);
-        Ok(Setup {
+        let service = TriggerService::builder(sink, store)
+            .prefix(prefix)
+            .body_limit(body_limit)
+            .build();
+        Setup {
             listen,
             service,
             executions,
             key,
             trigger_id,
-        })
+        }
     }
 
     /// Prints the key, the trigger and a ready-to-paste curl line.
@@ -87,6 +122,41 @@ pub async fn log_executions(mut executions: mpsc::Receiver<Execution>) {
     }
 }
 
+/// Serves a tower service with hyper-util's auto builder (HTTP/1 and HTTP/2 with prior
+/// knowledge) until `shutdown` resolves, then lets open connections finish.
+pub async fn serve_tower<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let connection = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    graceful.shutdown().await;
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -94,10 +164,11 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            signal.recv().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
         }
     };
     #[cfg(not(unix))]
