@@ -11,7 +11,7 @@
 //! ```
 
 #[path = "support/mod.rs"]
-mod support;
+pub mod support;
 
 use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
 use agent_trigger::{TriggerLayer, TriggerService};

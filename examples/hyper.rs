@@ -8,7 +8,7 @@
 //! ```
 
 #[path = "support/mod.rs"]
-mod support;
+pub mod support;
 
 use std::convert::Infallible;
 

@@ -5,13 +5,12 @@ mod client;
 #[path = "../examples/axum.rs"]
 #[allow(dead_code)]
 mod example;
-#[path = "../examples/support/mod.rs"]
-mod support;
 
 use std::net::SocketAddr;
 
 use agent_trigger::ApiKey;
 use example::Mount;
+use example::support;
 use http::StatusCode;
 use uuid::Uuid;
 

@@ -5,10 +5,9 @@ mod client;
 #[path = "../examples/hyper.rs"]
 #[allow(dead_code)]
 mod example;
-#[path = "../examples/support/mod.rs"]
-mod support;
 
 use agent_trigger::ApiKey;
+use example::support;
 use http::StatusCode;
 use uuid::Uuid;
 
