@@ -1,59 +1,5 @@
-//! Turn incoming webhooks into agent executions.
-//!
-//! `agent-trigger` is the endpoint `POST /api/trigger/{source}/{triggerId}` as a tower
-//! [`Service`](tower_service::Service): it authenticates the sender (a bearer API key, or the
-//! sender's own signature), validates the request, recognises redeliveries, and hands one
-//! [`Delivery`] per webhook to your [`ExecutionSink`], answering with an `executionId`, a skip
-//! that says why, or an error. Keys and triggers come from your [`KeyStore`].
-//!
-//! Senders: Jira, Jira Automation, Slack, Linear, HackerOne, Bugcrowd, and anything that speaks
-//! Standard Webhooks (see [`Source`]).
-//!
-//! # Mounting
-//!
-//! - [`TriggerService`] answers every request itself: mount it on a route
-//!   (`axum::Router::route_service`, or `nest_service` with an empty prefix), or serve it
-//!   directly with hyper.
-//! - [`TriggerLayer`] puts the endpoint in front of an existing service: requests off the
-//!   trigger route reach your app untouched.
-//!
-//! ```no_run
-//! use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
-//! use agent_trigger::{ApiKeyRecord, Source, Trigger, TriggerService};
-//! use axum::Router;
-//! use uuid::Uuid;
-//!
-//! #[tokio::main]
-//! async fn main() {
-//!     let trigger_id = Uuid::now_v7();
-//!     let store = MemoryKeyStore::new().with_trigger(Trigger::new(trigger_id, "acme", Source::Webhook));
-//!     let key = store.generate_key(ApiKeyRecord::new("ci", "acme"));
-//!     println!("API key (shown once): {}", key.expose());
-//!
-//!     let (sink, mut executions) = ChannelSink::new(1024);
-//!     tokio::spawn(async move {
-//!         while let Some(execution) = executions.recv().await {
-//!             println!("execution {} for trigger {}", execution.id, execution.delivery.trigger_id);
-//!         }
-//!     });
-//!
-//!     let triggers = TriggerService::new(sink, store);
-//!     let app = Router::new().route_service("/api/trigger/{source}/{trigger_id}", triggers);
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-//!     axum::serve(listener, app).await.unwrap();
-//! }
-//! ```
-//!
-//! # What a request goes through
-//!
-//! In this order, each step answering or passing the request on: route (`404`), method
-//! (`405`), path parameters (`400`), credentials (`401`), API key (`401`), trigger (`404`),
-//! size (`413`), content type (`415`), signature (`401`), JSON (`400`), Slack's handshake,
-//! disabled triggers and action filters (skipped, `200`), duplicates (the original id, `200`),
-//! and the sink (`200`, or `503` with `Retry-After`, or `500`). No body is read before the
-//! caller is authenticated or, for a signed request, before the trigger is known to have
-//! secrets.
-
+#![doc = include_str!("lib.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -71,6 +17,7 @@ mod json;
 mod key;
 pub mod layer;
 pub mod memory;
+pub mod openapi;
 mod queue;
 mod response;
 mod route;
@@ -80,8 +27,10 @@ pub mod signature;
 mod sink;
 mod source;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 mod store;
+pub mod telemetry;
 mod validation;
 
 pub use crate::delivery::{Caller, Delivery, ExecutionId};

@@ -95,6 +95,22 @@ impl Answer {
         }
     }
 
+    /// The status code as a label, without formatting it per request.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn status_label(&self) -> &'static str {
+        match self.status() {
+            StatusCode::OK => "200",
+            StatusCode::BAD_REQUEST => "400",
+            StatusCode::UNAUTHORIZED => "401",
+            StatusCode::NOT_FOUND => "404",
+            StatusCode::METHOD_NOT_ALLOWED => "405",
+            StatusCode::PAYLOAD_TOO_LARGE => "413",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "415",
+            StatusCode::SERVICE_UNAVAILABLE => "503",
+            _ => "500",
+        }
+    }
+
     /// A short name of the outcome for logs and metrics.
     pub(crate) fn outcome(&self) -> &'static str {
         match self {

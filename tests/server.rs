@@ -292,6 +292,18 @@ async fn the_status_endpoint_shows_a_tenant_only_its_own_executions() {
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    // The server serves its OpenAPI document.
+    let (status, _, document) = call(
+        &client,
+        Request::get(server.url("/api/openapi.json"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+
     // Tenant B's key cannot invoke tenant A's trigger either.
     let (status, _, _) = call(&client, delivery(&server, KEY_B, "{}", None))
         .await

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
-use tracing::{Instrument, Span, field};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, BodyKind};
@@ -21,6 +21,7 @@ use crate::response::{Answer, ResponseBody};
 use crate::route::{self, Prefix};
 use crate::signature::{self, Presented, SignatureError};
 use crate::source::{BodyTimestamp, Source, SourceSpec};
+use crate::telemetry::DeliveryTelemetry;
 use crate::{
     BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
 };
@@ -80,30 +81,14 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    // One span per delivery, its fields filled in as the pipeline learns them; never a secret.
-    let span = tracing::info_span!(
-        "webhook_delivery",
-        source = source.as_str(),
-        %trigger_id,
-        caller = field::Empty,
-        delivery_id = field::Empty,
-        action = field::Empty,
-        execution_id = field::Empty,
-        outcome = field::Empty,
-        status = field::Empty,
-    );
-    let answer = match accept(&shared, request, source, trigger_id, &span)
-        .instrument(span.clone())
+    let telemetry = DeliveryTelemetry::start(source, trigger_id);
+    let answer = match accept(&shared, request, source, trigger_id, &telemetry)
+        .instrument(telemetry.span().clone())
         .await
     {
         Ok(answer) | Err(answer) => answer,
     };
-    if let Answer::Started(id) | Answer::Replayed(id) = &answer {
-        span.record("execution_id", field::display(id));
-    }
-    span.record("outcome", answer.outcome());
-    span.record("status", answer.status().as_u16());
-    tracing::info!(parent: &span, "webhook delivery");
+    telemetry.finish(&answer);
     answer.into_response()
 }
 
@@ -113,7 +98,7 @@ async fn accept<E, A, B>(
     request: Request<B>,
     source: Source,
     trigger_id: Uuid,
-    span: &Span,
+    telemetry: &DeliveryTelemetry,
 ) -> Result<Answer, Answer>
 where
     E: ExecutionSink,
@@ -134,17 +119,19 @@ where
     })?;
 
     // API key, trigger
-    let (trigger, key_caller) = match &credentials {
+    let (trigger, pending) = match &credentials {
         Credentials::Bearer(token) => {
             let (trigger, caller) =
                 authorize_key(shared, token, source, trigger_id, received_at).await?;
-            (trigger, Some(caller))
+            telemetry.caller(&caller);
+            (trigger, Verified::ByKey(caller))
         }
-        Credentials::Signature(_) => (
+        Credentials::Signature(presented) => (
             signed_trigger(shared, source, trigger_id, received_at).await?,
-            None,
+            Verified::PendingSignature(presented),
         ),
     };
+    let signed = matches!(pending, Verified::PendingSignature(_));
 
     // size, content type (headers only), then the body itself within the limit
     body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
@@ -155,21 +142,19 @@ where
         .map_err(|error| body_answer(error, limit, spec))?;
 
     // signature
-    let caller = match (&credentials, key_caller) {
-        (_, Some(caller)) => caller,
-        (Credentials::Signature(presented), None) => {
+    let caller = match pending {
+        Verified::ByKey(caller) => caller,
+        Verified::PendingSignature(presented) => {
             let caller = verify_signature(presented, &trigger, &raw, received_at)?;
-            record_caller(span, &caller);
+            telemetry.caller(&caller);
             caller
         }
-        (Credentials::Bearer(_), None) => unreachable!("a bearer key always yields its caller"),
     };
 
     // JSON
     let (input, event) = decode(spec, headers, kind, raw)?;
-    span.record("delivery_id", event.delivery_id.as_deref());
-    span.record("action", event.action.as_deref());
-    if matches!(credentials, Credentials::Signature(_)) {
+    telemetry.event(event.delivery_id.as_deref(), event.action.as_deref());
+    if signed {
         check_body_timestamp(spec, &trigger, &event, received_at)?;
     }
 
@@ -210,6 +195,12 @@ where
         input,
     };
     submit(shared, delivery).await
+}
+
+/// Who the caller is, or what is left to check once the body is read.
+enum Verified<'c, 'h> {
+    ByKey(Caller),
+    PendingSignature(&'c Presented<'h>),
 }
 
 /// Steps *API key* and *trigger* for a bearer token.
@@ -338,18 +329,6 @@ async fn submit<E: ExecutionSink, A>(
         Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
         Err(SinkError::Internal(cause)) => internal("execution sink", &cause),
     })
-}
-
-/// Names the caller in the delivery's span: the key's or the secret's id, never the secret.
-fn record_caller(span: &Span, caller: &Caller) {
-    match caller {
-        Caller::ApiKey { key_id, .. } => {
-            span.record("caller", field::display(format_args!("key:{key_id}")))
-        }
-        Caller::Signature { secret_id } => {
-            span.record("caller", field::display(format_args!("secret:{secret_id}")))
-        }
-    };
 }
 
 fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {

@@ -20,6 +20,7 @@ pub fn app(store: SqliteStore, triggers: TriggerService<SqliteStore, SqliteStore
     Router::new()
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
         .route("/api/executions/{execution_id}", get(execution_status))
+        .route("/api/openapi.json", get(openapi))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(store)
 }
@@ -88,6 +89,21 @@ async fn execution_status(
         Ok(_) => not_found(),
         Err(error) => internal(&error),
     }
+}
+
+/// `GET /api/openapi.json`: the endpoint's OpenAPI document.
+async fn openapi() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        agent_trigger::openapi::DOCUMENT,
+    )
+        .into_response()
 }
 
 fn rfc3339(at: SystemTime) -> String {

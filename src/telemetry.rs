@@ -1,0 +1,99 @@
+//! What a delivery leaves behind for operators: one tracing span (feature `tracing`) and
+//! counters and a latency histogram (feature `metrics`). Never a key, a secret or a body.
+
+#[cfg(feature = "metrics")]
+use std::time::Instant;
+
+use tracing::{Span, field};
+use uuid::Uuid;
+
+use crate::response::Answer;
+use crate::{Caller, Source};
+
+/// Counter of deliveries, labelled `source`, `outcome` and `status`.
+pub const DELIVERIES_TOTAL: &str = "agent_trigger_deliveries_total";
+/// Histogram of the time from routing to answer, in seconds, labelled `source`.
+pub const DELIVERY_DURATION_SECONDS: &str = "agent_trigger_delivery_duration_seconds";
+
+/// The telemetry of one delivery, from its start to its answer.
+#[derive(Debug)]
+pub(crate) struct DeliveryTelemetry {
+    span: Span,
+    #[cfg(feature = "metrics")]
+    source: Source,
+    #[cfg(feature = "metrics")]
+    started: Instant,
+}
+
+impl DeliveryTelemetry {
+    pub(crate) fn start(source: Source, trigger_id: Uuid) -> Self {
+        let span = if cfg!(feature = "tracing") {
+            tracing::info_span!(
+                "webhook_delivery",
+                source = source.as_str(),
+                %trigger_id,
+                caller = field::Empty,
+                delivery_id = field::Empty,
+                action = field::Empty,
+                execution_id = field::Empty,
+                outcome = field::Empty,
+                status = field::Empty,
+            )
+        } else {
+            Span::none()
+        };
+        DeliveryTelemetry {
+            span,
+            #[cfg(feature = "metrics")]
+            source,
+            #[cfg(feature = "metrics")]
+            started: Instant::now(),
+        }
+    }
+
+    /// The span the pipeline runs in.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Names the caller: the key's or the secret's id, never the secret.
+    pub(crate) fn caller(&self, caller: &Caller) {
+        match caller {
+            Caller::ApiKey { key_id, .. } => self
+                .span
+                .record("caller", field::display(format_args!("key:{key_id}"))),
+            Caller::Signature { secret_id } => self
+                .span
+                .record("caller", field::display(format_args!("secret:{secret_id}"))),
+        };
+    }
+
+    /// What the delivery is about, once the body is read.
+    pub(crate) fn event(&self, delivery_id: Option<&str>, action: Option<&str>) {
+        self.span.record("delivery_id", delivery_id);
+        self.span.record("action", action);
+    }
+
+    /// Closes the delivery's record with its answer: one log line, and the metrics.
+    pub(crate) fn finish(self, answer: &Answer) {
+        if let Answer::Started(id) | Answer::Replayed(id) = answer {
+            self.span.record("execution_id", field::display(id));
+        }
+        self.span.record("outcome", answer.outcome());
+        self.span.record("status", answer.status().as_u16());
+        tracing::info!(parent: &self.span, "webhook delivery");
+        #[cfg(feature = "metrics")]
+        {
+            let source = self.source.as_str();
+            metrics::counter!(
+                DELIVERIES_TOTAL,
+                "source" => source,
+                "outcome" => answer.outcome(),
+                "status" => answer.status_label(),
+            )
+            .increment(1);
+            metrics::histogram!(DELIVERY_DURATION_SECONDS, "source" => source)
+                .record(self.started.elapsed().as_secs_f64());
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The `metrics` feature: deliveries counted by source, outcome and status, and timed.
+#![cfg(feature = "metrics")]
+
+mod common;
+
+use agent_trigger::Source;
+use agent_trigger::telemetry::{DELIVERIES_TOTAL, DELIVERY_DURATION_SECONDS};
+use common::*;
+use http::Request;
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+#[test]
+fn deliveries_are_counted_and_timed() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let fixture = Fixture::new();
+            let (service, _rx) = fixture.channel_service();
+            let body = r#"{"webhookEvent":"jira:issue_created"}"#;
+            for _ in 0..2 {
+                send(
+                    service.clone(),
+                    fixture.bearer(Source::Jira, body).body(full(body)).unwrap(),
+                )
+                .await;
+            }
+            send(
+                service.clone(),
+                Request::post(fixture.path(Source::Slack))
+                    .body(full("{}"))
+                    .unwrap(),
+            )
+            .await;
+        });
+    });
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |source: &str, outcome: &str, status: &str| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let labels: Vec<_> = key
+                .key()
+                .labels()
+                .map(|label| (label.key(), label.value()))
+                .collect();
+            let wanted = key.kind() == MetricKind::Counter
+                && key.key().name() == DELIVERIES_TOTAL
+                && labels == [("source", source), ("outcome", outcome), ("status", status)];
+            match (wanted, value) {
+                (true, DebugValue::Counter(count)) => Some(*count),
+                _ => None,
+            }
+        })
+    };
+    assert_eq!(counter("jira", "started", "200"), Some(2));
+    assert_eq!(counter("slack", "missing_credentials", "401"), Some(1));
+    let timings: usize = snapshot
+        .iter()
+        .filter(|(key, ..)| key.key().name() == DELIVERY_DURATION_SECONDS)
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Histogram(values) => values.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(timings, 3);
+}
