@@ -1,6 +1,6 @@
 //! The request body: its size, its content type, and reading it within the limit.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http_body::Body;
@@ -69,17 +69,43 @@ fn has_json_suffix(subtype: &str) -> bool {
             .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
-/// Reads the whole body, failing as soon as it passes `limit` bytes.
+/// Reads the whole body, failing as soon as it passes `limit` bytes. A body that arrives in one
+/// frame (the usual case for webhooks) is handed on without a copy.
 pub(crate) async fn read<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(error) => Err(BodyError::Unreadable(error)),
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            if error.is::<LengthLimitError>() {
+                BodyError::TooLarge
+            } else {
+                BodyError::Unreadable(error)
+            }
+        })?;
+        // Trailers carry nothing the pipeline reads.
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let chunk = data.copy_to_bytes(data.remaining());
+        match (&first, &mut joined) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let expected = body.size_hint().lower() as usize;
+                let mut buffer =
+                    BytesMut::with_capacity((head.len() + chunk.len()).max(expected).min(limit));
+                buffer.extend_from_slice(head);
+                buffer.extend_from_slice(&chunk);
+                joined = Some(buffer);
+            }
+            (Some(_), Some(buffer)) => buffer.extend_from_slice(&chunk),
+        }
     }
+    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -130,6 +130,35 @@ impl ExecutionId {
     }
 }
 
+impl ExecutionId {
+    /// `{"executionId":"<id>"}`, written straight into a buffer of its exact size.
+    pub(crate) fn json_body(&self) -> Bytes {
+        const OPEN: &[u8] = br#"{"executionId":""#;
+        const CLOSE: &[u8] = br#""}"#;
+        match &self.0 {
+            Repr::Uuid(id) => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let text = id.hyphenated().encode_lower(&mut text);
+                let mut body = Vec::with_capacity(OPEN.len() + text.len() + CLOSE.len());
+                body.extend_from_slice(OPEN);
+                body.extend_from_slice(text.as_bytes());
+                body.extend_from_slice(CLOSE);
+                Bytes::from(body)
+            }
+            Repr::Text(_) => {
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body<'a> {
+                    execution_id: &'a ExecutionId,
+                }
+                let body =
+                    serde_json::to_vec(&Body { execution_id: self }).expect("an id serialises");
+                Bytes::from(body.into_boxed_slice())
+            }
+        }
+    }
+}
+
 impl From<Uuid> for ExecutionId {
     fn from(id: Uuid) -> Self {
         ExecutionId(Repr::Uuid(id))
@@ -166,5 +195,22 @@ impl fmt::Debug for ExecutionId {
 impl Serialize for ExecutionId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_for_uuids_and_text() {
+        let id = ExecutionId::from(Uuid::nil());
+        assert_eq!(
+            &id.json_body()[..],
+            br#"{"executionId":"00000000-0000-0000-0000-000000000000"}"#
+        );
+        let text = ExecutionId::from("run \"42\"");
+        let parsed: serde_json::Value = serde_json::from_slice(&text.json_body()).unwrap();
+        assert_eq!(parsed["executionId"], "run \"42\"");
     }
 }

@@ -55,12 +55,6 @@ struct ErrorBody<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ExecutionBody<'a> {
-    execution_id: &'a ExecutionId,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct SkippedBody<'a> {
     execution_id: &'static str,
     message: &'a str,
@@ -170,7 +164,7 @@ impl Answer {
                 message,
                 action: action.as_deref().unwrap_or(""),
             }),
-            Answer::Started(id) | Answer::Replayed(id) => json(&ExecutionBody { execution_id: id }),
+            Answer::Started(id) | Answer::Replayed(id) => id.json_body(),
             Answer::Rejected(message) => error(message),
             Answer::Unavailable(_) => Bytes::from_static(
                 br#"{"error":"temporarily unavailable, retry later"}"#,

@@ -68,7 +68,11 @@ pub(crate) fn parse_params(source: &str, trigger_id: &str) -> Result<(Source, Uu
 
 /// Path segments arrive percent-encoded; routers hand them to handlers decoded.
 fn decode_segment(segment: &str) -> Cow<'_, str> {
-    percent_decode_str(segment).decode_utf8_lossy()
+    if segment.contains('%') {
+        percent_decode_str(segment).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(segment)
+    }
 }
 
 /// Only the hyphenated 8-4-4-4-12 form: the simple, braced and urn forms that [`Uuid::parse_str`]

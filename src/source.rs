@@ -128,6 +128,29 @@ impl FromStr for Source {
     }
 }
 
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        const NAMES: [&str; 7] = [
+            "jira",
+            "jira-automation",
+            "slack",
+            "linear",
+            "webhook",
+            "bugcrowd",
+            "hackerone",
+        ];
+        name.parse()
+            .map_err(|_| serde::de::Error::unknown_variant(&name, &NAMES))
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -352,6 +375,19 @@ mod tests {
         assert_eq!("SLACK".parse::<Source>(), Err(UnknownSource));
         assert_eq!("github".parse::<Source>(), Err(UnknownSource));
         assert_eq!("".parse::<Source>(), Err(UnknownSource));
+    }
+
+    #[test]
+    fn serde_uses_the_path_names() {
+        assert_eq!(
+            serde_json::to_string(&Source::JiraAutomation).unwrap(),
+            "\"jira-automation\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Source>("\"hackerone\"").unwrap(),
+            Source::Hackerone
+        );
+        assert!(serde_json::from_str::<Source>("\"github\"").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -351,13 +352,27 @@ fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
     }
 }
 
-/// A backend that does not answer in time is treated as temporarily unavailable.
+/// A backend that does not answer in time is treated as temporarily unavailable. Most stores
+/// answer from memory on the first poll; those never arm a timer.
 async fn within_deadline<E, A, T>(
     shared: &Shared<E, A>,
     work: impl Future<Output = T>,
 ) -> Result<T, Answer> {
+    let mut work = std::pin::pin!(work);
+    let first_poll = std::future::poll_fn(|context| {
+        Poll::Ready(match work.as_mut().poll(context) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    if let Some(output) = first_poll {
+        return Ok(output);
+    }
     let settings = &shared.settings;
-    tokio::time::timeout(settings.backend_timeout, work)
+    // Boxed so that the timer's state weighs on this rare path only, not on every request's
+    // future.
+    Box::pin(tokio::time::timeout(settings.backend_timeout, work))
         .await
         .map_err(|_| {
             tracing::warn!(timeout = ?settings.backend_timeout, "backend did not answer in time");

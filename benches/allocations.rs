@@ -1,0 +1,136 @@
+//! Heap allocations made inside the service for one accepted request, counted with a counting
+//! global allocator (the request is built before counting starts, the response dropped after).
+//!
+//! ```text
+//! cargo bench --bench allocations
+//! ```
+//!
+//! With `PROFILE_LOOP=N` it then sends N more accepted requests through the service, for a
+//! profiler to watch (`perf record`, `valgrind --tool=callgrind`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::{JIRA_BODY, World};
+use tower::ServiceExt;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        // SAFETY: the caller's layout is passed on as received.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: the pointer came from `System.alloc` with this layout.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let world = World::new();
+    let service = world.service();
+    let router = support::idiomatic_router(&world);
+    runtime.block_on(async {
+        // Warm up lazily initialised state (tracing callsites, the timer) first.
+        for _ in 0..10 {
+            let _ = service
+                .clone()
+                .oneshot(world.accepted::<Full<Bytes>>(JIRA_BODY))
+                .await;
+            let _ = router
+                .clone()
+                .oneshot(world.accepted::<axum::body::Body>(JIRA_BODY))
+                .await;
+        }
+        const ROUNDS: usize = 1000;
+        let count = |label: &str, allocations: usize, bytes: usize| {
+            println!(
+                "{label:<34} {:>5.1} allocations, {:>6.0} bytes per accepted request",
+                allocations as f64 / ROUNDS as f64,
+                bytes as f64 / ROUNDS as f64
+            );
+        };
+
+        let requests: Vec<_> = (0..ROUNDS)
+            .map(|_| world.accepted::<Full<Bytes>>(JIRA_BODY))
+            .collect();
+        let mut responses = Vec::with_capacity(ROUNDS);
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        BYTES.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for request in requests {
+            responses.push(service.clone().oneshot(request).await.unwrap());
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        assert!(responses.iter().all(|response| response.status() == 200));
+        count(
+            "TriggerService",
+            ALLOCATIONS.load(Ordering::SeqCst),
+            BYTES.load(Ordering::SeqCst),
+        );
+        drop(responses);
+
+        let requests: Vec<_> = (0..ROUNDS)
+            .map(|_| world.accepted::<axum::body::Body>(JIRA_BODY))
+            .collect();
+        let mut responses = Vec::with_capacity(ROUNDS);
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        BYTES.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for request in requests {
+            responses.push(router.clone().oneshot(request).await.unwrap());
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        assert!(responses.iter().all(|response| response.status() == 200));
+        count(
+            "axum idiomatic handler",
+            ALLOCATIONS.load(Ordering::SeqCst),
+            BYTES.load(Ordering::SeqCst),
+        );
+
+        let profile_rounds: usize = std::env::var("PROFILE_LOOP")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        for _ in 0..profile_rounds {
+            let response = service
+                .clone()
+                .oneshot(world.accepted::<Full<Bytes>>(JIRA_BODY))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+}
