@@ -81,7 +81,8 @@ fn rejected(c: &mut Criterion) {
     let world = World::new();
     let service = world.service_with_limit(64);
     let mut group = c.benchmark_group("rejected");
-    let cases: [(&str, u16, Box<dyn Fn() -> Request<Full<Bytes>>>); 4] = [
+    type MakeRequest<'a> = Box<dyn Fn() -> Request<Full<Bytes>> + 'a>;
+    let cases: [(&str, u16, MakeRequest<'_>); 4] = [
         (
             "401_missing_credentials",
             401,
