@@ -1,7 +1,7 @@
 //! What a delivery is about, read from the places its source's table row names: the delivery id
 //! that recognises redeliveries, the action that allowlists match, and Slack's envelope.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::json::Fields;
 use crate::source::header::IDEMPOTENCY_KEY;
@@ -26,12 +26,12 @@ pub(crate) struct Event {
 impl Event {
     /// Reads a JSON delivery.
     pub(crate) fn from_json(spec: &SourceSpec, headers: &HeaderMap, fields: &Fields<'_>) -> Event {
-        let delivery_id = match spec.delivery_id {
+        let delivery_id = match &spec.delivery_id {
             DeliveryIdFrom::None => None,
             DeliveryIdFrom::Header(name) => header_id(headers, name),
-            DeliveryIdFrom::BodyField(name) => fields.str(&[name]).and_then(bounded_id),
+            DeliveryIdFrom::BodyField(name) => fields.str(&[*name]).and_then(bounded_id),
         };
-        let action = match spec.action {
+        let action = match &spec.action {
             ActionFrom::Header(name) => headers
                 .get(name)
                 .and_then(|value| value.to_str().ok())
@@ -42,7 +42,7 @@ impl Event {
                 .find_map(|path| fields.str(path))
                 .map(Box::from),
             ActionFrom::TypeDotAction(kind, action) => {
-                match (fields.str(&[kind]), fields.str(&[action])) {
+                match (fields.str(&[*kind]), fields.str(&[*action])) {
                     (Some(kind), Some(action)) => Some(format!("{kind}.{action}").into()),
                     _ => None,
                 }
@@ -63,7 +63,7 @@ impl Event {
             BodyTimestamp::Millis(field) => fields.number(field[0]),
         };
         Event {
-            delivery_id: delivery_id.or_else(|| header_id(headers, IDEMPOTENCY_KEY)),
+            delivery_id: delivery_id.or_else(|| header_id(headers, &IDEMPOTENCY_KEY)),
             action,
             challenge,
             from_bot,
@@ -75,14 +75,14 @@ impl Event {
     /// decoder found; only `Idempotency-Key` can name it.
     pub(crate) fn from_form(headers: &HeaderMap, action: Option<Box<str>>) -> Event {
         Event {
-            delivery_id: header_id(headers, IDEMPOTENCY_KEY),
+            delivery_id: header_id(headers, &IDEMPOTENCY_KEY),
             action,
             ..Event::default()
         }
     }
 }
 
-fn header_id(headers: &HeaderMap, name: &str) -> Option<Box<str>> {
+fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())
@@ -230,7 +230,7 @@ mod tests {
             if let DeliveryIdFrom::BodyField(name) = spec.delivery_id {
                 assert!(scanned(&[name]), "{source}");
             }
-            match spec.action {
+            match &spec.action {
                 ActionFrom::BodyPath(paths) => {
                     assert!(paths.iter().all(|p| scanned(p)), "{source}")
                 }

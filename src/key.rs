@@ -78,8 +78,18 @@ impl fmt::Debug for ApiKey {
 /// assert_eq!(KeyDigest::from_hex(&hex), Ok(digest));
 /// assert!(KeyDigest::from_hex("not hex").is_err());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyDigest([u8; 32]);
+
+// A digest is already uniformly distributed: hashing its first eight bytes (with the map's own
+// keyed hasher) spreads keys as well as hashing all 32 does, in a quarter of the work.
+impl std::hash::Hash for KeyDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
 
 /// A digest given as text that is not 64 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq)]

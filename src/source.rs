@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use http::HeaderName;
+
 use crate::json::FieldPath;
 
 /// A webhook sender, the `{source}` segment of `POST /api/trigger/{source}/{triggerId}`.
@@ -159,6 +161,8 @@ impl fmt::Display for Source {
 
 /// Header names the sources use.
 pub(crate) mod header {
+    use http::HeaderName;
+
     pub(crate) const HUB_SIGNATURE: &str = "x-hub-signature";
     pub(crate) const ATLASSIAN_WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
     pub(crate) const SLACK_SIGNATURE: &str = "x-slack-signature";
@@ -172,7 +176,7 @@ pub(crate) mod header {
     pub(crate) const WEBHOOK_ID: &str = "webhook-id";
     pub(crate) const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
     pub(crate) const WEBHOOK_SIGNATURE: &str = "webhook-signature";
-    pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
     pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 }
 
@@ -212,21 +216,21 @@ pub(crate) enum BodyTimestamp {
 }
 
 /// Where a sender puts its delivery id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeliveryIdFrom {
     /// The sender has none of its own (the `Idempotency-Key` fallback still applies).
     None,
     /// A request header.
-    Header(&'static str),
+    Header(HeaderName),
     /// A top-level string field of the JSON body.
     BodyField(&'static str),
 }
 
 /// Where a sender names the event that a delivery is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ActionFrom {
     /// A request header.
-    Header(&'static str),
+    Header(HeaderName),
     /// The first of these body paths that holds a string.
     BodyPath(&'static [&'static [&'static str]]),
     /// Two top-level body strings joined with a dot (Linear's `Issue.create`).
@@ -253,21 +257,21 @@ pub(crate) struct SourceSpec {
     pub(crate) body_fields: &'static [FieldPath],
 }
 
-const JIRA: SourceSpec = SourceSpec {
+static JIRA: SourceSpec = SourceSpec {
     scheme: Some(Scheme::HexHmac {
         header: header::HUB_SIGNATURE,
         prefix: HexPrefix::Required,
     }),
     replay_window: None,
     body_timestamp: BodyTimestamp::None,
-    delivery_id: DeliveryIdFrom::Header(header::ATLASSIAN_WEBHOOK_IDENTIFIER),
+    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::ATLASSIAN_WEBHOOK_IDENTIFIER)),
     action: ActionFrom::BodyPath(&[&["webhookEvent"]]),
     accepts_form: false,
     slack_events: false,
     body_fields: &[&["webhookEvent"]],
 };
 
-const JIRA_AUTOMATION: SourceSpec = SourceSpec {
+static JIRA_AUTOMATION: SourceSpec = SourceSpec {
     scheme: None,
     replay_window: None,
     body_timestamp: BodyTimestamp::None,
@@ -278,7 +282,7 @@ const JIRA_AUTOMATION: SourceSpec = SourceSpec {
     body_fields: &[&["webhookEvent"], &["action"]],
 };
 
-const SLACK: SourceSpec = SourceSpec {
+static SLACK: SourceSpec = SourceSpec {
     scheme: Some(Scheme::SlackV0),
     replay_window: Some(Duration::from_secs(300)),
     body_timestamp: BodyTimestamp::None,
@@ -296,25 +300,25 @@ const SLACK: SourceSpec = SourceSpec {
     ],
 };
 
-const LINEAR: SourceSpec = SourceSpec {
+static LINEAR: SourceSpec = SourceSpec {
     scheme: Some(Scheme::HexHmac {
         header: header::LINEAR_SIGNATURE,
         prefix: HexPrefix::None,
     }),
     replay_window: Some(Duration::from_secs(60)),
     body_timestamp: BodyTimestamp::Millis(&[&["webhookTimestamp"]]),
-    delivery_id: DeliveryIdFrom::Header(header::LINEAR_DELIVERY),
+    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::LINEAR_DELIVERY)),
     action: ActionFrom::TypeDotAction("type", "action"),
     accepts_form: false,
     slack_events: false,
     body_fields: &[&["type"], &["action"], &["webhookTimestamp"]],
 };
 
-const WEBHOOK: SourceSpec = SourceSpec {
+static WEBHOOK: SourceSpec = SourceSpec {
     scheme: Some(Scheme::StandardWebhooks),
     replay_window: Some(Duration::from_secs(300)),
     body_timestamp: BodyTimestamp::None,
-    delivery_id: DeliveryIdFrom::Header(header::WEBHOOK_ID),
+    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::WEBHOOK_ID)),
     action: ActionFrom::BodyPath(&[&["type"]]),
     accepts_form: false,
     slack_events: false,
@@ -323,7 +327,7 @@ const WEBHOOK: SourceSpec = SourceSpec {
 
 // Bugcrowd's public docs do not pin the digest format; both forms are accepted here, and this
 // row is the one place to change if that ever needs adjusting.
-const BUGCROWD: SourceSpec = SourceSpec {
+static BUGCROWD: SourceSpec = SourceSpec {
     scheme: Some(Scheme::HexHmac {
         header: header::BUGCROWD_DIGEST,
         prefix: HexPrefix::Optional,
@@ -337,15 +341,15 @@ const BUGCROWD: SourceSpec = SourceSpec {
     body_fields: &[&["data", "attributes", "key"]],
 };
 
-const HACKERONE: SourceSpec = SourceSpec {
+static HACKERONE: SourceSpec = SourceSpec {
     scheme: Some(Scheme::HexHmac {
         header: header::H1_SIGNATURE,
         prefix: HexPrefix::Required,
     }),
     replay_window: None,
     body_timestamp: BodyTimestamp::None,
-    delivery_id: DeliveryIdFrom::Header(header::H1_DELIVERY),
-    action: ActionFrom::Header(header::H1_EVENT),
+    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::H1_DELIVERY)),
+    action: ActionFrom::Header(HeaderName::from_static(header::H1_EVENT)),
     accepts_form: false,
     slack_events: false,
     body_fields: &[],
