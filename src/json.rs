@@ -82,7 +82,11 @@ pub(crate) struct JsonError {
 
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {} column {}", self.message, self.line, self.column)
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.line, self.column
+        )
     }
 }
 
@@ -92,9 +96,16 @@ impl fmt::Display for JsonError {
 /// # Panics
 ///
 /// When `paths` has more than eight entries, which the source table never does.
-pub(crate) fn scan<'b>(body: &'b [u8], paths: &'static [FieldPath]) -> Result<Fields<'b>, JsonError> {
-    assert!(paths.len() <= MAX_FIELDS, "a source picks out at most eight fields");
-    let text = std::str::from_utf8(body).map_err(|error| locate(body, error.valid_up_to(), "invalid UTF-8"))?;
+pub(crate) fn scan<'b>(
+    body: &'b [u8],
+    paths: &'static [FieldPath],
+) -> Result<Fields<'b>, JsonError> {
+    assert!(
+        paths.len() <= MAX_FIELDS,
+        "a source picks out at most eight fields"
+    );
+    let text = std::str::from_utf8(body)
+        .map_err(|error| locate(body, error.valid_up_to(), "invalid UTF-8"))?;
     let mut scanner = Scanner {
         text,
         bytes: body,
@@ -102,7 +113,9 @@ pub(crate) fn scan<'b>(body: &'b [u8], paths: &'static [FieldPath]) -> Result<Fi
         paths,
         values: Default::default(),
     };
-    scanner.document().map_err(|Problem { at, message }| locate(body, at, message))?;
+    scanner
+        .document()
+        .map_err(|Problem { at, message }| locate(body, at, message))?;
     Ok(Fields {
         paths,
         values: scanner.values,
@@ -118,8 +131,13 @@ struct Problem {
 fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
     let before = &body[..at.min(body.len())];
     let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
-    let line_start = before.iter().rposition(|&byte| byte == b'\n').map_or(0, |at| at + 1);
-    let column = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
+    let line_start = before
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |at| at + 1);
+    let column = 1 + String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count();
     JsonError {
         message: message.to_owned(),
         line,
@@ -152,7 +170,10 @@ enum Next {
 
 impl<'b> Scanner<'b> {
     fn problem<T>(&self, message: &'static str) -> Result<T, Problem> {
-        Err(Problem { at: self.at, message })
+        Err(Problem {
+            at: self.at,
+            message,
+        })
     }
 
     fn peek(&self) -> Option<u8> {
@@ -167,10 +188,19 @@ impl<'b> Scanner<'b> {
 
     /// The whole document: one value, then only whitespace.
     fn document(&mut self) -> Result<(), Problem> {
-        let everything = if self.paths.is_empty() { 0 } else { (1u16 << self.paths.len()) - 1 };
-        let mut stack = [Frame { object: false, candidates: 0 }; MAX_NESTING];
+        let everything = if self.paths.is_empty() {
+            0
+        } else {
+            (1u16 << self.paths.len()) - 1
+        };
+        let mut stack = [Frame {
+            object: false,
+            candidates: 0,
+        }; MAX_NESTING];
         let mut depth = 0usize;
-        let mut next = Next::Value { candidates: everything };
+        let mut next = Next::Value {
+            candidates: everything,
+        };
         loop {
             self.skip_whitespace();
             match next {
@@ -183,7 +213,10 @@ impl<'b> Scanner<'b> {
                         self.at += 1;
                         let object = open == b'{';
                         // Fields are paths of object keys: nothing under an array is picked out.
-                        stack[depth] = Frame { object, candidates: if object { candidates } else { 0 } };
+                        stack[depth] = Frame {
+                            object,
+                            candidates: if object { candidates } else { 0 },
+                        };
                         depth += 1;
                         self.skip_whitespace();
                         let close = if object { b'}' } else { b']' };
@@ -192,7 +225,9 @@ impl<'b> Scanner<'b> {
                             depth -= 1;
                             next = Next::Separator;
                         } else if object {
-                            next = Next::Value { candidates: self.key(stack[depth - 1], depth)? };
+                            next = Next::Value {
+                                candidates: self.key(stack[depth - 1], depth)?,
+                            };
                         } else {
                             next = Next::Value { candidates: 0 };
                         }
@@ -220,7 +255,9 @@ impl<'b> Scanner<'b> {
                                 return self.problem("trailing comma");
                             }
                             next = if frame.object {
-                                Next::Value { candidates: self.key(frame, depth)? }
+                                Next::Value {
+                                    candidates: self.key(frame, depth)?,
+                                }
                             } else {
                                 Next::Value { candidates: 0 }
                             };
@@ -273,7 +310,8 @@ impl<'b> Scanner<'b> {
             return;
         }
         for (index, path) in self.paths.iter().enumerate() {
-            if candidates & (1 << index) != 0 && path.len() == depth && self.values[index].is_none() {
+            if candidates & (1 << index) != 0 && path.len() == depth && self.values[index].is_none()
+            {
                 self.values[index] = Some(scalar());
             }
         }
@@ -293,7 +331,9 @@ impl<'b> Scanner<'b> {
                 let start = self.at;
                 self.number()?;
                 let text = &self.text[start..self.at];
-                self.capture(candidates, depth, || Scalar::Number(text.parse().unwrap_or(f64::NAN)));
+                self.capture(candidates, depth, || {
+                    Scalar::Number(text.parse().unwrap_or(f64::NAN))
+                });
             }
             Some(b't') => self.literal("true", candidates, depth)?,
             Some(b'f') => self.literal("false", candidates, depth)?,
@@ -304,7 +344,12 @@ impl<'b> Scanner<'b> {
         Ok(())
     }
 
-    fn literal(&mut self, word: &'static str, candidates: u16, depth: usize) -> Result<(), Problem> {
+    fn literal(
+        &mut self,
+        word: &'static str,
+        candidates: u16,
+        depth: usize,
+    ) -> Result<(), Problem> {
         if self.bytes[self.at..].starts_with(word.as_bytes()) {
             self.at += word.len();
             self.capture(candidates, depth, || Scalar::Other);
@@ -356,7 +401,11 @@ impl<'b> Scanner<'b> {
             exact = false;
         }
         // Only long or exponent numbers can overflow; refuse what a parser would not read.
-        if !exact && self.text[start..self.at].parse::<f64>().is_ok_and(f64::is_infinite) {
+        if !exact
+            && self.text[start..self.at]
+                .parse::<f64>()
+                .is_ok_and(f64::is_infinite)
+        {
             self.at = start;
             return self.problem("number out of range");
         }
@@ -388,7 +437,11 @@ impl<'b> Scanner<'b> {
                     escaped = true;
                     self.escape()?;
                 }
-                Some(_) => return self.problem("control character (\\u0000-\\u001F) found while parsing a string"),
+                Some(_) => {
+                    return self.problem(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    );
+                }
                 None => return self.problem("EOF while parsing a string"),
             }
         }
@@ -547,11 +600,17 @@ mod tests {
     #[test]
     fn malformed_bodies_report_what_and_where() {
         let error = scan(b"{\n  \"a\": trux\n}", PATHS).unwrap_err();
-        assert_eq!((error.line, error.column, error.message.as_str()), (2, 11, "expected ident"));
+        assert_eq!(
+            (error.line, error.column, error.message.as_str()),
+            (2, 11, "expected ident")
+        );
         let error = scan(b"{\n  \"a\": tru\n}", PATHS).unwrap_err();
         assert_eq!(error.line, 2);
         let error = scan(b"{} {}", PATHS).unwrap_err();
-        assert_eq!((error.message.as_str(), error.column), ("trailing characters", 4));
+        assert_eq!(
+            (error.message.as_str(), error.column),
+            ("trailing characters", 4)
+        );
         let cases: [(&[u8], &str); 22] = [
             (b"", "EOF while parsing a value"),
             (b"   ", "EOF while parsing a value"),
@@ -565,7 +624,10 @@ mod tests {
             (b"{\"a\":1", "EOF while parsing an object"),
             (b"[1", "EOF while parsing a list"),
             (b"\"abc", "EOF while parsing a string"),
-            (b"\"a\tb\"", "control character (\\u0000-\\u001F) found while parsing a string"),
+            (
+                b"\"a\tb\"",
+                "control character (\\u0000-\\u001F) found while parsing a string",
+            ),
             (b"\"\\x\"", "invalid escape"),
             (b"\"\\u12g4\"", "invalid escape"),
             (b"\"\\ud800\"", "lone leading surrogate in hex escape"),
@@ -578,7 +640,12 @@ mod tests {
         ];
         for (body, message) in cases {
             let error = scan(body, PATHS).unwrap_err();
-            assert_eq!(error.message, message, "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                error.message,
+                message,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
             assert!(error.line >= 1 && error.column >= 1);
         }
     }

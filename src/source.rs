@@ -264,7 +264,9 @@ static JIRA: SourceSpec = SourceSpec {
     }),
     replay_window: None,
     body_timestamp: BodyTimestamp::None,
-    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::ATLASSIAN_WEBHOOK_IDENTIFIER)),
+    delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(
+        header::ATLASSIAN_WEBHOOK_IDENTIFIER,
+    )),
     action: ActionFrom::BodyPath(&[&["webhookEvent"]]),
     accepts_form: false,
     slack_events: false,

@@ -57,8 +57,12 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        let (jira, slack) = (Uuid::now_v7(), Uuid::now_v7());
-        let key = ApiKey::generate();
+        Self::with(ApiKey::generate(), Uuid::now_v7())
+    }
+
+    /// The world with this key and this Jira trigger id.
+    pub fn with(key: ApiKey, jira: Uuid) -> Self {
+        let slack = Uuid::now_v7();
         let store = MemoryKeyStore::new()
             .with_key(key.digest(), ApiKeyRecord::new("bench", "bench"))
             .with_trigger(Trigger::new(jira, "bench", Source::Jira))

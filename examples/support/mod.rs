@@ -107,9 +107,14 @@ impl Setup {
     }
 }
 
-/// Stands in for an agent runner: logs every execution it is handed.
+/// Stands in for an agent runner: logs every execution it is handed (`LOG_EXECUTIONS=0` only
+/// drains them, as the load comparison does).
 pub async fn log_executions(mut executions: mpsc::Receiver<Execution>) {
+    let quiet = std::env::var("LOG_EXECUTIONS").is_ok_and(|value| value == "0");
     while let Some(execution) = executions.recv().await {
+        if quiet {
+            continue;
+        }
         let delivery = &execution.delivery;
         println!(
             "execution {} started: source={} trigger={} action={} input={}",

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Loopback load comparison, in one run: bare hyper answering a fixed {"executionId":…} (the
+# floor of this stack), the idiomatic axum handler, and examples/hyper.rs (the service behind
+# TriggerLayer). Each server runs one worker thread pinned to CPU 0; wrk runs on CPU 1. Rounds
+# alternate between the servers; the medians and ratios are printed. Not part of the tests.
+#
+#   bash benches/loopback.sh            # ROUNDS=5 DURATION=5s CONNECTIONS=32 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-32}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+cargo build --release --quiet --example hyper --example loopback-servers
+
+export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
+export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
+export LOG_EXECUTIONS=0
+BODY='{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}'
+
+script=$(mktemp --suffix=.lua)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -f "$script"; }
+trap cleanup EXIT
+cat > "$script" <<LUA
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $API_KEY"
+LUA
+
+taskset -c 0 ./target/release/examples/loopback-servers bare 127.0.0.1:3101 >/dev/null & pids+=($!)
+taskset -c 0 ./target/release/examples/loopback-servers axum 127.0.0.1:3102 >/dev/null & pids+=($!)
+# One worker thread, like the other two servers.
+TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3103 taskset -c 0 ./target/release/examples/hyper >/dev/null & pids+=($!)
+sleep 1
+
+declare -A names=([3101]="bare hyper (floor)" [3102]="axum idiomatic handler" [3103]="examples/hyper.rs (service)")
+declare -A results
+for round in $(seq "$ROUNDS"); do
+  for port in 3101 3102 3103; do
+    # The example's TRIGGER_ID is its `webhook` trigger; the axum handler's is a Jira one.
+    source=jira; [ "$port" = 3103 ] && source=webhook
+    url="http://127.0.0.1:$port/api/trigger/$source/$TRIGGER_ID"
+    # Check the server answers as it should before loading it.
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url" -H 'Content-Type: application/json' -H "Authorization: Bearer $API_KEY" -d "$BODY")
+    [ "$status" = 200 ] || { echo "${names[$port]} answered $status" >&2; exit 1; }
+    rps=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$url" | awk '/Requests\/sec/ {print $2}')
+    results[$port]="${results[$port]:-} $rps"
+    echo "round $round: ${names[$port]}: $rps req/s"
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bare=$(echo "${results[3101]}" | median)
+axum=$(echo "${results[3102]}" | median)
+service=$(echo "${results[3103]}" | median)
+echo
+echo "median requests/s over $ROUNDS rounds of $DURATION, $CONNECTIONS connections:"
+printf '  %-30s %10.0f\n' "bare hyper (floor)" "$bare" "axum idiomatic handler" "$axum" "examples/hyper.rs (service)" "$service"
+awk -v s="$service" -v b="$bare" -v a="$axum" 'BEGIN {
+  printf "  service / bare hyper:  %.2fx\n", s / b
+  printf "  service / axum handler: %.2fx\n", s / a
+}'
