@@ -17,7 +17,7 @@ use common::*;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use uuid::Uuid;
 
 const JIRA_BODY: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
@@ -79,6 +79,69 @@ async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert!(json["executionId"].is_string());
+}
+
+/// An inner service that is not ready on its first poll, and that checks it is only called
+/// after being polled ready.
+#[derive(Clone, Default)]
+struct Reluctant {
+    polls: usize,
+    ready: bool,
+}
+
+impl tower::Service<Request<Full<Bytes>>> for Reluctant {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.polls += 1;
+        if self.polls == 1 {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        self.ready = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+        assert!(
+            std::mem::take(&mut self.ready),
+            "called without being polled ready"
+        );
+        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+            b"inner",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn route_layer_respects_the_inner_readiness() {
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let mut app = TriggerLayer::new(service).layer(Reluctant::default());
+    for _ in 0..3 {
+        let response = app
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::get("/elsewhere").body(full("")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "inner"
+        );
+        let delivery = fixture
+            .bearer(Source::Jira, JIRA_BODY)
+            .body(full(JIRA_BODY))
+            .unwrap();
+        let response = app.ready().await.unwrap().call(delivery).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }
 
 #[tokio::test]
