@@ -1037,3 +1037,59 @@ fn service_is_send_sync_clone_and_its_future_is_send() {
     assert_traits::<TriggerService<ChannelSink, MemoryKeyStore>>();
     assert_send::<agent_trigger::service::ResponseFuture>();
 }
+
+// ---- faults ----
+
+#[tokio::test]
+async fn after_every_kind_of_sink_fault_the_service_keeps_serving_and_acknowledges_only_what_was_accepted()
+ {
+    use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
+    let fixture = Fixture::new();
+    let mode = Arc::new(AtomicU8::new(0));
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = {
+        let (mode, accepted) = (Arc::clone(&mode), Arc::clone(&accepted));
+        ScriptedSink::new(move |_| match mode.load(AtomicOrdering::SeqCst) {
+            1 => Err(SinkError::internal("broken")),
+            2 => Err(SinkError::Unavailable {
+                retry_after: Duration::from_secs(2),
+            }),
+            3 => panic!("sink panicked"),
+            _ => {
+                let id = ExecutionId::new_v7();
+                accepted.lock().unwrap().push(id.to_string());
+                Ok(Outcome::Started(id))
+            }
+        })
+    };
+    let service = fixture.service_with(sink);
+    let mut acknowledged = Vec::new();
+    for (fault, status) in [(1, 500), (2, 503), (3, 500)] {
+        mode.store(fault, AtomicOrdering::SeqCst);
+        let answer = send(
+            service.clone(),
+            fixture
+                .bearer(Source::Jira, JIRA_BODY)
+                .body(full(JIRA_BODY))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status.as_u16(), status);
+        assert!(
+            answer.json.get("executionId").is_none(),
+            "a fault is never acknowledged"
+        );
+        mode.store(0, AtomicOrdering::SeqCst);
+        let answer = send(
+            service.clone(),
+            fixture
+                .bearer(Source::Jira, JIRA_BODY)
+                .body(full(JIRA_BODY))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        acknowledged.push(answer.json["executionId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(acknowledged, *accepted.lock().unwrap());
+}

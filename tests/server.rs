@@ -2,164 +2,20 @@
 //! tenant isolation of the status endpoint, the executor, configuration errors and shutdown.
 #![cfg(all(feature = "server", unix))]
 
+#[path = "common/server_process.rs"]
+mod server_process;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use server_process::*;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
-
-const KEY_A: &str = "atk_tenant_a_test_key_0000000000000000000000";
-const KEY_B: &str = "atk_tenant_b_test_key_0000000000000000000000";
-const TRIGGER_A: &str = "6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11";
-const TRIGGER_B: &str = "0b4d7e0e-2d8c-4f43-9a51-3e1f6c7a9b20";
-
-/// A temporary directory with a configuration file, removed when dropped.
-struct Workspace(PathBuf);
-
-impl Workspace {
-    fn new(executor: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("agent-trigger-server-{}", Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            r#"
-database = "executions.db"
-
-{executor}
-
-[[keys]]
-id = "a"
-tenant = "acme"
-env = "TEST_KEY_A"
-
-[[keys]]
-id = "b"
-tenant = "globex"
-env = "TEST_KEY_B"
-
-[[triggers]]
-id = "{TRIGGER_A}"
-tenant = "acme"
-source = "webhook"
-
-[[triggers]]
-id = "{TRIGGER_B}"
-tenant = "globex"
-source = "jira-automation"
-"#
-        );
-        std::fs::write(dir.join("config.toml"), config).unwrap();
-        Workspace(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running server and the address it listens on.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    async fn start(workspace: &Workspace) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
-            .args(["serve", "--config"])
-            .arg(workspace.path().join("config.toml"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("TEST_KEY_A", KEY_A)
-            .env("TEST_KEY_B", KEY_B)
-            .env("OUT", workspace.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
-                    return address.to_owned();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server listens within 30 s");
-        Server { child, address }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn call(
-    client: &HttpClient,
-    request: Request<Full<Bytes>>,
-) -> Result<(StatusCode, http::HeaderMap, Value), String> {
-    let response = client
-        .request(request)
-        .await
-        .map_err(|error| error.to_string())?;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|error| error.to_string())?
-        .to_bytes();
-    let json = serde_json::from_slice(&body).map_err(|error| format!("{error}: {body:?}"))?;
-    Ok((parts.status, parts.headers, json))
-}
-
-fn delivery(
-    server: &Server,
-    key: &str,
-    body: &str,
-    idempotency_key: Option<&str>,
-) -> Request<Full<Bytes>> {
-    let mut request = Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_A}")))
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json");
-    if let Some(idempotency_key) = idempotency_key {
-        request = request.header("idempotency-key", idempotency_key);
-    }
-    request
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap()
-}
-
-fn status_request(server: &Server, key: Option<&str>, id: &str) -> Request<Full<Bytes>> {
-    let mut request = Request::get(server.url(&format!("/api/executions/{id}")));
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    request.body(Full::default()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_execution_survives_kill_9_and_redeliveries_stay_idempotent() {

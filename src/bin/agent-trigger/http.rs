@@ -15,14 +15,24 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-/// The whole application.
-pub fn app(store: SqliteStore, triggers: TriggerService<SqliteStore, SqliteStore>) -> Router {
+use crate::limits::{self, Gate, Limits};
+
+/// The whole application, behind the server's limits.
+pub fn app(
+    store: SqliteStore,
+    triggers: TriggerService<SqliteStore, SqliteStore>,
+    limits: Limits,
+) -> Router {
     Router::new()
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
         .route("/api/executions/{execution_id}", get(execution_status))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(store)
+        .layer(axum::middleware::from_fn_with_state(
+            Gate::new(limits),
+            limits::enforce,
+        ))
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@
 mod config;
 mod executor;
 mod http;
+mod limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,16 +188,21 @@ async fn serve(
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let address = listener.local_addr()?;
+    let limits = limits::Limits::from_env()?;
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
     let mut workers = executor.map(|config| executor::spawn(store.clone(), config, stopped));
 
     println!("agent-trigger listening on http://{address}");
     on_listening(address);
-    tracing::info!(%address, "listening");
-    axum::serve(listener, http::app(store.clone(), triggers))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tracing::info!(%address, ?limits, "listening");
+    accept_until(
+        listener,
+        http::app(store.clone(), triggers, limits),
+        limits,
+        shutdown,
+    )
+    .await;
 
     tracing::info!("shutting down");
     let _ = stop.send(true);
@@ -204,6 +210,58 @@ async fn serve(
         while workers.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Serves connections (HTTP/1 and HTTP/2) until `shutdown`, then stops accepting and lets the
+/// requests in flight finish (within the request deadline).
+async fn accept_until(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: limits::Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, say: wait a moment rather than spin.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(app.clone());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the request deadline; closing them");
+    }
 }
 
 /// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now, so that a signal that arrives as
