@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName};
 use crate::json::Fields;
 use crate::source::header::IDEMPOTENCY_KEY;
 use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, SourceSpec};
+use crate::validation::Issue;
 
 /// Delivery ids longer than this are ignored rather than stored.
 const MAX_DELIVERY_ID_LEN: usize = 255;
@@ -24,8 +25,13 @@ pub(crate) struct Event {
 }
 
 impl Event {
-    /// Reads a JSON delivery.
-    pub(crate) fn from_json(spec: &SourceSpec, headers: &HeaderMap, fields: &Fields<'_>) -> Event {
+    /// Reads a JSON delivery; a client's `Idempotency-Key` that cannot be a delivery id is an
+    /// issue (it is refused rather than ignored, which would lose its idempotency).
+    pub(crate) fn from_json(
+        spec: &SourceSpec,
+        headers: &HeaderMap,
+        fields: &Fields<'_>,
+    ) -> Result<Event, Issue> {
         let delivery_id = match &spec.delivery_id {
             DeliveryIdFrom::None => None,
             DeliveryIdFrom::Header(name) => header_id(headers, name),
@@ -62,26 +68,47 @@ impl Event {
             BodyTimestamp::None => None,
             BodyTimestamp::Millis(field) => fields.number(field[0]),
         };
-        Event {
-            delivery_id: delivery_id.or_else(|| header_id(headers, &IDEMPOTENCY_KEY)),
+        let delivery_id = match delivery_id {
+            Some(id) => Some(id),
+            None => idempotency_key(headers)?,
+        };
+        Ok(Event {
+            delivery_id,
             action,
             challenge,
             from_bot,
             body_timestamp_millis,
-        }
+        })
     }
 
     /// Reads a form delivery (Slack slash commands and interactivity), whose action the form
     /// decoder found; only `Idempotency-Key` can name it.
-    pub(crate) fn from_form(headers: &HeaderMap, action: Option<Box<str>>) -> Event {
-        Event {
-            delivery_id: header_id(headers, &IDEMPOTENCY_KEY),
+    pub(crate) fn from_form(headers: &HeaderMap, action: Option<Box<str>>) -> Result<Event, Issue> {
+        Ok(Event {
+            delivery_id: idempotency_key(headers)?,
             action,
             ..Event::default()
-        }
+        })
     }
 }
 
+/// The client's `Idempotency-Key`: absent, or a delivery id of visible ASCII within the bound.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, Issue> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Issue::idempotency_key_not_text())?
+        .trim();
+    if text.len() > MAX_DELIVERY_ID_LEN {
+        return Err(Issue::idempotency_key_too_long(MAX_DELIVERY_ID_LEN));
+    }
+    Ok((!text.is_empty()).then(|| text.into()))
+}
+
+/// A sender's own delivery id header; one that could not be an id is ignored, since the
+/// sender would only redeliver it forever if it were refused.
 fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
     headers
         .get(name)
@@ -107,7 +134,7 @@ mod tests {
             map.append(*name, HeaderValue::from_static(value));
         }
         let fields = scan(body.as_bytes(), spec.body_fields).unwrap();
-        Event::from_json(spec, &map, &fields)
+        Event::from_json(spec, &map, &fields).unwrap()
     }
 
     #[test]
@@ -185,12 +212,21 @@ mod tests {
             "{}",
         );
         assert_eq!(own_wins.delivery_id.as_deref(), Some("own"));
-        let too_long: &'static str =
-            Box::leak("x".repeat(MAX_DELIVERY_ID_LEN + 1).into_boxed_str());
-        assert_eq!(
-            event(Source::Webhook, &[("idempotency-key", too_long)], "{}").delivery_id,
-            None
-        );
+        let too_long = HeaderMap::from_iter([(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_str(&"x".repeat(MAX_DELIVERY_ID_LEN + 1)).unwrap(),
+        )]);
+        let fields = scan(b"{}", &[]).unwrap();
+        let issue =
+            Event::from_json(Source::JiraAutomation.spec(), &too_long, &fields).unwrap_err();
+        assert_eq!(issue.code, "too_big");
+        // A sender's own overlong id is ignored rather than refused.
+        let own = HeaderMap::from_iter([(
+            HeaderName::from_static("x-h1-delivery"),
+            HeaderValue::from_str(&"x".repeat(MAX_DELIVERY_ID_LEN + 1)).unwrap(),
+        )]);
+        let event = Event::from_json(Source::Hackerone.spec(), &own, &fields).unwrap();
+        assert_eq!(event.delivery_id, None);
     }
 
     #[test]

@@ -12,12 +12,18 @@ pub(crate) struct Issue {
     pub(crate) code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) validation: Option<&'static str>,
-    pub(crate) path: [&'static str; 1],
+    pub(crate) path: &'static [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) received: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) options: Option<[&'static str; 7]>,
     pub(crate) message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) maximum: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "type")]
+    pub(crate) kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) inclusive: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,12 +41,11 @@ impl Issue {
         Issue {
             code: "invalid_enum_value",
             validation: None,
-            path: ["source"],
+            path: &["source"],
             received: Some(received.to_owned()),
             options: Some(Source::ALL.map(Source::as_str)),
             message: format!("Invalid enum value. Expected {expected}, received '{received}'"),
-            line: None,
-            column: None,
+            ..Issue::blank()
         }
     }
 
@@ -49,12 +54,11 @@ impl Issue {
         Issue {
             code: "invalid_string",
             validation: Some("uuid"),
-            path: ["triggerId"],
+            path: &["triggerId"],
             received: None,
             options: None,
             message: "Invalid uuid".to_owned(),
-            line: None,
-            column: None,
+            ..Issue::blank()
         }
     }
 
@@ -63,12 +67,52 @@ impl Issue {
         Issue {
             code: "invalid_json",
             validation: None,
-            path: ["body"],
+            path: &["body"],
             received: None,
             options: None,
             message,
             line: Some(line),
             column: Some(column),
+            ..Issue::blank()
+        }
+    }
+
+    /// The `Idempotency-Key` header is longer than a delivery id may be.
+    pub(crate) fn idempotency_key_too_long(maximum: usize) -> Issue {
+        Issue {
+            code: "too_big",
+            path: &["headers", "idempotency-key"],
+            message: format!("String must contain at most {maximum} character(s)"),
+            maximum: Some(maximum),
+            kind: Some("string"),
+            inclusive: Some(true),
+            ..Issue::blank()
+        }
+    }
+
+    /// The `Idempotency-Key` header holds bytes that are not visible ASCII.
+    pub(crate) fn idempotency_key_not_text() -> Issue {
+        Issue {
+            code: "invalid_string",
+            path: &["headers", "idempotency-key"],
+            message: "Idempotency-Key must be visible ASCII".to_owned(),
+            ..Issue::blank()
+        }
+    }
+
+    fn blank() -> Issue {
+        Issue {
+            code: "",
+            validation: None,
+            path: &[],
+            received: None,
+            options: None,
+            message: String::new(),
+            maximum: None,
+            kind: None,
+            inclusive: None,
+            line: None,
+            column: None,
         }
     }
 }

@@ -797,6 +797,44 @@ async fn duplicate_copies_arriving_together_start_exactly_one_execution() {
 }
 
 #[tokio::test]
+async fn duplicate_an_idempotency_key_that_cannot_be_an_id_is_refused_not_ignored() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let long = "k".repeat(256);
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .header("idempotency-key", &long)
+        .body(full(JIRA_BODY))
+        .unwrap();
+    let answer = send(service.clone(), request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json["issues"][0],
+        json!({"code":"too_big","path":["headers","idempotency-key"],"maximum":255,"type":"string","inclusive":true,
+               "message":"String must contain at most 255 character(s)"})
+    );
+    let mut request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .body(full(JIRA_BODY))
+        .unwrap();
+    request.headers_mut().insert(
+        "idempotency-key",
+        http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+    );
+    let answer = send(service.clone(), request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json["issues"][0]["code"], "invalid_string");
+    assert!(rx.try_recv().is_err(), "nothing ran");
+    // 255 is fine.
+    let request = fixture
+        .bearer(Source::Jira, JIRA_BODY)
+        .header("idempotency-key", "k".repeat(255))
+        .body(full(JIRA_BODY))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn duplicate_skipped_deliveries_are_not_remembered() {
     let fixture = Fixture::new();
     let id = fixture.trigger(Source::Jira);

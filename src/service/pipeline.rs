@@ -297,16 +297,17 @@ fn decode(
     match kind {
         BodyKind::Form => {
             let form = crate::form::decode(&raw).map_err(Answer::InvalidJson)?;
-            Ok((form.json, Event::from_form(headers, form.action)))
+            let event = Event::from_form(headers, form.action).map_err(invalid)?;
+            Ok((form.json, event))
         }
         BodyKind::Json if raw.is_empty() => {
-            let event = Event::from_json(spec, headers, &json::Fields::empty());
+            let event = Event::from_json(spec, headers, &json::Fields::empty()).map_err(invalid)?;
             Ok((Bytes::from_static(b"null"), event))
         }
         BodyKind::Json => {
             let event = {
                 let fields = json::scan(&raw, spec.body_fields).map_err(Answer::InvalidJson)?;
-                Event::from_json(spec, headers, &fields)
+                Event::from_json(spec, headers, &fields).map_err(invalid)?
             };
             Ok((raw, event))
         }
@@ -337,6 +338,10 @@ fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {
         message: Cow::Borrowed(message),
         action,
     }
+}
+
+fn invalid(issue: crate::validation::Issue) -> Answer {
+    Answer::InvalidParams(vec![issue])
 }
 
 fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
