@@ -8,6 +8,22 @@ use crate::source::header::IDEMPOTENCY_KEY;
 use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, SourceSpec};
 use crate::validation::Issue;
 
+/// A client's `Idempotency-Key` that cannot be a delivery id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadIdempotencyKey {
+    TooLong,
+    NotText,
+}
+
+impl From<BadIdempotencyKey> for Issue {
+    fn from(bad: BadIdempotencyKey) -> Issue {
+        match bad {
+            BadIdempotencyKey::TooLong => Issue::idempotency_key_too_long(MAX_DELIVERY_ID_LEN),
+            BadIdempotencyKey::NotText => Issue::idempotency_key_not_text(),
+        }
+    }
+}
+
 /// Delivery ids longer than this are ignored rather than stored.
 const MAX_DELIVERY_ID_LEN: usize = 255;
 
@@ -31,7 +47,7 @@ impl Event {
         spec: &SourceSpec,
         headers: &HeaderMap,
         fields: &Fields<'_>,
-    ) -> Result<Event, Issue> {
+    ) -> Result<Event, BadIdempotencyKey> {
         let delivery_id = match &spec.delivery_id {
             DeliveryIdFrom::None => None,
             DeliveryIdFrom::Header(name) => header_id(headers, name),
@@ -83,7 +99,10 @@ impl Event {
 
     /// Reads a form delivery (Slack slash commands and interactivity), whose action the form
     /// decoder found; only `Idempotency-Key` can name it.
-    pub(crate) fn from_form(headers: &HeaderMap, action: Option<Box<str>>) -> Result<Event, Issue> {
+    pub(crate) fn from_form(
+        headers: &HeaderMap,
+        action: Option<Box<str>>,
+    ) -> Result<Event, BadIdempotencyKey> {
         Ok(Event {
             delivery_id: idempotency_key(headers)?,
             action,
@@ -93,7 +112,7 @@ impl Event {
 }
 
 /// The client's `Idempotency-Key`: absent, or a delivery id of visible ASCII within the bound.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, Issue> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadIdempotencyKey> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -102,7 +121,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, Issue> {
         .map_err(|_| Issue::idempotency_key_not_text())?
         .trim();
     if text.len() > MAX_DELIVERY_ID_LEN {
-        return Err(Issue::idempotency_key_too_long(MAX_DELIVERY_ID_LEN));
+        return Err(BadIdempotencyKey::TooLong);
     }
     Ok((!text.is_empty()).then(|| text.into()))
 }

@@ -340,8 +340,8 @@ fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {
     }
 }
 
-fn invalid(issue: crate::validation::Issue) -> Answer {
-    Answer::InvalidParams(vec![issue])
+fn invalid(bad: crate::event::BadIdempotencyKey) -> Answer {
+    Answer::InvalidParams(vec![bad.into()])
 }
 
 fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
