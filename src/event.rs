@@ -118,7 +118,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadIdempoten
     };
     let text = value
         .to_str()
-        .map_err(|_| Issue::idempotency_key_not_text())?
+        .map_err(|_| BadIdempotencyKey::NotText)?
         .trim();
     if text.len() > MAX_DELIVERY_ID_LEN {
         return Err(BadIdempotencyKey::TooLong);
@@ -236,9 +236,9 @@ mod tests {
             HeaderValue::from_str(&"x".repeat(MAX_DELIVERY_ID_LEN + 1)).unwrap(),
         )]);
         let fields = scan(b"{}", &[]).unwrap();
-        let issue =
-            Event::from_json(Source::JiraAutomation.spec(), &too_long, &fields).unwrap_err();
-        assert_eq!(issue.code, "too_big");
+        let bad = Event::from_json(Source::JiraAutomation.spec(), &too_long, &fields).unwrap_err();
+        assert_eq!(bad, BadIdempotencyKey::TooLong);
+        assert_eq!(Issue::from(bad).code, "too_big");
         // A sender's own overlong id is ignored rather than refused.
         let own = HeaderMap::from_iter([(
             HeaderName::from_static("x-h1-delivery"),
