@@ -54,6 +54,32 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+const ROUNDS: usize = 1000;
+
+/// Counts what `service` allocates for `ROUNDS` accepted requests, built before counting starts
+/// and whose responses are dropped after it stops.
+async fn measure<S, B, R>(label: &str, service: &S, request: impl Fn() -> http::Request<B>)
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let requests: Vec<_> = (0..ROUNDS).map(|_| request()).collect();
+    let mut responses = Vec::with_capacity(ROUNDS);
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for request in requests {
+        responses.push(service.clone().oneshot(request).await.unwrap());
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(responses.iter().all(|response| response.status() == 200));
+    println!(
+        "{label:<34} {:>5.1} allocations, {:>6.0} bytes per accepted request",
+        ALLOCATIONS.load(Ordering::SeqCst) as f64 / ROUNDS as f64,
+        BYTES.load(Ordering::SeqCst) as f64 / ROUNDS as f64
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,51 +100,14 @@ fn main() {
                 .oneshot(world.accepted::<axum::body::Body>(JIRA_BODY))
                 .await;
         }
-        const ROUNDS: usize = 1000;
-        let count = |label: &str, allocations: usize, bytes: usize| {
-            println!(
-                "{label:<34} {:>5.1} allocations, {:>6.0} bytes per accepted request",
-                allocations as f64 / ROUNDS as f64,
-                bytes as f64 / ROUNDS as f64
-            );
-        };
-
-        let requests: Vec<_> = (0..ROUNDS)
-            .map(|_| world.accepted::<Full<Bytes>>(JIRA_BODY))
-            .collect();
-        let mut responses = Vec::with_capacity(ROUNDS);
-        ALLOCATIONS.store(0, Ordering::SeqCst);
-        BYTES.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
-        for request in requests {
-            responses.push(service.clone().oneshot(request).await.unwrap());
-        }
-        COUNTING.store(false, Ordering::SeqCst);
-        assert!(responses.iter().all(|response| response.status() == 200));
-        count(
-            "TriggerService",
-            ALLOCATIONS.load(Ordering::SeqCst),
-            BYTES.load(Ordering::SeqCst),
-        );
-        drop(responses);
-
-        let requests: Vec<_> = (0..ROUNDS)
-            .map(|_| world.accepted::<axum::body::Body>(JIRA_BODY))
-            .collect();
-        let mut responses = Vec::with_capacity(ROUNDS);
-        ALLOCATIONS.store(0, Ordering::SeqCst);
-        BYTES.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
-        for request in requests {
-            responses.push(router.clone().oneshot(request).await.unwrap());
-        }
-        COUNTING.store(false, Ordering::SeqCst);
-        assert!(responses.iter().all(|response| response.status() == 200));
-        count(
-            "axum idiomatic handler",
-            ALLOCATIONS.load(Ordering::SeqCst),
-            BYTES.load(Ordering::SeqCst),
-        );
+        measure("TriggerService", &service, || {
+            world.accepted::<Full<Bytes>>(JIRA_BODY)
+        })
+        .await;
+        measure("axum idiomatic handler", &router, || {
+            world.accepted::<axum::body::Body>(JIRA_BODY)
+        })
+        .await;
 
         let profile_rounds: usize = std::env::var("PROFILE_LOOP")
             .ok()

@@ -8,11 +8,15 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use http::Request;
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
+use http::{Request, Response};
 use http_body_util::Full;
 use support::{JIRA_BODY, World, json_document};
 use tower::ServiceExt;
@@ -25,53 +29,58 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Times `service` answering requests from `request` (built outside the timing) with `status`.
+fn bench_requests<S, B, R>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    service: &S,
+    status: u16,
+    request: impl Fn() -> Request<B>,
+) where
+    S: tower::Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: Debug,
+{
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            &request,
+            |request| {
+                let service = service.clone();
+                async move {
+                    let response = service.oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), status);
+                    response
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 fn accepted(c: &mut Criterion) {
     let runtime = runtime();
     let world = World::new();
     let service = world.service();
     let router = support::idiomatic_router(&world);
     let mut group = c.benchmark_group("accepted");
-    group.bench_function("trigger_service", |b| {
-        b.to_async(&runtime).iter_batched(
-            || world.accepted::<Full<Bytes>>(JIRA_BODY),
-            |request| {
-                let service = service.clone();
-                async move {
-                    let response = service.oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    response
-                }
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("axum_idiomatic_handler", |b| {
-        b.to_async(&runtime).iter_batched(
-            || world.accepted::<axum::body::Body>(JIRA_BODY),
-            |request| {
-                let router = router.clone();
-                async move {
-                    let response = router.oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    response
-                }
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("slack_signed", |b| {
-        b.to_async(&runtime).iter_batched(
-            || world.slack_signed(),
-            |request| {
-                let service = service.clone();
-                async move {
-                    let response = service.oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    response
-                }
-            },
-            criterion::BatchSize::SmallInput,
-        )
+    bench_requests(
+        &mut group,
+        &runtime,
+        "trigger_service",
+        &service,
+        200,
+        || world.accepted::<Full<Bytes>>(JIRA_BODY),
+    );
+    bench_requests(
+        &mut group,
+        &runtime,
+        "axum_idiomatic_handler",
+        &router,
+        200,
+        || world.accepted::<axum::body::Body>(JIRA_BODY),
+    );
+    bench_requests(&mut group, &runtime, "slack_signed", &service, 200, || {
+        world.slack_signed()
     });
     group.finish();
 }
@@ -81,59 +90,40 @@ fn rejected(c: &mut Criterion) {
     let world = World::new();
     let service = world.service_with_limit(64);
     let mut group = c.benchmark_group("rejected");
-    type MakeRequest<'a> = Box<dyn Fn() -> Request<Full<Bytes>> + 'a>;
-    let cases: [(&str, u16, MakeRequest<'_>); 4] = [
-        (
-            "401_missing_credentials",
-            401,
-            Box::new(|| {
-                Request::post(format!("/api/trigger/jira/{}", world.jira))
-                    .body(Full::new(Bytes::from_static(JIRA_BODY.as_bytes())))
-                    .unwrap()
-            }),
-        ),
-        (
-            "404_unknown_trigger",
-            404,
-            Box::new(|| {
-                let mut request = world.accepted::<Full<Bytes>>(JIRA_BODY);
-                *request.uri_mut() = format!("/api/trigger/jira/{}", Uuid::from_u128(7))
-                    .parse()
-                    .unwrap();
-                request
-            }),
-        ),
-        (
-            "400_bad_path",
-            400,
-            Box::new(|| {
-                Request::post("/api/trigger/github/not-a-uuid")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap()
-            }),
-        ),
-        (
-            "413_by_length",
-            413,
-            Box::new(|| world.accepted::<Full<Bytes>>(JIRA_BODY)),
-        ),
-    ];
-    for (name, status, make) in &cases {
-        group.bench_function(*name, |b| {
-            b.to_async(&runtime).iter_batched(
-                make,
-                |request| {
-                    let service = service.clone();
-                    async move {
-                        let response = service.oneshot(request).await.unwrap();
-                        assert_eq!(response.status(), *status);
-                        response
-                    }
-                },
-                criterion::BatchSize::SmallInput,
-            )
-        });
-    }
+    bench_requests(
+        &mut group,
+        &runtime,
+        "401_missing_credentials",
+        &service,
+        401,
+        || {
+            Request::post(format!("/api/trigger/jira/{}", world.jira))
+                .body(Full::new(Bytes::from_static(JIRA_BODY.as_bytes())))
+                .unwrap()
+        },
+    );
+    bench_requests(
+        &mut group,
+        &runtime,
+        "404_unknown_trigger",
+        &service,
+        404,
+        || {
+            let mut request = world.accepted::<Full<Bytes>>(JIRA_BODY);
+            *request.uri_mut() = format!("/api/trigger/jira/{}", Uuid::from_u128(7))
+                .parse()
+                .unwrap();
+            request
+        },
+    );
+    bench_requests(&mut group, &runtime, "400_bad_path", &service, 400, || {
+        Request::post("/api/trigger/github/not-a-uuid")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    });
+    bench_requests(&mut group, &runtime, "413_by_length", &service, 413, || {
+        world.accepted::<Full<Bytes>>(JIRA_BODY)
+    });
     group.finish();
 }
 
@@ -145,26 +135,13 @@ fn validation(c: &mut Criterion) {
     for (name, size) in [("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
         let document = json_document(size);
         group.throughput(Throughput::Bytes(document.len() as u64));
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter_batched(
-                || {
-                    let mut request = world.accepted::<Full<Bytes>>("");
-                    *request.body_mut() = Full::new(document.clone());
-                    request
-                        .headers_mut()
-                        .insert("content-length", document.len().into());
-                    request
-                },
-                |request| {
-                    let service = service.clone();
-                    async move {
-                        let response = service.oneshot(request).await.unwrap();
-                        assert_eq!(response.status(), 200);
-                        response
-                    }
-                },
-                criterion::BatchSize::SmallInput,
-            )
+        bench_requests(&mut group, &runtime, name, &service, 200, || {
+            let mut request = world.accepted::<Full<Bytes>>("");
+            *request.body_mut() = Full::new(document.clone());
+            request
+                .headers_mut()
+                .insert("content-length", document.len().into());
+            request
         });
     }
     group.finish();

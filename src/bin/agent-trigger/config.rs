@@ -280,17 +280,7 @@ fn check_triggers(
                 ));
             }
             let value = match (&secret.env, &secret.value) {
-                (Some(name), None) => env(name.get_ref())
-                    .filter(|value| !value.is_empty())
-                    .ok_or_else(|| {
-                        locate.at(
-                            name,
-                            format!(
-                                "environment variable {} is not set (or empty)",
-                                name.get_ref()
-                            ),
-                        )
-                    })?,
+                (Some(name), None) => from_env(locate, name, env)?,
                 (None, Some(value)) => value.get_ref().clone(),
                 _ => {
                     return Err(locate.at(
@@ -327,17 +317,7 @@ fn check_keys(
             (Some(hex), None) => KeyDigest::from_hex(hex.get_ref())
                 .map_err(|error| locate.at(hex, error.to_string()))?,
             (None, Some(name)) => {
-                let key = env(name.get_ref())
-                    .filter(|value| !value.is_empty())
-                    .ok_or_else(|| {
-                        locate.at(
-                            name,
-                            format!(
-                                "environment variable {} is not set (or empty)",
-                                name.get_ref()
-                            ),
-                        )
-                    })?;
+                let key = from_env(locate, name, env)?;
                 KeyDigest::of_token(&key)
             }
             _ => {
@@ -390,6 +370,25 @@ fn check_keys(
         keys.push((digest, record));
     }
     Ok(keys)
+}
+
+/// The non-empty value of the environment variable `name` names.
+fn from_env(
+    locate: &Locator<'_>,
+    name: &Spanned<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    env(name.get_ref())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| {
+            locate.at(
+                name,
+                format!(
+                    "environment variable {} is not set (or empty)",
+                    name.get_ref()
+                ),
+            )
+        })
 }
 
 fn non_empty(

@@ -137,7 +137,8 @@ fn internal(error: &dyn std::fmt::Display) -> Response {
     )
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+/// A JSON answer that no cache keeps.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let body = serde_json::to_vec(body).expect("response bodies serialise");
     (
         status,

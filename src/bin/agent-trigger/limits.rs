@@ -18,8 +18,11 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use serde_json::json;
 use tokio::sync::Semaphore;
+
+use crate::http::json_response;
 
 /// The server's limits.
 #[derive(Debug, Clone, Copy)]
@@ -80,9 +83,9 @@ pub async fn enforce(State(gate): State<Gate>, request: Request, next: Next) -> 
 }
 
 fn busy() -> Response {
-    let mut response = json(
+    let mut response = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"error":"too many requests in flight, retry later"}"#.to_owned(),
+        &json!({"error": "too many requests in flight, retry later"}),
     );
     response
         .headers_mut()
@@ -95,28 +98,10 @@ fn too_slow(limit: Duration) -> Response {
         timeout_secs = limit.as_secs(),
         "request not completed in time"
     );
-    let body = format!(
-        r#"{{"error":"the request was not completed within {} s"}}"#,
-        limit.as_secs()
-    );
-    let mut response = json(StatusCode::REQUEST_TIMEOUT, body);
+    let message = format!("the request was not completed within {} s", limit.as_secs());
+    let mut response = json_response(StatusCode::REQUEST_TIMEOUT, &json!({ "error": message }));
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-fn json(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response()
 }
