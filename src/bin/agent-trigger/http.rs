@@ -2,7 +2,6 @@
 
 use std::time::SystemTime;
 
-use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{
     ExecutionId, ExecutionQueue, ExecutionRecord, KeyDigest, KeyStore, TriggerService, bearer_token,
 };
@@ -17,15 +16,21 @@ use uuid::Uuid;
 
 use crate::limits::{self, Gate, Limits};
 
+/// What the server runs on: one store that holds keys and triggers and keeps executions
+/// (SQLite today; a shared database backend implements the same traits).
+pub trait Backend: KeyStore + ExecutionQueue + Clone {}
+
+impl<S: KeyStore + ExecutionQueue + Clone> Backend for S {}
+
 /// The whole application, behind the server's limits.
-pub fn app(
-    store: SqliteStore,
-    triggers: TriggerService<SqliteStore, SqliteStore>,
+pub fn app<S: Backend>(
+    store: S,
+    triggers: TriggerService<S, S>,
     limits: Limits,
 ) -> Router {
     Router::new()
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
-        .route("/api/executions/{execution_id}", get(execution_status))
+        .route("/api/executions/{execution_id}", get(execution_status::<S>))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(store)
@@ -67,8 +72,8 @@ impl From<ExecutionRecord> for StatusBody {
 
 /// `GET /api/executions/{executionId}`: a key sees only its own tenant's executions; another
 /// tenant's look exactly like unknown ones.
-async fn execution_status(
-    State(store): State<SqliteStore>,
+async fn execution_status<S: Backend>(
+    State(store): State<S>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {

@@ -174,8 +174,8 @@ async fn demo() -> Result<(), Error> {
 
 /// Serves until SIGTERM or SIGINT, then stops accepting, finishes the requests in flight,
 /// interrupts running executions and returns.
-async fn serve(
-    store: SqliteStore,
+async fn serve<S: http::Backend>(
+    store: S,
     listen: SocketAddr,
     body_limit: usize,
     executor: Option<ExecutorConfig>,
