@@ -23,11 +23,7 @@ pub trait Backend: KeyStore + ExecutionQueue + Clone {}
 impl<S: KeyStore + ExecutionQueue + Clone> Backend for S {}
 
 /// The whole application, behind the server's limits.
-pub fn app<S: Backend>(
-    store: S,
-    triggers: TriggerService<S, S>,
-    limits: Limits,
-) -> Router {
+pub fn app<S: Backend>(store: S, triggers: TriggerService<S, S>, limits: Limits) -> Router {
     Router::new()
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
         .route("/api/executions/{execution_id}", get(execution_status::<S>))

@@ -76,16 +76,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr: text by default, one JSON object per line with
+/// `AGENT_TRIGGER_LOG_FORMAT=json`; the level from `AGENT_TRIGGER_LOG` (default `info`).
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("AGENT_TRIGGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("AGENT_TRIGGER_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        logs.with_ansi(colour).init();
+    }
 }
 
 fn keygen() {
