@@ -70,10 +70,7 @@ async fn route_layer_hands_other_paths_to_the_inner_service_untouched() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "PUT /health?x=1 ping");
 
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let response = app.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -135,10 +132,7 @@ async fn route_layer_respects_the_inner_readiness() {
             response.into_body().collect().await.unwrap().to_bytes(),
             "inner"
         );
-        let delivery = fixture
-            .bearer(Source::Jira, JIRA_BODY)
-            .body(full(JIRA_BODY))
-            .unwrap();
+        let delivery = fixture.bearer_request(Source::Jira, JIRA_BODY);
         let response = app.ready().await.unwrap().call(delivery).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
@@ -642,10 +636,7 @@ async fn handshake_slack_url_verification_echoes_the_challenge() {
     let fixture = Fixture::new();
     let (service, mut rx) = fixture.channel_service();
     let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-    let request = fixture
-        .bearer(Source::Slack, body)
-        .body(full(body))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Slack, body);
     let answer = send(service, request).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
@@ -734,10 +725,7 @@ async fn filter_slack_bot_messages_are_skipped() {
         r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","bot_id":"B1","text":"hi"}}"#,
         r#"{"type":"event_callback","event_id":"Ev2","event":{"type":"message","subtype":"bot_message"}}"#,
     ] {
-        let request = fixture
-            .bearer(Source::Slack, body)
-            .body(full(body))
-            .unwrap();
+        let request = fixture.bearer_request(Source::Slack, body);
         let answer = send(service.clone(), request).await;
         assert_eq!(answer.json["executionId"], "skipped");
         assert_eq!(answer.json["action"], "message");
@@ -813,10 +801,7 @@ async fn duplicate_an_idempotency_key_that_cannot_be_an_id_is_refused_not_ignore
         json!({"code":"too_big","path":["headers","idempotency-key"],"maximum":255,"type":"string","inclusive":true,
                "message":"String must contain at most 255 character(s)"})
     );
-    let mut request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let mut request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     request.headers_mut().insert(
         "idempotency-key",
         http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
@@ -912,10 +897,7 @@ async fn sink_skipped_and_rejected_shapes() {
             action: Some("deploy".into()),
         })
     }));
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(skipping, request).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
@@ -926,10 +908,7 @@ async fn sink_skipped_and_rejected_shapes() {
     let rejecting = fixture.service_with(ScriptedSink::new(|_| {
         Ok(Outcome::Rejected("agent is archived".into()))
     }));
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(rejecting, request).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json, json!({"error":"agent is archived"}));
@@ -943,20 +922,14 @@ async fn sink_unavailable_or_too_slow_is_503_with_retry_after() {
             retry_after: Duration::from_secs(30),
         })
     }));
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(busy, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.headers["retry-after"], "30");
     assert!(answer.json["error"].is_string());
 
     let slow = fixture.service_with(HangingSink);
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(slow, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.headers["retry-after"], "7");
@@ -994,10 +967,7 @@ async fn sink_failure_is_500_without_details() {
     let failing = fixture.service_with(ScriptedSink::new(|_| {
         Err(SinkError::internal("db password=hunter2 rejected"))
     }));
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(failing, request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
@@ -1014,14 +984,11 @@ async fn sink_panic_is_500_and_the_service_keeps_serving() {
     });
     let service = fixture.service_with(sink);
     let boom = r#"{"webhookEvent":"boom"}"#;
-    let request = fixture.bearer(Source::Jira, boom).body(full(boom)).unwrap();
+    let request = fixture.bearer_request(Source::Jira, boom);
     let answer = send(service.clone(), request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     assert_eq!(
         send(service, request).await.json,
         json!({"executionId":"run-1"})
@@ -1033,10 +1000,7 @@ async fn store_failure_is_500_and_a_hanging_store_is_503() {
     let fixture = Fixture::new();
     let (sink, _rx) = ChannelSink::new(8);
     let failing = TriggerService::new(sink, BrokenStore::Failing);
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(failing, request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
@@ -1045,10 +1009,7 @@ async fn store_failure_is_500_and_a_hanging_store_is_503() {
     let hanging = TriggerService::builder(sink, BrokenStore::Hanging)
         .backend_timeout(Duration::from_millis(50))
         .build();
-    let request = fixture
-        .bearer(Source::Jira, JIRA_BODY)
-        .body(full(JIRA_BODY))
-        .unwrap();
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
     let answer = send(hanging, request).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(answer.headers.contains_key("retry-after"));
@@ -1106,10 +1067,7 @@ async fn after_every_kind_of_sink_fault_the_service_keeps_serving_and_acknowledg
         mode.store(fault, AtomicOrdering::SeqCst);
         let answer = send(
             service.clone(),
-            fixture
-                .bearer(Source::Jira, JIRA_BODY)
-                .body(full(JIRA_BODY))
-                .unwrap(),
+            fixture.bearer_request(Source::Jira, JIRA_BODY),
         )
         .await;
         assert_eq!(answer.status.as_u16(), status);
@@ -1120,10 +1078,7 @@ async fn after_every_kind_of_sink_fault_the_service_keeps_serving_and_acknowledg
         mode.store(0, AtomicOrdering::SeqCst);
         let answer = send(
             service.clone(),
-            fixture
-                .bearer(Source::Jira, JIRA_BODY)
-                .body(full(JIRA_BODY))
-                .unwrap(),
+            fixture.bearer_request(Source::Jira, JIRA_BODY),
         )
         .await;
         assert_eq!(answer.status, StatusCode::OK);

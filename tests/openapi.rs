@@ -90,10 +90,7 @@ async fn every_status_the_service_answers_matches_the_document() {
     answers.push(
         send(
             service.clone(),
-            fixture
-                .bearer(Source::Slack, handshake)
-                .body(full(handshake))
-                .unwrap(),
+            fixture.bearer_request(Source::Slack, handshake),
         )
         .await,
     );
@@ -101,13 +98,7 @@ async fn every_status_the_service_answers_matches_the_document() {
     let refusing = fixture.service_with(ScriptedSink::new(|_| {
         Ok(Outcome::Rejected("archived".into()))
     }));
-    answers.push(
-        send(
-            refusing,
-            fixture.bearer(Source::Jira, jira).body(full(jira)).unwrap(),
-        )
-        .await,
-    );
+    answers.push(send(refusing, fixture.bearer_request(Source::Jira, jira)).await);
     // 400: path parameters, then JSON.
     answers.push(
         send(
@@ -165,13 +156,7 @@ async fn every_status_the_service_answers_matches_the_document() {
     let small = TriggerService::builder(sink, Arc::clone(&fixture.store))
         .body_limit(4)
         .build();
-    answers.push(
-        send(
-            small,
-            fixture.bearer(Source::Jira, jira).body(full(jira)).unwrap(),
-        )
-        .await,
-    );
+    answers.push(send(small, fixture.bearer_request(Source::Jira, jira)).await);
     let request = Request::post(fixture.path(Source::Jira))
         .header("authorization", format!("Bearer {}", fixture.key.expose()))
         .header("content-type", "text/plain")
@@ -180,35 +165,17 @@ async fn every_status_the_service_answers_matches_the_document() {
     answers.push(send(service.clone(), request).await);
     // 500, 503.
     let failing = fixture.service_with(ScriptedSink::new(|_| Err(SinkError::internal("boom"))));
-    answers.push(
-        send(
-            failing,
-            fixture.bearer(Source::Jira, jira).body(full(jira)).unwrap(),
-        )
-        .await,
-    );
+    answers.push(send(failing, fixture.bearer_request(Source::Jira, jira)).await);
     let busy = fixture.service_with(ScriptedSink::new(|_| {
         Err(SinkError::Unavailable {
             retry_after: Duration::from_secs(3),
         })
     }));
-    answers.push(
-        send(
-            busy,
-            fixture.bearer(Source::Jira, jira).body(full(jira)).unwrap(),
-        )
-        .await,
-    );
+    answers.push(send(busy, fixture.bearer_request(Source::Jira, jira)).await);
     let sink_started = fixture.service_with(ScriptedSink::new(|_| {
         Ok(Outcome::Started(ExecutionId::from("run-1")))
     }));
-    answers.push(
-        send(
-            sink_started,
-            fixture.bearer(Source::Jira, jira).body(full(jira)).unwrap(),
-        )
-        .await,
-    );
+    answers.push(send(sink_started, fixture.bearer_request(Source::Jira, jira)).await);
 
     let mut statuses: Vec<u16> = answers
         .iter()

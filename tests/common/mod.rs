@@ -94,6 +94,11 @@ impl Fixture {
             .build()
     }
 
+    /// A POST of `body` to `source`'s trigger with the bearer key, ready to send.
+    pub fn bearer_request(&self, source: Source, body: &'static str) -> Request<Full<Bytes>> {
+        self.bearer(source, body).body(full(body)).unwrap()
+    }
+
     /// A POST to `source`'s trigger with the bearer key and a JSON body.
     pub fn bearer(&self, source: Source, body: &str) -> http::request::Builder {
         Request::post(self.path(source))
