@@ -78,16 +78,32 @@ fn decode_segment(segment: &str) -> Cow<'_, str> {
 /// Only the hyphenated 8-4-4-4-12 form: the simple, braced and urn forms that [`Uuid::parse_str`]
 /// also takes are refused, as the spec's `format: uuid` refuses them.
 pub(crate) fn parse_hyphenated_uuid(text: &str) -> Option<Uuid> {
-    let bytes = text.as_bytes();
-    let hyphens_in_place = bytes.len() == 36
-        && bytes.iter().enumerate().all(|(at, &byte)| match at {
-            8 | 13 | 18 | 23 => byte == b'-',
-            _ => byte.is_ascii_hexdigit(),
-        });
-    if !hyphens_in_place {
+    let text = text.as_bytes();
+    if text.len() != 36 {
         return None;
     }
-    Uuid::try_parse(text).ok()
+    let mut bytes = [0u8; 16];
+    let mut digits = text
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| !matches!(at, 8 | 13 | 18 | 23))
+        .map(|(_, &digit)| hex_value(digit));
+    for byte in &mut bytes {
+        *byte = digits.next()?? << 4 | digits.next()??;
+    }
+    [8, 13, 18, 23]
+        .iter()
+        .all(|&at| text[at] == b'-')
+        .then(|| Uuid::from_bytes(bytes))
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -123,10 +123,16 @@ impl FromStr for Source {
     type Err = UnknownSource;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Source::ALL
-            .into_iter()
-            .find(|source| source.as_str() == name)
-            .ok_or(UnknownSource)
+        Ok(match name {
+            "jira" => Source::Jira,
+            "jira-automation" => Source::JiraAutomation,
+            "slack" => Source::Slack,
+            "linear" => Source::Linear,
+            "webhook" => Source::Webhook,
+            "bugcrowd" => Source::Bugcrowd,
+            "hackerone" => Source::Hackerone,
+            _ => return Err(UnknownSource),
+        })
     }
 }
 
