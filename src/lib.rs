@@ -50,3 +50,8 @@ pub use crate::store::{ActionAllowlist, ApiKeyRecord, KeyScope, KeyStore, StoreE
 
 /// The boxed error type used for causes from host code and request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The README's Rust examples, compiled as doctests so that the front door stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
