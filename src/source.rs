@@ -105,6 +105,19 @@ impl Source {
         self.spec().scheme.is_some()
     }
 
+    /// The header that carries this sender's signature, or `None` for a source that does not
+    /// sign (`jira-automation`).
+    ///
+    /// ```
+    /// use agent_trigger::Source;
+    ///
+    /// assert_eq!(Source::Slack.signature_header(), Some("x-slack-signature"));
+    /// assert_eq!(Source::JiraAutomation.signature_header(), None);
+    /// ```
+    pub fn signature_header(self) -> Option<&'static str> {
+        self.spec().scheme.as_ref().map(Scheme::signature_header)
+    }
+
     /// This source's row of the table.
     pub(crate) fn spec(self) -> &'static SourceSpec {
         match self {

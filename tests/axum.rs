@@ -6,42 +6,17 @@ mod client;
 #[allow(dead_code)]
 mod example;
 
-use std::net::SocketAddr;
-
-use agent_trigger::ApiKey;
 use example::Mount;
 use example::support;
 use http::StatusCode;
-use uuid::Uuid;
 
 const LIMIT: usize = 1024;
 
-struct Running {
-    address: SocketAddr,
-    key: ApiKey,
-    trigger_id: Uuid,
-    executions: tokio::sync::mpsc::Receiver<agent_trigger::memory::Execution>,
-}
-
-async fn start(mount: Mount) -> Running {
-    let (key, trigger_id) = (ApiKey::generate(), Uuid::now_v7());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let setup = support::Setup::new(
-        address,
-        key.clone(),
-        trigger_id,
-        mount.service_prefix(),
-        LIMIT,
-    );
+async fn start(mount: Mount) -> support::Setup {
+    let (listener, setup) = support::Setup::on_loopback(mount.service_prefix(), LIMIT).await;
     let app = example::app(setup.service.clone(), mount);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Running {
-        address,
-        key,
-        trigger_id,
-        executions: setup.executions,
-    }
+    setup
 }
 
 async fn exercise(mount: Mount) {
@@ -49,7 +24,7 @@ async fn exercise(mount: Mount) {
     let client = client::http1();
     let url = format!(
         "http://{}/api/trigger/webhook/{}",
-        server.address, server.trigger_id
+        server.listen, server.trigger_id
     );
 
     let (status, headers, body) = client::fetch(
@@ -73,13 +48,13 @@ async fn exercise(mount: Mount) {
 
     let (status, _, body) = client::fetch(
         &client,
-        client::get(format!("http://{}/health", server.address)),
+        client::get(format!("http://{}/health", server.listen)),
     )
     .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"), "{mount:?}");
     let (status, _, body) = client::fetch(
         &client,
-        client::get(format!("http://{}/api/hello", server.address)),
+        client::get(format!("http://{}/api/hello", server.listen)),
     )
     .await;
     assert_eq!(

@@ -35,18 +35,6 @@ fn body_for(source: Source, payload: &[u8], now: SystemTime) -> Vec<u8> {
     }
 }
 
-fn signature_header(source: Source) -> &'static str {
-    match source {
-        Source::Jira => "x-hub-signature",
-        Source::Slack => "x-slack-signature",
-        Source::Linear => "linear-signature",
-        Source::Hackerone => "x-h1-signature",
-        Source::Bugcrowd => "x-bugcrowd-digest",
-        Source::Webhook => "webhook-signature",
-        Source::JiraAutomation => unreachable!(),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -81,7 +69,7 @@ proptest! {
         let secret = secret_for(source);
         let body = body_for(source, &payload, now);
         let mut headers = signature::sign(source, &secret, &body, now, "msg").unwrap();
-        let name = signature_header(source);
+        let name = source.signature_header().unwrap();
         let mut text = headers[name].to_str().unwrap().as_bytes().to_vec();
         let at = at.index(text.len());
         // Swap for another character of the same alphabet, so the header stays well-formed.

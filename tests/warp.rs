@@ -6,25 +6,16 @@ mod client;
 #[allow(dead_code)]
 mod example;
 
-use agent_trigger::ApiKey;
 use example::support;
 use http::StatusCode;
-use uuid::Uuid;
 
 const LIMIT: usize = 1024;
 
 #[tokio::test]
 async fn deliveries_beside_warp_filters() {
-    let (key, trigger_id) = (ApiKey::generate(), Uuid::now_v7());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut setup = support::Setup::new(
-        address,
-        key.clone(),
-        trigger_id,
-        agent_trigger::service::DEFAULT_PREFIX,
-        LIMIT,
-    );
+    let (listener, mut setup) =
+        support::Setup::on_loopback(agent_trigger::service::DEFAULT_PREFIX, LIMIT).await;
+    let (address, key, trigger_id) = (setup.listen, setup.key.clone(), setup.trigger_id);
     let app = example::app(setup.service.clone());
     tokio::spawn(support::serve_tower(listener, app, std::future::pending()));
     let client = client::http1();

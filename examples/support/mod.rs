@@ -94,6 +94,25 @@ impl Setup {
         }
     }
 
+    /// A setup with a fresh key and trigger id on a free loopback port, and that port's
+    /// listener (for tests of the examples).
+    pub async fn on_loopback(prefix: &str, body_limit: usize) -> (TcpListener, Setup) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let address = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let setup = Setup::new(
+            address,
+            ApiKey::generate(),
+            Uuid::now_v7(),
+            prefix,
+            body_limit,
+        );
+        (listener, setup)
+    }
+
     /// Prints the key, the trigger and a ready-to-paste curl line.
     pub fn print_banner(&self, framework: &str, listen: SocketAddr) {
         println!("agent-trigger {framework} example listening on http://{listen}");
