@@ -97,8 +97,8 @@ impl ChannelSink {
 
 impl ExecutionSink for ChannelSink {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
-        let id = ExecutionId::new_v7();
         let Some(delivery_id) = delivery.delivery_id.clone() else {
+            let id = ExecutionId::new_v7();
             self.send(Execution {
                 id: id.clone(),
                 delivery,
@@ -111,6 +111,7 @@ impl ExecutionSink for ChannelSink {
         if let Some(original) = seen.get(&key) {
             return Ok(Outcome::Replayed(original.clone()));
         }
+        let id = ExecutionId::new_v7();
         self.send(Execution {
             id: id.clone(),
             delivery,
