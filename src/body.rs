@@ -45,6 +45,10 @@ pub(crate) fn kind(headers: &HeaderMap, accepts_form: bool) -> Result<BodyKind, 
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(BodyKind::Json);
     };
+    // What nearly every sender declares, recognised without taking the value apart.
+    if value.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return Ok(BodyKind::Json);
+    }
     let value = value.to_str().map_err(|_| BodyError::UnsupportedType)?;
     let essence = value.split(';').next().unwrap_or("").trim();
     let (kind, subtype) = essence.split_once('/').ok_or(BodyError::UnsupportedType)?;

@@ -133,3 +133,54 @@ async fn the_stack_works_and_the_authorization_header_never_reaches_a_trace() {
         "a bearer token reached a trace"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_that_takes_events_but_not_spans_still_gets_one_line_per_delivery() {
+    use tracing_subscriber::filter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // A global filter: spans are never created, events are.
+    let subscriber = tracing_subscriber::registry()
+        .with(filter::filter_fn(|metadata| metadata.is_event()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fixture = Fixture::new();
+    let (triggers, _executions) = fixture.channel_service();
+    let body = r#"{"webhookEvent":"jira:issue_created"}"#;
+    let response = triggers
+        .oneshot(fixture.bearer_request(Source::Jira, body))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let trace = captured.text();
+    let lines: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.contains("webhook delivery"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{trace}");
+    assert!(
+        lines[0].contains("source=\"jira\"") || lines[0].contains("source=jira"),
+        "{trace}"
+    );
+    assert!(
+        lines[0].contains(&fixture.trigger(Source::Jira).to_string()),
+        "{trace}"
+    );
+    assert!(
+        lines[0].contains("outcome=\"started\"") || lines[0].contains("outcome=started"),
+        "{trace}"
+    );
+    assert!(lines[0].contains("status=200"), "{trace}");
+    assert!(
+        !trace.contains(fixture.key.expose()),
+        "the API key reached a trace"
+    );
+}
