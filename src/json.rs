@@ -169,6 +169,7 @@ enum Next {
 }
 
 impl<'b> Scanner<'b> {
+    #[cold]
     fn problem<T>(&self, message: &'static str) -> Result<T, Problem> {
         Err(Problem {
             at: self.at,
@@ -277,6 +278,7 @@ impl<'b> Scanner<'b> {
     }
 
     /// An object key and its `:`; returns the candidates that continue with this key.
+    #[inline(always)]
     fn key(&mut self, frame: Frame, depth: usize) -> Result<u16, Problem> {
         match self.peek() {
             Some(b'"') => {}
@@ -318,6 +320,7 @@ impl<'b> Scanner<'b> {
     }
 
     /// A string, number or literal.
+    #[inline(always)]
     fn scalar(&mut self, candidates: u16, depth: usize) -> Result<(), Problem> {
         match self.peek() {
             Some(b'"') => {
@@ -421,12 +424,26 @@ impl<'b> Scanner<'b> {
     /// A string starting at the current `"`; returns the span of its contents and whether it
     /// has escapes. The body is known to be UTF-8, so only `"`, `\` and control characters
     /// need looking at.
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), Problem> {
         self.at += 1;
         let start = self.at;
+        self.skip_plain_bytes();
+        if self.peek() == Some(b'"') {
+            // Most strings have no escapes: done in line.
+            let end = self.at;
+            self.at += 1;
+            return Ok((start, end, false));
+        }
+        self.string_rest(start)
+    }
+
+    /// The rest of a string that has an escape, a control character, or no end.
+    #[cold]
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Result<(usize, usize, bool), Problem> {
         let mut escaped = false;
         loop {
-            self.skip_plain_bytes();
             match self.peek() {
                 Some(b'"') => {
                     let end = self.at;
@@ -444,10 +461,12 @@ impl<'b> Scanner<'b> {
                 }
                 None => return self.problem("EOF while parsing a string"),
             }
+            self.skip_plain_bytes();
         }
     }
 
     /// Moves past bytes that need no attention inside a string, eight at a time.
+    #[inline(always)]
     fn skip_plain_bytes(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;

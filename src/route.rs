@@ -78,32 +78,12 @@ fn decode_segment(segment: &str) -> Cow<'_, str> {
 /// Only the hyphenated 8-4-4-4-12 form: the simple, braced and urn forms that [`Uuid::parse_str`]
 /// also takes are refused, as the spec's `format: uuid` refuses them.
 pub(crate) fn parse_hyphenated_uuid(text: &str) -> Option<Uuid> {
-    let text = text.as_bytes();
+    // At 36 characters the uuid crate accepts exactly the hyphenated form: its other forms
+    // (simple, braced, URN) are 32, 38 and 45 long.
     if text.len() != 36 {
         return None;
     }
-    let mut bytes = [0u8; 16];
-    let mut digits = text
-        .iter()
-        .enumerate()
-        .filter(|(at, _)| !matches!(at, 8 | 13 | 18 | 23))
-        .map(|(_, &digit)| hex_value(digit));
-    for byte in &mut bytes {
-        *byte = digits.next()?? << 4 | digits.next()??;
-    }
-    [8, 13, 18, 23]
-        .iter()
-        .all(|&at| text[at] == b'-')
-        .then(|| Uuid::from_bytes(bytes))
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
+    Uuid::try_parse_ascii(text.as_bytes()).ok()
 }
 
 #[cfg(test)]

@@ -137,8 +137,9 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
             Routing::Answer(answer) => Dispatch::Ours(ResponseFuture::ready(answer)),
             Routing::Deliver { source, trigger_id } => {
                 let shared = Arc::clone(&self.shared);
+                let (parts, body) = request.into_parts();
                 Dispatch::Ours(ResponseFuture::running(Box::pin(pipeline::deliver(
-                    shared, request, source, trigger_id,
+                    shared, parts, body, source, trigger_id,
                 ))))
             }
         }

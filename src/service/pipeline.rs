@@ -3,12 +3,14 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response};
 use http_body::Body;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -70,137 +72,159 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 }
 
 /// The remaining steps, from *credentials* to *sink*, and the response.
-pub(crate) async fn deliver<E, A, B>(
+pub(crate) fn deliver<E, A, B>(
     shared: Arc<Shared<E, A>>,
-    request: Request<B>,
+    parts: Parts,
+    body: B,
     source: Source,
     trigger_id: Uuid,
-) -> Response<ResponseBody>
+) -> impl Future<Output = Response<ResponseBody>>
 where
     E: ExecutionSink,
     A: KeyStore,
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let telemetry = DeliveryTelemetry::start(source, trigger_id);
-    let accepted = if telemetry.span().is_disabled() {
-        // Nobody listens: skip entering and leaving a span on every poll.
-        accept(&shared, request, source, trigger_id, &telemetry).await
-    } else {
-        accept(&shared, request, source, trigger_id, &telemetry)
+    async move {
+        let telemetry = DeliveryTelemetry::start(source, trigger_id);
+        let accepted = if telemetry.span().is_disabled() {
+            // Nobody listens: skip entering and leaving a span on every poll.
+            accept(
+                &shared,
+                &parts.headers,
+                body,
+                source,
+                trigger_id,
+                &telemetry,
+            )
+            .await
+        } else {
+            accept(
+                &shared,
+                &parts.headers,
+                body,
+                source,
+                trigger_id,
+                &telemetry,
+            )
             .instrument(telemetry.span().clone())
             .await
-    };
-    let answer = match accepted {
-        Ok(answer) | Err(answer) => answer,
-    };
-    telemetry.finish(&answer);
-    answer.into_response()
+        };
+        let answer = match accepted {
+            Ok(answer) | Err(answer) => answer,
+        };
+        telemetry.finish(&answer);
+        answer.into_response()
+    }
 }
 
 /// `Ok` and `Err` are both answers; `Err` is the early exit of a failed check.
-async fn accept<E, A, B>(
+fn accept<E, A, B>(
     shared: &Shared<E, A>,
-    request: Request<B>,
+    headers: &HeaderMap,
+    body: B,
     source: Source,
     trigger_id: Uuid,
     telemetry: &DeliveryTelemetry,
-) -> Result<Answer, Answer>
+) -> impl Future<Output = Result<Answer, Answer>>
 where
     E: ExecutionSink,
     A: KeyStore,
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let spec = source.spec();
-    let limit = shared.settings.body_limit;
-    let received_at = SystemTime::now();
+    async move {
+        let spec = source.spec();
+        let limit = shared.settings.body_limit;
+        let received_at = SystemTime::now();
 
-    // credentials
-    let credentials = credentials::extract(headers, source).map_err(|error| match error {
-        CredentialsError::Missing => Answer::MissingCredentials,
-        CredentialsError::Signature(reason) => Answer::Signature(reason),
-    })?;
+        // credentials
+        let credentials = credentials::extract(headers, source).map_err(|error| match error {
+            CredentialsError::Missing => Answer::MissingCredentials,
+            CredentialsError::Signature(reason) => Answer::Signature(reason),
+        })?;
 
-    // API key, trigger
-    let (trigger, pending) = match &credentials {
-        Credentials::Bearer(token) => {
-            let (trigger, caller) =
-                authorize_key(shared, token, source, trigger_id, received_at).await?;
-            telemetry.caller(&caller);
-            (trigger, Verified::ByKey(caller))
+        // API key, trigger
+        let (trigger, pending) = match &credentials {
+            Credentials::Bearer(token) => {
+                let (trigger, caller) =
+                    authorize_key(shared, token, source, trigger_id, received_at).await?;
+                telemetry.caller(&caller);
+                (trigger, Verified::ByKey(caller))
+            }
+            Credentials::Signature(presented) => (
+                signed_trigger(shared, source, trigger_id, received_at).await?,
+                Verified::PendingSignature(presented),
+            ),
+        };
+        let signed = matches!(pending, Verified::PendingSignature(_));
+
+        // size, content type (headers only), then the body itself within the limit
+        body::check_declared_length(headers, limit)
+            .map_err(|error| body_answer(error, limit, spec))?;
+        let kind = body::kind(headers, spec.accepts_form)
+            .map_err(|error| body_answer(error, limit, spec))?;
+        let raw = body::read(body, limit)
+            .await
+            .map_err(|error| body_answer(error, limit, spec))?;
+
+        // signature
+        let caller = match pending {
+            Verified::ByKey(caller) => caller,
+            Verified::PendingSignature(presented) => {
+                let caller = verify_signature(presented, &trigger, &raw, received_at)?;
+                telemetry.caller(&caller);
+                caller
+            }
+        };
+
+        // JSON
+        let (input, event) = decode(spec, headers, kind, raw)?;
+        telemetry.event(event.delivery_id.as_deref(), event.action.as_deref());
+        if signed {
+            check_body_timestamp(spec, &trigger, &event, received_at)?;
         }
-        Credentials::Signature(presented) => (
-            signed_trigger(shared, source, trigger_id, received_at).await?,
-            Verified::PendingSignature(presented),
-        ),
-    };
-    let signed = matches!(pending, Verified::PendingSignature(_));
 
-    // size, content type (headers only), then the body itself within the limit
-    body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
-    let kind =
-        body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))?;
-    let raw = body::read(body, limit)
-        .await
-        .map_err(|error| body_answer(error, limit, spec))?;
-
-    // signature
-    let caller = match pending {
-        Verified::ByKey(caller) => caller,
-        Verified::PendingSignature(presented) => {
-            let caller = verify_signature(presented, &trigger, &raw, received_at)?;
-            telemetry.caller(&caller);
-            caller
+        // handshake
+        if let Some(challenge) = event.challenge {
+            return Ok(Answer::Challenge(challenge));
         }
-    };
-
-    // JSON
-    let (input, event) = decode(spec, headers, kind, raw)?;
-    telemetry.event(event.delivery_id.as_deref(), event.action.as_deref());
-    if signed {
-        check_body_timestamp(spec, &trigger, &event, received_at)?;
-    }
-
-    // handshake
-    if let Some(challenge) = event.challenge {
-        return Ok(Answer::Challenge(challenge));
-    }
-    // disabled
-    if !trigger.is_enabled() {
-        return Ok(skipped("trigger is disabled", event.action));
-    }
-    // filter
-    if event.from_bot {
-        return Ok(skipped("bot messages are ignored", event.action));
-    }
-    if let Some(allowlist) = trigger.allowlist() {
-        if !event
-            .action
-            .as_deref()
-            .is_some_and(|action| allowlist.allows(action))
-        {
-            return Ok(skipped(
-                "action is not in the trigger's allowlist",
-                event.action,
-            ));
+        // disabled
+        if !trigger.is_enabled() {
+            return Ok(skipped("trigger is disabled", event.action));
         }
-    }
+        // filter
+        if event.from_bot {
+            return Ok(skipped("bot messages are ignored", event.action));
+        }
+        if let Some(allowlist) = trigger.allowlist() {
+            if !event
+                .action
+                .as_deref()
+                .is_some_and(|action| allowlist.allows(action))
+            {
+                return Ok(skipped(
+                    "action is not in the trigger's allowlist",
+                    event.action,
+                ));
+            }
+        }
 
-    // duplicate, sink
-    let delivery = Delivery {
-        source,
-        trigger_id,
-        tenant: trigger.shared_tenant(),
-        caller,
-        delivery_id: event.delivery_id,
-        action: event.action,
-        received_at,
-        input,
-    };
-    submit(shared, delivery).await
+        // duplicate, sink: the sink recognises redeliveries itself
+        let delivery = Delivery {
+            source,
+            trigger_id,
+            tenant: trigger.shared_tenant(),
+            caller,
+            delivery_id: event.delivery_id,
+            action: event.action,
+            received_at,
+            input,
+        };
+        // Pinned here rather than in a helper, so that the delivery is held once while it runs.
+        let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
+        Ok(sink_answer(outcome))
+    }
 }
 
 /// Who the caller is, or what is left to check once the body is read.
@@ -220,12 +244,16 @@ async fn authorize_key<E, A: KeyStore>(
     if !is_well_formed_token(token) {
         return Err(Answer::InvalidToken);
     }
-    let key = within_deadline(shared, shared.store.api_key(KeyDigest::of_token(token)))
-        .await?
-        .map_err(|error| internal("key store", &error))?
-        .filter(|key| key.is_usable(now))
-        .ok_or(Answer::InvalidToken)?;
-    let trigger = within_deadline(shared, shared.store.trigger(trigger_id))
+    let settings = &shared.settings;
+    let key = within_deadline(
+        settings,
+        pin!(shared.store.api_key(KeyDigest::of_token(token))),
+    )
+    .await?
+    .map_err(|error| internal("key store", &error))?
+    .filter(|key| key.is_usable(now))
+    .ok_or(Answer::InvalidToken)?;
+    let trigger = within_deadline(settings, pin!(shared.store.trigger(trigger_id)))
         .await?
         .map_err(|error| internal("key store", &error))?
         .filter(|trigger| trigger.source() == source && key.may_invoke(trigger))
@@ -245,7 +273,7 @@ async fn signed_trigger<E, A: KeyStore>(
     trigger_id: Uuid,
     now: SystemTime,
 ) -> Result<Arc<Trigger>, Answer> {
-    within_deadline(shared, shared.store.trigger(trigger_id))
+    within_deadline(&shared.settings, pin!(shared.store.trigger(trigger_id)))
         .await?
         .map_err(|error| internal("key store", &error))?
         .filter(|trigger| trigger.source() == source && trigger.has_active_secret(now))
@@ -319,13 +347,9 @@ fn decode(
     }
 }
 
-/// Steps *duplicate* and *sink*: the sink recognises redeliveries itself.
-async fn submit<E: ExecutionSink, A>(
-    shared: &Shared<E, A>,
-    delivery: Delivery,
-) -> Result<Answer, Answer> {
-    let outcome = within_deadline(shared, shared.sink.submit(delivery)).await?;
-    Ok(match outcome {
+/// The answer for what the sink said.
+fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
+    match outcome {
         Ok(Outcome::Started(id)) => Answer::Started(id),
         Ok(Outcome::Replayed(id)) => Answer::Replayed(id),
         Ok(Outcome::Skipped { message, action }) => Answer::Skipped {
@@ -335,7 +359,7 @@ async fn submit<E: ExecutionSink, A>(
         Ok(Outcome::Rejected(message)) => Answer::Rejected(message),
         Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
         Err(SinkError::Internal(cause)) => internal("execution sink", &cause),
-    })
+    }
 }
 
 fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {
@@ -363,12 +387,12 @@ fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
 }
 
 /// A backend that does not answer in time is treated as temporarily unavailable. Most stores
-/// answer from memory on the first poll; those never arm a timer.
-async fn within_deadline<E, A, T>(
-    shared: &Shared<E, A>,
-    work: impl Future<Output = T>,
-) -> Result<T, Answer> {
-    let mut work = std::pin::pin!(work);
+/// answer from memory on the first poll; those never arm a timer. The work is pinned by the
+/// caller, so that its state is held once, in the caller's future.
+async fn within_deadline<F: Future>(
+    settings: &Settings,
+    mut work: Pin<&mut F>,
+) -> Result<F::Output, Answer> {
     let first_poll = std::future::poll_fn(|context| {
         Poll::Ready(match work.as_mut().poll(context) {
             Poll::Ready(output) => Some(output),
@@ -379,7 +403,6 @@ async fn within_deadline<E, A, T>(
     if let Some(output) = first_poll {
         return Ok(output);
     }
-    let settings = &shared.settings;
     // Boxed so that the timer's state weighs on this rare path only, not on every request's
     // future.
     Box::pin(tokio::time::timeout(settings.backend_timeout, work))
