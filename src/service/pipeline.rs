@@ -72,6 +72,10 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 }
 
 /// The remaining steps, from *credentials* to *sink*, and the response.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would copy its arguments into its future a second time"
+)]
 pub(crate) fn deliver<E, A, B>(
     shared: Arc<Shared<E, A>>,
     parts: Parts,
@@ -119,6 +123,10 @@ where
 }
 
 /// `Ok` and `Err` are both answers; `Err` is the early exit of a failed check.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would copy its arguments into its future a second time"
+)]
 fn accept<E, A, B>(
     shared: &Shared<E, A>,
     headers: &HeaderMap,
