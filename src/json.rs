@@ -17,6 +17,9 @@ pub(crate) const MAX_NESTING: usize = 128;
 /// At most this many fields can be picked out in one scan.
 const MAX_FIELDS: usize = 8;
 
+/// A field is at most this many keys deep.
+const MAX_PATH_DEPTH: usize = 4;
+
 /// A path of object keys from the top of the document, `&["event", "type"]`.
 pub(crate) type FieldPath = &'static [&'static str];
 
@@ -95,7 +98,8 @@ impl fmt::Display for JsonError {
 ///
 /// # Panics
 ///
-/// When `paths` has more than eight entries, which the source table never does.
+/// When `paths` has more than eight entries or a path more than four keys, which the source
+/// table never has.
 pub(crate) fn scan<'b>(
     body: &'b [u8],
     paths: &'static [FieldPath],
@@ -104,10 +108,11 @@ pub(crate) fn scan<'b>(
         paths.len() <= MAX_FIELDS,
         "a source picks out at most eight fields"
     );
-    let text = std::str::from_utf8(body)
-        .map_err(|error| locate(body, error.valid_up_to(), "invalid UTF-8"))?;
+    assert!(
+        paths.iter().all(|path| path.len() <= MAX_PATH_DEPTH),
+        "a field is at most four keys deep"
+    );
     let mut scanner = Scanner {
-        text,
         bytes: body,
         at: 0,
         paths,
@@ -120,6 +125,14 @@ pub(crate) fn scan<'b>(
         paths,
         values: scanner.values,
     })
+}
+
+/// The value of a number the scanner has read (ASCII digits, so always UTF-8).
+fn parse_f64(digits: &[u8]) -> f64 {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// A problem found at a byte offset; turned into a line and column only when reported.
@@ -145,27 +158,11 @@ fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
     }
 }
 
-/// One open container: whether it is an object, and which fields may still be found in it.
-#[derive(Clone, Copy)]
-struct Frame {
-    object: bool,
-    candidates: u16,
-}
-
 struct Scanner<'b> {
-    text: &'b str,
     bytes: &'b [u8],
     at: usize,
     paths: &'static [FieldPath],
     values: [Option<Scalar<'b>>; MAX_FIELDS],
-}
-
-/// What the scanner expects next after a value inside a container.
-enum Next {
-    /// A value (the start of the document, after `[`, `,` in an array, or `:`).
-    Value { candidates: u16 },
-    /// A `,` or the container's end.
-    Separator,
 }
 
 impl<'b> Scanner<'b> {
@@ -188,90 +185,84 @@ impl<'b> Scanner<'b> {
     }
 
     /// The whole document: one value, then only whitespace.
+    ///
+    /// Each open container is recorded as object or array; the fields that may still be found
+    /// in one are kept for the few levels a field can be at (deeper, none can).
     fn document(&mut self) -> Result<(), Problem> {
-        let everything = if self.paths.is_empty() {
+        let mut candidates = if self.paths.is_empty() {
             0
         } else {
             (1u16 << self.paths.len()) - 1
         };
-        let mut stack = [Frame {
-            object: false,
-            candidates: 0,
-        }; MAX_NESTING];
+        let mut objects = [false; MAX_NESTING];
+        let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
         let mut depth = 0usize;
-        let mut next = Next::Value {
-            candidates: everything,
-        };
-        loop {
+        'value: loop {
+            // A value is expected: at the start, after `:`, after `[`, or after `,` in an array.
             self.skip_whitespace();
-            match next {
-                Next::Value { candidates } => match self.peek() {
-                    Some(open @ (b'{' | b'[')) => {
-                        if depth == MAX_NESTING {
-                            return self.problem("nesting deeper than 128");
-                        }
-                        self.capture(candidates, depth, || Scalar::Other);
+            match self.peek() {
+                Some(open @ (b'{' | b'[')) => {
+                    if depth == MAX_NESTING {
+                        return self.problem("nesting deeper than 128");
+                    }
+                    self.capture(candidates, depth, || Scalar::Other);
+                    self.at += 1;
+                    let object = open == b'{';
+                    // Fields are paths of object keys: nothing under an array is picked out.
+                    let inner = if object { candidates } else { 0 };
+                    objects[depth] = object;
+                    if let Some(slot) = open_candidates.get_mut(depth) {
+                        *slot = inner;
+                    }
+                    depth += 1;
+                    self.skip_whitespace();
+                    let close = if object { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
                         self.at += 1;
-                        let object = open == b'{';
-                        // Fields are paths of object keys: nothing under an array is picked out.
-                        stack[depth] = Frame {
-                            object,
-                            candidates: if object { candidates } else { 0 },
-                        };
-                        depth += 1;
+                        depth -= 1;
+                    } else {
+                        candidates = if object { self.key(inner, depth)? } else { 0 };
+                        continue 'value;
+                    }
+                }
+                Some(_) => self.scalar(candidates, depth)?,
+                None => return self.problem("EOF while parsing a value"),
+            }
+            // A value is complete: a `,` or the end of its container follows, or at the top,
+            // the end of the document.
+            loop {
+                self.skip_whitespace();
+                if depth == 0 {
+                    return match self.peek() {
+                        None => Ok(()),
+                        Some(_) => self.problem("trailing characters"),
+                    };
+                }
+                let object = objects[depth - 1];
+                let close = if object { b'}' } else { b']' };
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
                         self.skip_whitespace();
-                        let close = if object { b'}' } else { b']' };
                         if self.peek() == Some(close) {
-                            self.at += 1;
-                            depth -= 1;
-                            next = Next::Separator;
-                        } else if object {
-                            next = Next::Value {
-                                candidates: self.key(stack[depth - 1], depth)?,
-                            };
+                            return self.problem("trailing comma");
+                        }
+                        candidates = if object {
+                            let open = open_candidates.get(depth - 1).copied().unwrap_or(0);
+                            self.key(open, depth)?
                         } else {
-                            next = Next::Value { candidates: 0 };
-                        }
-                    }
-                    Some(_) => {
-                        self.scalar(candidates, depth)?;
-                        next = Next::Separator;
-                    }
-                    None => return self.problem("EOF while parsing a value"),
-                },
-                Next::Separator => {
-                    if depth == 0 {
-                        return match self.peek() {
-                            None => Ok(()),
-                            Some(_) => self.problem("trailing characters"),
+                            0
                         };
+                        continue 'value;
                     }
-                    let frame = stack[depth - 1];
-                    let close = if frame.object { b'}' } else { b']' };
-                    match self.peek() {
-                        Some(b',') => {
-                            self.at += 1;
-                            self.skip_whitespace();
-                            if self.peek() == Some(close) {
-                                return self.problem("trailing comma");
-                            }
-                            next = if frame.object {
-                                Next::Value {
-                                    candidates: self.key(frame, depth)?,
-                                }
-                            } else {
-                                Next::Value { candidates: 0 }
-                            };
-                        }
-                        Some(byte) if byte == close => {
-                            self.at += 1;
-                            depth -= 1;
-                        }
-                        Some(_) if frame.object => return self.problem("expected `,` or `}`"),
-                        Some(_) => return self.problem("expected `,` or `]`"),
-                        None if frame.object => return self.problem("EOF while parsing an object"),
-                        None => return self.problem("EOF while parsing a list"),
+                    Some(byte) if byte == close => {
+                        self.at += 1;
+                        depth -= 1;
                     }
+                    Some(_) if object => return self.problem("expected `,` or `}`"),
+                    Some(_) => return self.problem("expected `,` or `]`"),
+                    None if object => return self.problem("EOF while parsing an object"),
+                    None => return self.problem("EOF while parsing a list"),
                 }
             }
         }
@@ -279,7 +270,7 @@ impl<'b> Scanner<'b> {
 
     /// An object key and its `:`; returns the candidates that continue with this key.
     #[inline(always)]
-    fn key(&mut self, frame: Frame, depth: usize) -> Result<u16, Problem> {
+    fn key(&mut self, open: u16, depth: usize) -> Result<u16, Problem> {
         match self.peek() {
             Some(b'"') => {}
             Some(_) => return self.problem("key must be a string"),
@@ -292,14 +283,24 @@ impl<'b> Scanner<'b> {
             Some(_) => return self.problem("expected `:`"),
             None => return self.problem("EOF while parsing an object"),
         }
-        if frame.candidates == 0 {
+        if open == 0 {
             return Ok(0);
         }
-        let key = self.string_value(start, end, escaped);
+        let key: Cow<'_, [u8]> = if escaped {
+            Cow::Owned(
+                self.string_value(start, end, true)
+                    .into_owned()
+                    .into_bytes(),
+            )
+        } else {
+            Cow::Borrowed(&self.bytes[start..end])
+        };
         let level = depth - 1;
         let mut narrowed = 0;
         for (index, path) in self.paths.iter().enumerate() {
-            if frame.candidates & (1 << index) != 0 && path.get(level) == Some(&&*key) {
+            if open & (1 << index) != 0
+                && path.get(level).is_some_and(|want| want.as_bytes() == &*key)
+            {
                 narrowed |= 1 << index;
             }
         }
@@ -333,10 +334,10 @@ impl<'b> Scanner<'b> {
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.at;
                 self.number()?;
-                let text = &self.text[start..self.at];
-                self.capture(candidates, depth, || {
-                    Scalar::Number(text.parse().unwrap_or(f64::NAN))
-                });
+                if candidates != 0 {
+                    let number = parse_f64(&self.bytes[start..self.at]);
+                    self.capture(candidates, depth, || Scalar::Number(number));
+                }
             }
             Some(b't') => self.literal("true", candidates, depth)?,
             Some(b'f') => self.literal("false", candidates, depth)?,
@@ -404,11 +405,7 @@ impl<'b> Scanner<'b> {
             exact = false;
         }
         // Only long or exponent numbers can overflow; refuse what a parser would not read.
-        if !exact
-            && self.text[start..self.at]
-                .parse::<f64>()
-                .is_ok_and(f64::is_infinite)
-        {
+        if !exact && parse_f64(&self.bytes[start..self.at]).is_infinite() {
             self.at = start;
             return self.problem("number out of range");
         }
@@ -422,15 +419,15 @@ impl<'b> Scanner<'b> {
     }
 
     /// A string starting at the current `"`; returns the span of its contents and whether it
-    /// has escapes. The body is known to be UTF-8, so only `"`, `\` and control characters
-    /// need looking at.
+    /// has escapes. Only strings can hold bytes outside ASCII, so this is also where the body's
+    /// UTF-8 is checked.
     #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), Problem> {
         self.at += 1;
         let start = self.at;
-        self.skip_plain_bytes();
+        self.skip_plain_bytes(true);
         if self.peek() == Some(b'"') {
-            // Most strings have no escapes: done in line.
+            // Most strings are ASCII without escapes: done in line.
             let end = self.at;
             self.at += 1;
             return Ok((start, end, false));
@@ -438,7 +435,8 @@ impl<'b> Scanner<'b> {
         self.string_rest(start)
     }
 
-    /// The rest of a string that has an escape, a control character, or no end.
+    /// The rest of a string that has an escape, a byte outside ASCII, a control character, or
+    /// no end.
     #[cold]
     #[inline(never)]
     fn string_rest(&mut self, start: usize) -> Result<(usize, usize, bool), Problem> {
@@ -454,6 +452,7 @@ impl<'b> Scanner<'b> {
                     escaped = true;
                     self.escape()?;
                 }
+                Some(0x80..) => self.non_ascii()?,
                 Some(_) => {
                     return self.problem(
                         "control character (\\u0000-\\u001F) found while parsing a string",
@@ -461,21 +460,39 @@ impl<'b> Scanner<'b> {
                 }
                 None => return self.problem("EOF while parsing a string"),
             }
-            self.skip_plain_bytes();
+            self.skip_plain_bytes(true);
         }
     }
 
-    /// Moves past bytes that need no attention inside a string, eight at a time.
+    /// A run of string bytes that starts outside ASCII, up to the next `"`, `\` or control
+    /// character, checked as UTF-8 in one go. (No UTF-8 sequence holds any of those bytes, so
+    /// the run never ends inside a character.)
+    fn non_ascii(&mut self) -> Result<(), Problem> {
+        let from = self.at;
+        self.skip_plain_bytes(false);
+        match std::str::from_utf8(&self.bytes[from..self.at]) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.at = from + error.valid_up_to();
+                self.problem("invalid UTF-8")
+            }
+        }
+    }
+
+    /// Moves past bytes that need no attention inside a string, eight at a time: all but `"`,
+    /// `\` and control characters, and, when `stop_outside_ascii`, bytes outside ASCII too.
     #[inline(always)]
-    fn skip_plain_bytes(&mut self) {
+    fn skip_plain_bytes(&mut self, stop_outside_ascii: bool) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
         let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+        let outside_ascii = if stop_outside_ascii { HIGHS } else { 0 };
         while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
             let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
             let special = has_zero(word ^ (ONES * u64::from(b'"')))
                 | has_zero(word ^ (ONES * u64::from(b'\\')))
-                | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+                | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
+                | (word & outside_ascii);
             if special != 0 {
                 // The lowest flagged byte is exact: a false flag can only sit above a true one.
                 self.at += (special.trailing_zeros() / 8) as usize;
@@ -484,7 +501,8 @@ impl<'b> Scanner<'b> {
             self.at += 8;
         }
         while let Some(byte) = self.peek() {
-            if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            if byte == b'"' || byte == b'\\' || byte < 0x20 || (stop_outside_ascii && byte >= 0x80)
+            {
                 break;
             }
             self.at += 1;
@@ -544,10 +562,13 @@ impl<'b> Scanner<'b> {
     fn string_value(&self, start: usize, end: usize, escaped: bool) -> Cow<'b, str> {
         if escaped {
             // The quoted token was validated above; serde_json does the unescaping.
-            let token = &self.text[start - 1..=end];
-            Cow::Owned(serde_json::from_str(token).expect("a validated JSON string unescapes"))
+            let token = &self.bytes[start - 1..=end];
+            Cow::Owned(serde_json::from_slice(token).expect("a validated JSON string unescapes"))
         } else {
-            Cow::Borrowed(&self.text[start..end])
+            // Validated as UTF-8 while scanning: always borrowed, never replaced.
+            let contents = &self.bytes[start..end];
+            std::str::from_utf8(contents)
+                .map_or_else(|_| String::from_utf8_lossy(contents), Cow::Borrowed)
         }
     }
 }
@@ -687,6 +708,18 @@ mod tests {
             b"[nulls]",
             b"\xef\xbb\xbf{}",
             b"{\"\":\"\"}",
+            // UTF-8 is checked inside strings, where it may appear, at any offset.
+            "[\"\u{e9}t\u{e9}\", \"\u{65e5}\u{672c}\u{8a9e}\", \"\u{1f600}\"]".as_bytes(),
+            b"[\"abcdefgh\xc3\xa9ijklmnop\"]",
+            b"[\"abcdefgh\xc3\"]",
+            b"[\"abcdefg\xff\"]",
+            b"[\"\xc0\xaf\"]",
+            b"[\"\xed\xa0\x80\"]",
+            b"[\"\xf4\x90\x80\x80\"]",
+            b"[\"\xe6\x97\xa5\xe6\x97\"]",
+            b"[\"\xe6\x97\xa5\\n\xe6\x97\xa5\"]",
+            b"[1,\xc3\xa9]",
+            b"{\"\xc3\xa9\":1}",
         ];
         for body in bodies {
             let ours = scan(body, PATHS).is_ok();
