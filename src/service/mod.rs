@@ -137,9 +137,15 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
             Routing::Answer(answer) => Dispatch::Ours(ResponseFuture::ready(answer)),
             Routing::Deliver { source, trigger_id } => {
                 let shared = Arc::clone(&self.shared);
+                // Only the headers are read from here on; the rest of the request head is
+                // dropped now rather than carried in the future.
                 let (parts, body) = request.into_parts();
                 Dispatch::Ours(ResponseFuture::running(Box::pin(pipeline::deliver(
-                    shared, parts, body, source, trigger_id,
+                    shared,
+                    parts.headers,
+                    body,
+                    source,
+                    trigger_id,
                 ))))
             }
         }

@@ -9,7 +9,6 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{HeaderMap, Method, Response};
 use http_body::Body;
 use tracing::Instrument;
@@ -78,7 +77,7 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 )]
 pub(crate) fn deliver<E, A, B>(
     shared: Arc<Shared<E, A>>,
-    parts: Parts,
+    headers: HeaderMap,
     body: B,
     source: Source,
     trigger_id: Uuid,
@@ -93,26 +92,11 @@ where
         let telemetry = DeliveryTelemetry::start(source, trigger_id);
         let accepted = if telemetry.span().is_disabled() {
             // Nobody listens: skip entering and leaving a span on every poll.
-            accept(
-                &shared,
-                &parts.headers,
-                body,
-                source,
-                trigger_id,
-                &telemetry,
-            )
-            .await
+            accept(&shared, &headers, body, source, trigger_id, &telemetry).await
         } else {
-            accept(
-                &shared,
-                &parts.headers,
-                body,
-                source,
-                trigger_id,
-                &telemetry,
-            )
-            .instrument(telemetry.span().clone())
-            .await
+            accept(&shared, &headers, body, source, trigger_id, &telemetry)
+                .instrument(telemetry.span().clone())
+                .await
         };
         let answer = match accepted {
             Ok(answer) | Err(answer) => answer,
