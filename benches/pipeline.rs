@@ -82,6 +82,14 @@ fn accepted(c: &mut Criterion) {
     bench_requests(&mut group, &runtime, "slack_signed", &service, 200, || {
         world.slack_signed()
     });
+    bench_requests(
+        &mut group,
+        &runtime,
+        "floor_drop_and_answer",
+        &support::floor_service(),
+        200,
+        || world.accepted::<Full<Bytes>>(JIRA_BODY),
+    );
     group.finish();
 }
 

@@ -220,3 +220,30 @@ pub fn json_document(size: usize) -> Bytes {
     out.push_str("]}");
     Bytes::from(out)
 }
+
+/// The least an in-process tower service can do with an accepted request: drop it and answer
+/// the fixed JSON of an execution id with the service's two headers. What the harness, the
+/// request's drop and the response cost, without any checking.
+pub fn floor_service() -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(|request: Request<Full<Bytes>>| async move {
+        drop(request);
+        let mut response = http::Response::new(Full::new(Bytes::from_static(
+            br#"{"executionId":"01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"}"#,
+        )));
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        Ok(response)
+    })
+}
