@@ -32,12 +32,24 @@ pub(crate) enum BodyError {
 pub(crate) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
+        .and_then(|value| parse_length(value.as_bytes()));
     match declared {
         Some(length) if length > limit as u64 => Err(BodyError::TooLarge),
         _ => Ok(()),
     }
+}
+
+/// A `Content-Length` value: decimal digits, optionally surrounded by spaces or tabs; anything
+/// else (or a number beyond `u64`) is not a length.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |length, &digit| {
+        let digit = digit.checked_sub(b'0').filter(|digit| *digit <= 9)?;
+        length.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// The body kind for the declared content type; parameters such as `charset` are allowed.
@@ -179,5 +191,29 @@ mod tests {
             check_declared_length(&headers, 10),
             Err(BodyError::TooLarge)
         ));
+    }
+
+    #[test]
+    fn lengths_are_decimal_digits_only() {
+        assert_eq!(parse_length(b"240"), Some(240));
+        assert_eq!(parse_length(b" 240\t"), Some(240));
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+5",
+            b"-1",
+            b"1a",
+            b"1 2",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
