@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Instructions per accepted request inside the service, and in the JSON scan alone, counted by
+# callgrind: unlike times, these counts repeat exactly for the same build, however busy the
+# machine is, so they show whether a change to the hot path made it do less. Not a timing: the
+# SHA-256 of the bearer token runs in software under valgrind (about 3 600 of the count), where
+# natively it uses the CPU's SHA extensions.
+#
+#   bash benches/profile.sh             # N=5000 requests by default
+#   callgrind_annotate --inclusive=yes target/profile/service.out | less   # where they go
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-5000}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*allocations[^"]*\)".*/\1/p' | tail -1)
+[ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
+mkdir -p target/profile
+
+# The allocation count sends 1 000 requests and its warm-up 10 before the N of PROFILE_LOOP.
+requests=$((N + 1010))
+count() {
+  local out=$1; shift
+  PROFILE_LOOP=$N valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" "$@" \
+    "$binary" >/dev/null 2>&1
+  local total
+  total=$(callgrind_annotate "target/profile/$out.out" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo $((total / requests))
+}
+service=$(count service \
+  "--toggle-collect=*agent_trigger::service::future::ResponseFuture as core::future::future::Future>::poll" \
+  "--toggle-collect=*TriggerService<E,A> as tower_service::Service*call")
+scan=$(count scan "--toggle-collect=agent_trigger::json::scan")
+echo "instructions per accepted request: $service in the service, $scan of them in the JSON scan"
