@@ -5,8 +5,9 @@
 //! The grammar is RFC 8259's, held to what `serde_json` will later parse: lone surrogates in
 //! `\u` escapes and numbers beyond `f64` are refused too, so that a sink can always parse its
 //! input. Nesting is limited to [`MAX_NESTING`] with an explicit stack, never recursion. Strings
-//! are skipped eight bytes at a time, which is what keeps validation above 1 GB/s; escaped
-//! strings that are picked out are unescaped with `serde_json`.
+//! are skipped eight bytes at a time and are the only place UTF-8 is checked (nothing else may
+//! hold a byte outside ASCII), which is what keeps validation above 1 GB/s; escaped strings that
+//! are picked out are unescaped with `serde_json`.
 
 use std::borrow::Cow;
 use std::fmt;
