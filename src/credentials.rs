@@ -2,15 +2,15 @@
 
 use http::HeaderMap;
 
-use crate::key::bearer_token;
+use crate::key::bearer_token_bytes;
 use crate::signature::{Presented, SignatureError};
 use crate::source::Source;
 
 /// The credentials a request presents.
 #[derive(Debug)]
 pub(crate) enum Credentials<'h> {
-    /// `Authorization: Bearer <token>`; the token may still be malformed.
-    Bearer(&'h str),
+    /// `Authorization: Bearer <token>`, as the header's bytes; the token may still be malformed.
+    Bearer(&'h [u8]),
     /// The source's signature headers, parsed but not yet verified.
     Signature(Presented<'h>),
 }
@@ -30,7 +30,7 @@ pub(crate) fn extract(
     headers: &HeaderMap,
     source: Source,
 ) -> Result<Credentials<'_>, CredentialsError> {
-    if let Some(token) = bearer_token(headers) {
+    if let Some(token) = bearer_token_bytes(headers) {
         return Ok(Credentials::Bearer(token));
     }
     let scheme = source

@@ -47,6 +47,10 @@ impl Default for Prefix {
 
 /// Parses both parameters, reporting one issue per bad parameter.
 pub(crate) fn parse_params(source: &str, trigger_id: &str) -> Result<(Source, Uuid), Vec<Issue>> {
+    // Valid parameters hold no `%`, so they parse as they arrive; decoding is for the rest.
+    if let (Ok(source), Some(id)) = (source.parse::<Source>(), parse_hyphenated_uuid(trigger_id)) {
+        return Ok((source, id));
+    }
     let source_text = decode_segment(source);
     let trigger_text = decode_segment(trigger_id);
     let source = source_text.parse::<Source>();

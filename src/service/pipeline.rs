@@ -228,7 +228,7 @@ enum Verified<'c, 'h> {
 /// Steps *API key* and *trigger* for a bearer token.
 async fn authorize_key<E, A: KeyStore>(
     shared: &Shared<E, A>,
-    token: &str,
+    token: &[u8],
     source: Source,
     trigger_id: Uuid,
     now: SystemTime,
