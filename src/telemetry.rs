@@ -1,9 +1,13 @@
 //! What a delivery leaves behind for operators: one tracing span (feature `tracing`) and
 //! counters and a latency histogram (feature `metrics`). Never a key, a secret or a body.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 #[cfg(feature = "metrics")]
 use std::time::Instant;
 
+use pin_project_lite::pin_project;
 use tracing::{Span, field};
 use uuid::Uuid;
 
@@ -14,6 +18,25 @@ use crate::{Caller, Source};
 pub const DELIVERIES_TOTAL: &str = "agent_trigger_deliveries_total";
 /// Histogram of the time from routing to answer, in seconds, labelled `source`.
 pub const DELIVERY_DURATION_SECONDS: &str = "agent_trigger_delivery_duration_seconds";
+
+pin_project! {
+    /// A future that runs inside a span, if it has one; from [`DeliveryTelemetry::in_span`].
+    pub(crate) struct InSpan<F> {
+        #[pin]
+        future: F,
+        span: Option<Span>,
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.as_ref().map(Span::enter);
+        this.future.poll(context)
+    }
+}
 
 /// The telemetry of one delivery, from its start to its answer.
 #[derive(Debug)]
@@ -51,9 +74,13 @@ impl DeliveryTelemetry {
         }
     }
 
-    /// The span the pipeline runs in.
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    /// `future`, entered into the delivery's span on every poll; when nobody listens, the
+    /// span is left alone (entering and leaving it would still cost on every poll).
+    pub(crate) fn in_span<F: Future>(&self, future: F) -> InSpan<F> {
+        InSpan {
+            future,
+            span: (!self.span.is_disabled()).then(|| self.span.clone()),
+        }
     }
 
     /// Names the caller: the key's or the secret's id, never the secret.

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use http_body::Body;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, BodyKind};
@@ -90,14 +89,11 @@ where
 {
     async move {
         let telemetry = DeliveryTelemetry::start(source, trigger_id);
-        let accepted = if telemetry.span().is_disabled() {
-            // Nobody listens: skip entering and leaving a span on every poll.
-            accept(&shared, &headers, body, source, trigger_id, &telemetry).await
-        } else {
-            accept(&shared, &headers, body, source, trigger_id, &telemetry)
-                .instrument(telemetry.span().clone())
-                .await
-        };
+        let accepted = telemetry
+            .in_span(accept(
+                &shared, &headers, body, source, trigger_id, &telemetry,
+            ))
+            .await;
         let answer = match accepted {
             Ok(answer) | Err(answer) => answer,
         };
