@@ -184,3 +184,34 @@ async fn a_subscriber_that_takes_events_but_not_spans_still_gets_one_line_per_de
         "the API key reached a trace"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn what_the_pipeline_logs_is_inside_the_delivery_span() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fixture = Fixture::new();
+    let failing = ScriptedSink::new(|_| Err(agent_trigger::SinkError::internal("queue on fire")));
+    let response = fixture
+        .service_with(failing)
+        .oneshot(fixture.bearer_request(Source::Jira, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    let trace = captured.text();
+    let failure = trace
+        .lines()
+        .find(|line| line.contains("backend failure"))
+        .unwrap_or_else(|| panic!("no failure line: {trace}"));
+    assert!(failure.contains("webhook_delivery{"), "{failure}");
+    assert!(
+        failure.contains("source=\"jira\"") || failure.contains("source=jira"),
+        "{failure}"
+    );
+}
