@@ -17,16 +17,18 @@ binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/n
 [ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
 mkdir -p target/profile
 
-# The allocation count sends 1 000 requests and its warm-up 10 before the N of PROFILE_LOOP.
-requests=$((N + 1010))
+# The bench sends requests of its own (warm-up, the allocation count) before the N of
+# PROFILE_LOOP, so it is run twice, without and with them: the difference is N requests' worth.
+total() {
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+}
 count() {
   local out=$1; shift
-  PROFILE_LOOP=$N valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" "$@" \
-    "$binary" >/dev/null 2>&1
-  local total
-  total=$(callgrind_annotate "target/profile/$out.out" 2>/dev/null |
-    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  echo $((total / requests))
+  PROFILE_LOOP=0 valgrind --tool=callgrind --callgrind-out-file="target/profile/$out-base.out" \
+    "$@" "$binary" >/dev/null 2>&1
+  PROFILE_LOOP=$N valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
+    "$@" "$binary" >/dev/null 2>&1
+  echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / N ))
 }
 service=$(count service \
   "--toggle-collect=*agent_trigger::service::future::ResponseFuture as core::future::future::Future>::poll" \
