@@ -128,22 +128,33 @@ impl Setup {
 
 /// Stands in for an agent runner: logs every execution it is handed (`LOG_EXECUTIONS=0` only
 /// drains them, as the load comparison does).
+///
+/// It takes whatever is queued at once, then lets the connections run before it looks again:
+/// under load the executions pile up in the meantime and are taken many at a time, instead of
+/// the runner being woken once for each.
 pub async fn log_executions(mut executions: mpsc::Receiver<Execution>) {
     let quiet = std::env::var("LOG_EXECUTIONS").is_ok_and(|value| value == "0");
-    while let Some(execution) = executions.recv().await {
-        if quiet {
-            continue;
+    let mut batch = Vec::with_capacity(256);
+    while executions.recv_many(&mut batch, 256).await > 0 {
+        for execution in batch.drain(..) {
+            if !quiet {
+                log_execution(&execution);
+            }
         }
-        let delivery = &execution.delivery;
-        println!(
-            "execution {} started: source={} trigger={} action={} input={}",
-            execution.id,
-            delivery.source,
-            delivery.trigger_id,
-            delivery.action.as_deref().unwrap_or("-"),
-            String::from_utf8_lossy(&delivery.input),
-        );
+        tokio::task::yield_now().await;
     }
+}
+
+fn log_execution(execution: &Execution) {
+    let delivery = &execution.delivery;
+    println!(
+        "execution {} started: source={} trigger={} action={} input={}",
+        execution.id,
+        delivery.source,
+        delivery.trigger_id,
+        delivery.action.as_deref().unwrap_or("-"),
+        String::from_utf8_lossy(&delivery.input),
+    );
 }
 
 /// Serves a tower service with hyper-util's auto builder (HTTP/1 and HTTP/2 with prior
