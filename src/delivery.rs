@@ -1,6 +1,7 @@
 //! What the sink receives for one accepted webhook: the [`Delivery`], and the id of the
 //! execution it starts.
 
+use compact_str::CompactString;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -64,7 +65,8 @@ pub struct Delivery {
     /// The sender's id for this delivery, used to recognise redeliveries.
     pub delivery_id: Option<Box<str>>,
     /// The event the delivery is about (`jira:issue_created`, `app_mention`, `Issue.create` …).
-    pub action: Option<Box<str>>,
+    /// Up to 24 bytes, as actions nearly always are, it is held inline rather than allocated.
+    pub action: Option<CompactString>,
     /// When the service received the request.
     pub received_at: SystemTime,
     /// The agent's input: one valid JSON text.

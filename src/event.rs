@@ -1,6 +1,7 @@
 //! What a delivery is about, read from the places its source's table row names: the delivery id
 //! that recognises redeliveries, the action that allowlists match, and Slack's envelope.
 
+use compact_str::{CompactString, format_compact};
 use http::{HeaderMap, HeaderName};
 
 use crate::json::Fields;
@@ -31,7 +32,7 @@ const MAX_DELIVERY_ID_LEN: usize = 255;
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Event {
     pub(crate) delivery_id: Option<Box<str>>,
-    pub(crate) action: Option<Box<str>>,
+    pub(crate) action: Option<CompactString>,
     /// Slack's `url_verification` challenge, to be echoed.
     pub(crate) challenge: Option<Box<str>>,
     /// A Slack message posted by a bot, skipped to avoid loops.
@@ -58,18 +59,18 @@ impl Event {
                 .get(name)
                 .and_then(|value| value.to_str().ok())
                 .filter(|text| !text.is_empty())
-                .map(Box::from),
+                .map(CompactString::from),
             ActionFrom::BodyPath(paths) => paths
                 .iter()
                 .find_map(|path| fields.str(path))
-                .map(Box::from),
+                .map(CompactString::from),
             ActionFrom::TypeDotAction(kind, action) => {
                 match (fields.str(&[*kind]), fields.str(&[*action])) {
-                    (Some(kind), Some(action)) => Some(format!("{kind}.{action}").into()),
+                    (Some(kind), Some(action)) => Some(format_compact!("{kind}.{action}")),
                     _ => None,
                 }
             }
-            ActionFrom::Slack => fields.str(&["event", "type"]).map(Box::from),
+            ActionFrom::Slack => fields.str(&["event", "type"]).map(CompactString::from),
         };
         let (challenge, from_bot) = if spec.slack_events {
             let challenge = (fields.str(&["type"]) == Some("url_verification"))
@@ -101,7 +102,7 @@ impl Event {
     /// decoder found; only `Idempotency-Key` can name it.
     pub(crate) fn from_form(
         headers: &HeaderMap,
-        action: Option<Box<str>>,
+        action: Option<CompactString>,
     ) -> Result<Event, BadIdempotencyKey> {
         Ok(Event {
             delivery_id: idempotency_key(headers)?,

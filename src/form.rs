@@ -1,6 +1,7 @@
 //! Slack's `application/x-www-form-urlencoded` bodies (slash commands, interactivity) turned
 //! into the JSON object the agent receives.
 
+use compact_str::CompactString;
 use std::collections::HashSet;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ const PAYLOAD: &str = "payload";
 #[derive(Debug)]
 pub(crate) struct FormInput {
     pub(crate) json: Bytes,
-    pub(crate) action: Option<Box<str>>,
+    pub(crate) action: Option<CompactString>,
 }
 
 /// Every field becomes a string member, except `payload`, which is parsed as JSON. The first of
@@ -38,12 +39,12 @@ pub(crate) fn decode(body: &[u8]) -> Result<FormInput, JsonError> {
                 message: format!("payload: {}", error.message),
                 ..error
             })?;
-            action = fields.str(&["type"]).map(Box::from);
+            action = fields.str(&["type"]).map(CompactString::from);
             // Validated above: exactly one JSON text, so it embeds as is.
             out.extend_from_slice(value.trim().as_bytes());
         } else {
             if name == "command" {
-                action = Some(Box::from(&*value));
+                action = Some(CompactString::from(&*value));
             }
             write_string(&mut out, &value);
         }

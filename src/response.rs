@@ -1,5 +1,6 @@
 //! Every answer the service gives, and the one function that turns it into an HTTP response.
 
+use compact_str::CompactString;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub(crate) enum Answer {
     Challenge(Box<str>),
     Skipped {
         message: Cow<'static, str>,
-        action: Option<Box<str>>,
+        action: Option<CompactString>,
     },
     Started(ExecutionId),
     Replayed(ExecutionId),

@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use http::{HeaderMap, Method, Response};
 use http_body::Body;
 use uuid::Uuid;
@@ -342,7 +343,7 @@ fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
         Ok(Outcome::Replayed(id)) => Answer::Replayed(id),
         Ok(Outcome::Skipped { message, action }) => Answer::Skipped {
             message: Cow::Owned(message),
-            action: action.map(String::into_boxed_str),
+            action: action.map(CompactString::from),
         },
         Ok(Outcome::Rejected(message)) => Answer::Rejected(message),
         Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
@@ -350,7 +351,7 @@ fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
     }
 }
 
-fn skipped(message: &'static str, action: Option<Box<str>>) -> Answer {
+fn skipped(message: &'static str, action: Option<CompactString>) -> Answer {
     Answer::Skipped {
         message: Cow::Borrowed(message),
         action,

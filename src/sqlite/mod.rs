@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use compact_str::CompactString;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
@@ -574,7 +575,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
         row.get::<_, Vec<u8>>(10)?.into(),
     );
     delivery.delivery_id = row.get::<_, Option<String>>(7)?.map(String::into_boxed_str);
-    delivery.action = row.get::<_, Option<String>>(8)?.map(String::into_boxed_str);
+    delivery.action = row.get::<_, Option<String>>(8)?.map(CompactString::from);
     delivery.received_at = from_unix_millis(row.get(9)?);
     Ok(ClaimedExecution {
         id: parse_execution_id(&row.get::<_, String>(0)?),
