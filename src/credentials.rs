@@ -3,6 +3,7 @@
 use http::HeaderMap;
 
 use crate::key::bearer_token_bytes;
+use crate::lookup;
 use crate::signature::{Presented, SignatureError};
 use crate::source::Source;
 
@@ -38,7 +39,7 @@ pub(crate) fn extract(
         .scheme
         .as_ref()
         .ok_or(CredentialsError::Missing)?;
-    if !headers.contains_key(scheme.signature_header()) {
+    if lookup::header(headers, scheme.signature_header()).is_none() {
         return Err(CredentialsError::Missing);
     }
     Presented::parse(scheme, headers)

@@ -16,6 +16,7 @@ mod form;
 mod json;
 mod key;
 pub mod layer;
+mod lookup;
 pub mod memory;
 pub mod openapi;
 mod queue;

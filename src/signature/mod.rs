@@ -38,6 +38,7 @@ use subtle::ConstantTimeEq;
 
 use crate::SigningSecret;
 use crate::json;
+use crate::lookup;
 use crate::secret::HmacSha256;
 use crate::source::{BodyTimestamp, Scheme, Source};
 
@@ -224,9 +225,7 @@ pub fn sign(
 
 /// A header's value as text, or the scheme's error naming it.
 fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
-    let value = headers
-        .get(name)
-        .ok_or(SignatureError::MissingHeader(name))?;
+    let value = lookup::header(headers, name).ok_or(SignatureError::MissingHeader(name))?;
     value
         .to_str()
         .map(str::trim)
