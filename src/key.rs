@@ -8,6 +8,8 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 
+use crate::lookup;
+
 /// The fixed prefix of every generated key, so that secret scanners can recognise a leaked one.
 pub const API_KEY_PREFIX: &str = "atk_";
 
@@ -160,7 +162,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// [`bearer_token`] as the header's bytes, which is all the pipeline needs: it checks them
 /// against the token alphabet and hashes them, never reading them as text.
 pub(crate) fn bearer_token_bytes(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let value = lookup::standard(headers, &AUTHORIZATION)?.as_bytes();
     let scheme = value.get(..6)?;
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return None;

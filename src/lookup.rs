@@ -1,15 +1,13 @@
-//! Looking up the headers that sources name, none of which is one of HTTP's standard headers.
+//! Looking up a request's headers. A request carries a handful, and comparing their names
+//! with the one wanted is quicker than hashing it: a map hashes a name one byte at a time, a
+//! chain of dependent multiplications about as long as the name. Only large maps are hashed.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Up to this many distinct names, a map is searched entry by entry rather than by hash.
 const SEARCHED_IN_ORDER_UP_TO: usize = 16;
 
-/// The first value of the header `name` (lowercase, as header maps keep names).
-///
-/// A map finds a name that is not a standard header by hashing it one byte at a time, a chain
-/// of dependent multiplications: about as long as the name. A request carries a handful of
-/// headers, and comparing their names with `name` is quicker; only a large map is hashed.
+/// The first value of the header `name`, as a source names it (lowercase, as maps keep names).
 pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h HeaderValue> {
     debug_assert!(
         !name.bytes().any(|byte| byte.is_ascii_uppercase()),
@@ -18,10 +16,23 @@ pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h Heade
     if headers.keys_len() > SEARCHED_IN_ORDER_UP_TO {
         return headers.get(name);
     }
-    // The first entry of a name comes before its further values, as `HeaderMap::get` reads.
+    first(headers, |key| key.as_str() == name)
+}
+
+/// The first value of the header `name`, typically one of HTTP's standard headers, which
+/// compare as a small number.
+pub(crate) fn standard<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
+    if headers.keys_len() > SEARCHED_IN_ORDER_UP_TO {
+        return headers.get(name);
+    }
+    first(headers, |key| key == name)
+}
+
+/// The first entry of a name comes before its further values, as `HeaderMap::get` reads.
+fn first(headers: &HeaderMap, wanted: impl Fn(&HeaderName) -> bool) -> Option<&HeaderValue> {
     headers
         .iter()
-        .find(|(key, _)| key.as_str() == name)
+        .find(|(key, _)| wanted(key))
         .map(|(_, value)| value)
 }
 
@@ -59,6 +70,8 @@ mod tests {
         for headers in [&small, &large] {
             for name in ["webhook-id", "content-type", "idempotency-key", "x-extra-3"] {
                 assert_eq!(header(headers, name), headers.get(name), "{name}");
+                let name = HeaderName::from_static(name);
+                assert_eq!(standard(headers, &name), headers.get(&name), "{name}");
             }
             assert_eq!(header(headers, "webhook-id").unwrap(), "first");
         }
