@@ -1,12 +1,12 @@
 //! What the sink receives for one accepted webhook: the [`Delivery`], and the id of the
 //! execution it starts.
 
-use compact_str::CompactString;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 

@@ -1,10 +1,10 @@
 //! Slack's `application/x-www-form-urlencoded` bodies (slash commands, interactivity) turned
 //! into the JSON object the agent receives.
 
-use compact_str::CompactString;
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use crate::json::{self, JsonError};
 

@@ -39,7 +39,6 @@ fn first(headers: &HeaderMap, wanted: impl Fn(&HeaderName) -> bool) -> Option<&H
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
 
     fn map(entries: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

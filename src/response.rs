@@ -1,10 +1,10 @@
 //! Every answer the service gives, and the one function that turns it into an HTTP response.
 
-use compact_str::CompactString;
 use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
