@@ -1,5 +1,6 @@
 //! The service's hot path and its rejections, beside the axum handler a user would write
-//! instead, in one criterion run.
+//! instead, in one criterion run. Criterion's `time:` lines give its slope estimate; the run
+//! ends with a table of the medians it measured, and the ratios that matter.
 //!
 //! ```text
 //! cargo bench --bench pipeline
@@ -9,13 +10,12 @@
 mod support;
 
 use std::fmt::Debug;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
-use criterion::{
-    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group};
 use http::{Request, Response};
 use http_body_util::Full;
 use support::{JIRA_BODY, World, json_document};
@@ -160,4 +160,88 @@ criterion_group! {
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = accepted, rejected, validation
 }
-criterion_main!(benches);
+
+fn main() {
+    let started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_medians(started);
+}
+
+/// One benchmark's median from what criterion wrote for it.
+struct Median {
+    id: String,
+    nanos: f64,
+    bytes: Option<f64>,
+}
+
+/// Where criterion keeps its results, found as criterion finds it.
+fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    target.join("criterion")
+}
+
+/// The medians of the benchmarks measured since `started` (a filtered run leaves the others'
+/// older results in place), and the ratios the performance targets are stated in.
+fn print_medians(started: SystemTime) {
+    let mut medians: Vec<Median> = ["accepted", "rejected", "body_validation"]
+        .iter()
+        .flat_map(|group| {
+            std::fs::read_dir(criterion_home().join(group))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|entry| read_median(&entry.ok()?.path().join("new"), started))
+        .collect();
+    if medians.is_empty() {
+        return;
+    }
+    medians.sort_by(|a, b| a.id.cmp(&b.id));
+    println!("\nmedians of this run:");
+    for median in &medians {
+        match median.bytes {
+            Some(bytes) => println!(
+                "  {:<40} {:>10.3} µs  {:.2} GiB/s",
+                median.id,
+                median.nanos / 1000.0,
+                bytes / median.nanos * 1e9 / f64::from(1u32 << 30)
+            ),
+            None => println!("  {:<40} {:>10.3} µs", median.id, median.nanos / 1000.0),
+        }
+    }
+    let find = |id: &str| {
+        medians
+            .iter()
+            .find(|median| median.id == id)
+            .map(|median| median.nanos)
+    };
+    if let (Some(service), Some(axum)) = (
+        find("accepted/trigger_service"),
+        find("accepted/axum_idiomatic_handler"),
+    ) {
+        println!(
+            "  the axum handler takes {:.1}x the service's time",
+            axum / service
+        );
+    }
+}
+
+fn read_median(directory: &Path, started: SystemTime) -> Option<Median> {
+    let estimates = directory.join("estimates.json");
+    if std::fs::metadata(&estimates).ok()?.modified().ok()? < started {
+        return None;
+    }
+    let read = |file: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(directory.join(file)).ok()?).ok()
+    };
+    let benchmark = read("benchmark.json")?;
+    Some(Median {
+        id: benchmark["full_id"].as_str()?.to_owned(),
+        nanos: read("estimates.json")?["median"]["point_estimate"].as_f64()?,
+        bytes: benchmark["throughput"]["Bytes"].as_f64(),
+    })
+}
