@@ -38,6 +38,20 @@ impl<F: Future> Future for InSpan<F> {
     }
 }
 
+/// Whether a delivery's span could be seen at all: by a tracing subscriber that takes `INFO`,
+/// or by a `log` logger that does, through tracing's `log` bridge. When neither can, the span
+/// and its fields are not built (the bridge would build them only to find no logger wants them).
+fn anyone_listens() -> bool {
+    #[cfg(feature = "tracing")]
+    {
+        tracing::level_enabled!(tracing::Level::INFO) || log::max_level() >= log::LevelFilter::Info
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        false
+    }
+}
+
 /// The telemetry of one delivery, from its start to its answer.
 #[derive(Debug)]
 pub(crate) struct DeliveryTelemetry {
@@ -50,7 +64,7 @@ pub(crate) struct DeliveryTelemetry {
 
 impl DeliveryTelemetry {
     pub(crate) fn start(source: Source, trigger_id: Uuid) -> Self {
-        let span = if cfg!(feature = "tracing") {
+        let span = if anyone_listens() {
             tracing::info_span!(
                 "webhook_delivery",
                 source = source.as_str(),
