@@ -131,7 +131,7 @@ impl DeliveryTelemetry {
             self.span.record("outcome", answer.outcome());
             self.span.record("status", answer.status().as_u16());
             tracing::info!(parent: &self.span, "webhook delivery");
-        } else if cfg!(feature = "tracing") {
+        } else if anyone_listens() {
             // No subscriber took the span; the line still reaches a subscriber that filters
             // spans out, and `log` through `tracing`'s bridge.
             tracing::info!(
