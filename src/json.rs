@@ -764,7 +764,8 @@ mod tests {
         // Each special byte at every offset of the first chunks and of the padded tail.
         for length in 0..40 {
             let (before, after) = ("x".repeat(length), "y".repeat(length % 7));
-            for (special, text) in [("\\\"", "\""), ("\\\\", "\\"), ("é", "é"), ("\\u00e9", "é")] {
+            for (special, text) in [("\\\"", "\""), ("\\\\", "\\"), ("é", "é"), ("\\u00e9", "é")]
+            {
                 let body = format!(r#"{{"type":"{before}{special}{after}"}}"#);
                 let fields = scan(body.as_bytes(), PATHS).unwrap();
                 let expected = format!("{before}{text}{after}");

@@ -212,7 +212,7 @@ pub fn json_document(size: usize) -> Bytes {
             r#"{{"id":{n},"key":"SEC-{n}","summary":"Rotate the \"leaked\" token in service {n}","score":{}.{:02},"open":{},"assignee":null,"labels":["security","triage","p{}"],"links":{{"self":"https://example.atlassian.net/rest/api/3/issue/{n}"}}}}"#,
             n % 97,
             n % 100,
-            n % 2 == 0,
+            n.is_multiple_of(2),
             n % 4
         ));
         n += 1;

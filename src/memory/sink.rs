@@ -159,10 +159,10 @@ impl DeliveryWindow {
         if self.capacity == 0 {
             return;
         }
-        if self.order.len() == self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.ids.remove(&oldest);
-            }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
         }
         self.order.push_back(key.clone());
         self.ids.insert(key, id);

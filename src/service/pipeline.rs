@@ -186,17 +186,16 @@ where
         if event.from_bot {
             return Ok(skipped("bot messages are ignored", event.action));
         }
-        if let Some(allowlist) = trigger.allowlist() {
-            if !event
+        if let Some(allowlist) = trigger.allowlist()
+            && !event
                 .action
                 .as_deref()
                 .is_some_and(|action| allowlist.allows(action))
-            {
-                return Ok(skipped(
-                    "action is not in the trigger's allowlist",
-                    event.action,
-                ));
-            }
+        {
+            return Ok(skipped(
+                "action is not in the trigger's allowlist",
+                event.action,
+            ));
         }
 
         // duplicate, sink: the sink recognises redeliveries itself
