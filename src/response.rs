@@ -1,12 +1,13 @@
 //! Every answer the service gives, and the one function that turns it into an HTTP response.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use compact_str::CompactString;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
@@ -175,8 +176,7 @@ impl Answer {
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        *headers = COMMON_HEADERS.clone();
         match self {
             Answer::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
@@ -205,6 +205,15 @@ impl Answer {
         response
     }
 }
+
+/// The headers every answer carries, built once: cloning them copies two entries, where
+/// inserting them would hash both names on every request.
+static COMMON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+});
 
 fn json(value: &impl Serialize) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("response bodies serialise"))
