@@ -31,7 +31,6 @@ count() {
   echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / N ))
 }
 service=$(count service \
-  "--toggle-collect=*agent_trigger::service::future::ResponseFuture as core::future::future::Future>::poll" \
-  "--toggle-collect=*TriggerService<E,A> as tower_service::Service*call")
+  "--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll")
 scan=$(count scan "--toggle-collect=agent_trigger::json::scan")
 echo "instructions per accepted request: $service in the service, $scan of them in the JSON scan"
