@@ -1,13 +1,9 @@
 //! What a delivery leaves behind for operators: one tracing span (feature `tracing`) and
 //! counters and a latency histogram (feature `metrics`). Never a key, a secret or a body.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 #[cfg(feature = "metrics")]
 use std::time::Instant;
 
-use pin_project_lite::pin_project;
 use tracing::{Span, field};
 use uuid::Uuid;
 
@@ -18,25 +14,6 @@ use crate::{Caller, Source};
 pub const DELIVERIES_TOTAL: &str = "agent_trigger_deliveries_total";
 /// Histogram of the time from routing to answer, in seconds, labelled `source`.
 pub const DELIVERY_DURATION_SECONDS: &str = "agent_trigger_delivery_duration_seconds";
-
-pin_project! {
-    /// A future that runs inside a span, if it has one; from [`DeliveryTelemetry::in_span`].
-    pub(crate) struct InSpan<F> {
-        #[pin]
-        future: F,
-        span: Option<Span>,
-    }
-}
-
-impl<F: Future> Future for InSpan<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _entered = this.span.as_ref().map(Span::enter);
-        this.future.poll(context)
-    }
-}
 
 /// Whether a delivery's span could be seen at all: by a tracing subscriber that takes `INFO`,
 /// or by a `log` logger that does, through tracing's `log` bridge. When neither can, the span
@@ -88,13 +65,10 @@ impl DeliveryTelemetry {
         }
     }
 
-    /// `future`, entered into the delivery's span on every poll; when nobody listens, the
-    /// span is left alone (entering and leaving it would still cost on every poll).
-    pub(crate) fn in_span<F: Future>(&self, future: F) -> InSpan<F> {
-        InSpan {
-            future,
-            span: (!self.span.is_disabled()).then(|| self.span.clone()),
-        }
+    /// The span to enter on every poll of the delivery, or `None` when nobody listens (entering
+    /// and leaving a disabled span would still cost on every poll).
+    pub(crate) fn span_to_enter(&self) -> Option<Span> {
+        (!self.span.is_disabled()).then(|| self.span.clone())
     }
 
     /// Names the caller: the key's or the secret's id, never the secret.

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
+use tracing::Span;
 
 use crate::response::{Answer, ResponseBody};
 
@@ -22,7 +23,8 @@ pub struct ResponseFuture {
 
 enum State {
     Ready(Option<Response<ResponseBody>>),
-    Running(Running),
+    /// The pipeline, and the delivery's span to enter on each poll (when anyone listens).
+    Running(Running, Option<Span>),
 }
 
 impl ResponseFuture {
@@ -32,9 +34,9 @@ impl ResponseFuture {
         }
     }
 
-    pub(crate) fn running(future: Running) -> Self {
+    pub(crate) fn running(future: Running, span: Option<Span>) -> Self {
         ResponseFuture {
-            state: State::Running(future),
+            state: State::Running(future, span),
         }
     }
 }
@@ -45,7 +47,8 @@ impl Future for ResponseFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = match &mut self.state {
             State::Ready(response) => response.take().expect("polled after completion"),
-            State::Running(future) => {
+            State::Running(future, span) => {
+                let _entered = span.as_ref().map(Span::enter);
                 match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
                     Ok(Poll::Ready(response)) => response,
@@ -71,7 +74,7 @@ impl fmt::Debug for ResponseFuture {
         let state = match self.state {
             State::Ready(Some(_)) => "ready",
             State::Ready(None) => "done",
-            State::Running(_) => "running",
+            State::Running(..) => "running",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

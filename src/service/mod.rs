@@ -52,6 +52,7 @@ pub use self::future::ResponseFuture;
 use self::pipeline::{Routing, Settings, Shared};
 use crate::response::{Answer, ResponseBody};
 use crate::route::Prefix;
+use crate::telemetry::DeliveryTelemetry;
 use crate::{BoxError, ExecutionSink, KeyStore};
 
 /// The default path prefix.
@@ -140,13 +141,11 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
                 // Only the headers are read from here on; the rest of the request head is
                 // dropped now rather than carried in the future.
                 let (parts, body) = request.into_parts();
-                Dispatch::Ours(ResponseFuture::running(Box::pin(pipeline::deliver(
-                    shared,
-                    parts.headers,
-                    body,
-                    source,
-                    trigger_id,
-                ))))
+                let telemetry = DeliveryTelemetry::start(source, trigger_id);
+                let span = telemetry.span_to_enter();
+                let delivery =
+                    pipeline::deliver(shared, parts.headers, body, source, trigger_id, telemetry);
+                Dispatch::Ours(ResponseFuture::running(Box::pin(delivery), span))
             }
         }
     }

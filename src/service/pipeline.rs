@@ -81,6 +81,7 @@ pub(crate) fn deliver<E, A, B>(
     body: B,
     source: Source,
     trigger_id: Uuid,
+    telemetry: DeliveryTelemetry,
 ) -> impl Future<Output = Response<ResponseBody>>
 where
     E: ExecutionSink,
@@ -89,12 +90,7 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let telemetry = DeliveryTelemetry::start(source, trigger_id);
-        let accepted = telemetry
-            .in_span(accept(
-                &shared, &headers, body, source, trigger_id, &telemetry,
-            ))
-            .await;
+        let accepted = accept(&shared, &headers, body, source, trigger_id, &telemetry).await;
         let answer = match accepted {
             Ok(answer) | Err(answer) => answer,
         };
