@@ -4,6 +4,7 @@
 #[cfg(feature = "metrics")]
 use std::time::Instant;
 
+use tracing::span::Entered;
 use tracing::{Span, field};
 use uuid::Uuid;
 
@@ -65,39 +66,20 @@ impl DeliveryTelemetry {
         }
     }
 
-    /// The span to enter on every poll of the delivery, or `None` when nobody listens (entering
-    /// and leaving a disabled span would still cost on every poll).
-    pub(crate) fn span_to_enter(&self) -> Option<Span> {
-        (!self.span.is_disabled()).then(|| self.span.clone())
+    /// Enters the delivery's span until the guard is dropped; nothing when nobody listens
+    /// (entering and leaving a disabled span would still cost on every poll).
+    pub(crate) fn enter(&self) -> Option<Entered<'_>> {
+        (!self.span.is_disabled()).then(|| self.span.enter())
     }
 
-    /// Names the caller: the key's or the secret's id, never the secret.
-    pub(crate) fn caller(&self, caller: &Caller) {
-        // Recording into a disabled span still costs a trip through `tracing`'s `log` bridge.
-        if self.span.is_disabled() {
-            return;
+    /// What the pipeline records into the delivery's span as it learns it.
+    pub(crate) fn record(&self) -> DeliveryRecord {
+        DeliveryRecord {
+            span: self.span.clone(),
         }
-        match caller {
-            Caller::ApiKey { key_id, .. } => self
-                .span
-                .record("caller", field::display(format_args!("key:{key_id}"))),
-            Caller::Signature { secret_id } => self
-                .span
-                .record("caller", field::display(format_args!("secret:{secret_id}"))),
-        };
     }
-
-    /// What the delivery is about, once the body is read.
-    pub(crate) fn event(&self, delivery_id: Option<&str>, action: Option<&str>) {
-        if self.span.is_disabled() {
-            return;
-        }
-        self.span.record("delivery_id", delivery_id);
-        self.span.record("action", action);
-    }
-
     /// Closes the delivery's record with its answer: one log line, and the metrics.
-    pub(crate) fn finish(self, answer: &Answer) {
+    pub(crate) fn finish(&self, answer: &Answer) {
         if !self.span.is_disabled() {
             if let Answer::Started(id) | Answer::Replayed(id) = answer {
                 self.span.record("execution_id", field::display(id));
@@ -129,5 +111,39 @@ impl DeliveryTelemetry {
             metrics::histogram!(DELIVERY_DURATION_SECONDS, "source" => source)
                 .record(self.started.elapsed().as_secs_f64());
         }
+    }
+}
+
+/// The delivery's span as the pipeline sees it: it names the caller and the event once they
+/// are known. From [`DeliveryTelemetry::record`].
+#[derive(Debug)]
+pub(crate) struct DeliveryRecord {
+    span: Span,
+}
+
+impl DeliveryRecord {
+    /// Names the caller: the key's or the secret's id, never the secret.
+    pub(crate) fn caller(&self, caller: &Caller) {
+        // Recording into a disabled span still costs a trip through `tracing`'s `log` bridge.
+        if self.span.is_disabled() {
+            return;
+        }
+        match caller {
+            Caller::ApiKey { key_id, .. } => self
+                .span
+                .record("caller", field::display(format_args!("key:{key_id}"))),
+            Caller::Signature { secret_id } => self
+                .span
+                .record("caller", field::display(format_args!("secret:{secret_id}"))),
+        };
+    }
+
+    /// What the delivery is about, once the body is read.
+    pub(crate) fn event(&self, delivery_id: Option<&str>, action: Option<&str>) {
+        if self.span.is_disabled() {
+            return;
+        }
+        self.span.record("delivery_id", delivery_id);
+        self.span.record("action", action);
     }
 }

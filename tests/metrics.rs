@@ -41,22 +41,7 @@ fn deliveries_are_counted_and_timed() {
     });
 
     let snapshot = snapshotter.snapshot().into_vec();
-    let counter = |source: &str, outcome: &str, status: &str| {
-        snapshot.iter().find_map(|(key, _, _, value)| {
-            let labels: Vec<_> = key
-                .key()
-                .labels()
-                .map(|label| (label.key(), label.value()))
-                .collect();
-            let wanted = key.kind() == MetricKind::Counter
-                && key.key().name() == DELIVERIES_TOTAL
-                && labels == [("source", source), ("outcome", outcome), ("status", status)];
-            match (wanted, value) {
-                (true, DebugValue::Counter(count)) => Some(*count),
-                _ => None,
-            }
-        })
-    };
+    let counter = |source, outcome, status| delivery_count(&snapshot, source, outcome, status);
     assert_eq!(counter("jira", "started", "200"), Some(2));
     assert_eq!(counter("slack", "missing_credentials", "401"), Some(1));
     let timings: usize = snapshot
@@ -68,4 +53,56 @@ fn deliveries_are_counted_and_timed() {
         })
         .sum();
     assert_eq!(timings, 3);
+}
+
+#[test]
+fn a_delivery_that_panics_is_still_counted_as_a_500() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let fixture = Fixture::new();
+            let sink = ScriptedSink::new(|_| panic!("sink exploded"));
+            let answer = send(
+                fixture.service_with(sink),
+                fixture.bearer_request(Source::Jira, "{}"),
+            )
+            .await;
+            assert_eq!(answer.status, 500);
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        delivery_count(&snapshot, "jira", "internal_error", "500"),
+        Some(1)
+    );
+}
+
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// The deliveries counted with these labels, if any were.
+fn delivery_count(snapshot: &Snapshot, source: &str, outcome: &str, status: &str) -> Option<u64> {
+    snapshot.iter().find_map(|(key, _, _, value)| {
+        let labels: Vec<_> = key
+            .key()
+            .labels()
+            .map(|label| (label.key(), label.value()))
+            .collect();
+        let wanted = key.kind() == MetricKind::Counter
+            && key.key().name() == DELIVERIES_TOTAL
+            && labels == [("source", source), ("outcome", outcome), ("status", status)];
+        match (wanted, value) {
+            (true, DebugValue::Counter(count)) => Some(*count),
+            _ => None,
+        }
+    })
 }

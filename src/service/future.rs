@@ -7,11 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
-use tracing::Span;
 
 use crate::response::{Answer, ResponseBody};
+use crate::telemetry::DeliveryTelemetry;
 
-type Running = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>;
+/// The pipeline's steps from credentials to sink, with an answer either way.
+type Running = Pin<Box<dyn Future<Output = Result<Answer, Answer>> + Send>>;
 
 /// Response future of [`TriggerService`](super::TriggerService).
 ///
@@ -23,8 +24,8 @@ pub struct ResponseFuture {
 
 enum State {
     Ready(Option<Response<ResponseBody>>),
-    /// The pipeline, and the delivery's span to enter on each poll (when anyone listens).
-    Running(Running, Option<Span>),
+    /// The pipeline, polled inside the delivery's span, which the answer then closes.
+    Running(Running, DeliveryTelemetry),
 }
 
 impl ResponseFuture {
@@ -34,9 +35,9 @@ impl ResponseFuture {
         }
     }
 
-    pub(crate) fn running(future: Running, span: Option<Span>) -> Self {
+    pub(crate) fn running(pipeline: Running, telemetry: DeliveryTelemetry) -> Self {
         ResponseFuture {
-            state: State::Running(future, span),
+            state: State::Running(pipeline, telemetry),
         }
     }
 }
@@ -47,11 +48,11 @@ impl Future for ResponseFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = match &mut self.state {
             State::Ready(response) => response.take().expect("polled after completion"),
-            State::Running(future, span) => {
-                let _entered = span.as_ref().map(Span::enter);
-                match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            State::Running(pipeline, telemetry) => {
+                let _entered = telemetry.enter();
+                let answer = match catch_unwind(AssertUnwindSafe(|| pipeline.as_mut().poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(response)) => response,
+                    Ok(Poll::Ready(Ok(answer) | Err(answer))) => answer,
                     Err(panic) => {
                         let message = panic
                             .downcast_ref::<&str>()
@@ -59,9 +60,11 @@ impl Future for ResponseFuture {
                             .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
                             .unwrap_or("a non-string payload");
                         tracing::error!(panic = message, "webhook delivery panicked");
-                        Answer::Internal.into_response()
+                        Answer::Internal
                     }
-                }
+                };
+                telemetry.finish(&answer);
+                answer.into_response()
             }
         };
         self.state = State::Ready(None);

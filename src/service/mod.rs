@@ -142,10 +142,15 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
                 // dropped now rather than carried in the future.
                 let (parts, body) = request.into_parts();
                 let telemetry = DeliveryTelemetry::start(source, trigger_id);
-                let span = telemetry.span_to_enter();
-                let delivery =
-                    pipeline::deliver(shared, parts.headers, body, source, trigger_id, telemetry);
-                Dispatch::Ours(ResponseFuture::running(Box::pin(delivery), span))
+                let pipeline = pipeline::accept(
+                    shared,
+                    parts.headers,
+                    body,
+                    source,
+                    trigger_id,
+                    telemetry.record(),
+                );
+                Dispatch::Ours(ResponseFuture::running(Box::pin(pipeline), telemetry))
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use compact_str::CompactString;
-use http::{HeaderMap, Method, Response};
+use http::{HeaderMap, Method};
 use http_body::Body;
 use uuid::Uuid;
 
@@ -19,11 +19,11 @@ use crate::credentials::{self, Credentials, CredentialsError};
 use crate::event::Event;
 use crate::json;
 use crate::key::is_well_formed_token;
-use crate::response::{Answer, ResponseBody};
+use crate::response::Answer;
 use crate::route::{self, Prefix};
 use crate::signature::{self, Presented, SignatureError};
 use crate::source::{BodyTimestamp, Source, SourceSpec};
-use crate::telemetry::DeliveryTelemetry;
+use crate::telemetry::DeliveryRecord;
 use crate::{
     BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
 };
@@ -70,47 +70,19 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
     }
 }
 
-/// The remaining steps, from *credentials* to *sink*, and the response.
+/// The remaining steps, from *credentials* to *sink*. `Ok` and `Err` are both answers; `Err` is
+/// the early exit of a failed check. The response future turns the answer into the response.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would copy its arguments into its future a second time"
 )]
-pub(crate) fn deliver<E, A, B>(
+pub(crate) fn accept<E, A, B>(
     shared: Arc<Shared<E, A>>,
     headers: HeaderMap,
     body: B,
     source: Source,
     trigger_id: Uuid,
-    telemetry: DeliveryTelemetry,
-) -> impl Future<Output = Response<ResponseBody>>
-where
-    E: ExecutionSink,
-    A: KeyStore,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    async move {
-        let accepted = accept(&shared, &headers, body, source, trigger_id, &telemetry).await;
-        let answer = match accepted {
-            Ok(answer) | Err(answer) => answer,
-        };
-        telemetry.finish(&answer);
-        answer.into_response()
-    }
-}
-
-/// `Ok` and `Err` are both answers; `Err` is the early exit of a failed check.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would copy its arguments into its future a second time"
-)]
-fn accept<E, A, B>(
-    shared: &Shared<E, A>,
-    headers: &HeaderMap,
-    body: B,
-    source: Source,
-    trigger_id: Uuid,
-    telemetry: &DeliveryTelemetry,
+    record: DeliveryRecord,
 ) -> impl Future<Output = Result<Answer, Answer>>
 where
     E: ExecutionSink,
@@ -119,6 +91,7 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
+        let (shared, headers) = (&*shared, &headers);
         let spec = source.spec();
         let limit = shared.settings.body_limit;
         let received_at = SystemTime::now();
@@ -134,7 +107,7 @@ where
             Credentials::Bearer(token) => {
                 let (trigger, caller) =
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
-                telemetry.caller(&caller);
+                record.caller(&caller);
                 (trigger, Verified::ByKey(caller))
             }
             Credentials::Signature(presented) => (
@@ -158,14 +131,14 @@ where
             Verified::ByKey(caller) => caller,
             Verified::PendingSignature(presented) => {
                 let caller = verify_signature(presented, &trigger, &raw, received_at)?;
-                telemetry.caller(&caller);
+                record.caller(&caller);
                 caller
             }
         };
 
         // JSON
         let (input, event) = decode(spec, headers, kind, raw)?;
-        telemetry.event(event.delivery_id.as_deref(), event.action.as_deref());
+        record.event(event.delivery_id.as_deref(), event.action.as_deref());
         if signed {
             check_body_timestamp(spec, &trigger, &event, received_at)?;
         }
