@@ -3,44 +3,37 @@
 
 mod common;
 
+use std::future::Future;
+
 use agent_trigger::Source;
 use agent_trigger::telemetry::{DELIVERIES_TOTAL, DELIVERY_DURATION_SECONDS};
 use common::*;
 use http::Request;
-use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::{CompositeKey, MetricKind};
 
 #[test]
 fn deliveries_are_counted_and_timed() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let fixture = Fixture::new();
-            let (service, _rx) = fixture.channel_service();
-            let body = r#"{"webhookEvent":"jira:issue_created"}"#;
-            for _ in 0..2 {
-                send(
-                    service.clone(),
-                    fixture.bearer(Source::Jira, body).body(full(body)).unwrap(),
-                )
-                .await;
-            }
+    let snapshot = recorded(|| async {
+        let fixture = Fixture::new();
+        let (service, _rx) = fixture.channel_service();
+        let body = r#"{"webhookEvent":"jira:issue_created"}"#;
+        for _ in 0..2 {
             send(
                 service.clone(),
-                Request::post(fixture.path(Source::Slack))
-                    .body(full("{}"))
-                    .unwrap(),
+                fixture.bearer(Source::Jira, body).body(full(body)).unwrap(),
             )
             .await;
-        });
+        }
+        send(
+            service.clone(),
+            Request::post(fixture.path(Source::Slack))
+                .body(full("{}"))
+                .unwrap(),
+        )
+        .await;
     });
 
-    let snapshot = snapshotter.snapshot().into_vec();
     let counter = |source, outcome, status| delivery_count(&snapshot, source, outcome, status);
     assert_eq!(counter("jira", "started", "200"), Some(2));
     assert_eq!(counter("slack", "missing_credentials", "401"), Some(1));
@@ -57,25 +50,16 @@ fn deliveries_are_counted_and_timed() {
 
 #[test]
 fn a_delivery_that_panics_is_still_counted_as_a_500() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let fixture = Fixture::new();
-            let sink = ScriptedSink::new(|_| panic!("sink exploded"));
-            let answer = send(
-                fixture.service_with(sink),
-                fixture.bearer_request(Source::Jira, "{}"),
-            )
-            .await;
-            assert_eq!(answer.status, 500);
-        });
+    let snapshot = recorded(|| async {
+        let fixture = Fixture::new();
+        let sink = ScriptedSink::new(|_| panic!("sink exploded"));
+        let answer = send(
+            fixture.service_with(sink),
+            fixture.bearer_request(Source::Jira, "{}"),
+        )
+        .await;
+        assert_eq!(answer.status, 500);
     });
-    let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(
         delivery_count(&snapshot, "jira", "internal_error", "500"),
         Some(1)
@@ -83,11 +67,25 @@ fn a_delivery_that_panics_is_still_counted_as_a_500() {
 }
 
 type Snapshot = Vec<(
-    metrics_util::CompositeKey,
+    CompositeKey,
     Option<metrics::Unit>,
     Option<metrics::SharedString>,
     DebugValue,
 )>;
+
+/// What a recorder of its own took while `deliveries` ran on a fresh runtime.
+fn recorded<F: Future<Output = ()>>(deliveries: impl FnOnce() -> F) -> Snapshot {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(deliveries());
+    });
+    snapshotter.snapshot().into_vec()
+}
 
 /// The deliveries counted with these labels, if any were.
 fn delivery_count(snapshot: &Snapshot, source: &str, outcome: &str, status: &str) -> Option<u64> {
