@@ -215,3 +215,35 @@ async fn what_the_pipeline_logs_is_inside_the_delivery_span() {
         "{failure}"
     );
 }
+
+/// A subscriber layer that panics on the delivery's closing line, as a faulty one might.
+struct PanicsOnTheDeliveryLine;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PanicsOnTheDeliveryLine {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "agent_trigger::telemetry" {
+            panic!("subscriber exploded");
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_that_panics_on_the_record_does_not_change_the_answer() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(PanicsOnTheDeliveryLine);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fixture = Fixture::new();
+    let (service, mut executions) = fixture.channel_service();
+    for _ in 0..2 {
+        let answer = send(
+            service.clone(),
+            fixture.bearer_request(Source::Jira, r#"{"webhookEvent":"jira:issue_created"}"#),
+        )
+        .await;
+        // The execution was started, so the caller must hear so rather than retry.
+        assert_eq!(answer.status, StatusCode::OK);
+        let started = executions.try_recv().expect("the execution was queued");
+        assert_eq!(answer.json["executionId"], started.id.to_string());
+    }
+}

@@ -63,7 +63,9 @@ impl Future for ResponseFuture {
                         Answer::Internal
                     }
                 };
-                telemetry.finish(&answer);
+                // The answer stands even if a subscriber or recorder panics on the record: the
+                // delivery may already have started an execution.
+                let _ = catch_unwind(AssertUnwindSafe(|| telemetry.finish(&answer)));
                 answer.into_response()
             }
         };
