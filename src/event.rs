@@ -56,7 +56,7 @@ impl Event {
             DeliveryIdFrom::BodyField(name) => fields.str(&[*name]).and_then(bounded_id),
         };
         let action = match &spec.action {
-            ActionFrom::Header(name) => lookup::header(headers, name.as_str())
+            ActionFrom::Header(name) => lookup::named(headers, name)
                 .and_then(|value| value.to_str().ok())
                 .filter(|text| !text.is_empty())
                 .map(CompactString::from),
@@ -114,7 +114,7 @@ impl Event {
 
 /// The client's `Idempotency-Key`: absent, or a delivery id of visible ASCII within the bound.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadIdempotencyKey> {
-    let Some(value) = lookup::header(headers, IDEMPOTENCY_KEY.as_str()) else {
+    let Some(value) = lookup::named(headers, &IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let text = value
@@ -130,7 +130,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadIdempoten
 /// A sender's own delivery id header; one that could not be an id is ignored, since the
 /// sender would only redeliver it forever if it were refused.
 fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
-    lookup::header(headers, name.as_str())
+    lookup::named(headers, name)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| bounded_id(text.trim()))
 }

@@ -162,7 +162,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// [`bearer_token`] as the header's bytes, which is all the pipeline needs: it checks them
 /// against the token alphabet and hashes them, never reading them as text.
 pub(crate) fn bearer_token_bytes(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = lookup::standard(headers, &AUTHORIZATION)?.as_bytes();
+    let value = lookup::named(headers, &AUTHORIZATION)?.as_bytes();
     let scheme = value.get(..6)?;
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return None;

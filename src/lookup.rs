@@ -19,9 +19,9 @@ pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h Heade
     first(headers, |key| key.as_str() == name)
 }
 
-/// The first value of the header `name`, typically one of HTTP's standard headers, which
-/// compare as a small number.
-pub(crate) fn standard<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
+/// The first value of the header `name`, compared as a header name: a standard one as a small
+/// number, any other by its bytes, never through its text one entry at a time.
+pub(crate) fn named<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
     if headers.keys_len() > SEARCHED_IN_ORDER_UP_TO {
         return headers.get(name);
     }
@@ -70,7 +70,7 @@ mod tests {
             for name in ["webhook-id", "content-type", "idempotency-key", "x-extra-3"] {
                 assert_eq!(header(headers, name), headers.get(name), "{name}");
                 let name = HeaderName::from_static(name);
-                assert_eq!(standard(headers, &name), headers.get(&name), "{name}");
+                assert_eq!(named(headers, &name), headers.get(&name), "{name}");
             }
             assert_eq!(header(headers, "webhook-id").unwrap(), "first");
         }
