@@ -78,6 +78,7 @@ impl DeliveryTelemetry {
             span: self.span.clone(),
         }
     }
+
     /// Closes the delivery's record with its answer: one log line, and the metrics.
     pub(crate) fn finish(&self, answer: &Answer) {
         if !self.span.is_disabled() {
