@@ -1,7 +1,6 @@
 //! Every answer the service gives, and the one function that turns it into an HTTP response.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -131,7 +130,11 @@ impl Answer {
         }
     }
 
-    pub(crate) fn into_response(self) -> Response<ResponseBody> {
+    /// The response, its headers written into `headers` after emptying it: the request's own
+    /// map. hyper parses a connection's next request into the map of the response it last wrote,
+    /// so a map the size of the last request serves the next one without allocating, and this
+    /// response allocates none of its own.
+    pub(crate) fn into_response(self, mut headers: HeaderMap) -> Response<ResponseBody> {
         let status = self.status();
         let body = match &self {
             Answer::NotFound => Bytes::from_static(br#"{"error":"not found"}"#),
@@ -173,10 +176,9 @@ impl Answer {
             ),
             Answer::Internal => Bytes::from_static(br#"{"error":"internal error"}"#),
         };
-        let mut response = Response::new(Full::new(body));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        *headers = COMMON_HEADERS.clone();
+        headers.clear();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             Answer::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
@@ -202,18 +204,12 @@ impl Answer {
             }
             _ => {}
         }
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         response
     }
 }
-
-/// The headers every answer carries, built once: cloning them copies two entries, where
-/// inserting them would hash both names on every request.
-static COMMON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
-    let mut headers = HeaderMap::with_capacity(4);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers
-});
 
 fn json(value: &impl Serialize) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("response bodies serialise"))
@@ -238,15 +234,36 @@ mod tests {
             Answer::Started(ExecutionId::new_v7()),
         ];
         for answer in answers {
-            let response = answer.into_response();
+            let response = answer.into_response(HeaderMap::new());
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         }
     }
 
     #[test]
+    fn the_request_headers_the_answer_is_written_into_are_gone() {
+        let mut request_headers = HeaderMap::new();
+        request_headers.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer atk_secret"),
+        );
+        request_headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        request_headers.append("x-custom", HeaderValue::from_static("one"));
+        request_headers.append("x-custom", HeaderValue::from_static("two"));
+        let response = Answer::MissingCredentials.into_response(request_headers);
+        let mut names: Vec<_> = response.headers().keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["cache-control", "content-type", "www-authenticate"]);
+        assert_eq!(response.headers().len(), 3);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
     fn retry_after_is_never_zero() {
-        let response = Answer::Unavailable(Duration::ZERO).into_response();
+        let response = Answer::Unavailable(Duration::ZERO).into_response(HeaderMap::new());
         assert_eq!(response.headers()[RETRY_AFTER], "1");
     }
 }

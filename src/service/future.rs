@@ -6,13 +6,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Response;
+use http::{HeaderMap, Response};
 
 use crate::response::{Answer, ResponseBody};
 use crate::telemetry::DeliveryTelemetry;
 
-/// The pipeline's steps from credentials to sink, with an answer either way.
-type Running = Pin<Box<dyn Future<Output = Result<Answer, Answer>> + Send>>;
+/// The pipeline's steps from credentials to sink: the answer, and the request's header map to
+/// write it into.
+type Running = Pin<Box<dyn Future<Output = (Answer, HeaderMap)> + Send>>;
 
 /// Response future of [`TriggerService`](super::TriggerService).
 ///
@@ -29,9 +30,11 @@ enum State {
 }
 
 impl ResponseFuture {
-    pub(crate) fn ready(answer: Answer) -> Self {
+    /// An answer found at once, written into the request's header map (see
+    /// [`Answer::into_response`]).
+    pub(crate) fn ready(answer: Answer, headers: HeaderMap) -> Self {
         ResponseFuture {
-            state: State::Ready(Some(answer.into_response())),
+            state: State::Ready(Some(answer.into_response(headers))),
         }
     }
 
@@ -50,23 +53,24 @@ impl Future for ResponseFuture {
             State::Ready(response) => response.take().expect("polled after completion"),
             State::Running(pipeline, telemetry) => {
                 let _entered = telemetry.enter();
-                let answer = match catch_unwind(AssertUnwindSafe(|| pipeline.as_mut().poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(answer) | Err(answer))) => answer,
-                    Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .copied()
-                            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                            .unwrap_or("a non-string payload");
-                        tracing::error!(panic = message, "webhook delivery panicked");
-                        Answer::Internal
-                    }
-                };
+                let (answer, headers) =
+                    match catch_unwind(AssertUnwindSafe(|| pipeline.as_mut().poll(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(finished)) => finished,
+                        Err(panic) => {
+                            let message = panic
+                                .downcast_ref::<&str>()
+                                .copied()
+                                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                                .unwrap_or("a non-string payload");
+                            tracing::error!(panic = message, "webhook delivery panicked");
+                            (Answer::Internal, HeaderMap::new())
+                        }
+                    };
                 // The answer stands even if a subscriber or recorder panics on the record: the
                 // delivery may already have started an execution.
                 let _ = catch_unwind(AssertUnwindSafe(|| telemetry.finish(&answer)));
-                answer.into_response()
+                answer.into_response(headers)
             }
         };
         self.state = State::Ready(None);

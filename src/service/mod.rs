@@ -135,7 +135,10 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
             request.uri().path(),
         ) {
             Routing::Elsewhere => Dispatch::Elsewhere(request),
-            Routing::Answer(answer) => Dispatch::Ours(ResponseFuture::ready(answer)),
+            Routing::Answer(answer) => Dispatch::Ours(ResponseFuture::ready(
+                answer,
+                request.into_parts().0.headers,
+            )),
             Routing::Deliver { source, trigger_id } => {
                 let shared = Arc::clone(&self.shared);
                 // Only the headers are read from here on; the rest of the request head is
@@ -175,7 +178,9 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         match self.dispatch(request) {
             Dispatch::Ours(future) => future,
-            Dispatch::Elsewhere(_) => ResponseFuture::ready(Answer::NotFound),
+            Dispatch::Elsewhere(request) => {
+                ResponseFuture::ready(Answer::NotFound, request.into_parts().0.headers)
+            }
         }
     }
 }

@@ -70,8 +70,8 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
     }
 }
 
-/// The remaining steps, from *credentials* to *sink*. `Ok` and `Err` are both answers; `Err` is
-/// the early exit of a failed check. The response future turns the answer into the response.
+/// The remaining steps, from *credentials* to *sink*, and the answer with the request's header
+/// map, emptied by the response it is written into.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would copy its arguments into its future a second time"
@@ -83,7 +83,7 @@ pub(crate) fn accept<E, A, B>(
     source: Source,
     trigger_id: Uuid,
     record: DeliveryRecord,
-) -> impl Future<Output = Result<Answer, Answer>>
+) -> impl Future<Output = (Answer, HeaderMap)>
 where
     E: ExecutionSink,
     A: KeyStore,
@@ -91,7 +91,34 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let (shared, headers) = (&*shared, &headers);
+        let answer = match steps(&shared, &headers, body, source, trigger_id, record).await {
+            Ok(answer) | Err(answer) => answer,
+        };
+        (answer, headers)
+    }
+}
+
+/// The steps themselves. `Ok` and `Err` are both answers; `Err` is the early exit of a failed
+/// check.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would copy its arguments into its future a second time"
+)]
+fn steps<'r, E, A, B>(
+    shared: &'r Shared<E, A>,
+    headers: &'r HeaderMap,
+    body: B,
+    source: Source,
+    trigger_id: Uuid,
+    record: DeliveryRecord,
+) -> impl Future<Output = Result<Answer, Answer>> + 'r
+where
+    E: ExecutionSink,
+    A: KeyStore,
+    B: Body + 'r,
+    B::Error: Into<BoxError>,
+{
+    async move {
         let spec = source.spec();
         let limit = shared.settings.body_limit;
         let received_at = SystemTime::now();

@@ -121,6 +121,16 @@ pub struct Answer {
     pub json: Value,
 }
 
+/// Every header an answer may carry.
+const ANSWER_HEADERS: [&str; 6] = [
+    "content-type",
+    "cache-control",
+    "allow",
+    "www-authenticate",
+    "idempotent-replayed",
+    "retry-after",
+];
+
 pub async fn send<S, B>(service: S, request: Request<B>) -> Answer
 where
     S: tower::Service<Request<B>, Response = http::Response<Full<Bytes>>, Error = Infallible>,
@@ -132,6 +142,19 @@ where
         .unwrap_or_else(|error| panic!("body is not JSON ({error}): {bytes:?}"));
     assert_eq!(parts.headers["content-type"], "application/json");
     assert_eq!(parts.headers["cache-control"], "no-store");
+    // The answer is written into the request's own header map: none of the request's headers
+    // may be left in it, and each of the answer's appears once.
+    for name in parts.headers.keys() {
+        assert!(
+            ANSWER_HEADERS.contains(&name.as_str()),
+            "the answer carries {name:?}, which no answer sends"
+        );
+        assert_eq!(
+            parts.headers.get_all(name).iter().count(),
+            1,
+            "{name:?} repeated"
+        );
+    }
     Answer {
         status: parts.status,
         headers: parts.headers,
