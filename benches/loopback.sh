@@ -65,7 +65,9 @@ awk -v s="$service" -v b="$bare" -v a="$axum" 'BEGIN {
   printf "  service / bare hyper:  %.2fx\n", s / b
   printf "  service / axum handler: %.2fx\n", s / a
 }'
-# The machine's speed drifts between rounds; the ratio within each round shows how far.
-paste <(echo "${results[3103]}" | tr ' ' '\n' | grep -v '^$') <(echo "${results[3101]}" | tr ' ' '\n' | grep -v '^$') |
-  awk '{ r = $1 / $2; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r }
-       END { printf "  service / bare hyper within one round: %.2fx to %.2fx\n", lo, hi }'
+# The machine's speed drifts between rounds; the ratio within each round shows how far, and
+# its median is the comparison least moved by that drift.
+ratios=$(paste <(echo "${results[3103]}" | tr ' ' '\n' | grep -v '^$') <(echo "${results[3101]}" | tr ' ' '\n' | grep -v '^$') |
+  awk '{ printf "%.4f\n", $1 / $2 }' | sort -g)
+printf '  service / bare hyper within one round: %.2fx to %.2fx, median %.2fx\n' \
+  "$(echo "$ratios" | head -1)" "$(echo "$ratios" | tail -1)" "$(echo "$ratios" | tr '\n' ' ' | median)"
