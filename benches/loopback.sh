@@ -16,21 +16,13 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 cargo build --release --quiet --example hyper --example loopback-servers
 
-export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
-export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
-export LOG_EXECUTIONS=0
-BODY='{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}'
+source benches/loopback/load.sh
 
 script=$(mktemp --suffix=.lua)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -f "$script"; }
 trap cleanup EXIT
-cat > "$script" <<LUA
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $API_KEY"
-LUA
+write_wrk_script "$script"
 
 taskset -c 0 ./target/release/examples/loopback-servers bare 127.0.0.1:3101 >/dev/null & pids+=($!)
 taskset -c 0 ./target/release/examples/loopback-servers axum 127.0.0.1:3102 >/dev/null & pids+=($!)

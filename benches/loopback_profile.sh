@@ -19,18 +19,11 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 cargo build --release --quiet --example hyper --example loopback-servers
 mkdir -p target/profile
 
-export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
-export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
-export LOG_EXECUTIONS=0 TOKIO_WORKER_THREADS=1
-BODY='{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}'
+source benches/loopback/load.sh
+export TOKIO_WORKER_THREADS=1   # the example on one worker thread, like the other two
 script=$(mktemp --suffix=.lua)
 trap 'rm -f "$script"' EXIT
-cat > "$script" <<LUA
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $API_KEY"
-LUA
+write_wrk_script "$script"
 
 # Prints the server's instructions per request: counting is zeroed after a warm-up load,
 # and the count dumped after a measured one, so start-up and warm-up drop out. It runs in a

@@ -241,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn the_request_headers_the_answer_is_written_into_are_gone() {
+    fn no_request_header_is_left_in_the_answer() {
         let mut request_headers = HeaderMap::new();
         request_headers.insert(
             "authorization",

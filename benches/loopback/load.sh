@@ -1,0 +1,18 @@
+# The load both loopback scripts send, sourced by them: the servers' key and trigger (read from
+# the environment by each server), the ~240-byte Jira body, and `write_wrk_script FILE`, which
+# writes the wrk script that posts it with the bearer key.
+
+export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
+export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
+# The example's stand-in runner drains executions without printing them.
+export LOG_EXECUTIONS=0
+BODY='{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}'
+
+write_wrk_script() {
+  cat > "$1" <<LUA
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $API_KEY"
+LUA
+}
