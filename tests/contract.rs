@@ -1086,3 +1086,55 @@ async fn after_every_kind_of_sink_fault_the_service_keeps_serving_and_acknowledg
     }
     assert_eq!(acknowledged, *accepted.lock().unwrap());
 }
+
+// ---- answers ----
+
+/// hyper parses a connection's next request into the header map of the response it last
+/// wrote; an answer written into the request's own map leaves the next request room for as
+/// many headers as this one had, whichever step answered.
+#[tokio::test]
+async fn answers_are_written_into_the_request_header_map_and_keep_its_room() {
+    const EXTRA: usize = 24;
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let with_extra_headers = |mut request: Request<Full<Bytes>>| {
+        for n in 0..EXTRA {
+            request.headers_mut().insert(
+                http::HeaderName::try_from(format!("x-forwarded-extra-{n}")).unwrap(),
+                http::HeaderValue::from_static("v"),
+            );
+        }
+        request
+    };
+    let requests = [
+        (
+            StatusCode::OK,
+            fixture.bearer_request(Source::Jira, JIRA_BODY),
+        ),
+        (
+            StatusCode::UNAUTHORIZED,
+            Request::post(fixture.path(Source::Jira))
+                .body(full(JIRA_BODY))
+                .unwrap(),
+        ),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Request::get(fixture.path(Source::Jira))
+                .body(full(""))
+                .unwrap(),
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            Request::post("/elsewhere").body(full("")).unwrap(),
+        ),
+    ];
+    for (status, request) in requests {
+        let answer = send(service.clone(), with_extra_headers(request)).await;
+        assert_eq!(answer.status, status);
+        assert!(
+            answer.headers.capacity() >= EXTRA,
+            "{status}: room for {} headers, the request had {EXTRA}",
+            answer.headers.capacity()
+        );
+    }
+}
