@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use uuid::Uuid;
 
@@ -30,7 +31,8 @@ pub struct Execution {
 /// execution id.
 ///
 /// When the channel is full the sender gets `503` with `Retry-After`, and nothing is
-/// remembered. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
+/// remembered. A queued execution holds its own copy of an input that was a slice of a larger
+/// buffer (such as the server's read buffer), so a backed-up queue weighs what its bodies do. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
 /// the original execution id and starts nothing, even when both copies arrive at once.
 ///
 /// ```
@@ -81,7 +83,15 @@ impl ChannelSink {
         self
     }
 
-    fn send(&self, execution: Execution) -> Result<(), SinkError> {
+    /// Queues the execution. It may wait long for the host, so it takes only its input's own
+    /// bytes with it: a body that arrived in one frame is usually a slice of the server's read
+    /// buffer (8 KiB or more in hyper), which a queued slice would keep alive, and which the
+    /// connection would then have to replace for its next request.
+    fn send(&self, mut execution: Execution) -> Result<(), SinkError> {
+        let input = &mut execution.delivery.input;
+        if !input.is_unique() {
+            *input = Bytes::copy_from_slice(input);
+        }
         self.sender
             .try_send(execution)
             .map_err(|error| match error {
@@ -185,6 +195,42 @@ mod tests {
         assert_eq!(window.get(&key("b")), Some(&ExecutionId::from("2")));
         assert_eq!(window.get(&key("c")), Some(&ExecutionId::from("3")));
         assert_eq!(window.ids.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_queued_execution_holds_its_own_bytes_not_the_buffer_it_was_sliced_from() {
+        let delivery = |input| {
+            let caller = crate::Caller::Signature {
+                secret_id: "s".into(),
+            };
+            Delivery::new(
+                crate::Source::Webhook,
+                Uuid::nil(),
+                "t".into(),
+                caller,
+                input,
+            )
+        };
+        let (sink, mut executions) = ChannelSink::new(4);
+        let read_buffer = Bytes::from(br#"{"type":"a"}{"type":"next request"}"#.to_vec());
+        sink.submit(delivery(read_buffer.slice(..12)))
+            .await
+            .unwrap();
+        let execution = executions.try_recv().unwrap();
+        assert_eq!(&execution.delivery.input[..], br#"{"type":"a"}"#);
+        assert!(
+            read_buffer.is_unique(),
+            "the queued execution holds the buffer"
+        );
+
+        // An input that is its own allocation already is handed on as it is.
+        let own = Bytes::from(br#"{"type":"b"}"#.to_vec());
+        let address = own.as_ptr();
+        sink.submit(delivery(own)).await.unwrap();
+        assert_eq!(
+            executions.try_recv().unwrap().delivery.input.as_ptr(),
+            address
+        );
     }
 
     #[test]
