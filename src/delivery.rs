@@ -74,7 +74,8 @@ pub struct Delivery {
     /// A body that arrived in one frame is handed on without a copy, so this may be a slice of
     /// the server's read buffer. A sink that keeps deliveries waiting in memory should copy it
     /// first (`Bytes::copy_from_slice`, when `input.is_unique()` is false), as
-    /// [`ChannelSink`](crate::memory::ChannelSink) does, or each one keeps that whole buffer alive.
+    /// [`ChannelSink`](crate::memory::ChannelSink) does, or each one keeps that whole buffer
+    /// alive.
     pub input: Bytes,
 }
 

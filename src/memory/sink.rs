@@ -31,9 +31,10 @@ pub struct Execution {
 /// execution id.
 ///
 /// When the channel is full the sender gets `503` with `Retry-After`, and nothing is
-/// remembered. A queued execution holds its own copy of an input that was a slice of a larger
-/// buffer (such as the server's read buffer), so a backed-up queue weighs what its bodies do. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
-/// the original execution id and starts nothing, even when both copies arrive at once.
+/// remembered. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
+/// the original execution id and starts nothing, even when both copies arrive at once. A queued
+/// execution holds its own copy of an input that was a slice of a larger buffer (such as the
+/// server's read buffer), so a backed-up queue weighs what its bodies do.
 ///
 /// ```
 /// use agent_trigger::memory::ChannelSink;
@@ -85,8 +86,7 @@ impl ChannelSink {
 
     /// Queues the execution. It may wait long for the host, so it takes only its input's own
     /// bytes with it: a body that arrived in one frame is usually a slice of the server's read
-    /// buffer (8 KiB or more in hyper), which a queued slice would keep alive, and which the
-    /// connection would then have to replace for its next request.
+    /// buffer (8 KiB or more in hyper), which a queued slice would keep alive.
     fn send(&self, mut execution: Execution) -> Result<(), SinkError> {
         let input = &mut execution.delivery.input;
         if !input.is_unique() {
