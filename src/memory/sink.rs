@@ -84,14 +84,7 @@ impl ChannelSink {
         self
     }
 
-    /// Queues the execution. It may wait long for the host, so it takes only its input's own
-    /// bytes with it: a body that arrived in one frame is usually a slice of the server's read
-    /// buffer (8 KiB or more in hyper), which a queued slice would keep alive.
-    fn send(&self, mut execution: Execution) -> Result<(), SinkError> {
-        let input = &mut execution.delivery.input;
-        if !input.is_unique() {
-            *input = Bytes::copy_from_slice(input);
-        }
+    fn send(&self, execution: Execution) -> Result<(), SinkError> {
         self.sender
             .try_send(execution)
             .map_err(|error| match error {
@@ -106,7 +99,14 @@ impl ChannelSink {
 }
 
 impl ExecutionSink for ChannelSink {
-    async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
+    async fn submit(&self, mut delivery: Delivery) -> Result<Outcome, SinkError> {
+        // An execution may wait long for the host, so it takes only its input's own bytes: a
+        // body that arrived in one frame is usually a slice of the server's read buffer (8 KiB
+        // or more in hyper), which a queued slice would keep alive. Copied before the lock
+        // below, which every delivery with an id takes.
+        if !delivery.input.is_unique() {
+            delivery.input = Bytes::copy_from_slice(&delivery.input);
+        }
         let Some(delivery_id) = delivery.delivery_id.clone() else {
             let id = ExecutionId::new_v7();
             self.send(Execution {
