@@ -6,7 +6,8 @@
 //! ```
 //!
 //! With `PROFILE_LOOP=N` it then sends N more accepted requests through the service, for a
-//! profiler to watch (`perf record`, `valgrind --tool=callgrind`).
+//! profiler to watch (`perf record`, `valgrind --tool=callgrind`); with `PROFILE_LARGE=N`, N
+//! requests whose body is the 1 MiB document of the validation benchmark.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use support::{JIRA_BODY, World};
+use support::{JIRA_BODY, World, json_document};
 use tower::ServiceExt;
 
 struct Counting;
@@ -120,6 +121,24 @@ fn main() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
+        }
+
+        let large_rounds: usize = std::env::var("PROFILE_LARGE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if large_rounds > 0 {
+            let document = json_document(1024 * 1024);
+            let service = world.service_with_limit(2 * 1024 * 1024);
+            for _ in 0..large_rounds {
+                let mut request = world.accepted::<Full<Bytes>>("");
+                *request.body_mut() = Full::new(document.clone());
+                request
+                    .headers_mut()
+                    .insert("content-length", document.len().into());
+                let response = service.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+            }
         }
     });
 }

@@ -3,14 +3,16 @@
 # callgrind: unlike times, these counts repeat exactly for the same build, however busy the
 # machine is, so they show whether a change to the hot path made it do less. Not a timing: the
 # SHA-256 of the bearer token runs in software under valgrind (about 3 600 of the count), where
-# natively it uses the CPU's SHA extensions.
+# natively it uses the CPU's SHA extensions. Last, the scan's instructions per byte of the 1 MiB
+# document that `benches/pipeline.rs` validates.
 #
-#   bash benches/profile.sh             # N=5000 requests by default
+#   bash benches/profile.sh             # N=5000 requests by default, LARGE=5 of the 1 MiB
 #   callgrind_annotate --inclusive=yes target/profile/service.out | less   # where they go
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-5000}
+LARGE=${LARGE:-5}
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*allocations[^"]*\)".*/\1/p' | tail -1)
@@ -18,19 +20,22 @@ binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/n
 mkdir -p target/profile
 
 # The bench sends requests of its own (warm-up, the allocation count) before the N of
-# PROFILE_LOOP, so it is run twice, without and with them: the difference is N requests' worth.
+# PROFILE_LOOP (or PROFILE_LARGE), so it is run twice, without and with them: the difference is
+# N requests' worth.
 total() {
   callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
 count() {
-  local out=$1; shift
+  local out=$1 loop=$2 rounds=$3; shift 3
   PROFILE_LOOP=0 valgrind --tool=callgrind --callgrind-out-file="target/profile/$out-base.out" \
     "$@" "$binary" >/dev/null 2>&1
-  PROFILE_LOOP=$N valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
+  env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
     "$@" "$binary" >/dev/null 2>&1
-  echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / N ))
+  echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / rounds ))
 }
-service=$(count service \
+service=$(count service PROFILE_LOOP "$N" \
   "--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll")
-scan=$(count scan "--toggle-collect=agent_trigger::json::scan")
+scan=$(count scan PROFILE_LOOP "$N" "--toggle-collect=agent_trigger::json::scan")
 echo "instructions per accepted request: $service in the service, $scan of them in the JSON scan"
+large=$(count large PROFILE_LARGE "$LARGE" "--toggle-collect=agent_trigger::json::scan")
+awk -v total="$large" 'BEGIN { printf "JSON scan of the 1 MiB document: %.2f instructions per byte\n", total / 1048576 }'
