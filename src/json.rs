@@ -182,6 +182,56 @@ fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
     }
 }
 
+/// A problem at byte offset `at`.
+#[cold]
+fn problem<T>(at: usize, message: &'static str) -> Result<T, Problem> {
+    Err(Problem { at, message })
+}
+
+/// The first byte at or after `at` that is not whitespace.
+#[inline(always)]
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// Where the string whose contents start at `start` ends (its closing quote), when it is plain
+/// ASCII without escapes; otherwise `Err` with where the first byte needing attention is.
+#[inline(always)]
+fn plain_string_end(bytes: &[u8], start: usize) -> Result<usize, usize> {
+    let stop = skip_plain_bytes(bytes, start, true);
+    if bytes.get(stop) == Some(&b'"') {
+        Ok(stop)
+    } else {
+        Err(stop)
+    }
+}
+
+/// The first byte at or after `at` that needs attention inside a string, sixteen bytes at a
+/// time: `"`, `\\`, a control character, and, when `stop_outside_ascii`, a byte outside ASCII;
+/// or the end of the body.
+#[inline(always)]
+fn skip_plain_bytes(bytes: &[u8], mut at: usize, stop_outside_ascii: bool) -> usize {
+    let Some(mut rest) = bytes.get(at..) else {
+        return at;
+    };
+    while let Some((chunk, after)) = rest.split_first_chunk::<LANES>() {
+        let special = special_bytes(chunk, stop_outside_ascii);
+        if special != 0 {
+            return at + special.trailing_zeros() as usize;
+        }
+        at += LANES;
+        rest = after;
+    }
+    // The last few bytes, padded with NULs: those count as control characters, so the scan
+    // stops at the end of the body at the latest.
+    let mut padded = [0u8; LANES];
+    padded[..rest.len()].copy_from_slice(rest);
+    at + special_bytes(&padded, stop_outside_ascii).trailing_zeros() as usize
+}
+
 struct Scanner<'b> {
     bytes: &'b [u8],
     at: usize,
@@ -202,113 +252,130 @@ impl<'b> Scanner<'b> {
         self.bytes.get(self.at).copied()
     }
 
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.at += 1;
-        }
-    }
-
     /// The whole document: one value, then only whitespace.
     ///
-    /// Each open container is recorded as object or array; the fields that may still be found
-    /// in one are kept for the few levels a field can be at (deeper, none can).
+    /// The cursor is kept in a local, not in `self.at`, so that it stays in a register on the
+    /// paths most bodies take (structure, plain strings, whitespace); `self.at` is set only for
+    /// the byte-by-byte readers of numbers, literals and unusual strings. Open containers are a
+    /// stack of bits, set for an object, innermost lowest. The fields that may still be found
+    /// in a container are kept for the few levels a field can be at (deeper, none can).
     fn document(&mut self) -> Result<(), Problem> {
+        let bytes = self.bytes;
         let mut candidates = if self.paths.is_empty() {
             0
         } else {
             (1u16 << self.paths.len()) - 1
         };
-        let mut objects = [false; MAX_NESTING];
+        let mut objects = 0u128;
         let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
         let mut depth = 0usize;
+        let mut at = skip_whitespace(bytes, 0);
         'value: loop {
-            // A value is expected: at the start, after `:`, after `[`, or after `,` in an array.
-            self.skip_whitespace();
-            match self.peek() {
-                Some(open @ (b'{' | b'[')) => {
+            // A value is expected at `at`: at the start, after `:`, after `[`, or after `,` in
+            // an array.
+            match bytes.get(at) {
+                Some(b'"') => {
+                    let (start, end, escaped) = self.string(at)?;
+                    at = end + 1;
+                    if candidates != 0 {
+                        let value = self.string_value(start, end, escaped);
+                        self.capture(candidates, depth, || Scalar::Str(value.clone()));
+                    }
+                }
+                Some(&open @ (b'{' | b'[')) => {
                     if depth == MAX_NESTING {
-                        return self.problem("nesting deeper than 128");
+                        return problem(at, "nesting deeper than 128");
                     }
                     self.capture(candidates, depth, || Scalar::Other);
-                    self.at += 1;
                     let object = open == b'{';
                     // Fields are paths of object keys: nothing under an array is picked out.
                     let inner = if object { candidates } else { 0 };
-                    objects[depth] = object;
+                    objects = objects << 1 | u128::from(object);
                     if let Some(slot) = open_candidates.get_mut(depth) {
                         *slot = inner;
                     }
                     depth += 1;
-                    self.skip_whitespace();
+                    at = skip_whitespace(bytes, at + 1);
                     let close = if object { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.at += 1;
+                    if bytes.get(at) == Some(&close) {
+                        at += 1;
                         depth -= 1;
+                        objects >>= 1;
                     } else {
-                        candidates = if object { self.key(inner, depth)? } else { 0 };
+                        (at, candidates) = if object {
+                            self.key(at, inner, depth)?
+                        } else {
+                            (at, 0)
+                        };
                         continue 'value;
                     }
                 }
-                Some(_) => self.scalar(candidates, depth)?,
-                None => return self.problem("EOF while parsing a value"),
+                Some(_) => {
+                    self.at = at;
+                    self.scalar(candidates, depth)?;
+                    at = self.at;
+                }
+                None => return problem(at, "EOF while parsing a value"),
             }
             // A value is complete: a `,` or the end of its container follows, or at the top,
             // the end of the document.
             loop {
-                self.skip_whitespace();
+                at = skip_whitespace(bytes, at);
                 if depth == 0 {
-                    return match self.peek() {
+                    return match bytes.get(at) {
                         None => Ok(()),
-                        Some(_) => self.problem("trailing characters"),
+                        Some(_) => problem(at, "trailing characters"),
                     };
                 }
-                let object = objects[depth - 1];
+                let object = objects & 1 == 1;
                 let close = if object { b'}' } else { b']' };
-                match self.peek() {
+                match bytes.get(at) {
                     Some(b',') => {
-                        self.at += 1;
-                        self.skip_whitespace();
-                        if self.peek() == Some(close) {
-                            return self.problem("trailing comma");
+                        at = skip_whitespace(bytes, at + 1);
+                        if bytes.get(at) == Some(&close) {
+                            return problem(at, "trailing comma");
                         }
-                        candidates = if object {
+                        (at, candidates) = if object {
                             let open = open_candidates.get(depth - 1).copied().unwrap_or(0);
-                            self.key(open, depth)?
+                            self.key(at, open, depth)?
                         } else {
-                            0
+                            (at, 0)
                         };
                         continue 'value;
                     }
-                    Some(byte) if byte == close => {
-                        self.at += 1;
+                    Some(&byte) if byte == close => {
+                        at += 1;
                         depth -= 1;
+                        objects >>= 1;
                     }
-                    Some(_) if object => return self.problem("expected `,` or `}`"),
-                    Some(_) => return self.problem("expected `,` or `]`"),
-                    None if object => return self.problem("EOF while parsing an object"),
-                    None => return self.problem("EOF while parsing a list"),
+                    Some(_) if object => return problem(at, "expected `,` or `}`"),
+                    Some(_) => return problem(at, "expected `,` or `]`"),
+                    None if object => return problem(at, "EOF while parsing an object"),
+                    None => return problem(at, "EOF while parsing a list"),
                 }
             }
         }
     }
 
-    /// An object key and its `:`; returns the candidates that continue with this key.
+    /// An object key at `at`, its `:` and the whitespace after it; returns where the value
+    /// starts and the candidates that continue with this key.
     #[inline(always)]
-    fn key(&mut self, open: u16, depth: usize) -> Result<u16, Problem> {
-        match self.peek() {
+    fn key(&mut self, at: usize, open: u16, depth: usize) -> Result<(usize, u16), Problem> {
+        match self.bytes.get(at) {
             Some(b'"') => {}
-            Some(_) => return self.problem("key must be a string"),
-            None => return self.problem("EOF while parsing an object"),
+            Some(_) => return problem(at, "key must be a string"),
+            None => return problem(at, "EOF while parsing an object"),
         }
-        let (start, end, escaped) = self.string()?;
-        self.skip_whitespace();
-        match self.peek() {
-            Some(b':') => self.at += 1,
-            Some(_) => return self.problem("expected `:`"),
-            None => return self.problem("EOF while parsing an object"),
+        let (start, end, escaped) = self.string(at)?;
+        let colon = skip_whitespace(self.bytes, end + 1);
+        match self.bytes.get(colon) {
+            Some(b':') => {}
+            Some(_) => return problem(colon, "expected `:`"),
+            None => return problem(colon, "EOF while parsing an object"),
         }
+        let value = skip_whitespace(self.bytes, colon + 1);
         if open == 0 {
-            return Ok(0);
+            return Ok((value, 0));
         }
         let key: Cow<'_, [u8]> = if escaped {
             Cow::Owned(
@@ -328,7 +395,7 @@ impl<'b> Scanner<'b> {
                 narrowed |= 1 << index;
             }
         }
-        Ok(narrowed)
+        Ok((value, narrowed))
     }
 
     /// Records `scalar` for every candidate whose path ends at `depth` keys; first one wins.
@@ -344,17 +411,10 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// A string, number or literal.
+    /// A number or literal at the cursor, or whatever else is not a value.
     #[inline(always)]
     fn scalar(&mut self, candidates: u16, depth: usize) -> Result<(), Problem> {
         match self.peek() {
-            Some(b'"') => {
-                let (start, end, escaped) = self.string()?;
-                if candidates != 0 {
-                    let value = self.string_value(start, end, escaped);
-                    self.capture(candidates, depth, || Scalar::Str(value.clone()));
-                }
-            }
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.at;
                 self.number()?;
@@ -363,38 +423,48 @@ impl<'b> Scanner<'b> {
                     self.capture(candidates, depth, || Scalar::Number(number));
                 }
             }
-            Some(b't') => self.literal("true", candidates, depth)?,
-            Some(b'f') => self.literal("false", candidates, depth)?,
-            Some(b'n') => self.literal("null", candidates, depth)?,
+            Some(b't') => self.literal(b"true", candidates, depth)?,
+            Some(b'f') => self.literal(b"false", candidates, depth)?,
+            Some(b'n') => self.literal(b"null", candidates, depth)?,
             Some(_) => return self.problem("expected value"),
             None => return self.problem("EOF while parsing a value"),
         }
         Ok(())
     }
 
-    fn literal(
+    /// `true`, `false` or `null`. The word's length is a constant, so the comparison is a load
+    /// or two, not a call.
+    #[inline(always)]
+    fn literal<const N: usize>(
         &mut self,
-        word: &'static str,
+        word: &'static [u8; N],
         candidates: u16,
         depth: usize,
     ) -> Result<(), Problem> {
-        if self.bytes[self.at..].starts_with(word.as_bytes()) {
-            self.at += word.len();
+        if self.bytes.get(self.at..self.at + N) == Some(word.as_slice()) {
+            self.at += N;
             self.capture(candidates, depth, || Scalar::Other);
             Ok(())
         } else {
-            // Point at the first byte that differs, as a parser reading letter by letter would.
-            let matching = self.bytes[self.at..]
-                .iter()
-                .zip(word.as_bytes())
-                .take_while(|(got, want)| got == want)
-                .count();
-            self.at += matching;
-            if self.at == self.bytes.len() {
-                self.problem("EOF while parsing a value")
-            } else {
-                self.problem("expected ident")
-            }
+            self.misspelt(word)
+        }
+    }
+
+    /// Points at the first byte that differs from `word`, as a parser reading letter by letter
+    /// would.
+    #[cold]
+    #[inline(never)]
+    fn misspelt(&mut self, word: &[u8]) -> Result<(), Problem> {
+        let matching = self.bytes[self.at..]
+            .iter()
+            .zip(word)
+            .take_while(|(got, want)| got == want)
+            .count();
+        self.at += matching;
+        if self.at == self.bytes.len() {
+            self.problem("EOF while parsing a value")
+        } else {
+            self.problem("expected ident")
         }
     }
 
@@ -442,36 +512,31 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// A string starting at the current `"`; returns the span of its contents and whether it
-    /// has escapes. Only strings can hold bytes outside ASCII, so this is also where the body's
-    /// UTF-8 is checked.
+    /// The string whose opening quote is at `at`: the span of its contents (the closing quote
+    /// is at the span's end) and whether it has escapes. Only strings can hold bytes outside
+    /// ASCII, so this is also where the body's UTF-8 is checked.
     #[inline(always)]
-    fn string(&mut self) -> Result<(usize, usize, bool), Problem> {
-        self.at += 1;
-        let start = self.at;
-        self.skip_plain_bytes(true);
-        if self.peek() == Some(b'"') {
+    fn string(&mut self, at: usize) -> Result<(usize, usize, bool), Problem> {
+        let start = at + 1;
+        match plain_string_end(self.bytes, start) {
             // Most strings are ASCII without escapes: done in line.
-            let end = self.at;
-            self.at += 1;
-            return Ok((start, end, false));
+            Ok(end) => Ok((start, end, false)),
+            Err(stop) => {
+                self.at = stop;
+                self.string_rest(start)
+            }
         }
-        self.string_rest(start)
     }
 
     /// The rest of a string that has an escape, a byte outside ASCII, a control character, or
-    /// no end.
+    /// no end, from the cursor on its first such byte.
     #[cold]
     #[inline(never)]
     fn string_rest(&mut self, start: usize) -> Result<(usize, usize, bool), Problem> {
         let mut escaped = false;
         loop {
             match self.peek() {
-                Some(b'"') => {
-                    let end = self.at;
-                    self.at += 1;
-                    return Ok((start, end, escaped));
-                }
+                Some(b'"') => return Ok((start, self.at, escaped)),
                 Some(b'\\') => {
                     escaped = true;
                     self.escape()?;
@@ -484,7 +549,7 @@ impl<'b> Scanner<'b> {
                 }
                 None => return self.problem("EOF while parsing a string"),
             }
-            self.skip_plain_bytes(true);
+            self.at = skip_plain_bytes(self.bytes, self.at, true);
         }
     }
 
@@ -493,7 +558,7 @@ impl<'b> Scanner<'b> {
     /// the run never ends inside a character.)
     fn non_ascii(&mut self) -> Result<(), Problem> {
         let from = self.at;
-        self.skip_plain_bytes(false);
+        self.at = skip_plain_bytes(self.bytes, from, false);
         match std::str::from_utf8(&self.bytes[from..self.at]) {
             Ok(_) => Ok(()),
             Err(error) => {
@@ -501,27 +566,6 @@ impl<'b> Scanner<'b> {
                 self.problem("invalid UTF-8")
             }
         }
-    }
-
-    /// Moves past bytes that need no attention inside a string, sixteen at a time: all but `"`,
-    /// `\` and control characters, and, when `stop_outside_ascii`, bytes outside ASCII too.
-    #[inline(always)]
-    fn skip_plain_bytes(&mut self, stop_outside_ascii: bool) {
-        while let Some(chunk) = self.bytes.get(self.at..self.at + LANES) {
-            let special =
-                special_bytes(chunk.try_into().expect("sixteen bytes"), stop_outside_ascii);
-            if special != 0 {
-                self.at += special.trailing_zeros() as usize;
-                return;
-            }
-            self.at += LANES;
-        }
-        // The last few bytes, padded with NULs: those count as control characters, so the scan
-        // stops at the end of the body at the latest.
-        let rest = &self.bytes[self.at..];
-        let mut padded = [0u8; LANES];
-        padded[..rest.len()].copy_from_slice(rest);
-        self.at += special_bytes(&padded, stop_outside_ascii).trailing_zeros() as usize;
     }
 
     /// One escape sequence, starting at its `\`.
