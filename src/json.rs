@@ -257,7 +257,8 @@ impl<'b> Scanner<'b> {
     /// The cursor is kept in a local, not in `self.at`, so that it stays in a register on the
     /// paths most bodies take (structure, plain strings, whitespace); `self.at` is set only for
     /// the byte-by-byte readers of numbers, literals and unusual strings. Open containers are a
-    /// stack of bits, set for an object, innermost lowest. The fields that may still be found
+    /// stack of bits, set for an object, innermost lowest, and the innermost one's closing byte
+    /// is kept at hand. The fields that may still be found
     /// in a container are kept for the few levels a field can be at (deeper, none can).
     fn document(&mut self) -> Result<(), Problem> {
         let bytes = self.bytes;
@@ -267,6 +268,7 @@ impl<'b> Scanner<'b> {
             (1u16 << self.paths.len()) - 1
         };
         let mut objects = 0u128;
+        let mut close = 0u8;
         let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
         let mut depth = 0usize;
         let mut at = skip_whitespace(bytes, 0);
@@ -296,12 +298,13 @@ impl<'b> Scanner<'b> {
                     }
                     depth += 1;
                     at = skip_whitespace(bytes, at + 1);
-                    let close = if object { b'}' } else { b']' };
-                    if bytes.get(at) == Some(&close) {
+                    // The ASCII code of each closing byte is its opening byte's plus two.
+                    if bytes.get(at) == Some(&(open + 2)) {
                         at += 1;
                         depth -= 1;
                         objects >>= 1;
                     } else {
+                        close = open + 2;
                         (at, candidates) = if object {
                             self.key(at, inner, depth)?
                         } else {
@@ -327,8 +330,7 @@ impl<'b> Scanner<'b> {
                         Some(_) => problem(at, "trailing characters"),
                     };
                 }
-                let object = objects & 1 == 1;
-                let close = if object { b'}' } else { b']' };
+                let object = close == b'}';
                 match bytes.get(at) {
                     Some(b',') => {
                         at = skip_whitespace(bytes, at + 1);
@@ -347,6 +349,7 @@ impl<'b> Scanner<'b> {
                         at += 1;
                         depth -= 1;
                         objects >>= 1;
+                        close = if objects & 1 == 1 { b'}' } else { b']' };
                     }
                     Some(_) if object => return problem(at, "expected `,` or `}`"),
                     Some(_) => return problem(at, "expected `,` or `]`"),
