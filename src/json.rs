@@ -256,9 +256,9 @@ impl<'b> Scanner<'b> {
     ///
     /// The cursor is kept in a local, not in `self.at`, so that it stays in a register on the
     /// paths most bodies take (structure, plain strings, whitespace); `self.at` is set only for
-    /// the byte-by-byte readers of numbers, literals and unusual strings. Open containers are a
-    /// stack of bits, set for an object, innermost lowest, and the innermost one's closing byte
-    /// is kept at hand. The fields that may still be found
+    /// the byte-by-byte readers of numbers, literals and unusual strings. The innermost open
+    /// container's closing byte is kept at hand; those of the containers around it wait on a
+    /// stack, touched only when a container opens or closes. The fields that may still be found
     /// in a container are kept for the few levels a field can be at (deeper, none can).
     fn document(&mut self) -> Result<(), Problem> {
         let bytes = self.bytes;
@@ -267,8 +267,8 @@ impl<'b> Scanner<'b> {
         } else {
             (1u16 << self.paths.len()) - 1
         };
-        let mut objects = 0u128;
         let mut close = 0u8;
+        let mut enclosing = [0u8; MAX_NESTING];
         let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
         let mut depth = 0usize;
         let mut at = skip_whitespace(bytes, 0);
@@ -289,22 +289,20 @@ impl<'b> Scanner<'b> {
                         return problem(at, "nesting deeper than 128");
                     }
                     self.capture(candidates, depth, || Scalar::Other);
-                    let object = open == b'{';
-                    // Fields are paths of object keys: nothing under an array is picked out.
-                    let inner = if object { candidates } else { 0 };
-                    objects = objects << 1 | u128::from(object);
-                    if let Some(slot) = open_candidates.get_mut(depth) {
-                        *slot = inner;
-                    }
-                    depth += 1;
                     at = skip_whitespace(bytes, at + 1);
                     // The ASCII code of each closing byte is its opening byte's plus two.
                     if bytes.get(at) == Some(&(open + 2)) {
                         at += 1;
-                        depth -= 1;
-                        objects >>= 1;
                     } else {
+                        let object = open == b'{';
+                        // Fields are paths of object keys: nothing under an array is picked out.
+                        let inner = if object { candidates } else { 0 };
+                        if let Some(slot) = open_candidates.get_mut(depth) {
+                            *slot = inner;
+                        }
+                        enclosing[depth] = close;
                         close = open + 2;
+                        depth += 1;
                         (at, candidates) = if object {
                             self.key(at, inner, depth)?
                         } else {
@@ -348,8 +346,7 @@ impl<'b> Scanner<'b> {
                     Some(&byte) if byte == close => {
                         at += 1;
                         depth -= 1;
-                        objects >>= 1;
-                        close = if objects & 1 == 1 { b'}' } else { b']' };
+                        close = enclosing[depth];
                     }
                     Some(_) if object => return problem(at, "expected `,` or `}`"),
                     Some(_) => return problem(at, "expected `,` or `]`"),
