@@ -31,8 +31,15 @@ impl Prefix {
     /// the request is not for this service at all.
     pub(crate) fn match_path<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str)> {
         let rest = path.strip_prefix(&*self.0)?.strip_prefix('/')?;
-        let (source, trigger_id) = rest.split_once('/')?;
-        if source.is_empty() || trigger_id.is_empty() || trigger_id.contains('/') {
+        // `memchr` compares sixteen bytes or more at a time, where `str::split_once` goes by
+        // machine words: most of the cost of matching a route.
+        let mut slashes = memchr::memchr_iter(b'/', rest.as_bytes());
+        let between = slashes.next()?;
+        if slashes.next().is_some() {
+            return None;
+        }
+        let (source, trigger_id) = (&rest[..between], &rest[between + 1..]);
+        if source.is_empty() || trigger_id.is_empty() {
             return None;
         }
         Some((source, trigger_id))
