@@ -140,21 +140,41 @@ fn rejected(c: &mut Criterion) {
     group.finish();
 }
 
+/// Body validation through the service, and the same document through the parsers a host
+/// could reach for instead, outside any service: serde_json skipping every value
+/// (`IgnoredAny`, its cheapest full check), serde_json building a `Value` (what the axum handler
+/// does), and simd-json building its tape (a simdjson-class parser, with its SIMD code chosen
+/// at run time). The ratios come out of one run.
 fn validation(c: &mut Criterion) {
     let runtime = runtime();
     let world = World::new();
     let service = world.service_with_limit(2 * 1024 * 1024);
     let mut group = c.benchmark_group("body_validation");
-    for (name, size) in [("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
-        let document = json_document(size);
+    for (size, length) in [("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
+        let document = json_document(length);
         group.throughput(Throughput::Bytes(document.len() as u64));
-        bench_requests(&mut group, &runtime, name, &service, 200, || {
+        let name = format!("{size}/trigger_service");
+        bench_requests(&mut group, &runtime, &name, &service, 200, || {
             let mut request = world.accepted::<Full<Bytes>>("");
             *request.body_mut() = Full::new(document.clone());
             request
                 .headers_mut()
                 .insert("content-length", document.len().into());
             request
+        });
+        group.bench_function(format!("{size}/serde_json_ignored_any"), |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(&document).unwrap())
+        });
+        group.bench_function(format!("{size}/serde_json_value"), |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(&document).unwrap())
+        });
+        // simd-json parses in place: each iteration gets its own copy, made outside the timing.
+        group.bench_function(format!("{size}/simd_json_tape"), |b| {
+            b.iter_batched_ref(
+                || document.to_vec(),
+                |copy| simd_json::to_tape(copy).unwrap().0.len(),
+                BatchSize::LargeInput,
+            )
         });
     }
     group.finish();
@@ -232,6 +252,24 @@ fn print_medians(started: SystemTime) {
             "  the axum handler takes {:.1}x the service's time",
             axum / service
         );
+    }
+    for size in ["64KiB", "1MiB"] {
+        let Some(service) = find(&format!("body_validation/{size}/trigger_service")) else {
+            continue;
+        };
+        let others: Vec<String> = ["serde_json_ignored_any", "serde_json_value", "simd_json_tape"]
+            .iter()
+            .filter_map(|other| {
+                let time = find(&format!("body_validation/{size}/{other}"))?;
+                Some(format!("{other} {:.2}x", time / service))
+            })
+            .collect();
+        if !others.is_empty() {
+            println!(
+                "  {size}: time of each parser / the service's: {}",
+                others.join(", ")
+            );
+        }
     }
 }
 
