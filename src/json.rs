@@ -638,6 +638,9 @@ impl<'b> Scanner<'b> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
     use super::*;
 
     const PATHS: &[FieldPath] = &[&["type"], &["event", "type"], &["event", "bot_id"], &["ts"]];
@@ -828,6 +831,74 @@ mod tests {
             let error = scan(unterminated.as_bytes(), PATHS).unwrap_err();
             assert_eq!(error.message, "EOF while parsing a string");
             assert_eq!(error.column, length + 2, "{unterminated}");
+        }
+    }
+
+    /// Any JSON value: strings with escapes and text outside ASCII, integers and floats, and
+    /// containers a few levels deep whose keys include the ones `PATHS` picks out.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z\\\\\"\u{0}-\u{1f}\u{e9}\u{1f600} ]{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (prop::sample::select(vec!["type", "event", "bot_id", "ts", "x", "é"]), inner),
+                    0..6
+                )
+                .prop_map(|members| Value::Object(
+                    members
+                        .into_iter()
+                        .map(|(key, value)| (key.to_owned(), value))
+                        .collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn accepts_what_serde_json_writes_and_picks_what_it_reads(value in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            let fields = scan(&text, PATHS).unwrap();
+            for path in PATHS {
+                let pointer = path.iter().map(|key| format!("/{key}")).collect::<String>();
+                // serde_json keeps an object's last duplicate key, and writes no duplicates.
+                match value.pointer(&pointer) {
+                    Some(Value::String(text)) => prop_assert_eq!(fields.str(path), Some(text.as_str())),
+                    Some(Value::Number(number)) => prop_assert_eq!(fields.number(path), number.as_f64()),
+                    Some(_) => prop_assert!(fields.is_present(path)),
+                    None => prop_assert!(!fields.is_present(path)),
+                }
+            }
+        }
+
+        #[test]
+        fn a_changed_byte_is_refused_exactly_when_serde_json_refuses_it(
+            value in json_value(),
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"{}[]:,\"\\ \n0-.eEtfnu\x01\x7f\xc3\xa9\xff".to_vec()),
+            insert in any::<bool>(),
+        ) {
+            let mut text = serde_json::to_vec(&value).unwrap();
+            let at = at.index(text.len() + 1);
+            if insert || at == text.len() {
+                text.insert(at, byte);
+            } else {
+                text[at] = byte;
+            }
+            let ours = scan(&text, PATHS).is_ok();
+            let theirs = serde_json::from_slice::<Value>(&text).is_ok();
+            prop_assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
         }
     }
 }
