@@ -533,27 +533,43 @@ impl<'b> Scanner<'b> {
     }
 
     /// The rest of a string that has an escape, a byte outside ASCII, a control character, or
-    /// no end, from the cursor on its first such byte.
+    /// no end, from `self.at` on its first such byte. One-character escapes are taken in line;
+    /// `\\u` escapes, bytes outside ASCII and problems go to the readers that report them.
     #[cold]
     #[inline(never)]
     fn string_rest(&mut self, start: usize) -> Result<(usize, usize, bool), Problem> {
+        let bytes = self.bytes;
+        let mut at = self.at;
         let mut escaped = false;
         loop {
-            match self.peek() {
-                Some(b'"') => return Ok((start, self.at, escaped)),
+            match bytes.get(at) {
+                Some(b'"') => return Ok((start, at, escaped)),
                 Some(b'\\') => {
                     escaped = true;
-                    self.escape()?;
+                    if let Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') =
+                        bytes.get(at + 1)
+                    {
+                        at += 2;
+                    } else {
+                        self.at = at;
+                        self.escape()?;
+                        at = self.at;
+                    }
                 }
-                Some(0x80..) => self.non_ascii()?,
+                Some(0x80..) => {
+                    self.at = at;
+                    self.non_ascii()?;
+                    at = self.at;
+                }
                 Some(_) => {
-                    return self.problem(
+                    return problem(
+                        at,
                         "control character (\\u0000-\\u001F) found while parsing a string",
                     );
                 }
-                None => return self.problem("EOF while parsing a string"),
+                None => return problem(at, "EOF while parsing a string"),
             }
-            self.at = skip_plain_bytes(self.bytes, self.at, true);
+            at = skip_plain_bytes(bytes, at, true);
         }
     }
 
