@@ -265,7 +265,6 @@ impl<'b> Scanner<'b> {
     /// stack, touched only when a container opens or closes. The fields that may still be found
     /// in a container are kept for the few levels a field can be at (deeper, none can).
     fn document(&mut self) -> Result<(), Problem> {
-        let bytes = self.bytes;
         let mut candidates = if self.paths.is_empty() {
             0
         } else {
@@ -275,11 +274,11 @@ impl<'b> Scanner<'b> {
         let mut enclosing = [0u8; MAX_NESTING];
         let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
         let mut depth = 0usize;
-        let mut at = skip_whitespace(bytes, 0);
+        let mut at = skip_whitespace(self.bytes, 0);
         'value: loop {
             // A value is expected at `at`: at the start, after `:`, after `[`, or after `,` in
             // an array.
-            match bytes.get(at) {
+            match self.bytes.get(at) {
                 Some(b'"') => {
                     let (start, end, escaped) = self.string(at)?;
                     at = end + 1;
@@ -293,9 +292,9 @@ impl<'b> Scanner<'b> {
                         return problem(at, "nesting deeper than 128");
                     }
                     self.capture(candidates, depth, || Scalar::Other);
-                    at = skip_whitespace(bytes, at + 1);
+                    at = skip_whitespace(self.bytes, at + 1);
                     // The ASCII code of each closing byte is its opening byte's plus two.
-                    if bytes.get(at) == Some(&(open + 2)) {
+                    if self.bytes.get(at) == Some(&(open + 2)) {
                         at += 1;
                     } else {
                         let object = open == b'{';
@@ -325,18 +324,18 @@ impl<'b> Scanner<'b> {
             // A value is complete: a `,` or the end of its container follows, or at the top,
             // the end of the document.
             loop {
-                at = skip_whitespace(bytes, at);
+                at = skip_whitespace(self.bytes, at);
                 if depth == 0 {
-                    return match bytes.get(at) {
+                    return match self.bytes.get(at) {
                         None => Ok(()),
                         Some(_) => problem(at, "trailing characters"),
                     };
                 }
                 let object = close == b'}';
-                match bytes.get(at) {
+                match self.bytes.get(at) {
                     Some(b',') => {
-                        at = skip_whitespace(bytes, at + 1);
-                        if bytes.get(at) == Some(&close) {
+                        at = skip_whitespace(self.bytes, at + 1);
+                        if self.bytes.get(at) == Some(&close) {
                             return problem(at, "trailing comma");
                         }
                         (at, candidates) = if object {
