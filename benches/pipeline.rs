@@ -257,13 +257,17 @@ fn print_medians(started: SystemTime) {
         let Some(service) = find(&format!("body_validation/{size}/trigger_service")) else {
             continue;
         };
-        let others: Vec<String> = ["serde_json_ignored_any", "serde_json_value", "simd_json_tape"]
-            .iter()
-            .filter_map(|other| {
-                let time = find(&format!("body_validation/{size}/{other}"))?;
-                Some(format!("{other} {:.2}x", time / service))
-            })
-            .collect();
+        let others: Vec<String> = [
+            "serde_json_ignored_any",
+            "serde_json_value",
+            "simd_json_tape",
+        ]
+        .iter()
+        .filter_map(|other| {
+            let time = find(&format!("body_validation/{size}/{other}"))?;
+            Some(format!("{other} {:.2}x", time / service))
+        })
+        .collect();
         if !others.is_empty() {
             println!(
                 "  {size}: time of each parser / the service's: {}",

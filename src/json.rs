@@ -863,7 +863,10 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 prop::collection::vec(
-                    (prop::sample::select(vec!["type", "event", "bot_id", "ts", "x", "é"]), inner),
+                    (
+                        prop::sample::select(vec!["type", "event", "bot_id", "ts", "x", "é"]),
+                        inner
+                    ),
                     0..6
                 )
                 .prop_map(|members| Value::Object(
