@@ -510,9 +510,11 @@ impl<'b> Scanner<'b> {
     }
 
     fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
+        let mut at = self.at;
+        while let Some(b'0'..=b'9') = self.bytes.get(at) {
+            at += 1;
         }
+        self.at = at;
     }
 
     /// The string whose opening quote is at `at`: the span of its contents (the closing quote
