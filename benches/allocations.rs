@@ -81,6 +81,14 @@ where
     );
 }
 
+/// How many profiling rounds the variable `name` asks for; none when it is unset.
+fn rounds_from_env(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,10 +118,7 @@ fn main() {
         })
         .await;
 
-        let profile_rounds: usize = std::env::var("PROFILE_LOOP")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let profile_rounds = rounds_from_env("PROFILE_LOOP");
         for _ in 0..profile_rounds {
             let response = service
                 .clone()
@@ -123,19 +128,12 @@ fn main() {
             assert_eq!(response.status(), 200);
         }
 
-        let large_rounds: usize = std::env::var("PROFILE_LARGE")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let large_rounds = rounds_from_env("PROFILE_LARGE");
         if large_rounds > 0 {
             let document = json_document(1024 * 1024);
             let service = world.service_with_limit(2 * 1024 * 1024);
             for _ in 0..large_rounds {
-                let mut request = world.accepted::<Full<Bytes>>("");
-                *request.body_mut() = Full::new(document.clone());
-                request
-                    .headers_mut()
-                    .insert("content-length", document.len().into());
+                let request = world.accepted_document(&document);
                 let response = service.clone().oneshot(request).await.unwrap();
                 assert_eq!(response.status(), 200);
             }

@@ -155,12 +155,7 @@ fn validation(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(document.len() as u64));
         let name = format!("{size}/trigger_service");
         bench_requests(&mut group, &runtime, &name, &service, 200, || {
-            let mut request = world.accepted::<Full<Bytes>>("");
-            *request.body_mut() = Full::new(document.clone());
-            request
-                .headers_mut()
-                .insert("content-length", document.len().into());
-            request
+            world.accepted_document(&document)
         });
         group.bench_function(format!("{size}/serde_json_ignored_any"), |b| {
             b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(&document).unwrap())

@@ -102,6 +102,16 @@ impl World {
             .unwrap()
     }
 
+    /// The accepted request with `document` as its body, shared rather than copied.
+    pub fn accepted_document(&self, document: &Bytes) -> Request<Full<Bytes>> {
+        let mut request = self.accepted::<Full<Bytes>>("");
+        *request.body_mut() = Full::new(document.clone());
+        request
+            .headers_mut()
+            .insert("content-length", document.len().into());
+        request
+    }
+
     /// A Slack event signed now with the trigger's secret.
     pub fn slack_signed(&self) -> Request<Full<Bytes>> {
         let secret = SigningSecret::new("s", SLACK_SECRET).unwrap();
