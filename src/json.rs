@@ -246,12 +246,10 @@ struct Scanner<'b> {
 }
 
 impl<'b> Scanner<'b> {
+    /// A problem at the cursor.
     #[cold]
     fn problem<T>(&self, message: &'static str) -> Result<T, Problem> {
-        Err(Problem {
-            at: self.at,
-            message,
-        })
+        problem(self.at, message)
     }
 
     fn peek(&self) -> Option<u8> {
