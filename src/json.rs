@@ -18,6 +18,8 @@ use wide::u8x16;
 
 /// Nesting deeper than this is refused, so a hostile body cannot exhaust anything.
 pub(crate) const MAX_NESTING: usize = 128;
+// The scanner's stacks are indexed by the depth's low byte.
+const _: () = assert!(MAX_NESTING <= u8::MAX as usize);
 
 /// At most this many fields can be picked out in one scan.
 const MAX_FIELDS: usize = 8;
@@ -262,8 +264,12 @@ impl<'b> Scanner<'b> {
     /// paths most bodies take (structure, plain strings, whitespace); `self.at` is set only for
     /// the byte-by-byte readers of numbers, literals and unusual strings. The innermost open
     /// container's closing byte is kept at hand; those of the containers around it wait on a
-    /// stack, touched only when a container opens or closes. The fields that may still be found
-    /// in a container are kept for the few levels a field can be at (deeper, none can).
+    /// stack, touched only when a container opens or closes, and so do the fields that may still
+    /// be found in each open object.
+    ///
+    /// Both stacks have a slot for every `u8` and are indexed by the depth's low byte: the depth
+    /// never passes [`MAX_NESTING`], so this changes nothing, but the compiler can see that no
+    /// index is out of bounds and drops the checks it would otherwise make on every value.
     fn document(&mut self) -> Result<(), Problem> {
         let mut candidates = if self.paths.is_empty() {
             0
@@ -271,8 +277,8 @@ impl<'b> Scanner<'b> {
             (1u16 << self.paths.len()) - 1
         };
         let mut close = 0u8;
-        let mut enclosing = [0u8; MAX_NESTING];
-        let mut open_candidates = [0u16; MAX_PATH_DEPTH + 1];
+        let mut enclosing = [0u8; 1 << u8::BITS];
+        let mut open_candidates = [0u16; 1 << u8::BITS];
         let mut depth = 0usize;
         let mut at = skip_whitespace(self.bytes, 0);
         'value: loop {
@@ -300,10 +306,8 @@ impl<'b> Scanner<'b> {
                         let object = open == b'{';
                         // Fields are paths of object keys: nothing under an array is picked out.
                         let inner = if object { candidates } else { 0 };
-                        if let Some(slot) = open_candidates.get_mut(depth) {
-                            *slot = inner;
-                        }
-                        enclosing[depth] = close;
+                        open_candidates[depth & 0xFF] = inner;
+                        enclosing[depth & 0xFF] = close;
                         close = open + 2;
                         depth += 1;
                         (at, candidates) = if object {
@@ -339,7 +343,7 @@ impl<'b> Scanner<'b> {
                             return problem(at, "trailing comma");
                         }
                         (at, candidates) = if object {
-                            let open = open_candidates.get(depth - 1).copied().unwrap_or(0);
+                            let open = open_candidates[(depth - 1) & 0xFF];
                             self.key(at, open, depth)?
                         } else {
                             (at, 0)
@@ -349,7 +353,7 @@ impl<'b> Scanner<'b> {
                     Some(&byte) if byte == close => {
                         at += 1;
                         depth -= 1;
-                        close = enclosing[depth];
+                        close = enclosing[depth & 0xFF];
                     }
                     Some(_) if object => return problem(at, "expected `,` or `}`"),
                     Some(_) => return problem(at, "expected `,` or `]`"),
@@ -402,10 +406,17 @@ impl<'b> Scanner<'b> {
     }
 
     /// Records `scalar` for every candidate whose path ends at `depth` keys; first one wins.
+    #[inline(always)]
     fn capture(&mut self, candidates: u16, depth: usize, scalar: impl Fn() -> Scalar<'b>) {
-        if candidates == 0 {
-            return;
+        if candidates != 0 {
+            self.capture_some(candidates, depth, scalar);
         }
+    }
+
+    /// [`Scanner::capture`]'s work, out of line: in line, the registers it needs would be taken
+    /// from the grammar's loop on every value, though most values have no candidates.
+    #[inline(never)]
+    fn capture_some(&mut self, candidates: u16, depth: usize, scalar: impl Fn() -> Scalar<'b>) {
         for (index, path) in self.paths.iter().enumerate() {
             if candidates & (1 << index) != 0 && path.len() == depth && self.values[index].is_none()
             {
