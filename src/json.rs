@@ -194,11 +194,17 @@ fn problem<T>(at: usize, message: &'static str) -> Result<T, Problem> {
 
 /// The first byte at or after `at` that is not whitespace.
 #[inline(always)]
-fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+fn skip_whitespace(bytes: &[u8], at: usize) -> usize {
     // Compact JSON has none: one comparison says so for any byte above the space.
     if bytes.get(at).is_none_or(|&byte| byte > b' ') {
         return at;
     }
+    whitespace_end(bytes, at)
+}
+
+/// The first byte at or after `at` that is not whitespace, looked for byte by byte.
+#[inline(always)]
+fn whitespace_end(bytes: &[u8], mut at: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
         at += 1;
     }
@@ -328,8 +334,8 @@ impl<'b> Scanner<'b> {
             // A value is complete: a `,` or the end of its container follows, or at the top,
             // the end of the document.
             loop {
-                at = skip_whitespace(self.bytes, at);
                 if depth == 0 {
+                    at = skip_whitespace(self.bytes, at);
                     return match self.bytes.get(at) {
                         None => Ok(()),
                         Some(_) => problem(at, "trailing characters"),
@@ -339,12 +345,11 @@ impl<'b> Scanner<'b> {
                 match self.bytes.get(at) {
                     Some(b',') => {
                         at = skip_whitespace(self.bytes, at + 1);
-                        if self.bytes.get(at) == Some(&close) {
-                            return problem(at, "trailing comma");
-                        }
                         (at, candidates) = if object {
                             let open = open_candidates[(depth - 1) & 0xFF];
                             self.key(at, open, depth)?
+                        } else if self.bytes.get(at) == Some(&close) {
+                            return problem(at, "trailing comma");
                         } else {
                             (at, 0)
                         };
@@ -355,6 +360,9 @@ impl<'b> Scanner<'b> {
                         depth -= 1;
                         close = enclosing[depth & 0xFF];
                     }
+                    // Whitespace is looked for only once the byte is neither of the above:
+                    // compact JSON has none.
+                    Some(b' ' | b'\n' | b'\r' | b'\t') => at = whitespace_end(self.bytes, at),
                     Some(_) if object => return problem(at, "expected `,` or `}`"),
                     Some(_) => return problem(at, "expected `,` or `]`"),
                     None if object => return problem(at, "EOF while parsing an object"),
@@ -370,15 +378,21 @@ impl<'b> Scanner<'b> {
     fn key(&mut self, at: usize, open: u16, depth: usize) -> Result<(usize, u16), Problem> {
         match self.bytes.get(at) {
             Some(b'"') => {}
+            // Keys are read after `{` only when the object is not empty: a `}` follows a comma.
+            Some(b'}') => return problem(at, "trailing comma"),
             Some(_) => return problem(at, "key must be a string"),
             None => return problem(at, "EOF while parsing an object"),
         }
         let (start, end, escaped) = self.string(at)?;
-        let colon = skip_whitespace(self.bytes, end + 1);
-        match self.bytes.get(colon) {
-            Some(b':') => {}
-            Some(_) => return problem(colon, "expected `:`"),
-            None => return problem(colon, "EOF while parsing an object"),
+        // In compact JSON the `:` follows at once; whitespace is looked for only otherwise.
+        let mut colon = end + 1;
+        if self.bytes.get(colon) != Some(&b':') {
+            colon = skip_whitespace(self.bytes, colon);
+            match self.bytes.get(colon) {
+                Some(b':') => {}
+                Some(_) => return problem(colon, "expected `:`"),
+                None => return problem(colon, "EOF while parsing an object"),
+            }
         }
         let value = skip_whitespace(self.bytes, colon + 1);
         if open == 0 {
