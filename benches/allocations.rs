@@ -7,7 +7,8 @@
 //!
 //! With `PROFILE_LOOP=N` it then sends N more accepted requests through the service, for a
 //! profiler to watch (`perf record`, `valgrind --tool=callgrind`); with `PROFILE_LARGE=N`, N
-//! requests whose body is the 1 MiB document of the validation benchmark.
+//! requests whose body is the 1 MiB document of the validation benchmark; with
+//! `PROFILE_PRETTY=N`, N whose body is that document pretty-printed (its size is printed).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -89,6 +90,12 @@ fn rounds_from_env(name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `document` with the indentation and line breaks serde_json's pretty printer writes.
+fn pretty_printed(document: &Bytes) -> Bytes {
+    let value: serde_json::Value = serde_json::from_slice(document).unwrap();
+    Bytes::from(serde_json::to_vec_pretty(&value).unwrap())
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,13 +136,20 @@ fn main() {
         }
 
         let large_rounds = rounds_from_env("PROFILE_LARGE");
-        if large_rounds > 0 {
+        let pretty_rounds = rounds_from_env("PROFILE_PRETTY");
+        if large_rounds + pretty_rounds > 0 {
             let document = json_document(1024 * 1024);
-            let service = world.service_with_limit(2 * 1024 * 1024);
-            for _ in 0..large_rounds {
-                let request = world.accepted_document(&document);
-                let response = service.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), 200);
+            let pretty = pretty_printed(&document);
+            if pretty_rounds > 0 {
+                println!("pretty-printed document: {} bytes", pretty.len());
+            }
+            let service = world.service_with_limit(4 * 1024 * 1024);
+            for (rounds, document) in [(large_rounds, &document), (pretty_rounds, &pretty)] {
+                for _ in 0..rounds {
+                    let request = world.accepted_document(document);
+                    let response = service.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                }
             }
         }
     });

@@ -4,7 +4,7 @@
 # machine is, so they show whether a change to the hot path made it do less. Not a timing: the
 # SHA-256 of the bearer token runs in software under valgrind (about 3 600 of the count), where
 # natively it uses the CPU's SHA extensions. Last, the scan's instructions per byte of the 1 MiB
-# document that `benches/pipeline.rs` validates.
+# document that `benches/pipeline.rs` validates, and of the same document pretty-printed.
 #
 #   bash benches/profile.sh             # N=5000 requests by default, LARGE=5 of the 1 MiB
 #   callgrind_annotate --inclusive=yes target/profile/service.out | less   # where they go
@@ -30,7 +30,7 @@ count() {
   PROFILE_LOOP=0 valgrind --tool=callgrind --callgrind-out-file="target/profile/$out-base.out" \
     "$@" "$binary" >/dev/null 2>&1
   env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
-    "$@" "$binary" >/dev/null 2>&1
+    "$@" "$binary" >"target/profile/$out.txt" 2>&1
   echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / rounds ))
 }
 service=$(count service PROFILE_LOOP "$N" \
@@ -39,3 +39,7 @@ scan=$(count scan PROFILE_LOOP "$N" "--toggle-collect=agent_trigger::json::scan"
 echo "instructions per accepted request: $service in the service, $scan of them in the JSON scan"
 large=$(count large PROFILE_LARGE "$LARGE" "--toggle-collect=agent_trigger::json::scan")
 awk -v total="$large" 'BEGIN { printf "JSON scan of the 1 MiB document: %.2f instructions per byte\n", total / 1048576 }'
+pretty=$(count pretty PROFILE_PRETTY "$LARGE" "--toggle-collect=agent_trigger::json::scan")
+size=$(awk '/pretty-printed document/ {print $3}' target/profile/pretty.txt)
+awk -v total="$pretty" -v size="$size" 'BEGIN {
+  printf "JSON scan of the same document pretty-printed (%d bytes): %.2f instructions per byte\n", size, total / size }'
