@@ -137,7 +137,7 @@ fn main() {
 
         let large_rounds = rounds_from_env("PROFILE_LARGE");
         let pretty_rounds = rounds_from_env("PROFILE_PRETTY");
-        if large_rounds + pretty_rounds > 0 {
+        if large_rounds > 0 || pretty_rounds > 0 {
             let document = json_document(1024 * 1024);
             let pretty = pretty_printed(&document);
             if pretty_rounds > 0 {
