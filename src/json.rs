@@ -615,14 +615,11 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// One escape sequence, starting at its `\`.
+    /// An escape sequence other than the one-character ones, which [`Scanner::string_rest`]
+    /// takes in line, starting at its `\`: a `\u` escape, or what is wrong with it.
     fn escape(&mut self) -> Result<(), Problem> {
         self.at += 1;
         match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.at += 1;
-                Ok(())
-            }
             Some(b'u') => {
                 self.at += 1;
                 let unit = self.hex_unit()?;
