@@ -199,12 +199,11 @@ pub(crate) fn is_well_formed_token(token: &[u8]) -> bool {
 /// `-._~+/`. Sixteen bytes are classified at a time, with no early exit; the last few are padded
 /// with a letter.
 fn all_b64token(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(16);
+    let (chunks, rest) = bytes.as_chunks::<16>();
     let mut outside = 0;
-    for chunk in &mut chunks {
-        outside |= not_b64token(chunk.try_into().expect("sixteen bytes"));
+    for chunk in chunks {
+        outside |= not_b64token(chunk);
     }
-    let rest = chunks.remainder();
     let mut padded = [b'A'; 16];
     padded[..rest.len()].copy_from_slice(rest);
     outside |= not_b64token(&padded);
