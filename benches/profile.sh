@@ -19,27 +19,35 @@ binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/n
 [ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
 mkdir -p target/profile
 
-# The bench sends requests of its own (warm-up, the allocation count) before the N of
-# PROFILE_LOOP (or PROFILE_LARGE), so it is run twice, without and with them: the difference is
-# N requests' worth.
+# The bench sends requests of its own (warm-up, the allocation count) before the rounds of
+# PROFILE_LOOP, PROFILE_LARGE or PROFILE_PRETTY, so each count is a run with them less a base
+# run without them, made once for each part of the code that is counted: the difference is the
+# rounds' worth.
 total() {
   callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
+base() {
+  local out=$1; shift
+  PROFILE_LOOP=0 PROFILE_LARGE=0 PROFILE_PRETTY=0 valgrind --tool=callgrind \
+    --callgrind-out-file="target/profile/$out-base.out" "$@" "$binary" >/dev/null 2>&1
+  total "target/profile/$out-base.out"
+}
 count() {
-  local out=$1 loop=$2 rounds=$3; shift 3
-  PROFILE_LOOP=0 valgrind --tool=callgrind --callgrind-out-file="target/profile/$out-base.out" \
-    "$@" "$binary" >/dev/null 2>&1
+  local out=$1 base=$2 loop=$3 rounds=$4; shift 4
   env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
     "$@" "$binary" >"target/profile/$out.txt" 2>&1
-  echo $(( ($(total "target/profile/$out.out") - $(total "target/profile/$out-base.out")) / rounds ))
+  echo $(( ($(total "target/profile/$out.out") - base) / rounds ))
 }
-service=$(count service PROFILE_LOOP "$N" \
-  "--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll")
-scan=$(count scan PROFILE_LOOP "$N" "--toggle-collect=agent_trigger::json::scan")
+in_service="--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
+in_scan="--toggle-collect=agent_trigger::json::scan"
+service_base=$(base service "$in_service")
+scan_base=$(base scan "$in_scan")
+service=$(count service "$service_base" PROFILE_LOOP "$N" "$in_service")
+scan=$(count scan "$scan_base" PROFILE_LOOP "$N" "$in_scan")
 echo "instructions per accepted request: $service in the service, $scan of them in the JSON scan"
-large=$(count large PROFILE_LARGE "$LARGE" "--toggle-collect=agent_trigger::json::scan")
+large=$(count large "$scan_base" PROFILE_LARGE "$LARGE" "$in_scan")
 awk -v total="$large" 'BEGIN { printf "JSON scan of the 1 MiB document: %.2f instructions per byte\n", total / 1048576 }'
-pretty=$(count pretty PROFILE_PRETTY "$LARGE" "--toggle-collect=agent_trigger::json::scan")
+pretty=$(count pretty "$scan_base" PROFILE_PRETTY "$LARGE" "$in_scan")
 size=$(awk '/pretty-printed document/ {print $3}' target/profile/pretty.txt)
 awk -v total="$pretty" -v size="$size" 'BEGIN {
   printf "JSON scan of the same document pretty-printed (%d bytes): %.2f instructions per byte\n", size, total / size }'
