@@ -10,24 +10,39 @@ use crate::source::header::IDEMPOTENCY_KEY;
 use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, SourceSpec};
 use crate::validation::Issue;
 
-/// A client's `Idempotency-Key` that cannot be a delivery id.
+/// Why a delivery's facts cannot be taken as they are: refused with a `400`, never acknowledged
+/// and then failed later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BadIdempotencyKey {
-    TooLong,
-    NotText,
+pub(crate) enum BadEvent {
+    /// A client's `Idempotency-Key` longer than a delivery id may be.
+    IdempotencyKeyTooLong,
+    /// A client's `Idempotency-Key` that is not visible ASCII.
+    IdempotencyKeyNotText,
+    /// An action that could not be an environment variable's value.
+    UnfitAction,
+    /// A delivery id that could not be an environment variable's value.
+    UnfitDeliveryId,
 }
 
-impl From<BadIdempotencyKey> for Issue {
-    fn from(bad: BadIdempotencyKey) -> Issue {
+impl From<BadEvent> for Issue {
+    fn from(bad: BadEvent) -> Issue {
         match bad {
-            BadIdempotencyKey::TooLong => Issue::idempotency_key_too_long(MAX_DELIVERY_ID_LEN),
-            BadIdempotencyKey::NotText => Issue::idempotency_key_not_text(),
+            BadEvent::IdempotencyKeyTooLong => Issue::idempotency_key_too_long(MAX_DELIVERY_ID_LEN),
+            BadEvent::IdempotencyKeyNotText => Issue::idempotency_key_not_text(),
+            BadEvent::UnfitAction => Issue::unfit_for_environment(&["action"], MAX_ACTION_LEN),
+            BadEvent::UnfitDeliveryId => {
+                Issue::unfit_for_environment(&["deliveryId"], MAX_DELIVERY_ID_LEN)
+            }
         }
     }
 }
 
 /// Delivery ids longer than this are ignored rather than stored.
 const MAX_DELIVERY_ID_LEN: usize = 255;
+
+/// Actions longer than this are refused: executors hand them on in an environment variable,
+/// and a bounded length also bounds what reaches the log.
+const MAX_ACTION_LEN: usize = 1024;
 
 /// The facts about one delivery that the pipeline acts on.
 #[derive(Debug, Default, PartialEq)]
@@ -49,7 +64,7 @@ impl Event {
         spec: &SourceSpec,
         headers: &HeaderMap,
         fields: &Fields<'_>,
-    ) -> Result<Event, BadIdempotencyKey> {
+    ) -> Result<Event, BadEvent> {
         let delivery_id = match &spec.delivery_id {
             DeliveryIdFrom::None => None,
             DeliveryIdFrom::Header(name) => header_id(headers, name),
@@ -89,13 +104,14 @@ impl Event {
             Some(id) => Some(id),
             None => idempotency_key(headers)?,
         };
-        Ok(Event {
+        Event {
             delivery_id,
             action,
             challenge,
             from_bot,
             body_timestamp_millis,
-        })
+        }
+        .fit_for_environment()
     }
 
     /// Reads a form delivery (Slack slash commands and interactivity), whose action the form
@@ -103,26 +119,49 @@ impl Event {
     pub(crate) fn from_form(
         headers: &HeaderMap,
         action: Option<CompactString>,
-    ) -> Result<Event, BadIdempotencyKey> {
-        Ok(Event {
+    ) -> Result<Event, BadEvent> {
+        Event {
             delivery_id: idempotency_key(headers)?,
             action,
             ..Event::default()
-        })
+        }
+        .fit_for_environment()
+    }
+
+    /// The action and delivery id become environment variables of an executed command: one
+    /// with a NUL byte, or an action past [`MAX_ACTION_LEN`], is refused here rather than
+    /// acknowledged and then failed. (Delivery ids are bounded when they are read.)
+    fn fit_for_environment(self) -> Result<Event, BadEvent> {
+        let fits = |text: &str, limit: usize| text.len() <= limit && !text.contains('\0');
+        if self
+            .action
+            .as_deref()
+            .is_some_and(|action| !fits(action, MAX_ACTION_LEN))
+        {
+            return Err(BadEvent::UnfitAction);
+        }
+        if self
+            .delivery_id
+            .as_deref()
+            .is_some_and(|id| !fits(id, MAX_DELIVERY_ID_LEN))
+        {
+            return Err(BadEvent::UnfitDeliveryId);
+        }
+        Ok(self)
     }
 }
 
 /// The client's `Idempotency-Key`: absent, or a delivery id of visible ASCII within the bound.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadIdempotencyKey> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadEvent> {
     let Some(value) = lookup::named(headers, &IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let text = value
         .to_str()
-        .map_err(|_| BadIdempotencyKey::NotText)?
+        .map_err(|_| BadEvent::IdempotencyKeyNotText)?
         .trim();
     if text.len() > MAX_DELIVERY_ID_LEN {
-        return Err(BadIdempotencyKey::TooLong);
+        return Err(BadEvent::IdempotencyKeyTooLong);
     }
     Ok((!text.is_empty()).then(|| text.into()))
 }
@@ -237,7 +276,7 @@ mod tests {
         )]);
         let fields = scan(b"{}", &[]).unwrap();
         let bad = Event::from_json(Source::JiraAutomation.spec(), &too_long, &fields).unwrap_err();
-        assert_eq!(bad, BadIdempotencyKey::TooLong);
+        assert_eq!(bad, BadEvent::IdempotencyKeyTooLong);
         assert_eq!(Issue::from(bad).code, "too_big");
         // A sender's own overlong id is ignored rather than refused.
         let own = HeaderMap::from_iter([(

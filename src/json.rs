@@ -2,9 +2,11 @@
 //! the few fields a source needs (its action, delivery id, timestamp), without building a
 //! value tree.
 //!
-//! The grammar is RFC 8259's, held to what `serde_json` will later parse: lone surrogates in
-//! `\u` escapes and numbers beyond `f64` are refused too, so that a sink can always parse its
-//! input. Nesting is limited to [`MAX_NESTING`] with an explicit stack, never recursion. Strings
+//! The grammar is RFC 8259's: numbers of any magnitude and precision are valid (the input is
+//! passed on as bytes, never converted), and lone surrogates in `\u` escapes are refused, so
+//! that every string is valid Unicode. A picked field that appears twice in one object is
+//! refused too: readers disagree on which copy counts (the pipeline would read the first, most
+//! agents the last). Nesting is limited to [`MAX_NESTING`] with an explicit stack, never recursion. Strings
 //! are skipped sixteen bytes at a time with SIMD comparisons, and are the only place UTF-8 is
 //! checked (nothing else may hold a byte outside ASCII); escaped strings that are picked out are
 //! unescaped with `serde_json`. Compact JSON takes the fewest steps: whitespace is looked for
@@ -125,6 +127,7 @@ pub(crate) fn scan<'b>(
         at: 0,
         paths,
         values: Default::default(),
+        seen: [0; MAX_PATH_DEPTH + 1],
     };
     scanner
         .document()
@@ -135,7 +138,8 @@ pub(crate) fn scan<'b>(
     })
 }
 
-/// The value of a number the scanner has read (ASCII digits, so always UTF-8).
+/// The value of a number the scanner has read (ASCII digits, so always UTF-8); infinite beyond
+/// `f64`'s range.
 fn parse_f64(digits: &[u8]) -> f64 {
     std::str::from_utf8(digits)
         .ok()
@@ -252,6 +256,9 @@ struct Scanner<'b> {
     at: usize,
     paths: &'static [FieldPath],
     values: [Option<Scalar<'b>>; MAX_FIELDS],
+    /// For each level of the objects on the way to picked fields, the fields whose key at that
+    /// level the innermost such object has already had: a second one is a duplicate.
+    seen: [u16; MAX_PATH_DEPTH + 1],
 }
 
 impl<'b> Scanner<'b> {
@@ -313,6 +320,11 @@ impl<'b> Scanner<'b> {
                         let object = open == b'{';
                         // Fields are paths of object keys: nothing under an array is picked out.
                         let inner = if object { candidates } else { 0 };
+                        if inner != 0 {
+                            // Candidates remain only on a path of keys, so `depth` is within
+                            // the longest path here.
+                            self.seen[depth] = 0;
+                        }
                         open_candidates[depth & 0xFF] = inner;
                         enclosing[depth & 0xFF] = close;
                         close = open + 2;
@@ -417,6 +429,13 @@ impl<'b> Scanner<'b> {
                 narrowed |= 1 << index;
             }
         }
+        if self.seen[level] & narrowed != 0 {
+            return problem(
+                at,
+                "duplicate key: this object already has a field the pipeline reads",
+            );
+        }
+        self.seen[level] |= narrowed;
         Ok((value, narrowed))
     }
 
@@ -497,9 +516,8 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// A number by RFC 8259's grammar, and within `f64`'s range.
+    /// A number by RFC 8259's grammar, of any magnitude.
     fn number(&mut self) -> Result<(), Problem> {
-        let start = self.at;
         if self.peek() == Some(b'-') {
             self.at += 1;
         }
@@ -508,7 +526,6 @@ impl<'b> Scanner<'b> {
             Some(b'1'..=b'9') => self.digits(),
             _ => return self.problem("invalid number"),
         }
-        let mut exact = self.at - start <= 18;
         if self.peek() == Some(b'.') {
             self.at += 1;
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
@@ -525,12 +542,6 @@ impl<'b> Scanner<'b> {
                 return self.problem("invalid number");
             }
             self.digits();
-            exact = false;
-        }
-        // Only long or exponent numbers can overflow; refuse what a parser would not read.
-        if !exact && parse_f64(&self.bytes[start..self.at]).is_infinite() {
-            self.at = start;
-            return self.problem("number out of range");
         }
         Ok(())
     }
@@ -676,6 +687,11 @@ impl<'b> Scanner<'b> {
     }
 }
 
+/// The reference the scan is held to in tests and fuzzing.
+#[cfg(test)]
+#[path = "../tests/support/json_reference.rs"]
+mod reference;
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -690,14 +706,44 @@ mod tests {
     }
 
     #[test]
-    fn picks_out_fields_and_first_occurrence_wins() {
-        let body = br#"{"type":"event_callback","event":{"type":"app_mention","bot_id":null,"type":"x"},"ts":17.5,"type":"again"}"#;
+    fn picks_out_fields() {
+        let body = br#"{"type":"event_callback","event":{"type":"app_mention","bot_id":null,"x":1},"ts":17.5}"#;
         let fields = scan(body, PATHS).unwrap();
         assert_eq!(fields.str(&["type"]), Some("event_callback"));
         assert_eq!(fields.str(&["event", "type"]), Some("app_mention"));
         assert!(fields.is_present(&["event", "bot_id"]));
         assert_eq!(fields.str(&["event", "bot_id"]), None);
         assert_eq!(fields.number(&["ts"]), Some(17.5));
+    }
+
+    #[test]
+    fn a_picked_field_twice_in_one_object_is_refused_where_the_second_starts() {
+        for (body, column) in [
+            (r#"{"type":"a","x":1,"type":"b"}"#, 19),
+            (r#"{"event":{"type":"a","t\u0079pe":"b"}}"#, 22),
+            // The object on the way to a picked field counts too.
+            (r#"{"event":{"type":"a"},"event":{}}"#, 23),
+        ] {
+            let error = scan(body.as_bytes(), PATHS).unwrap_err();
+            assert_eq!(
+                (error.message.as_str(), error.line, error.column),
+                (
+                    "duplicate key: this object already has a field the pipeline reads",
+                    1,
+                    column
+                ),
+                "{body}"
+            );
+        }
+        // Keys the pipeline does not read may repeat, and so may picked keys in other objects.
+        for body in [
+            r#"{"x":1,"x":2}"#,
+            r#"{"inner":{"type":1},"other":{"type":2},"type":3}"#,
+            r#"[{"type":1},{"type":2}]"#,
+            r#"{"event":{"type":"a","x":{"type":1,"type":2}}}"#,
+        ] {
+            assert!(scan(body.as_bytes(), PATHS).is_ok(), "{body}");
+        }
     }
 
     #[test]
@@ -738,6 +784,10 @@ mod tests {
             "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\"",
             "\"日本語 ✓\"",
             "{\"a\":{\"b\":{\"c\":[[],[{}]]}}}",
+            // Numbers of any magnitude and precision: the input is passed on as bytes.
+            "1e400",
+            "-1e400",
+            "[1e999999999, 0.0000000000000000000000000000000001]",
         ] {
             assert!(scan(body.as_bytes(), PATHS).is_ok(), "{body}");
         }
@@ -781,7 +831,10 @@ mod tests {
             (b"01", "trailing characters"),
             (b"1.", "invalid number"),
             (b"-", "invalid number"),
-            (b"1e400", "number out of range"),
+            (
+                b"{\"ts\":1,\"ts\":2}",
+                "duplicate key: this object already has a field the pipeline reads",
+            ),
             (b"'a'", "expected value"),
         ];
         for (body, message) in cases {
@@ -797,8 +850,11 @@ mod tests {
     }
 
     #[test]
-    fn agrees_with_serde_json() {
+    fn agrees_with_the_reference() {
         let bodies: &[&[u8]] = &[
+            b"[1e309, -1e400, 1e99999999999]",
+            b"{\"type\":1,\"event\":{\"type\":2},\"type\":3}",
+            b"{\"event\":{\"bot_id\":1,\"bot_id\":1}}",
             b"{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}",
             b"[1e308, -1e-400, 123456789012345678901234567890]",
             b"[1e309]",
@@ -829,7 +885,7 @@ mod tests {
         ];
         for body in bodies {
             let ours = scan(body, PATHS).is_ok();
-            let theirs = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+            let theirs = reference::accepts(body, PATHS);
             assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(body));
         }
     }
@@ -926,7 +982,7 @@ mod tests {
         }
 
         #[test]
-        fn a_changed_byte_is_refused_exactly_when_serde_json_refuses_it(
+        fn a_changed_byte_is_refused_exactly_when_the_reference_refuses_it(
             value in json_value(),
             at in any::<prop::sample::Index>(),
             byte in prop::sample::select(b"{}[]:,\"\\ \n0-.eEtfnu\x01\x7f\xc3\xa9\xff".to_vec()),
@@ -940,7 +996,7 @@ mod tests {
                 text[at] = byte;
             }
             let ours = scan(&text, PATHS).is_ok();
-            let theirs = serde_json::from_slice::<Value>(&text).is_ok();
+            let theirs = reference::accepts(&text, PATHS);
             prop_assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
         }
     }

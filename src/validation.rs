@@ -100,6 +100,20 @@ impl Issue {
         }
     }
 
+    /// An action or delivery id that an executed command could not receive in its environment.
+    pub(crate) fn unfit_for_environment(path: &'static [&'static str], maximum: usize) -> Issue {
+        Issue {
+            code: "invalid_string",
+            path,
+            message: format!(
+                "{} must be at most {maximum} bytes, without NUL characters",
+                path[0]
+            ),
+            maximum: Some(maximum),
+            ..Issue::blank()
+        }
+    }
+
     fn blank() -> Issue {
         Issue {
             code: "",

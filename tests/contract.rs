@@ -540,6 +540,54 @@ async fn signature_wrong_unknown_trigger_and_no_secrets_get_the_same_401() {
 }
 
 #[tokio::test]
+async fn signature_header_only_checks_come_before_the_trigger_lookup() {
+    // A signed-looking request learns nothing from 413 or 415: a known trigger and an unknown
+    // one answer alike, because the size and content type are judged before the lookup.
+    let fixture = Fixture::new();
+    let (service, _rx) = fixture.channel_service();
+    let headers = agent_trigger::signature::sign(
+        Source::Hackerone,
+        &secret_for(Source::Hackerone),
+        b"{}",
+        SystemTime::now(),
+        "",
+    )
+    .unwrap();
+    let request = |trigger: Uuid, header: (&str, &str)| {
+        let mut request = Request::post(format!("/api/trigger/hackerone/{trigger}"))
+            .header(header.0, header.1)
+            .body(full("{}"))
+            .unwrap();
+        request.headers_mut().extend(headers.clone());
+        request
+    };
+    let oversize = (2 * 1024 * 1024).to_string();
+    for (header, status) in [
+        (
+            ("content-type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            ("content-length", oversize.as_str()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let known = send(
+            service.clone(),
+            request(fixture.trigger(Source::Hackerone), header),
+        )
+        .await;
+        let unknown = send(service.clone(), request(Uuid::now_v7(), header)).await;
+        assert_eq!(known.status, status, "{header:?}");
+        assert_eq!(
+            (known.status, &known.headers, &known.json),
+            (unknown.status, &unknown.headers, &unknown.json),
+            "{header:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn signature_error_names_the_reason_but_no_secret() {
     let fixture = Fixture::new();
     let (service, _rx) = fixture.channel_service();
@@ -615,6 +663,131 @@ async fn json_nesting_deeper_than_128_is_refused() {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         assert_eq!(answer.json["issues"][0]["code"], "invalid_json");
     }
+}
+
+#[tokio::test]
+async fn json_a_field_the_pipeline_reads_twice_in_one_object_is_refused() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    for (source, body, line, column) in [
+        (
+            Source::JiraAutomation,
+            "{\"action\":\"deploy\",\n \"action\":\"drop\"}",
+            2,
+            2,
+        ),
+        (
+            Source::Slack,
+            r#"{"event_id":"Ev1","x":0,"event_id":"Ev2"}"#,
+            1,
+            25,
+        ),
+        (
+            Source::Bugcrowd,
+            r#"{"data":{"attributes":{"key":"a"}},"data":{}}"#,
+            1,
+            36,
+        ),
+    ] {
+        let request = fixture.bearer(source, body).body(full(body)).unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        let issue = &answer.json["issues"][0];
+        assert_eq!(issue["code"], "invalid_json");
+        assert_eq!(
+            (issue["line"].as_u64(), issue["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{body}"
+        );
+    }
+    // Keys the pipeline does not read may repeat: the input is passed on as it came.
+    let body = r#"{"action":"deploy","note":1,"note":2}"#;
+    let request = fixture
+        .bearer(Source::JiraAutomation, body)
+        .body(full(body))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+    assert_eq!(rx.recv().await.unwrap().delivery.input, body);
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn json_numbers_of_any_magnitude_are_passed_on_as_bytes() {
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let huge = format!("1{}", "0".repeat(400));
+    for body in [
+        format!(r#"{{"type":"n","n":{huge}}}"#),
+        r#"{"type":"n","n":-1e400,"m":1.0000000000000000000000000000000001}"#.to_owned(),
+    ] {
+        let request = fixture
+            .bearer(Source::Webhook, &body)
+            .body(full(body.clone()))
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.json);
+        assert_eq!(rx.recv().await.unwrap().delivery.input, body);
+    }
+}
+
+#[tokio::test]
+async fn json_an_action_or_delivery_id_unfit_for_an_environment_is_refused() {
+    // Executors hand the action and delivery id on in environment variables: a NUL byte or an
+    // action over 1 KiB is a 400, never an acknowledged delivery that cannot run.
+    let fixture = Fixture::new();
+    let (service, mut rx) = fixture.channel_service();
+    let long = "a".repeat(1025);
+    let cases = [
+        (
+            Source::JiraAutomation,
+            r#"{"action":"de\u0000ploy"}"#.to_owned(),
+            "action",
+        ),
+        (
+            Source::JiraAutomation,
+            format!(r#"{{"action":"{long}"}}"#),
+            "action",
+        ),
+        (
+            Source::Slack,
+            r#"{"type":"event_callback","event_id":"Ev\u00001","event":{"type":"app_mention"}}"#
+                .to_owned(),
+            "deliveryId",
+        ),
+    ];
+    for (source, body, field) in cases {
+        let request = fixture
+            .bearer(source, &body)
+            .body(full(body.clone()))
+            .unwrap();
+        let answer = send(service.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        let issue = &answer.json["issues"][0];
+        assert_eq!(issue["code"], "invalid_string");
+        assert_eq!(issue["path"], json!([field]));
+    }
+    // An action from a header is held to the same bound.
+    let request = fixture
+        .bearer(Source::Hackerone, "{}")
+        .header("x-h1-event", "r".repeat(1025))
+        .body(full("{}"))
+        .unwrap();
+    assert_eq!(
+        send(service.clone(), request).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(rx.try_recv().is_err());
+    // 1 KiB itself is fine.
+    let body = format!(r#"{{"action":"{}"}}"#, "a".repeat(1024));
+    let request = fixture
+        .bearer(Source::JiraAutomation, &body)
+        .body(full(body.clone()))
+        .unwrap();
+    assert_eq!(send(service, request).await.status, StatusCode::OK);
+    assert_eq!(
+        rx.recv().await.unwrap().delivery.action.unwrap().len(),
+        1024
+    );
 }
 
 #[tokio::test]

@@ -427,6 +427,28 @@ async fn linear_window_uses_the_signed_body_timestamp_not_a_header() {
     let answer = send_linear(Some(now - 30_000)).await;
     assert_eq!(answer.status, StatusCode::OK);
     one(&mut rx).await;
+
+    // Correctly signed timestamps beyond any clock are outside the window, never an overflow.
+    for millis in [
+        "-1e300",
+        "1e300",
+        "1e400",
+        "-99999999999999999999999999999999999999999",
+    ] {
+        let body = format!(r#"{{"type":"Issue","action":"update","webhookTimestamp":{millis}}}"#);
+        let headers = signed_headers(Source::Linear, SECRET.as_bytes(), &body, 0);
+        let answer = send(
+            service.clone(),
+            request(&fixture, Source::Linear, &body, headers),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{millis}");
+        assert_eq!(
+            answer.json["error"], "invalid signature: timestamp outside the replay window",
+            "{millis}"
+        );
+    }
+    assert!(rx.try_recv().is_err());
 }
 
 #[tokio::test]

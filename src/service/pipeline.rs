@@ -129,26 +129,25 @@ where
             CredentialsError::Signature(reason) => Answer::Signature(reason),
         })?;
 
-        // API key, trigger
-        let (trigger, pending) = match &credentials {
+        // API key, trigger, then size and content type from the headers. A signed request is
+        // checked in the other order, so that an unknown trigger and a known one answer alike.
+        let (trigger, pending, kind) = match &credentials {
             Credentials::Bearer(token) => {
                 let (trigger, caller) =
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
                 record.caller(&caller);
-                (trigger, Verified::ByKey(caller))
+                let kind = check_headers(headers, limit, spec)?;
+                (trigger, Verified::ByKey(caller), kind)
             }
-            Credentials::Signature(presented) => (
-                signed_trigger(shared, source, trigger_id, received_at).await?,
-                Verified::PendingSignature(presented),
-            ),
+            Credentials::Signature(presented) => {
+                let kind = check_headers(headers, limit, spec)?;
+                let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
+                (trigger, Verified::PendingSignature(presented), kind)
+            }
         };
         let signed = matches!(pending, Verified::PendingSignature(_));
 
-        // size, content type (headers only), then the body itself within the limit
-        body::check_declared_length(headers, limit)
-            .map_err(|error| body_answer(error, limit, spec))?;
-        let kind = body::kind(headers, spec.accepts_form)
-            .map_err(|error| body_answer(error, limit, spec))?;
+        // the body itself, within the limit
         let raw = body::read(body, limit)
             .await
             .map_err(|error| body_answer(error, limit, spec))?;
@@ -264,6 +263,12 @@ async fn signed_trigger<E, A: KeyStore>(
         .ok_or(Answer::Signature(SignatureError::Mismatch))
 }
 
+/// Steps *size* (a declared `Content-Length`) and *content type*, from the headers alone.
+fn check_headers(headers: &HeaderMap, limit: usize, spec: &SourceSpec) -> Result<BodyKind, Answer> {
+    body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
+    body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))
+}
+
 /// Step *signature*: the HMAC over the raw bytes, then a header timestamp's window.
 fn verify_signature(
     presented: &Presented<'_>,
@@ -353,7 +358,7 @@ fn skipped(message: &'static str, action: Option<CompactString>) -> Answer {
     }
 }
 
-fn invalid(bad: crate::event::BadIdempotencyKey) -> Answer {
+fn invalid(bad: crate::event::BadEvent) -> Answer {
     Answer::InvalidParams(vec![bad.into()])
 }
 

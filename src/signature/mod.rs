@@ -139,11 +139,10 @@ pub(crate) fn check_window(
     let Some(window) = window else {
         return Ok(());
     };
-    let now_millis = unix_millis(now);
-    if (now_millis - timestamp_millis).unsigned_abs() <= window.as_millis() {
-        Ok(())
-    } else {
-        Err(SignatureError::OutsideReplayWindow)
+    // A timestamp far enough from now to overflow the difference is outside any window.
+    match unix_millis(now).checked_sub(timestamp_millis) {
+        Some(distance) if distance.unsigned_abs() <= window.as_millis() => Ok(()),
+        _ => Err(SignatureError::OutsideReplayWindow),
     }
 }
 
@@ -260,6 +259,13 @@ mod tests {
             Err(SignatureError::OutsideReplayWindow)
         );
         assert!(check_window(0, now, None).is_ok());
+        // Far beyond the range of time: outside, never an overflow.
+        for extreme in [i128::MIN, i128::MAX, -1e300 as i128, 1e300 as i128] {
+            assert_eq!(
+                check_window(extreme, now, window),
+                Err(SignatureError::OutsideReplayWindow)
+            );
+        }
     }
 
     #[test]
