@@ -69,6 +69,9 @@ pub struct Delivery {
     pub action: Option<CompactString>,
     /// When the service received the request.
     pub received_at: SystemTime,
+    /// The tag of the signature that verified the request, if one did: see
+    /// [`Delivery::idempotency_keys`].
+    pub(crate) signature_tag: Option<[u8; 32]>,
     /// The agent's input: one valid JSON text.
     ///
     /// A body that arrived in one frame is handed on without a copy, so this may be a slice of
@@ -96,8 +99,49 @@ impl Delivery {
             delivery_id: None,
             action: None,
             received_at: SystemTime::now(),
+            signature_tag: None,
             input,
         }
+    }
+
+    /// The keys under which a sink remembers this delivery to recognise redeliveries. Each is
+    /// unique per trigger: a delivery with a key the sink already holds for the same trigger is
+    /// a redelivery of that key's execution, and starts nothing.
+    ///
+    /// - The delivery id, in the namespace of how the request was authenticated: `signed:` for
+    ///   a signature, `key:` for a bearer API key. A key holder cannot claim, in advance, an id
+    ///   that the real sender will use.
+    /// - For a signed request, the signature that verified it, as `signature:` and hex: a
+    ///   byte-identical copy of a signed request is a replay whatever delivery-id header it
+    ///   carries (the senders that sign no timestamp could be replayed forever otherwise).
+    ///
+    /// A delivery with no keys cannot be recognised again, and every copy starts anew.
+    ///
+    /// ```
+    /// use agent_trigger::{Caller, Delivery, Source};
+    /// use bytes::Bytes;
+    /// use uuid::Uuid;
+    ///
+    /// let caller = Caller::ApiKey { key_id: "ci".into(), tenant: "acme".into() };
+    /// let mut delivery =
+    ///     Delivery::new(Source::Slack, Uuid::now_v7(), "acme".into(), caller, Bytes::from_static(b"{}"));
+    /// assert_eq!(delivery.idempotency_keys().count(), 0);
+    /// delivery.delivery_id = Some("Ev123".into());
+    /// assert_eq!(delivery.idempotency_keys().collect::<Vec<_>>(), ["key:Ev123"]);
+    /// ```
+    pub fn idempotency_keys(&self) -> impl Iterator<Item = String> + '_ {
+        let namespace = match self.caller {
+            Caller::Signature { .. } => "signed:",
+            Caller::ApiKey { .. } => "key:",
+        };
+        let id = self
+            .delivery_id
+            .as_deref()
+            .map(|id| format!("{namespace}{id}"));
+        let signature = self
+            .signature_tag
+            .map(|tag| format!("signature:{}", hex::encode(tag)));
+        id.into_iter().chain(signature)
     }
 }
 

@@ -238,13 +238,17 @@ fn standard_webhooks_specification_vector_verifies() {
 async fn bugcrowd_accepts_prefixed_and_bare_hex_digests() {
     let fixture = Fixture::new();
     let (service, mut rx) = fixture.channel_service();
-    let body = body_for(Source::Bugcrowd);
-    let digest = hex::encode(hmac(SECRET.as_bytes(), &[body.as_bytes()]));
-    for value in [
-        format!("sha256={digest}"),
-        digest.clone(),
-        digest.to_uppercase(),
-    ] {
+    // Three distinct deliveries: a byte-identical copy would be a replay of the first.
+    for (n, encode) in [
+        |digest: &str| format!("sha256={digest}"),
+        |digest: &str| digest.to_owned(),
+        |digest: &str| digest.to_uppercase(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"data":{{"attributes":{{"key":"submission.created"}}}},"n":{n}}}"#);
+        let value = encode(&hex::encode(hmac(SECRET.as_bytes(), &[body.as_bytes()])));
         let answer = send(
             service.clone(),
             request(

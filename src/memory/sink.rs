@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError};
 
-/// The default number of delivery ids remembered for redeliveries.
-const DEFAULT_WINDOW: usize = 100_000;
+/// The default number of idempotency keys remembered per trigger.
+const DEFAULT_WINDOW: usize = 10_000;
 /// The default `Retry-After` when the channel is full.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -31,8 +31,11 @@ pub struct Execution {
 /// execution id.
 ///
 /// When the channel is full the sender gets `503` with `Retry-After`, and nothing is
-/// remembered. The last `window` delivery ids (per trigger) are remembered, so a redelivery gets
-/// the original execution id and starts nothing, even when both copies arrive at once. A queued
+/// remembered. The last `window` idempotency keys of each trigger
+/// ([`Delivery::idempotency_keys`]: its delivery id, and for a signed request its signature)
+/// are remembered, each trigger in a window of its own, so a redelivery gets the original
+/// execution id and starts nothing, even when both copies arrive at once. Memory grows with the
+/// number of triggers that receive deliveries times the window. A queued
 /// execution holds its own copy of an input that was a slice of a larger buffer (such as the
 /// server's read buffer), so a backed-up queue weighs what its bodies do.
 ///
@@ -72,7 +75,7 @@ impl ChannelSink {
         (sink, receiver)
     }
 
-    /// Remembers the last `ids` delivery ids instead of 100 000.
+    /// Remembers the last `ids` idempotency keys of each trigger instead of 10 000.
     pub fn remember(mut self, ids: usize) -> Self {
         self.seen = Mutex::new(DeliveryWindow::new(ids));
         self
@@ -107,18 +110,19 @@ impl ExecutionSink for ChannelSink {
         if !delivery.input.is_unique() {
             delivery.input = Bytes::copy_from_slice(&delivery.input);
         }
-        let Some(delivery_id) = delivery.delivery_id.clone() else {
+        let keys: Vec<Box<str>> = delivery.idempotency_keys().map(Box::from).collect();
+        if keys.is_empty() {
             let id = ExecutionId::new_v7();
             self.send(Execution {
                 id: id.clone(),
                 delivery,
             })?;
             return Ok(Outcome::Started(id));
-        };
-        let key = (delivery.trigger_id, delivery_id);
+        }
+        let trigger = delivery.trigger_id;
         // Check, send and remember under one lock: two copies arriving together start once.
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(original) = seen.get(&key) {
+        if let Some(original) = seen.find(trigger, &keys) {
             return Ok(Outcome::Replayed(original.clone()));
         }
         let id = ExecutionId::new_v7();
@@ -126,7 +130,7 @@ impl ExecutionSink for ChannelSink {
             id: id.clone(),
             delivery,
         })?;
-        seen.insert(key, id.clone());
+        seen.remember(trigger, keys, &id);
         Ok(Outcome::Started(id))
     }
 }
@@ -143,39 +147,47 @@ impl fmt::Debug for ChannelSink {
     }
 }
 
-type DeliveryKey = (Uuid, Box<str>);
-
-/// The most recent delivery ids and their executions, oldest forgotten first.
+/// The most recent idempotency keys of each trigger and their executions, oldest forgotten
+/// first. Each trigger has a window of its own, so one trigger's traffic cannot evict another's.
 struct DeliveryWindow {
-    ids: HashMap<DeliveryKey, ExecutionId>,
-    order: VecDeque<DeliveryKey>,
+    triggers: HashMap<Uuid, TriggerWindow>,
     capacity: usize,
+}
+
+#[derive(Default)]
+struct TriggerWindow {
+    ids: HashMap<Box<str>, ExecutionId>,
+    order: VecDeque<Box<str>>,
 }
 
 impl DeliveryWindow {
     fn new(capacity: usize) -> Self {
         DeliveryWindow {
-            ids: HashMap::new(),
-            order: VecDeque::new(),
+            triggers: HashMap::new(),
             capacity,
         }
     }
 
-    fn get(&self, key: &DeliveryKey) -> Option<&ExecutionId> {
-        self.ids.get(key)
+    /// The execution any of `keys` belongs to.
+    fn find(&self, trigger: Uuid, keys: &[Box<str>]) -> Option<&ExecutionId> {
+        let window = self.triggers.get(&trigger)?;
+        keys.iter().find_map(|key| window.ids.get(key))
     }
 
-    fn insert(&mut self, key: DeliveryKey, id: ExecutionId) {
+    fn remember(&mut self, trigger: Uuid, keys: Vec<Box<str>>, id: &ExecutionId) {
         if self.capacity == 0 {
             return;
         }
-        if self.order.len() == self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.ids.remove(&oldest);
+        let window = self.triggers.entry(trigger).or_default();
+        for key in keys {
+            if window.order.len() == self.capacity
+                && let Some(oldest) = window.order.pop_front()
+            {
+                window.ids.remove(&oldest);
+            }
+            window.order.push_back(key.clone());
+            window.ids.insert(key, id.clone());
         }
-        self.order.push_back(key.clone());
-        self.ids.insert(key, id);
     }
 }
 
@@ -183,18 +195,34 @@ impl DeliveryWindow {
 mod tests {
     use super::*;
 
+    fn keys(keys: &[&str]) -> Vec<Box<str>> {
+        keys.iter().map(|&key| Box::from(key)).collect()
+    }
+
     #[test]
-    fn window_forgets_the_oldest() {
+    fn window_forgets_the_oldest_of_each_trigger() {
         let mut window = DeliveryWindow::new(2);
-        let trigger = Uuid::now_v7();
-        let key = |id: &str| (trigger, Box::<str>::from(id));
-        window.insert(key("a"), ExecutionId::from("1"));
-        window.insert(key("b"), ExecutionId::from("2"));
-        window.insert(key("c"), ExecutionId::from("3"));
-        assert!(window.get(&key("a")).is_none());
-        assert_eq!(window.get(&key("b")), Some(&ExecutionId::from("2")));
-        assert_eq!(window.get(&key("c")), Some(&ExecutionId::from("3")));
-        assert_eq!(window.ids.len(), 2);
+        let (busy, quiet) = (Uuid::now_v7(), Uuid::now_v7());
+        window.remember(quiet, keys(&["q"]), &ExecutionId::from("0"));
+        window.remember(busy, keys(&["a"]), &ExecutionId::from("1"));
+        window.remember(busy, keys(&["b"]), &ExecutionId::from("2"));
+        window.remember(busy, keys(&["c"]), &ExecutionId::from("3"));
+        assert!(window.find(busy, &keys(&["a"])).is_none());
+        assert_eq!(
+            window.find(busy, &keys(&["b"])),
+            Some(&ExecutionId::from("2"))
+        );
+        assert_eq!(
+            window.find(busy, &keys(&["x", "c"])),
+            Some(&ExecutionId::from("3"))
+        );
+        // The busy trigger's traffic evicted nothing of the quiet one's.
+        assert_eq!(
+            window.find(quiet, &keys(&["q"])),
+            Some(&ExecutionId::from("0"))
+        );
+        assert!(window.find(quiet, &keys(&["b"])).is_none());
+        assert_eq!(window.triggers[&busy].ids.len(), 2);
     }
 
     #[tokio::test]
@@ -236,8 +264,8 @@ mod tests {
     #[test]
     fn zero_window_remembers_nothing() {
         let mut window = DeliveryWindow::new(0);
-        let key = (Uuid::nil(), Box::<str>::from("a"));
-        window.insert(key.clone(), ExecutionId::from("1"));
-        assert!(window.get(&key).is_none());
+        let trigger = Uuid::nil();
+        window.remember(trigger, keys(&["a"]), &ExecutionId::from("1"));
+        assert!(window.find(trigger, &keys(&["a"])).is_none());
     }
 }

@@ -153,12 +153,12 @@ where
             .map_err(|error| body_answer(error, limit, spec))?;
 
         // signature
-        let caller = match pending {
-            Verified::ByKey(caller) => caller,
+        let (caller, signature_tag) = match pending {
+            Verified::ByKey(caller) => (caller, None),
             Verified::PendingSignature(presented) => {
-                let caller = verify_signature(presented, &trigger, &raw, received_at)?;
+                let (caller, tag) = verify_signature(presented, &trigger, &raw, received_at)?;
                 record.caller(&caller);
-                caller
+                (caller, Some(tag))
             }
         };
 
@@ -202,6 +202,7 @@ where
             delivery_id: event.delivery_id,
             action: event.action,
             received_at,
+            signature_tag,
             input,
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
@@ -269,14 +270,15 @@ fn check_headers(headers: &HeaderMap, limit: usize, spec: &SourceSpec) -> Result
     body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))
 }
 
-/// Step *signature*: the HMAC over the raw bytes, then a header timestamp's window.
+/// Step *signature*: the HMAC over the raw bytes, then a header timestamp's window. Returns the
+/// caller and the tag that verified.
 fn verify_signature(
     presented: &Presented<'_>,
     trigger: &Trigger,
     raw: &[u8],
     now: SystemTime,
-) -> Result<Caller, Answer> {
-    let secret = presented
+) -> Result<(Caller, [u8; 32]), Answer> {
+    let (secret, tag) = presented
         .matching_secret(trigger.secrets(), raw, now)
         .map_err(Answer::Signature)?;
     if let Some(seconds) = presented.header_timestamp() {
@@ -287,9 +289,10 @@ fn verify_signature(
         )
         .map_err(Answer::Signature)?;
     }
-    Ok(Caller::Signature {
+    let caller = Caller::Signature {
         secret_id: secret.shared_id(),
-    })
+    };
+    Ok((caller, tag))
 }
 
 /// Linear signs its timestamp inside the body, so its window is checked once the body is read.

@@ -34,10 +34,11 @@ impl HexSignature {
         Ok(HexSignature { tag })
     }
 
-    pub(crate) fn is_made_with(&self, secret: &SigningSecret, body: &[u8]) -> bool {
+    /// The tag, when `secret` made it over `body`.
+    pub(crate) fn tag_made_with(&self, secret: &SigningSecret, body: &[u8]) -> Option<[u8; 32]> {
         let mut mac = secret.raw_mac().clone();
         mac.update(body);
-        tag_matches(mac, &self.tag)
+        tag_matches(mac, &self.tag).then_some(self.tag)
     }
 }
 

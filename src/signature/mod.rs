@@ -101,20 +101,25 @@ impl<'h> Presented<'h> {
         })
     }
 
-    /// The first active secret of the ring whose HMAC over `body` matches.
+    /// The first active secret of the ring whose HMAC over `body` matches, and the tag it
+    /// made: the same for a byte-identical copy of the request, which is how replays of it are
+    /// recognised.
     pub(crate) fn matching_secret<'s>(
         &self,
         secrets: &'s [SigningSecret],
         body: &[u8],
         now: SystemTime,
-    ) -> Result<&'s SigningSecret, SignatureError> {
+    ) -> Result<(&'s SigningSecret, [u8; 32]), SignatureError> {
         secrets
             .iter()
             .filter(|secret| secret.is_active(now))
-            .find(|secret| match self {
-                Presented::Hex(signature) => signature.is_made_with(secret, body),
-                Presented::Slack(signature) => signature.is_made_with(secret, body),
-                Presented::Standard(signature) => signature.is_made_with(secret, body),
+            .find_map(|secret| {
+                let tag = match self {
+                    Presented::Hex(signature) => signature.tag_made_with(secret, body),
+                    Presented::Slack(signature) => signature.tag_made_with(secret, body),
+                    Presented::Standard(signature) => signature.tag_made_with(secret, body),
+                };
+                tag.map(|tag| (secret, tag))
             })
             .ok_or(SignatureError::Mismatch)
     }
@@ -177,7 +182,7 @@ pub fn verify<'s>(
     let spec = source.spec();
     let scheme = spec.scheme.as_ref().ok_or(SignatureError::Unsigned)?;
     let presented = Presented::parse(scheme, headers)?;
-    let matched = presented.matching_secret(secrets, body, now)?;
+    let (matched, _tag) = presented.matching_secret(secrets, body, now)?;
     let window = replay_window.or(spec.replay_window);
     if let Some(seconds) = presented.header_timestamp() {
         check_window(i128::from(seconds) * 1000, now, window)?;

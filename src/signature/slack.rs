@@ -36,11 +36,13 @@ impl<'h> SlackSignature<'h> {
         })
     }
 
-    pub(crate) fn is_made_with(&self, secret: &SigningSecret, body: &[u8]) -> bool {
+    /// The tag, when `secret` made it over `body` and the timestamp.
+    pub(crate) fn tag_made_with(&self, secret: &SigningSecret, body: &[u8]) -> Option<[u8; 32]> {
         tag_matches(
             base_string_mac(secret, self.timestamp_text, body),
             &self.tag,
         )
+        .then_some(self.tag)
     }
 }
 

@@ -62,19 +62,21 @@ impl<'h> StandardSignature<'h> {
         })
     }
 
-    pub(crate) fn is_made_with(&self, secret: &SigningSecret, body: &[u8]) -> bool {
-        let Some(mac) = secret.standard_webhooks_mac() else {
-            return false;
-        };
-        let expected = signed_content_mac(mac, self.id, self.timestamp_text, body)
+    /// The tag of the list that `secret` made over the id, timestamp and `body`, if one is.
+    pub(crate) fn tag_made_with(&self, secret: &SigningSecret, body: &[u8]) -> Option<[u8; 32]> {
+        let mac = secret.standard_webhooks_mac()?;
+        let expected: [u8; 32] = signed_content_mac(mac, self.id, self.timestamp_text, body)
             .finalize()
-            .into_bytes();
+            .into_bytes()
+            .into();
         // Look at every entry, matched or not, so timing does not tell which one matched.
-        self.v1_tags()
+        let found: bool = self
+            .v1_tags()
             .fold(subtle::Choice::from(0), |found, tag| {
-                found | expected.as_slice().ct_eq(&tag)
+                found | expected.ct_eq(&tag)
             })
-            .into()
+            .into();
+        found.then_some(expected)
     }
 }
 

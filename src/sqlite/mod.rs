@@ -5,8 +5,15 @@
 //!   is sent, so it survives `kill -9` and power loss.
 //! - Concurrent deliveries are committed in groups: one transaction and one fsync for all the
 //!   deliveries that arrived while the previous group was being written.
-//! - `(trigger, delivery id)` is unique in the database, so redeliveries are recognised across
-//!   restarts for as long as the execution record lives.
+//! - Each idempotency key ([`Delivery::idempotency_keys`]) is unique per trigger in the
+//!   database, so redeliveries are recognised across restarts for as long as the execution
+//!   record lives.
+//! - A delivery whose caller stopped waiting before its transaction (a backend deadline or the
+//!   server's request deadline already answered it with an error) is not kept, so the sender's
+//!   retry does not run it twice. What remains is the moment between the insert and the commit:
+//!   a caller that gives up within it gets an error for a delivery that is kept.
+//! - At most [`QUEUE_CAPACITY`] commands wait for the database thread; a delivery that finds
+//!   the queue full is answered `503` with `Retry-After` at once.
 //! - Executions left `running` by a crash are marked `interrupted` when the store is opened.
 //! - Keys are kept as SHA-256 digests. Signing secrets are kept as given (the HMAC needs them):
 //!   protect the file like the configuration. It is created readable by its owner only.
@@ -40,13 +47,13 @@ mod thread;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use compact_str::CompactString;
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::mpsc::{self, Sender, error::TrySendError};
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
@@ -61,6 +68,13 @@ use crate::{
     KeyScope, KeyStore, Outcome, SigningSecret, SinkError, Source, StoreError, Trigger,
 };
 
+/// How many commands (deliveries to keep, queries) may wait for the database thread. Each
+/// waiting delivery holds its body, so this also bounds the memory they take.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// The `Retry-After` of a delivery that found the queue full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// A durable store in one SQLite file; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -69,7 +83,8 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    commands: Mutex<Option<Sender<Command>>>,
+    /// Taken when the store is dropped, which closes the queue and lets the thread finish.
+    commands: Option<Sender<Command>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Keys and triggers, served from memory and rewritten after every change.
     cache: MemoryKeyStore,
@@ -83,11 +98,8 @@ impl SqliteStore {
     /// Blocks while it does so: call it at start-up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
-        let existed = path.exists();
+        create_private(&path)?;
         let mut connection = Connection::open(&path).map_err(|error| open_error(&path, error))?;
-        if !existed {
-            restrict_permissions(&path);
-        }
         configure(&connection).map_err(|error| open_error(&path, error))?;
         schema::migrate(&mut connection)
             .map_err(|error| open_error(&path, error))?
@@ -103,7 +115,7 @@ impl SqliteStore {
             load_keys_and_triggers(&connection).map_err(|error| open_error(&path, error))?;
         cache.replace_all(keys, triggers);
 
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let work = Arc::new(Notify::new());
         let thread_work = Arc::clone(&work);
         let thread = std::thread::Builder::new()
@@ -113,7 +125,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
-                commands: Mutex::new(Some(sender)),
+                commands: Some(sender),
                 thread: Mutex::new(Some(thread)),
                 cache,
                 work,
@@ -139,24 +151,23 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Call(Box::new(move |connection| {
+        let command = Command::Call(Box::new(move |connection| {
             let _ = reply.send(work(connection));
-        })))?;
+        }));
+        self.commands()?
+            .send(command)
+            .await
+            .map_err(|_| StoreError::new("the database thread stopped"))?;
         answer
             .await
             .map_err(|_| StoreError::new("the database thread stopped"))?
             .map_err(StoreError::new)
     }
 
-    fn send(&self, command: Command) -> Result<(), StoreError> {
-        let commands = self
-            .inner
+    fn commands(&self) -> Result<&Sender<Command>, StoreError> {
+        self.inner
             .commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        commands
             .as_ref()
-            .and_then(|sender| sender.send(command).ok())
             .ok_or_else(|| StoreError::new("the database thread stopped"))
     }
 
@@ -259,10 +270,7 @@ impl SqliteStore {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel lets the thread finish what it was sent, then stop.
-        self.commands
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.commands.take();
         if let Some(thread) = self
             .thread
             .get_mut()
@@ -296,8 +304,17 @@ impl KeyStore for SqliteStore {
 impl ExecutionSink for SqliteStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Submit { delivery, reply })
-            .map_err(SinkError::internal)?;
+        let commands = self.commands().map_err(SinkError::internal)?;
+        commands
+            .try_send(Command::Submit { delivery, reply })
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SinkError::Unavailable {
+                    retry_after: FULL_RETRY_AFTER,
+                },
+                TrySendError::Closed(_) => SinkError::internal("the database thread stopped"),
+            })?;
+        // Dropping this future (a deadline) closes `answer`, which the thread checks before
+        // it keeps the delivery.
         answer
             .await
             .unwrap_or_else(|_| Err(SinkError::internal("the database thread stopped")))
@@ -374,16 +391,39 @@ fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {
     StoreError::new(format!("{}: {error}", path.display()))
 }
 
+/// Creates a missing database file readable by its owner only, before SQLite opens it, so it is
+/// never readable by others, not even for a moment; SQLite gives its WAL and shared-memory
+/// files the same mode. An existing file that others may read is used as it is, with a warning.
 #[cfg(unix)]
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), %error, "could not make the database private");
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(metadata) = std::fs::metadata(path)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                    "the database holds signing secrets but others may read it: chmod 600 it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) => Err(StoreError::new(format!("{}: {error}", path.display()))),
     }
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) {}
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
 
 fn write_key(
     transaction: &rusqlite::Transaction<'_>,

@@ -59,6 +59,24 @@ const MIGRATIONS: &[&str] = &[
         ON executions (trigger_id, delivery_id) WHERE delivery_id IS NOT NULL;
     CREATE INDEX executions_by_status ON executions (status, id);
     ",
+    // 2: idempotency keys in their own table (`Delivery::idempotency_keys`): delivery ids in
+    // the namespace of how they were authenticated, and the signatures of signed requests.
+    "
+    CREATE TABLE delivery_keys (
+        trigger_id    TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        execution_id  TEXT NOT NULL,
+        PRIMARY KEY (trigger_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX delivery_keys_by_execution ON delivery_keys (execution_id);
+
+    INSERT INTO delivery_keys (trigger_id, key, execution_id)
+        SELECT trigger_id,
+               CASE caller_kind WHEN 'signature' THEN 'signed:' ELSE 'key:' END || delivery_id,
+               id
+        FROM executions WHERE delivery_id IS NOT NULL;
+    DROP INDEX executions_by_delivery;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -96,6 +114,38 @@ mod tests {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version, CURRENT_VERSION as i64);
+    }
+
+    #[test]
+    fn delivery_ids_of_version_1_become_keys_in_their_namespace() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO executions (id, trigger_id, tenant, source, delivery_id, caller_kind,
+                     caller_id, input, status, received_at, created_at)
+                 VALUES ('e1', 't', 'acme', 'slack', 'Ev1', 'signature', 's', x'7b7d', 'done', 0, 0),
+                        ('e2', 't', 'acme', 'slack', 'Ev2', 'key', 'k', x'7b7d', 'done', 0, 0),
+                        ('e3', 't', 'acme', 'slack', NULL, 'key', 'k', x'7b7d', 'done', 0, 0);",
+            )
+            .unwrap();
+        migrate(&mut connection).unwrap().unwrap();
+        let mut keys: Vec<(String, String)> = connection
+            .prepare("SELECT key, execution_id FROM delivery_keys ORDER BY key")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ("key:Ev2".to_owned(), "e2".to_owned()),
+                ("signed:Ev1".to_owned(), "e1".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! so that many concurrent acknowledgements share one transaction and one fsync.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::{caller_columns, parse_execution_id, unix_millis};
@@ -26,8 +27,8 @@ pub(super) enum Command {
 }
 
 /// Runs until every sender is gone, then finishes what was sent.
-pub(super) fn run(mut connection: Connection, commands: Receiver<Command>, work: Arc<Notify>) {
-    while let Ok(command) = commands.recv() {
+pub(super) fn run(mut connection: Connection, mut commands: Receiver<Command>, work: Arc<Notify>) {
+    while let Some(command) = commands.blocking_recv() {
         match command {
             Command::Call(call) => call(&mut connection),
             Command::Submit { delivery, reply } => {
@@ -61,10 +62,12 @@ fn commit_group(connection: &mut Connection, group: Vec<Submission>, work: &Noti
         Ok(outcomes) => {
             let started = outcomes
                 .iter()
-                .filter(|outcome| matches!(outcome, Outcome::Started(_)))
+                .filter(|outcome| matches!(outcome, Some(Outcome::Started(_))))
                 .count();
             for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+                if let Some(outcome) = outcome {
+                    let _ = reply.send(Ok(outcome));
+                }
             }
             for _ in 0..started {
                 work.notify_one();
@@ -79,38 +82,51 @@ fn commit_group(connection: &mut Connection, group: Vec<Submission>, work: &Noti
     }
 }
 
+/// Inserts each delivery of the group that is not a redelivery; `None` for one whose caller
+/// stopped waiting (a deadline answered it with an error already), which is not kept: the
+/// sender will retry it, and keeping it too would run it twice.
 fn insert_group(
     connection: &mut Connection,
     group: &[Submission],
-) -> rusqlite::Result<Vec<Outcome>> {
+) -> rusqlite::Result<Vec<Option<Outcome>>> {
+    // Waits here for the write lock, which another connection may hold for a while.
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut find = transaction.prepare_cached(
-            "SELECT id FROM executions WHERE trigger_id = ?1 AND delivery_id = ?2",
+            "SELECT execution_id FROM delivery_keys WHERE trigger_id = ?1 AND key = ?2",
         )?;
         let mut insert = transaction.prepare_cached(
             "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                  caller_kind, caller_id, caller_tenant, input, status, received_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12)",
         )?;
+        let mut insert_key = transaction.prepare_cached(
+            "INSERT INTO delivery_keys (trigger_id, key, execution_id) VALUES (?1, ?2, ?3)",
+        )?;
         let created_at = unix_millis(SystemTime::now());
-        for (delivery, _) in group {
+        'delivery: for (delivery, reply) in group {
+            if reply.is_closed() {
+                outcomes.push(None);
+                continue;
+            }
             let trigger_id = delivery.trigger_id.to_string();
-            // Earlier copies in this same group are visible here too: one execution per id.
-            if let Some(delivery_id) = &delivery.delivery_id {
+            let keys: Vec<String> = delivery.idempotency_keys().collect();
+            // Earlier copies in this same group are visible here too: one execution per key.
+            for key in &keys {
                 let original: Option<String> = find
-                    .query_row(params![trigger_id, delivery_id], |row| row.get(0))
+                    .query_row(params![trigger_id, key], |row| row.get(0))
                     .optional()?;
                 if let Some(original) = original {
-                    outcomes.push(Outcome::Replayed(parse_execution_id(&original)));
-                    continue;
+                    outcomes.push(Some(Outcome::Replayed(parse_execution_id(&original))));
+                    continue 'delivery;
                 }
             }
             let id = ExecutionId::new_v7();
+            let id_text = id.to_string();
             let (caller_kind, caller_id, caller_tenant) = caller_columns(&delivery.caller);
             insert.execute(params![
-                id.to_string(),
+                id_text,
                 trigger_id,
                 &*delivery.tenant,
                 delivery.source.as_str(),
@@ -123,7 +139,10 @@ fn insert_group(
                 unix_millis(delivery.received_at),
                 created_at,
             ])?;
-            outcomes.push(Outcome::Started(id));
+            for key in &keys {
+                insert_key.execute(params![trigger_id, key, id_text])?;
+            }
+            outcomes.push(Some(Outcome::Started(id)));
         }
     }
     transaction.commit()?;
