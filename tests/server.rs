@@ -199,7 +199,7 @@ async fn the_executor_runs_the_command_with_input_env_timeout_and_exit_code() {
     std::fs::write(&script, AGENT_SCRIPT).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let executor = format!(
-        "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 2\n",
+        "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 2\nenv = [\"OUT\"]\n",
         script.display()
     );
     let workspace = Workspace::new(&executor);
@@ -283,6 +283,139 @@ async fn the_executor_runs_the_command_with_input_env_timeout_and_exit_code() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&record.output_tail).contains("killed after the 2 s timeout"));
+}
+
+const ISOLATION_SCRIPT: &str = r#"#!/bin/sh
+env > "$OUT/$AGENT_TRIGGER_EXECUTION_ID.env"
+sleep 300 &
+echo $! > "$OUT/$AGENT_TRIGGER_EXECUTION_ID.background"
+case "$AGENT_TRIGGER_ACTION" in
+  slow) sleep 300 ;;
+esac
+exit 0
+"#;
+
+/// Whether process `pid` is gone (or only waits to be reaped).
+fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn assert_gone_soon(pid: u32, what: &str) {
+    for _ in 0..100 {
+        if process_is_gone(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: process {pid} outlived its command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_sees_no_secret_and_leaves_nothing_behind() {
+    let probe = Workspace::new("");
+    let script = probe.path().join("agent.sh");
+    std::fs::write(&script, ISOLATION_SCRIPT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 1\nenv = [\"OUT\", \"NOT_SET_ANYWHERE\"]\n[executor.environment]\nAGENT_MODE = \"review\"\n",
+        script.display()
+    );
+    let workspace = Workspace::new(&executor);
+    let mut server =
+        Server::start_with(&workspace, &[("UNRELATED_TOKEN", "server-only-value")]).await;
+    let client = client();
+    let background = |id: &str| -> u32 {
+        let path = workspace.path().join(format!("{id}.background"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+
+    // Exits at once, leaving a background process.
+    let (_, _, json) = call(
+        &client,
+        delivery(&server, KEY_A, r#"{"type":"quick"}"#, None),
+    )
+    .await
+    .unwrap();
+    let quick = json["executionId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wait_until_finished(&client, &server, &quick).await["status"],
+        "done"
+    );
+    let env = std::fs::read_to_string(workspace.path().join(format!("{quick}.env"))).unwrap();
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, _)| name)
+        .collect();
+    for secret in [KEY_A, KEY_B, "server-only-value"] {
+        assert!(
+            !env.contains(secret),
+            "a secret reached the command:\n{env}"
+        );
+    }
+    for absent in [
+        "TEST_KEY_A",
+        "TEST_KEY_B",
+        "UNRELATED_TOKEN",
+        "NOT_SET_ANYWHERE",
+        "CARGO",
+    ] {
+        assert!(
+            !names.contains(&absent),
+            "{absent} reached the command:\n{env}"
+        );
+    }
+    for present in ["PATH", "OUT", "AGENT_MODE", "AGENT_TRIGGER_EXECUTION_ID"] {
+        assert!(names.contains(&present), "{present} missing:\n{env}");
+    }
+    assert!(env.lines().any(|line| line == "AGENT_MODE=review"));
+    assert_gone_soon(background(&quick), "after exit").await;
+
+    // Times out: the command and what it started in the background end together.
+    let (_, _, json) = call(
+        &client,
+        delivery(&server, KEY_A, r#"{"type":"slow"}"#, None),
+    )
+    .await
+    .unwrap();
+    let slow = json["executionId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wait_until_finished(&client, &server, &slow).await["status"],
+        "error"
+    );
+    assert_gone_soon(background(&slow), "after the timeout").await;
+
+    // Interrupted by a shutdown: the same.
+    let (_, _, json) = call(
+        &client,
+        delivery(&server, KEY_A, r#"{"type":"slow"}"#, Some("last")),
+    )
+    .await
+    .unwrap();
+    let last = json["executionId"].as_str().unwrap().to_owned();
+    let marker = workspace.path().join(format!("{last}.background"));
+    for _ in 0..100 {
+        if std::fs::read_to_string(&marker).is_ok_and(|text| text.ends_with('\n')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nix_kill(&server.child, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert_gone_soon(background(&last), "after shutdown").await;
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The `serve` configuration file: parsed strictly, checked whole, and refused with the file
 //! and line of the first problem, so that a server never starts half-configured.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -19,6 +19,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE: &str = "agent-trigger.db";
 const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// More workers than this is a typo, not a plan: each one may run a command.
+const MAX_WORKERS: usize = 1024;
+/// The longest duration the configuration takes (30 days): beyond it, a typo.
+const MAX_DURATION_SECS: u64 = 30 * 24 * 60 * 60;
+/// The variables every command gets from the server's environment, when set.
+pub const BASE_ENVIRONMENT: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
 /// A checked configuration.
 #[derive(Debug)]
@@ -32,11 +38,32 @@ pub struct Config {
 }
 
 /// How executions are run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecutorConfig {
     pub command: Vec<String>,
     pub workers: usize,
     pub timeout: Duration,
+    /// What the command's environment holds besides [`BASE_ENVIRONMENT`] and the execution's
+    /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
+    /// `[executor.environment]`.
+    pub environment: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The environment's values may be credentials of the agent's own: names only.
+        let names: Vec<&str> = self
+            .environment
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        f.debug_struct("ExecutorConfig")
+            .field("command", &self.command)
+            .field("workers", &self.workers)
+            .field("timeout", &self.timeout)
+            .field("environment", &names)
+            .finish()
+    }
 }
 
 /// The first problem found, located in its file.
@@ -82,6 +109,10 @@ struct RawExecutor {
     command: Spanned<Vec<String>>,
     workers: Option<Spanned<usize>>,
     timeout_secs: Option<Spanned<u64>>,
+    /// Variables of the server's environment passed through by name.
+    env: Option<Spanned<Vec<String>>>,
+    /// Variables set to these values.
+    environment: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -179,13 +210,13 @@ pub fn parse(
             .map_err(|_| locate.at(limit, "body_limit_bytes is too large".to_owned()))?,
         None => agent_trigger::service::DEFAULT_BODY_LIMIT,
     };
+    let triggers = check_triggers(&locate, &raw.triggers, env)?;
+    let keys = check_keys(&locate, &raw.keys, &triggers, env)?;
     let executor = raw
         .executor
         .as_ref()
-        .map(|executor| check_executor(&locate, executor))
+        .map(|executor| check_executor(&locate, executor, &secret_variables(&raw), env))
         .transpose()?;
-    let triggers = check_triggers(&locate, &raw.triggers, env)?;
-    let keys = check_keys(&locate, &raw.keys, &triggers, env)?;
     Ok(Config {
         listen,
         database,
@@ -196,7 +227,25 @@ pub fn parse(
     })
 }
 
-fn check_executor(locate: &Locator<'_>, raw: &RawExecutor) -> Result<ExecutorConfig, ConfigError> {
+/// The environment variables the configuration reads keys and signing secrets from.
+fn secret_variables(raw: &RawConfig) -> HashSet<&str> {
+    let keys = raw.keys.iter().filter_map(|key| key.env.as_ref());
+    let secrets = raw
+        .triggers
+        .iter()
+        .flat_map(|trigger| &trigger.secrets)
+        .filter_map(|secret| secret.env.as_ref());
+    keys.chain(secrets)
+        .map(|name| name.get_ref().as_str())
+        .collect()
+}
+
+fn check_executor(
+    locate: &Locator<'_>,
+    raw: &RawExecutor,
+    secret_variables: &HashSet<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExecutorConfig, ConfigError> {
     let command = raw.command.get_ref();
     if command.is_empty() || command[0].is_empty() {
         return Err(locate.at(
@@ -208,6 +257,12 @@ fn check_executor(locate: &Locator<'_>, raw: &RawExecutor) -> Result<ExecutorCon
         Some(workers) if *workers.get_ref() == 0 => {
             return Err(locate.at(workers, "executor.workers must be at least 1".to_owned()));
         }
+        Some(workers) if *workers.get_ref() > MAX_WORKERS => {
+            return Err(locate.at(
+                workers,
+                format!("executor.workers must be at most {MAX_WORKERS}"),
+            ));
+        }
         Some(workers) => *workers.get_ref(),
         None => DEFAULT_WORKERS,
     };
@@ -218,14 +273,72 @@ fn check_executor(locate: &Locator<'_>, raw: &RawExecutor) -> Result<ExecutorCon
                 "executor.timeout_secs must be at least 1".to_owned(),
             ));
         }
-        Some(timeout) => Duration::from_secs(*timeout.get_ref()),
+        Some(timeout) => bounded_duration(locate, timeout, "executor.timeout_secs")?,
         None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
     };
+    let mut environment = Vec::new();
+    if let Some(names) = &raw.env {
+        for name in names.get_ref() {
+            check_variable_name(locate, names, name)?;
+            if secret_variables.contains(name.as_str()) {
+                return Err(locate.at(
+                    names,
+                    format!("{name} holds a key or signing secret of this configuration: it is never passed to the command"),
+                ));
+            }
+            if let Some(value) = env(name) {
+                environment.push((name.clone(), value));
+            }
+        }
+    }
+    if let Some(set) = &raw.environment {
+        for (name, value) in set.get_ref() {
+            check_variable_name(locate, set, name)?;
+            if value.contains('\0') {
+                return Err(locate.at(set, format!("the value of {name} holds a NUL byte")));
+            }
+            environment.push((name.clone(), value.clone()));
+        }
+    }
     Ok(ExecutorConfig {
         command: command.clone(),
         workers,
         timeout,
+        environment,
     })
+}
+
+/// A name a command's environment can hold, and not one of the execution's own variables.
+fn check_variable_name<T>(
+    locate: &Locator<'_>,
+    at: &Spanned<T>,
+    name: &str,
+) -> Result<(), ConfigError> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(locate.at(at, format!("{name:?} is not an environment variable name")));
+    }
+    if name.starts_with("AGENT_TRIGGER_") {
+        return Err(locate.at(
+            at,
+            format!("{name} is set by the executor for each execution"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whole seconds, from 1 up to [`MAX_DURATION_SECS`].
+fn bounded_duration(
+    locate: &Locator<'_>,
+    seconds: &Spanned<u64>,
+    what: &str,
+) -> Result<Duration, ConfigError> {
+    if *seconds.get_ref() > MAX_DURATION_SECS {
+        return Err(locate.at(
+            seconds,
+            format!("{what} must be at most {MAX_DURATION_SECS} (30 days)"),
+        ));
+    }
+    Ok(Duration::from_secs(*seconds.get_ref()))
 }
 
 fn check_triggers(
@@ -265,7 +378,8 @@ fn check_triggers(
             trigger = trigger.actions(ActionAllowlist::new(actions.iter().map(String::as_str)));
         }
         if let Some(window) = &entry.replay_window_secs {
-            trigger = trigger.replay_window(Duration::from_secs(*window.get_ref()));
+            trigger =
+                trigger.replay_window(bounded_duration(locate, window, "replay_window_secs")?);
         }
         if !entry.secrets.is_empty() && !source.is_signed() {
             return Err(locate.at(&entry.source, format!("source {source} does not sign its deliveries: remove its secrets and use a bearer key")));
@@ -521,6 +635,21 @@ value = "old secret"
     }
 
     #[test]
+    fn the_command_environment_passes_through_what_is_set_and_sets_the_rest() {
+        let text = "[executor]\ncommand = [\"x\"]\nenv = [\"AGENT_HOME\", \"UNSET\"]\n[executor.environment]\nMODE = \"review\"";
+        let env = |name: &str| (name == "AGENT_HOME").then(|| "/srv/agent".to_owned());
+        let config = parse(Path::new("c.toml"), text, &env).unwrap();
+        let environment = config.executor.unwrap().environment;
+        assert_eq!(
+            environment,
+            [
+                ("AGENT_HOME".to_owned(), "/srv/agent".to_owned()),
+                ("MODE".to_owned(), "review".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn defaults() {
         let config = parse(Path::new("c.toml"), "", &env).unwrap();
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
@@ -598,6 +727,30 @@ value = "old secret"
                 "is not one of tenant \"a\"'s triggers",
             ),
             ("listen = ", ":1:"),
+            (
+                "[executor]\ncommand = [\"x\"]\nworkers = 100000000",
+                ":3:11: executor.workers must be at most 1024",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\ntimeout_secs = 18446744073709551615",
+                ":3:16: executor.timeout_secs must be at most 2592000",
+            ),
+            (
+                "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\nreplay_window_secs = 9999999999",
+                ":5:22: replay_window_secs must be at most 2592000",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\nenv = [\"BOT_KEY\"]\n[[keys]]\nid = \"k\"\ntenant = \"a\"\nenv = \"BOT_KEY\"",
+                ":3:7: BOT_KEY holds a key or signing secret of this configuration",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\n[executor.environment]\nAGENT_TRIGGER_ACTION = \"x\"",
+                "AGENT_TRIGGER_ACTION is set by the executor for each execution",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\nenv = [\"A=B\"]",
+                "\"A=B\" is not an environment variable name",
+            ),
         ];
         for (text, expected) in cases {
             let error = error_of(text);

@@ -1,5 +1,11 @@
 //! Runs queued executions: the configured command once per execution, the input JSON on its
 //! stdin, a pool of workers, a timeout, and the tail of its output kept with the result.
+//!
+//! The command handles untrusted text (the webhook's body), so it is treated as untrusted too:
+//! its environment is cleared (it gets [`BASE_ENVIRONMENT`], what the configuration passes on,
+//! and the execution's own variables; never a key or a secret the server read), and it runs in
+//! a process group of its own, which is ended whole once the command exits, times out or is
+//! interrupted: nothing it started in the background outlives it.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -12,7 +18,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::ExecutorConfig;
+use crate::config::{BASE_ENVIRONMENT, ExecutorConfig};
 
 /// How much output is kept per execution.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
@@ -77,8 +83,17 @@ async fn run(
     stop: &mut watch::Receiver<bool>,
 ) -> ExecutionResult {
     let delivery = &claimed.delivery;
-    let spawned = Command::new(&config.command[0])
-        .args(&config.command[1..])
+    let mut command = Command::new(&config.command[0]);
+    command.args(&config.command[1..]).env_clear();
+    for name in BASE_ENVIRONMENT {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    #[cfg(unix)]
+    command.process_group(0);
+    let spawned = command
+        .envs(config.environment.iter().map(|(name, value)| (name, value)))
         .env("AGENT_TRIGGER_EXECUTION_ID", claimed.id.to_string())
         .env("AGENT_TRIGGER_SOURCE", delivery.source.as_str())
         .env("AGENT_TRIGGER_TRIGGER_ID", delivery.trigger_id.to_string())
@@ -122,11 +137,15 @@ async fn run(
         });
     }
 
+    let group = ProcessGroup::of(&child);
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status),
         () = tokio::time::sleep(config.timeout) => Ended::TimedOut,
         _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
     };
+    // Whatever the command left behind goes with it; then the command itself, if it is still
+    // there (where process groups are unknown, it is all there is to end).
+    group.end();
     if !matches!(ended, Ended::Exited(_)) {
         let _ = child.kill().await;
     }
@@ -167,6 +186,28 @@ async fn run(
         Ended::Stopped => {
             output.push(b"[agent-trigger] interrupted: the server is shutting down\n");
             ExecutionResult::new(ExecutionStatus::Interrupted, None, output.into_bytes())
+        }
+    }
+}
+
+/// The process group a command leads (it was spawned with `process_group(0)`).
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        ProcessGroup(child.id())
+    }
+
+    /// Kills every process left in the group.
+    fn end(&self) {
+        #[cfg(unix)]
+        if let Some(pid) = self
+            .0
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // ESRCH, the group being empty already, is the usual answer.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }
