@@ -234,3 +234,88 @@ async fn raw_header_bytes_are_never_echoed() {
         );
     }
 }
+
+/// Whether the server closed `stream` (end of file or reset) within `bound`.
+async fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(bound, stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_cap_cannot_keep_a_delivery_out() {
+    let workspace = Workspace::new("");
+    let server = Server::start_with(
+        &workspace,
+        &[
+            ("AGENT_TRIGGER_MAX_CONNECTIONS", "4"),
+            ("AGENT_TRIGGER_HEADER_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    // Three times the cap, sending nothing; one of them sends the first byte of the HTTP/2
+    // preface and stalls inside protocol detection.
+    let mut idle = Vec::new();
+    for _ in 0..12 {
+        idle.push(TcpStream::connect(&server.address).await.unwrap());
+    }
+    idle[0].write_all(b"P").await.unwrap();
+    let started = Instant::now();
+
+    // A real delivery gets its 200 once the idle ones have been closed.
+    let client = client();
+    let answer = loop {
+        match call(
+            &client,
+            delivery(&server, KEY_A, r#"{"type":"real"}"#, None),
+        )
+        .await
+        {
+            Ok(answer) => break answer,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("no delivery got through: {error}"),
+        }
+    };
+    assert_eq!(answer.0, http::StatusCode::OK, "{}", answer.2);
+    // Every idle connection was closed: at accept past the cap, or at the first-head deadline.
+    for (n, stream) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(5)).await,
+            "idle connection {n} is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn limits_past_their_bounds_are_refused_at_start_without_a_panic() {
+    let workspace = Workspace::new("");
+    for (name, value) in [
+        ("AGENT_TRIGGER_REQUEST_TIMEOUT_SECS", "18446744073709551615"),
+        ("AGENT_TRIGGER_MAX_IN_FLIGHT", "18446744073709551615"),
+        ("AGENT_TRIGGER_MAX_CONNECTIONS", "0"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+            .args(["serve", "--config"])
+            .arg(workspace.path().join("config.toml"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("TEST_KEY_A", KEY_A)
+            .env("TEST_KEY_B", KEY_B)
+            .env(name, value)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("a whole number from 1 to"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

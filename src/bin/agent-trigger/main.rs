@@ -221,7 +221,9 @@ async fn serve<S: http::Backend>(
 }
 
 /// Serves connections (HTTP/1 and HTTP/2) until `shutdown`, then stops accepting and lets the
-/// requests in flight finish (within the request deadline).
+/// requests in flight finish (within the request deadline). Connections past the cap are closed
+/// at accept; one whose first request head has not arrived within the header deadline is
+/// closed then.
 async fn accept_until(
     listener: tokio::net::TcpListener,
     app: axum::Router,
@@ -231,15 +233,21 @@ async fn accept_until(
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
+    use std::sync::Arc;
+    use tokio::sync::{Notify, Semaphore};
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits::HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(limits::HTTP2_PING_TIMEOUT);
     let graceful = GracefulShutdown::new();
+    let places = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -253,11 +261,36 @@ async fn accept_until(
                         continue;
                     }
                 };
-                let service = TowerToHyperService::new(app.clone());
+                let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+                    tracing::debug!(max_connections = limits.max_connections, "connection refused: too many open");
+                    drop(stream);
+                    continue;
+                };
+                // Told when the connection's first request head has been read.
+                let first_request = Arc::new(Notify::new());
+                let service = {
+                    let (app, first_request) = (app.clone(), Arc::clone(&first_request));
+                    hyper::service::service_fn(move |request| {
+                        first_request.notify_one();
+                        tower_service::Service::call(&mut app.clone(), request)
+                    })
+                };
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
+                let first_head_deadline = limits.header_timeout;
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    let mut connection = std::pin::pin!(connection);
+                    tokio::select! {
+                        _ = &mut connection => {}
+                        () = first_request.notified() => {
+                            let _ = connection.await;
+                        }
+                        // Dropping the connection closes it.
+                        () = tokio::time::sleep(first_head_deadline) => {
+                            tracing::debug!("connection closed: no request head in time");
+                        }
+                    }
+                    drop(place);
                 });
             }
             () = &mut shutdown => break,
