@@ -96,6 +96,27 @@ pub enum KeyScope {
     Triggers(Vec<Uuid>),
 }
 
+impl KeyScope {
+    /// Whether the scope takes in the trigger `id` (of the key's own tenant; tenants are
+    /// compared separately).
+    ///
+    /// ```
+    /// use agent_trigger::KeyScope;
+    /// use uuid::Uuid;
+    ///
+    /// let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+    /// assert!(KeyScope::Tenant.includes(other));
+    /// assert!(KeyScope::Triggers(vec![mine]).includes(mine));
+    /// assert!(!KeyScope::Triggers(vec![mine]).includes(other));
+    /// ```
+    pub fn includes(&self, id: Uuid) -> bool {
+        match self {
+            KeyScope::Tenant => true,
+            KeyScope::Triggers(ids) => ids.contains(&id),
+        }
+    }
+}
+
 /// A stored API key: never the plaintext, only what the service needs to decide.
 ///
 /// ```
@@ -181,11 +202,7 @@ impl ApiKeyRecord {
 
     /// Whether this key may invoke `trigger`: same tenant, and within the key's scope.
     pub fn may_invoke(&self, trigger: &Trigger) -> bool {
-        *self.tenant == *trigger.tenant
-            && match &self.scope {
-                KeyScope::Tenant => true,
-                KeyScope::Triggers(ids) => ids.contains(&trigger.id),
-            }
+        *self.tenant == *trigger.tenant && self.scope.includes(trigger.id)
     }
 
     pub(crate) fn shared_id(&self) -> Arc<str> {

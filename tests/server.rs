@@ -167,6 +167,55 @@ async fn the_status_endpoint_shows_a_tenant_only_its_own_executions() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn the_status_endpoint_shows_a_scoped_key_only_its_triggers_executions() {
+    const SCOPED_KEY: &str = "atk_tenant_a_scoped_key_00000000000000000000";
+    const TRIGGER_C: &str = "4a1f9a36-94a5-4d7e-8f0e-7c2b1d3e5f60";
+    let scoped = format!(
+        "[[keys]]\nid = \"scoped\"\ntenant = \"acme\"\nsha256 = \"{}\"\ntriggers = [\"{TRIGGER_C}\"]\n\n[[triggers]]\nid = \"{TRIGGER_C}\"\ntenant = \"acme\"\nsource = \"webhook\"\n",
+        agent_trigger::KeyDigest::of_token(SCOPED_KEY).to_hex()
+    );
+    let workspace = Workspace::new(&scoped);
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let (_, _, json) = call(&client, delivery(&server, KEY_A, r#"{"type":"x"}"#, None))
+        .await
+        .unwrap();
+    let on_a = json["executionId"].as_str().unwrap().to_owned();
+    let request = Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_C}")))
+        .header("authorization", format!("Bearer {SCOPED_KEY}"))
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let (status, _, json) = call(&client, request).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let on_c = json["executionId"].as_str().unwrap().to_owned();
+
+    let (status, _, json) = call(&client, status_request(&server, Some(SCOPED_KEY), &on_c))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &json["triggerId"]),
+        (StatusCode::OK, &Value::from(TRIGGER_C))
+    );
+    // The same tenant's execution on a trigger outside the key's scope is "not found".
+    let (status, _, outside) = call(&client, status_request(&server, Some(SCOPED_KEY), &on_a))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, unknown) = call(
+        &client,
+        status_request(&server, Some(SCOPED_KEY), &Uuid::now_v7().to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outside, unknown);
+    // The tenant-wide key sees both.
+    let (status, _, _) = call(&client, status_request(&server, Some(KEY_A), &on_c))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
 const AGENT_SCRIPT: &str = r#"#!/bin/sh
 input=$(cat)
 printf '%s' "$input" > "$OUT/$AGENT_TRIGGER_EXECUTION_ID.in"
@@ -500,4 +549,71 @@ fn nix_kill(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Demo mode in `dir` on a free port: its address, printed key and webhook trigger id.
+async fn start_demo(dir: &std::path::Path) -> (Child, String, String, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut address, mut key, mut trigger) = (None, None, None);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("agent-trigger listening on http://") {
+                address = Some(rest.to_owned());
+            } else if let Some(rest) = line.strip_prefix("API key (shown once, keep it): ") {
+                key = Some(rest.to_owned());
+            } else if let Some(rest) = line.trim_start().strip_prefix("webhook ") {
+                trigger = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("then its status") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("demo mode prints its key and triggers");
+    (child, address.unwrap(), key.unwrap(), trigger.unwrap())
+}
+
+#[tokio::test]
+async fn a_new_demo_start_revokes_the_keys_of_earlier_ones() {
+    let workspace = Workspace::new("");
+    let client = client();
+    let deliver = |address: &str, key: &str, trigger: &str| {
+        Request::post(format!("http://{address}/api/trigger/webhook/{trigger}"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    let (mut first, address, old_key, trigger) = start_demo(workspace.path()).await;
+    let (status, _, _) = call(&client, deliver(&address, &old_key, &trigger))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    nix_kill(&first, "TERM");
+    first.wait().await.unwrap();
+
+    let (_second, address, new_key, same_trigger) = start_demo(workspace.path()).await;
+    assert_eq!(same_trigger, trigger, "the demo triggers are kept");
+    assert_ne!(new_key, old_key);
+    let (status, _, _) = call(&client, deliver(&address, &new_key, &trigger))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(&client, deliver(&address, &old_key, &trigger))
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an earlier demo key still works"
+    );
 }

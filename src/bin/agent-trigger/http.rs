@@ -66,8 +66,9 @@ impl From<ExecutionRecord> for StatusBody {
     }
 }
 
-/// `GET /api/executions/{executionId}`: a key sees only its own tenant's executions; another
-/// tenant's look exactly like unknown ones.
+/// `GET /api/executions/{executionId}`: a key sees only its own tenant's executions, and a key
+/// scoped to some triggers only those triggers' executions; any other looks exactly like an
+/// unknown one.
 async fn execution_status<S: Backend>(
     State(store): State<S>,
     Path(id): Path<String>,
@@ -94,7 +95,9 @@ async fn execution_status<S: Backend>(
         return not_found();
     };
     match store.execution(&ExecutionId::from(id)).await {
-        Ok(Some(record)) if record.tenant == key.tenant() => {
+        Ok(Some(record))
+            if record.tenant == key.tenant() && key.key_scope().includes(record.trigger_id) =>
+        {
             json_response(StatusCode::OK, &StatusBody::from(record))
         }
         Ok(_) => not_found(),

@@ -23,10 +23,13 @@ use crate::config::{Config, ExecutorConfig};
 
 /// Turns incoming webhooks into agent executions.
 #[derive(Parser)]
-#[command(name = "agent-trigger", version, about, long_about = None)]
+#[command(name = "agent-trigger", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Demo mode only: listen here instead of 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => runtime.block_on(demo()),
+        None => runtime.block_on(demo(cli.listen)),
         Some(Command::Serve { config, listen }) => {
             runtime.block_on(serve_configured(&config, listen))
         }
@@ -134,7 +137,9 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
     .await
 }
 
-async fn demo() -> Result<(), Error> {
+/// Demo mode. Each start mints one key and revokes the keys earlier starts printed: the demo
+/// database holds no other keys.
+async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
     let database = Path::new(config::DEFAULT_DATABASE);
     let store = SqliteStore::open(database)?;
     let mut triggers: Vec<_> = store
@@ -151,10 +156,22 @@ async fn demo() -> Result<(), Error> {
         triggers = store.triggers();
     }
     let key_id = format!("demo-{}", &Uuid::now_v7().simple().to_string()[..12]);
-    let key = store
-        .generate_key(ApiKeyRecord::new(key_id, DEMO_TENANT))
+    let key = ApiKey::generate();
+    let every_trigger = store
+        .triggers()
+        .iter()
+        .map(|trigger| (**trigger).clone())
+        .collect();
+    store
+        .replace_keys_and_triggers(
+            vec![(key.digest(), ApiKeyRecord::new(key_id, DEMO_TENANT))],
+            every_trigger,
+        )
         .await?;
-    let listen: SocketAddr = config::DEFAULT_LISTEN.parse()?;
+    let listen = match listen {
+        Some(listen) => listen,
+        None => config::DEFAULT_LISTEN.parse()?,
+    };
     serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, None, |address| {
         println!("agent-trigger demo: database {}", database.display());
         println!("API key (shown once, keep it): {}", key.expose());
