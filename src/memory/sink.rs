@@ -1,5 +1,5 @@
 //! An [`ExecutionSink`] that hands executions to the host through a bounded channel and
-//! remembers recent delivery ids.
+//! remembers each trigger's recent idempotency keys.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
