@@ -72,6 +72,10 @@ pub struct Delivery {
     /// The tag of the signature that verified the request, if one did: see
     /// [`Delivery::idempotency_keys`].
     pub(crate) signature_tag: Option<[u8; 32]>,
+    /// The request's extensions, moved from it: what the host's own layers put there (a
+    /// request id, `ConnectInfo`, an authenticated user) reaches the executor. A durable sink
+    /// keeps what it needs of them itself: they are not part of a stored execution.
+    pub extensions: http::Extensions,
     /// The agent's input: one valid JSON text.
     ///
     /// A body that arrived in one frame is handed on without a copy, so this may be a slice of
@@ -100,6 +104,7 @@ impl Delivery {
             action: None,
             received_at: SystemTime::now(),
             signature_tag: None,
+            extensions: http::Extensions::new(),
             input,
         }
     }

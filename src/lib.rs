@@ -19,7 +19,7 @@ pub mod layer;
 mod lookup;
 pub mod memory;
 pub mod openapi;
-mod queue;
+pub mod queue;
 mod response;
 mod route;
 mod secret;
@@ -37,10 +37,6 @@ mod validation;
 pub use crate::delivery::{Caller, Delivery, ExecutionId};
 pub use crate::key::{API_KEY_PREFIX, ApiKey, InvalidDigest, KeyDigest, bearer_token};
 pub use crate::layer::TriggerLayer;
-pub use crate::queue::{
-    ClaimedExecution, ExecutionQueue, ExecutionRecord, ExecutionResult, ExecutionStatus,
-    UnknownStatus,
-};
 pub use crate::response::ResponseBody;
 pub use crate::secret::{SecretError, SigningSecret};
 pub use crate::service::{TriggerService, TriggerServiceBuilder};

@@ -13,6 +13,7 @@ use crate::{Delivery, ExecutionId, ExecutionSink, StoreError};
 
 /// Where an execution is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ExecutionStatus {
     /// Acknowledged and waiting for a worker.
     Queued,

@@ -48,6 +48,7 @@ pub struct SigningSecret {
 
 /// Why a signing secret was refused when it was configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretError {
     /// The secret is empty (HackerOne, for one, signs with an empty key when none is set).
     Empty,

@@ -49,6 +49,7 @@ impl<S: ExecutionSink> ExecutionSink for Arc<S> {
 
 /// What became of a delivery the sink took.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// A new execution: `200 {"executionId": id}`.
     Started(ExecutionId),
@@ -69,6 +70,7 @@ pub enum Outcome {
 
 /// A sink that could not take the delivery.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SinkError {
     /// Overloaded or temporarily down: `503` with `Retry-After`.
     Unavailable {

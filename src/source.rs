@@ -25,6 +25,7 @@ use crate::json::FieldPath;
 /// assert!("Jira".parse::<Source>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Source {
     /// Jira Cloud admin webhooks, signed with `X-Hub-Signature`.
     Jira,

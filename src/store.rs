@@ -89,6 +89,7 @@ impl std::error::Error for StoreError {
 
 /// Which triggers an API key may invoke, always within its own tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyScope {
     /// Every trigger of the key's tenant.
     Tenant,

@@ -1184,11 +1184,15 @@ async fn sink_started_hands_over_the_delivery_of_section_2() {
     let fixture = Fixture::new();
     let (service, mut rx) = fixture.channel_service();
     let body = "{ \"webhookEvent\" : \"jira:issue_created\",\n\t\"z\":1, \"a\":[ ] }";
-    let request = fixture
+    /// What a host's own layer puts on the request, such as a request id.
+    #[derive(Debug, Clone, PartialEq)]
+    struct RequestId(&'static str);
+    let mut request = fixture
         .bearer(Source::Jira, body)
         .header("x-atlassian-webhook-identifier", "d-42")
         .body(full(body))
         .unwrap();
+    request.extensions_mut().insert(RequestId("req-7"));
     let before = SystemTime::now();
     let answer = send(service, request).await;
     let execution = rx.recv().await.unwrap();
@@ -1215,6 +1219,11 @@ async fn sink_started_hands_over_the_delivery_of_section_2() {
         delivery.input,
         body.as_bytes(),
         "the raw bytes, not re-serialised JSON"
+    );
+    assert_eq!(
+        delivery.extensions.get::<RequestId>(),
+        Some(&RequestId("req-7")),
+        "the request's extensions travel with the delivery"
     );
 }
 

@@ -313,7 +313,7 @@ async fn the_executor_runs_the_command_with_input_env_timeout_and_exit_code() {
     // The output tails were kept.
     let store =
         agent_trigger::sqlite::SqliteStore::open(workspace.path().join("executions.db")).unwrap();
-    use agent_trigger::ExecutionQueue;
+    use agent_trigger::queue::ExecutionQueue;
     let record = store
         .execution(&ok_id.as_str().into())
         .await

@@ -96,6 +96,7 @@ fn signed_headers(
             ]
         }
         Source::JiraAutomation => vec![],
+        other => panic!("no signature vectors for {other} yet"),
     }
 }
 
@@ -119,6 +120,7 @@ fn body_for(source: Source) -> String {
         Source::Bugcrowd => r#"{"data":{"type":"submission","attributes":{"key":"submission.created"}}}"#.to_owned(),
         Source::Webhook => r#"{"type":"invoice.paid","data":{"id":"in_1"}}"#.to_owned(),
         Source::JiraAutomation => r#"{"action":"deploy"}"#.to_owned(),
+        other => panic!("no typical body for {other} yet"),
     }
 }
 
@@ -650,6 +652,7 @@ async fn redeliveries_of_every_source_with_a_delivery_id_return_the_original_id(
             }
             // Slack's id is the body's event_id; Standard Webhooks' is webhook-id, already signed.
             Source::Slack | Source::Webhook => None,
+            other => panic!("no delivery id header for {other} yet"),
         }
     };
     for source in Source::ALL {

@@ -7,11 +7,11 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{
-    ActionAllowlist, ApiKeyRecord, Caller, Delivery, ExecutionQueue, ExecutionResult,
-    ExecutionSink, ExecutionStatus, KeyScope, KeyStore, Outcome, SigningSecret, Source, Trigger,
-    TriggerService,
+    ActionAllowlist, ApiKeyRecord, Caller, Delivery, ExecutionSink, KeyScope, KeyStore, Outcome,
+    SigningSecret, Source, Trigger, TriggerService,
 };
 use bytes::Bytes;
 use common::{full, send};

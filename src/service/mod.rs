@@ -141,13 +141,15 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
             )),
             Routing::Deliver { source, trigger_id } => {
                 let shared = Arc::clone(&self.shared);
-                // Only the headers are read from here on; the rest of the request head is
-                // dropped now rather than carried in the future.
+                // Only the headers are read from here on, and the extensions are handed to the
+                // sink; the rest of the request head is dropped now rather than carried in the
+                // future.
                 let (parts, body) = request.into_parts();
                 let telemetry = DeliveryTelemetry::start(source, trigger_id);
                 let pipeline = pipeline::accept(
                     shared,
                     parts.headers,
+                    parts.extensions,
                     body,
                     source,
                     trigger_id,

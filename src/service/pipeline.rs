@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use compact_str::CompactString;
-use http::{HeaderMap, Method};
+use http::{Extensions, HeaderMap, Method};
 use http_body::Body;
 use uuid::Uuid;
 
@@ -79,6 +79,7 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 pub(crate) fn accept<E, A, B>(
     shared: Arc<Shared<E, A>>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: B,
     source: Source,
     trigger_id: Uuid,
@@ -91,7 +92,13 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let answer = match steps(&shared, &headers, body, source, trigger_id, record).await {
+        let request = RequestHead {
+            headers: &headers,
+            extensions,
+            source,
+            trigger_id,
+        };
+        let answer = match steps(&shared, request, body, record).await {
             Ok(answer) | Err(answer) => answer,
         };
         (answer, headers)
@@ -106,10 +113,8 @@ where
 )]
 fn steps<'r, E, A, B>(
     shared: &'r Shared<E, A>,
-    headers: &'r HeaderMap,
+    request: RequestHead<'r>,
     body: B,
-    source: Source,
-    trigger_id: Uuid,
     record: DeliveryRecord,
 ) -> impl Future<Output = Result<Answer, Answer>> + 'r
 where
@@ -119,6 +124,12 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
+        let RequestHead {
+            headers,
+            extensions,
+            source,
+            trigger_id,
+        } = request;
         let spec = source.spec();
         let limit = shared.settings.body_limit;
         let received_at = SystemTime::now();
@@ -203,12 +214,22 @@ where
             action: event.action,
             received_at,
             signature_tag,
+            extensions,
             input,
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
         let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
         Ok(sink_answer(outcome))
     }
+}
+
+/// What the pipeline keeps of the request's head: the headers it reads, and the extensions it
+/// hands to the sink.
+struct RequestHead<'h> {
+    headers: &'h HeaderMap,
+    extensions: Extensions,
+    source: Source,
+    trigger_id: Uuid,
 }
 
 /// Who the caller is, or what is left to check once the body is read.

@@ -20,7 +20,8 @@
 //!
 //! ```
 //! use agent_trigger::sqlite::SqliteStore;
-//! use agent_trigger::{ApiKeyRecord, ExecutionQueue, Source, Trigger, TriggerService};
+//! use agent_trigger::queue::ExecutionQueue;
+//! use agent_trigger::{ApiKeyRecord, Source, Trigger, TriggerService};
 //! use uuid::Uuid;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

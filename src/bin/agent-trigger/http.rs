@@ -2,9 +2,8 @@
 
 use std::time::SystemTime;
 
-use agent_trigger::{
-    ExecutionId, ExecutionQueue, ExecutionRecord, KeyDigest, KeyStore, TriggerService, bearer_token,
-};
+use agent_trigger::queue::{ExecutionQueue, ExecutionRecord};
+use agent_trigger::{ExecutionId, KeyDigest, KeyStore, TriggerService, bearer_token};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
