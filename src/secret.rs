@@ -29,7 +29,7 @@ const WHSEC_PREFIX: &str = "whsec_";
 /// let now = SystemTime::now();
 /// let secret = SigningSecret::new("2026-11", "8f2b…shared with the sender")
 ///     .unwrap()
-///     .not_after(now + Duration::from_secs(86_400));
+///     .with_not_after(now + Duration::from_secs(86_400));
 /// assert!(secret.is_active(now));
 /// assert_eq!(secret.id(), "2026-11");
 /// assert!(!format!("{secret:?}").contains("shared with the sender"));
@@ -94,13 +94,13 @@ impl SigningSecret {
     }
 
     /// The secret is not valid before `at`.
-    pub fn not_before(mut self, at: SystemTime) -> Self {
+    pub fn with_not_before(mut self, at: SystemTime) -> Self {
         self.not_before = Some(at);
         self
     }
 
     /// The secret is not valid after `at`.
-    pub fn not_after(mut self, at: SystemTime) -> Self {
+    pub fn with_not_after(mut self, at: SystemTime) -> Self {
         self.not_after = Some(at);
         self
     }
@@ -111,12 +111,12 @@ impl SigningSecret {
     }
 
     /// When the secret starts to be valid, if it has a start.
-    pub fn valid_from(&self) -> Option<SystemTime> {
+    pub fn not_before(&self) -> Option<SystemTime> {
         self.not_before
     }
 
     /// When the secret stops being valid, if it has an end.
-    pub fn valid_until(&self) -> Option<SystemTime> {
+    pub fn not_after(&self) -> Option<SystemTime> {
         self.not_after
     }
 
@@ -184,9 +184,11 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let secret = SigningSecret::new("s", "k").unwrap();
         assert!(secret.is_active(now));
-        assert!(!secret.clone().not_before(now + hour).is_active(now));
-        assert!(!secret.clone().not_after(now - hour).is_active(now));
-        let window = secret.not_before(now - hour).not_after(now + hour);
+        assert!(!secret.clone().with_not_before(now + hour).is_active(now));
+        assert!(!secret.clone().with_not_after(now - hour).is_active(now));
+        let window = secret
+            .with_not_before(now - hour)
+            .with_not_after(now + hour);
         assert!(window.is_active(now));
     }
 

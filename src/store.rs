@@ -127,8 +127,8 @@ impl KeyScope {
 ///
 /// let only = Uuid::now_v7();
 /// let key = ApiKeyRecord::new("ci", "acme")
-///     .scope(KeyScope::Triggers(vec![only]))
-///     .expires_at(SystemTime::now() + Duration::from_secs(3600));
+///     .with_scope(KeyScope::Triggers(vec![only]))
+///     .with_expires_at(SystemTime::now() + Duration::from_secs(3600));
 /// assert!(key.is_usable(SystemTime::now()));
 /// assert!(!key.clone().revoked().is_usable(SystemTime::now()));
 /// ```
@@ -154,13 +154,13 @@ impl ApiKeyRecord {
     }
 
     /// Limits the triggers the key may invoke.
-    pub fn scope(mut self, scope: KeyScope) -> Self {
+    pub fn with_scope(mut self, scope: KeyScope) -> Self {
         self.scope = scope;
         self
     }
 
     /// The key stops working at `at`.
-    pub fn expires_at(mut self, at: SystemTime) -> Self {
+    pub fn with_expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
         self
     }
@@ -182,12 +182,12 @@ impl ApiKeyRecord {
     }
 
     /// Which of the tenant's triggers the key may invoke.
-    pub fn key_scope(&self) -> &KeyScope {
+    pub fn scope(&self) -> &KeyScope {
         &self.scope
     }
 
     /// When the key stops working, if ever.
-    pub fn expiry(&self) -> Option<SystemTime> {
+    pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
     }
 
@@ -264,9 +264,9 @@ impl ActionAllowlist {
 /// use uuid::Uuid;
 ///
 /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Slack)
-///     .actions(ActionAllowlist::new(["app_mention"]))
-///     .secret(SigningSecret::new("2026-11", "slack signing secret").unwrap())
-///     .replay_window(Duration::from_secs(120));
+///     .with_actions(ActionAllowlist::new(["app_mention"]))
+///     .with_secret(SigningSecret::new("2026-11", "slack signing secret").unwrap())
+///     .with_replay_window(Duration::from_secs(120));
 /// assert!(trigger.is_enabled());
 /// assert_eq!(trigger.source(), Source::Slack);
 /// assert_eq!(trigger.effective_replay_window(), Some(Duration::from_secs(120)));
@@ -303,19 +303,19 @@ impl Trigger {
     }
 
     /// Runs only for these actions.
-    pub fn actions(mut self, allowlist: ActionAllowlist) -> Self {
+    pub fn with_actions(mut self, allowlist: ActionAllowlist) -> Self {
         self.actions = Some(allowlist);
         self
     }
 
     /// Adds a signing secret to the ring; any active one verifies.
-    pub fn secret(mut self, secret: SigningSecret) -> Self {
+    pub fn with_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(secret);
         self
     }
 
     /// Overrides the source's replay window.
-    pub fn replay_window(mut self, window: Duration) -> Self {
+    pub fn with_replay_window(mut self, window: Duration) -> Self {
         self.replay_window = Some(window);
         self
     }
@@ -341,7 +341,7 @@ impl Trigger {
     }
 
     /// The action allowlist, if any.
-    pub fn allowlist(&self) -> Option<&ActionAllowlist> {
+    pub fn actions(&self) -> Option<&ActionAllowlist> {
         self.actions.as_ref()
     }
 
@@ -351,7 +351,7 @@ impl Trigger {
     }
 
     /// The trigger's own replay window, when it overrides its source's default.
-    pub fn replay_window_override(&self) -> Option<Duration> {
+    pub fn replay_window(&self) -> Option<Duration> {
         self.replay_window
     }
 
@@ -381,7 +381,8 @@ mod tests {
         let other = Trigger::new(Uuid::now_v7(), "acme", Source::Jira);
         assert!(ApiKeyRecord::new("k", "acme").may_invoke(&trigger));
         assert!(!ApiKeyRecord::new("k", "globex").may_invoke(&trigger));
-        let scoped = ApiKeyRecord::new("k", "acme").scope(KeyScope::Triggers(vec![trigger.id()]));
+        let scoped =
+            ApiKeyRecord::new("k", "acme").with_scope(KeyScope::Triggers(vec![trigger.id()]));
         assert!(scoped.may_invoke(&trigger));
         assert!(!scoped.may_invoke(&other));
     }
@@ -391,10 +392,10 @@ mod tests {
         let now = SystemTime::now();
         let key = ApiKeyRecord::new("k", "t");
         assert!(key.is_usable(now));
-        assert!(!key.clone().expires_at(now).is_usable(now));
+        assert!(!key.clone().with_expires_at(now).is_usable(now));
         assert!(
             key.clone()
-                .expires_at(now + Duration::from_secs(1))
+                .with_expires_at(now + Duration::from_secs(1))
                 .is_usable(now)
         );
         assert!(!key.revoked().is_usable(now));

@@ -286,7 +286,8 @@ async fn credentials_missing_is_401_with_bearer_challenge_and_body_unread() {
 async fn api_key_malformed_unknown_revoked_or_expired_is_invalid_token() {
     let fixture = Fixture::new();
     let expired = fixture.store.generate_key(
-        ApiKeyRecord::new("old", TENANT).expires_at(SystemTime::now() - Duration::from_secs(1)),
+        ApiKeyRecord::new("old", TENANT)
+            .with_expires_at(SystemTime::now() - Duration::from_secs(1)),
     );
     let revoked = fixture
         .store
@@ -329,7 +330,7 @@ async fn trigger_unknown_other_source_other_tenant_or_out_of_scope_is_one_404() 
         .generate_key(ApiKeyRecord::new("globex-ci", "globex"));
     let scoped = fixture.store.generate_key(
         ApiKeyRecord::new("scoped", TENANT)
-            .scope(KeyScope::Triggers(vec![fixture.trigger(Source::Slack)])),
+            .with_scope(KeyScope::Triggers(vec![fixture.trigger(Source::Slack)])),
     );
     let (service, _rx) = fixture.channel_service();
     let jira = fixture.trigger(Source::Jira);
@@ -856,7 +857,7 @@ async fn filter_action_allowlist_exact_and_prefix() {
     let id = Uuid::now_v7();
     fixture.store.insert_trigger(
         Trigger::new(id, TENANT, Source::Jira)
-            .actions(ActionAllowlist::new(["jira:issue_*", "comment_created"])),
+            .with_actions(ActionAllowlist::new(["jira:issue_*", "comment_created"])),
     );
     let (service, mut rx) = fixture.channel_service();
     let cases = [
@@ -1364,7 +1365,7 @@ async fn keys_never_reach_debug_output() {
     assert!(!printed.contains(fixture.key.expose()));
     let secret = secret_for(Source::Slack);
     assert!(!format!("{secret:?}").contains("fixture-signing-secret"));
-    let trigger = Trigger::new(Uuid::nil(), TENANT, Source::Slack).secret(secret);
+    let trigger = Trigger::new(Uuid::nil(), TENANT, Source::Slack).with_secret(secret);
     assert!(!format!("{trigger:?}").contains("fixture-signing-secret"));
 }
 

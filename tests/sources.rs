@@ -463,8 +463,8 @@ async fn replay_window_is_configurable_per_trigger() {
     let id = Uuid::now_v7();
     fixture.store.insert_trigger(
         Trigger::new(id, TENANT, Source::Slack)
-            .secret(secret_for(Source::Slack))
-            .replay_window(Duration::from_secs(3600)),
+            .with_secret(secret_for(Source::Slack))
+            .with_replay_window(Duration::from_secs(3600)),
     );
     let (service, mut rx) = fixture.channel_service();
     let body = body_for(Source::Slack);
@@ -490,20 +490,20 @@ async fn old_and_new_secrets_both_verify_during_an_overlap_and_an_expired_one_do
     let hour = Duration::from_secs(3600);
     store.insert_trigger(
         Trigger::new(id, TENANT, Source::Hackerone)
-            .secret(
+            .with_secret(
                 SigningSecret::new("2026-10", "old secret")
                     .unwrap()
-                    .not_after(now + hour),
+                    .with_not_after(now + hour),
             )
-            .secret(
+            .with_secret(
                 SigningSecret::new("2026-11", "new secret")
                     .unwrap()
-                    .not_before(now - hour),
+                    .with_not_before(now - hour),
             )
-            .secret(
+            .with_secret(
                 SigningSecret::new("2026-09", "expired secret")
                     .unwrap()
-                    .not_after(now - hour),
+                    .with_not_after(now - hour),
             ),
     );
     let (sink, mut rx) = ChannelSink::new(8);
@@ -686,8 +686,8 @@ async fn allowlists_and_bots_are_skipped_for_signed_deliveries_too() {
     let id = Uuid::now_v7();
     fixture.store.insert_trigger(
         Trigger::new(id, TENANT, Source::Linear)
-            .secret(secret_for(Source::Linear))
-            .actions(ActionAllowlist::new(["Issue.*"])),
+            .with_secret(secret_for(Source::Linear))
+            .with_actions(ActionAllowlist::new(["Issue.*"])),
     );
     let (service, mut rx) = fixture.channel_service();
     let body = format!(

@@ -223,27 +223,24 @@ async fn keys_and_triggers_persist() {
     let key = {
         let store = SqliteStore::open(&path).unwrap();
         let trigger = Trigger::new(trigger_id, "acme", Source::Slack)
-            .actions(ActionAllowlist::new(["app_mention"]))
-            .replay_window(Duration::from_secs(120))
-            .secret(SigningSecret::new("2026-11", "slack secret").unwrap());
+            .with_actions(ActionAllowlist::new(["app_mention"]))
+            .with_replay_window(Duration::from_secs(120))
+            .with_secret(SigningSecret::new("2026-11", "slack secret").unwrap());
         store.insert_trigger(trigger).await.unwrap();
         store
             .generate_key(
-                ApiKeyRecord::new("ci", "acme").scope(KeyScope::Triggers(vec![trigger_id])),
+                ApiKeyRecord::new("ci", "acme").with_scope(KeyScope::Triggers(vec![trigger_id])),
             )
             .await
             .unwrap()
     };
     let store = SqliteStore::open(&path).unwrap();
     let record = store.api_key(key.digest()).await.unwrap().unwrap();
-    assert_eq!(record.key_scope(), &KeyScope::Triggers(vec![trigger_id]));
+    assert_eq!(record.scope(), &KeyScope::Triggers(vec![trigger_id]));
     let trigger = store.trigger(trigger_id).await.unwrap().unwrap();
     assert_eq!(trigger.source(), Source::Slack);
-    assert!(trigger.allowlist().unwrap().allows("app_mention"));
-    assert_eq!(
-        trigger.replay_window_override(),
-        Some(Duration::from_secs(120))
-    );
+    assert!(trigger.actions().unwrap().allows("app_mention"));
+    assert_eq!(trigger.replay_window(), Some(Duration::from_secs(120)));
     assert_eq!(trigger.secrets()[0].id(), "2026-11");
 
     assert!(store.revoke_key("ci").await.unwrap());
@@ -366,7 +363,7 @@ async fn jira_service(
     let store = SqliteStore::open(path).unwrap();
     let trigger_id = Uuid::now_v7();
     let trigger = Trigger::new(trigger_id, "acme", Source::Jira)
-        .secret(SigningSecret::new("2026-11", "jira-secret").unwrap());
+        .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap());
     store.insert_trigger(trigger).await.unwrap();
     let key = store
         .generate_key(ApiKeyRecord::new("ci", "acme"))

@@ -68,7 +68,7 @@ impl World {
             .with_trigger(Trigger::new(jira, "bench", Source::Jira))
             .with_trigger(
                 Trigger::new(slack, "bench", Source::Slack)
-                    .secret(SigningSecret::new("s", SLACK_SECRET).unwrap()),
+                    .with_secret(SigningSecret::new("s", SLACK_SECRET).unwrap()),
             );
         World {
             store: Arc::new(store),

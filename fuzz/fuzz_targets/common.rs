@@ -59,7 +59,7 @@ pub fn service() -> &'static Service {
         for source in Source::ALL {
             let mut trigger = Trigger::new(trigger_id(source), "fuzz", source);
             if source.is_signed() {
-                trigger = trigger.secret(secret(source));
+                trigger = trigger.with_secret(secret(source));
             }
             store = store.with_trigger(trigger);
         }

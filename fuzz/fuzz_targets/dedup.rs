@@ -53,7 +53,7 @@ fuzz_target!(|steps: Vec<Step>| {
     let trigger_id = common::trigger_id(Source::Jira);
     let store = MemoryKeyStore::new()
         .with_key(key.digest(), ApiKeyRecord::new("fuzz", "fuzz"))
-        .with_trigger(Trigger::new(trigger_id, "fuzz", Source::Jira).secret(common::secret(Source::Jira)));
+        .with_trigger(Trigger::new(trigger_id, "fuzz", Source::Jira).with_secret(common::secret(Source::Jira)));
     let (sink, mut executions) = ChannelSink::new(128);
     let service = TriggerService::new(sink, store);
     let mut model = Model::default();

@@ -192,7 +192,7 @@ where
         if event.from_bot {
             return Ok(skipped("bot messages are ignored", event.action));
         }
-        if let Some(allowlist) = trigger.allowlist()
+        if let Some(allowlist) = trigger.actions()
             && !event
                 .action
                 .as_deref()

@@ -431,7 +431,7 @@ fn write_key(
     digest: &KeyDigest,
     record: &ApiKeyRecord,
 ) -> rusqlite::Result<()> {
-    let triggers = match record.key_scope() {
+    let triggers = match record.scope() {
         KeyScope::Tenant => None,
         KeyScope::Triggers(ids) => Some(
             serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
@@ -447,7 +447,7 @@ fn write_key(
             record.tenant(),
             &digest.as_bytes()[..],
             triggers,
-            record.expiry().map(unix_millis),
+            record.expires_at().map(unix_millis),
             record.is_revoked(),
         ],
     )?;
@@ -459,7 +459,7 @@ fn write_trigger(
     trigger: &Trigger,
 ) -> rusqlite::Result<()> {
     let id = trigger.id().to_string();
-    let actions = trigger.allowlist().map(|allowlist| {
+    let actions = trigger.actions().map(|allowlist| {
         serde_json::to_string(&allowlist.entries().collect::<Vec<_>>())
             .expect("a list of strings serialises")
     });
@@ -473,7 +473,7 @@ fn write_trigger(
             trigger.source().as_str(),
             trigger.is_enabled(),
             actions,
-            trigger.replay_window_override().map(|window| window.as_secs() as i64),
+            trigger.replay_window().map(|window| window.as_secs() as i64),
         ],
     )?;
     transaction.execute(
@@ -488,8 +488,8 @@ fn write_trigger(
                 id,
                 secret.id(),
                 secret.expose_value(),
-                secret.valid_from().map(unix_millis),
-                secret.valid_until().map(unix_millis),
+                secret.not_before().map(unix_millis),
+                secret.not_after().map(unix_millis),
                 position as i64,
             ],
         )?;
@@ -516,14 +516,14 @@ fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Result<KeysAndTr
         let mut record = ApiKeyRecord::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?);
         if let Some(triggers) = row.get::<_, Option<String>>(3)? {
             let ids: Vec<String> = serde_json::from_str(&triggers).unwrap_or_default();
-            record = record.scope(KeyScope::Triggers(
+            record = record.with_scope(KeyScope::Triggers(
                 ids.iter()
                     .filter_map(|id| Uuid::try_parse(id).ok())
                     .collect(),
             ));
         }
         if let Some(expires_at) = row.get::<_, Option<i64>>(4)? {
-            record = record.expires_at(from_unix_millis(expires_at));
+            record = record.with_expires_at(from_unix_millis(expires_at));
         }
         if row.get::<_, bool>(5)? {
             record = record.revoked();
@@ -546,10 +546,10 @@ fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Result<KeysAndTr
             continue;
         };
         if let Some(at) = row.get::<_, Option<i64>>(3)? {
-            secret = secret.not_before(from_unix_millis(at));
+            secret = secret.with_not_before(from_unix_millis(at));
         }
         if let Some(at) = row.get::<_, Option<i64>>(4)? {
-            secret = secret.not_after(from_unix_millis(at));
+            secret = secret.with_not_after(from_unix_millis(at));
         }
         secrets.entry(trigger_id).or_default().push(secret);
     }
@@ -570,13 +570,14 @@ fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Result<KeysAndTr
         let mut trigger = Trigger::new(uuid, row.get::<_, String>(1)?, source).enabled(row.get(3)?);
         if let Some(actions) = row.get::<_, Option<String>>(4)? {
             let entries: Vec<String> = serde_json::from_str(&actions).unwrap_or_default();
-            trigger = trigger.actions(ActionAllowlist::new(entries));
+            trigger = trigger.with_actions(ActionAllowlist::new(entries));
         }
         if let Some(seconds) = row.get::<_, Option<i64>>(5)? {
-            trigger = trigger.replay_window(Duration::from_secs(seconds.max(0).unsigned_abs()));
+            trigger =
+                trigger.with_replay_window(Duration::from_secs(seconds.max(0).unsigned_abs()));
         }
         for secret in secrets.remove(&id).unwrap_or_default() {
-            trigger = trigger.secret(secret);
+            trigger = trigger.with_secret(secret);
         }
         triggers.push(trigger);
     }

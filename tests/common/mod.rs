@@ -49,7 +49,7 @@ impl Fixture {
             let id = Uuid::now_v7();
             let mut trigger = Trigger::new(id, TENANT, source);
             if source.is_signed() {
-                trigger = trigger.secret(secret_for(source));
+                trigger = trigger.with_secret(secret_for(source));
             }
             store.insert_trigger(trigger);
             triggers.push((source, id));

@@ -375,11 +375,12 @@ fn check_triggers(
         })?;
         let mut trigger = Trigger::new(id, tenant, source).enabled(entry.enabled.unwrap_or(true));
         if let Some(actions) = &entry.actions {
-            trigger = trigger.actions(ActionAllowlist::new(actions.iter().map(String::as_str)));
+            trigger =
+                trigger.with_actions(ActionAllowlist::new(actions.iter().map(String::as_str)));
         }
         if let Some(window) = &entry.replay_window_secs {
             trigger =
-                trigger.replay_window(bounded_duration(locate, window, "replay_window_secs")?);
+                trigger.with_replay_window(bounded_duration(locate, window, "replay_window_secs")?);
         }
         if !entry.secrets.is_empty() && !source.is_signed() {
             return Err(locate.at(&entry.source, format!("source {source} does not sign its deliveries: remove its secrets and use a bearer key")));
@@ -405,7 +406,7 @@ fn check_triggers(
             };
             let signing = SigningSecret::new(secret_id, value)
                 .map_err(|error| locate.at(&secret.id, error.to_string()))?;
-            trigger = trigger.secret(signing);
+            trigger = trigger.with_secret(signing);
         }
         triggers.push(trigger);
     }
@@ -478,7 +479,7 @@ fn check_keys(
                     }
                     scope.push(trigger_id);
                 }
-                record = record.scope(KeyScope::Triggers(scope));
+                record = record.with_scope(KeyScope::Triggers(scope));
             }
         }
         keys.push((digest, record));
@@ -625,13 +626,10 @@ value = "old secret"
         );
         assert_eq!(config.keys.len(), 2);
         assert_eq!(config.keys[1].0, KeyDigest::of_token("atk_bot"));
-        assert_eq!(config.keys[0].1.key_scope(), &KeyScope::Tenant);
+        assert_eq!(config.keys[0].1.scope(), &KeyScope::Tenant);
         let trigger = &config.triggers[0];
         assert_eq!(trigger.secrets().len(), 2);
-        assert_eq!(
-            trigger.replay_window_override(),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(trigger.replay_window(), Some(Duration::from_secs(120)));
     }
 
     #[test]

@@ -95,7 +95,7 @@ async fn execution_status<S: Backend>(
     };
     match store.execution(&ExecutionId::from(id)).await {
         Ok(Some(record))
-            if record.tenant == key.tenant() && key.key_scope().includes(record.trigger_id) =>
+            if record.tenant == key.tenant() && key.scope().includes(record.trigger_id) =>
         {
             json_response(StatusCode::OK, &StatusBody::from(record))
         }
