@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use compact_str::CompactString;
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
@@ -65,8 +64,7 @@ pub struct Delivery {
     /// The sender's id for this delivery, used to recognise redeliveries.
     pub delivery_id: Option<Box<str>>,
     /// The event the delivery is about (`jira:issue_created`, `app_mention`, `Issue.create` …).
-    /// Up to 24 bytes, as actions nearly always are, it is held inline rather than allocated.
-    pub action: Option<CompactString>,
+    pub action: Option<String>,
     /// When the service received the request.
     pub received_at: SystemTime,
     /// The tag of the signature that verified the request, if one did: see
@@ -152,7 +150,9 @@ impl Delivery {
 
 /// The id of an execution, as returned in `{"executionId": …}`.
 ///
-/// Sinks mint their own; UUIDs (v7 in this crate's sinks) are stored without formatting.
+/// Sinks mint their own; UUIDs (v7 in this crate's sinks) are stored without formatting. Two
+/// ids are equal, and hash alike, exactly when their texts are equal: text that is a UUID in
+/// its canonical form (lowercase, hyphenated) is held as that UUID.
 ///
 /// ```
 /// use agent_trigger::ExecutionId;
@@ -162,6 +162,7 @@ impl Delivery {
 /// assert_eq!(id.to_string(), "00000000-0000-0000-0000-000000000000");
 /// assert_eq!(id.as_uuid(), Some(Uuid::nil()));
 /// assert_eq!(ExecutionId::from("run-42").to_string(), "run-42");
+/// assert_eq!(ExecutionId::from("00000000-0000-0000-0000-000000000000"), id);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ExecutionId(Repr);
@@ -224,13 +225,18 @@ impl From<Uuid> for ExecutionId {
 
 impl From<String> for ExecutionId {
     fn from(id: String) -> Self {
-        ExecutionId(Repr::Text(id.into()))
+        ExecutionId::from(id.as_str())
     }
 }
 
 impl From<&str> for ExecutionId {
     fn from(id: &str) -> Self {
-        ExecutionId(Repr::Text(id.into()))
+        match Uuid::try_parse(id) {
+            Ok(uuid) if uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == id => {
+                ExecutionId(Repr::Uuid(uuid))
+            }
+            _ => ExecutionId(Repr::Text(id.into())),
+        }
     }
 }
 
@@ -258,6 +264,21 @@ impl Serialize for ExecutionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equality_and_hashing_follow_the_text() {
+        use std::hash::BuildHasher;
+        let uuid = Uuid::now_v7();
+        let (minted, read) = (ExecutionId::from(uuid), ExecutionId::from(uuid.to_string()));
+        assert_eq!(minted, read);
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&minted), state.hash_one(&read));
+        // Other spellings of the same UUID are other texts, so other ids.
+        let upper = ExecutionId::from(uuid.to_string().to_uppercase());
+        assert_ne!(minted, upper);
+        assert_eq!(upper.to_string(), uuid.to_string().to_uppercase());
+        assert_ne!(ExecutionId::from(uuid.simple().to_string()), minted);
+    }
 
     #[test]
     fn json_body_for_uuids_and_text() {

@@ -1,7 +1,6 @@
 //! What a delivery is about, read from the places its source's table row names: the delivery id
 //! that recognises redeliveries, the action that allowlists match, and Slack's envelope.
 
-use compact_str::{CompactString, format_compact};
 use http::{HeaderMap, HeaderName};
 
 use crate::json::Fields;
@@ -48,7 +47,7 @@ const MAX_ACTION_LEN: usize = 1024;
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Event {
     pub(crate) delivery_id: Option<Box<str>>,
-    pub(crate) action: Option<CompactString>,
+    pub(crate) action: Option<String>,
     /// Slack's `url_verification` challenge, to be echoed.
     pub(crate) challenge: Option<Box<str>>,
     /// A Slack message posted by a bot, skipped to avoid loops.
@@ -74,18 +73,18 @@ impl Event {
             ActionFrom::Header(name) => lookup::named(headers, name)
                 .and_then(|value| value.to_str().ok())
                 .filter(|text| !text.is_empty())
-                .map(CompactString::from),
+                .map(String::from),
             ActionFrom::BodyPath(paths) => paths
                 .iter()
                 .find_map(|path| fields.str(path))
-                .map(CompactString::from),
+                .map(String::from),
             ActionFrom::TypeDotAction(kind, action) => {
                 match (fields.str(&[*kind]), fields.str(&[*action])) {
-                    (Some(kind), Some(action)) => Some(format_compact!("{kind}.{action}")),
+                    (Some(kind), Some(action)) => Some(format!("{kind}.{action}")),
                     _ => None,
                 }
             }
-            ActionFrom::Slack => fields.str(&["event", "type"]).map(CompactString::from),
+            ActionFrom::Slack => fields.str(&["event", "type"]).map(String::from),
         };
         let (challenge, from_bot) = if spec.slack_events {
             let challenge = (fields.str(&["type"]) == Some("url_verification"))
@@ -118,7 +117,7 @@ impl Event {
     /// decoder found; only `Idempotency-Key` can name it.
     pub(crate) fn from_form(
         headers: &HeaderMap,
-        action: Option<CompactString>,
+        action: Option<String>,
     ) -> Result<Event, BadEvent> {
         Event {
             delivery_id: idempotency_key(headers)?,

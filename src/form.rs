@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use compact_str::CompactString;
 
 use crate::json::{self, JsonError};
 
@@ -15,7 +14,7 @@ const PAYLOAD: &str = "payload";
 #[derive(Debug)]
 pub(crate) struct FormInput {
     pub(crate) json: Bytes,
-    pub(crate) action: Option<CompactString>,
+    pub(crate) action: Option<String>,
 }
 
 /// Every field becomes a string member, except `payload`, which is parsed as JSON. The first of
@@ -39,12 +38,12 @@ pub(crate) fn decode(body: &[u8]) -> Result<FormInput, JsonError> {
                 message: format!("payload: {}", error.message),
                 ..error
             })?;
-            action = fields.str(&["type"]).map(CompactString::from);
+            action = fields.str(&["type"]).map(String::from);
             // Validated above: exactly one JSON text, so it embeds as is.
             out.extend_from_slice(value.trim().as_bytes());
         } else {
             if name == "command" {
-                action = Some(CompactString::from(&*value));
+                action = Some(value.clone().into_owned());
             }
             write_string(&mut out, &value);
         }

@@ -44,8 +44,6 @@ pub use crate::signature::SignatureError;
 pub use crate::sink::{ExecutionSink, Outcome, SinkError};
 pub use crate::source::{Source, UnknownSource};
 pub use crate::store::{ActionAllowlist, ApiKeyRecord, KeyScope, KeyStore, StoreError, Trigger};
-/// The text type of [`Delivery::action`]: short strings are kept inline, without an allocation.
-pub use compact_str::CompactString;
 
 /// The boxed error type used for causes from host code and request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use compact_str::CompactString;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
@@ -40,7 +39,7 @@ pub(crate) enum Answer {
     Challenge(Box<str>),
     Skipped {
         message: Cow<'static, str>,
-        action: Option<CompactString>,
+        action: Option<String>,
     },
     Started(ExecutionId),
     Replayed(ExecutionId),

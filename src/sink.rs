@@ -7,30 +7,7 @@ use std::time::Duration;
 
 use crate::{BoxError, Delivery, ExecutionId};
 
-/// Where accepted deliveries go to become executions.
-///
-/// The sink owns idempotency: when any of a delivery's
-/// [`idempotency_keys`](Delivery::idempotency_keys) is one the sink already accepted for the
-/// same trigger, it answers [`Outcome::Replayed`] with the original id and starts nothing, even
-/// when two copies arrive at the same moment. Keep the keys, each unique per trigger, in the
-/// same transaction as the execution. How long they are remembered is the sink's to say.
-///
-/// A sink should also not keep a delivery whose `submit` future was dropped before it was
-/// kept: the caller has then been answered `503` (the service's backend deadline) and its
-/// sender will retry it.
-///
-/// ```
-/// use agent_trigger::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError};
-///
-/// /// Starts nothing, acknowledges everything.
-/// struct Discard;
-///
-/// impl ExecutionSink for Discard {
-///     async fn submit(&self, _delivery: Delivery) -> Result<Outcome, SinkError> {
-///         Ok(Outcome::Started(ExecutionId::new_v7()))
-///     }
-/// }
-/// ```
+#[doc = include_str!("sink.md")]
 pub trait ExecutionSink: Send + Sync + 'static {
     /// Takes one delivery. A `Started` or `Replayed` answer is an acknowledgement: the sender
     /// gets a `200` and will not retry, so a durable sink must have kept the execution first.

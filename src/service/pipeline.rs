@@ -9,7 +9,6 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use compact_str::CompactString;
 use http::{Extensions, HeaderMap, Method};
 use http_body::Body;
 use uuid::Uuid;
@@ -367,7 +366,7 @@ fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
         Ok(Outcome::Replayed(id)) => Answer::Replayed(id),
         Ok(Outcome::Skipped { message, action }) => Answer::Skipped {
             message: Cow::Owned(message),
-            action: action.map(CompactString::from),
+            action,
         },
         Ok(Outcome::Rejected(message)) => Answer::Rejected(message),
         Err(SinkError::Unavailable { retry_after }) => Answer::Unavailable(retry_after),
@@ -375,7 +374,7 @@ fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
     }
 }
 
-fn skipped(message: &'static str, action: Option<CompactString>) -> Answer {
+fn skipped(message: &'static str, action: Option<String>) -> Answer {
     Answer::Skipped {
         message: Cow::Borrowed(message),
         action,

@@ -2,9 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use uuid::Uuid;
-
-use crate::{Caller, ExecutionId};
+use crate::Caller;
 
 /// Unix milliseconds, the unit of every time column.
 pub(super) fn unix_millis(at: SystemTime) -> i64 {
@@ -19,14 +17,6 @@ pub(super) fn from_unix_millis(millis: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
     } else {
         UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
-    }
-}
-
-/// Ids this store minted are UUIDs; anything else is kept as text.
-pub(super) fn parse_execution_id(text: &str) -> ExecutionId {
-    match Uuid::try_parse(text) {
-        Ok(id) => ExecutionId::from(id),
-        Err(_) => ExecutionId::from(text),
     }
 }
 

@@ -52,13 +52,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use compact_str::CompactString;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc::{self, Sender, error::TrySendError};
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
-use self::codec::{caller_from_columns, from_unix_millis, parse_execution_id, unix_millis};
+use self::codec::{caller_from_columns, from_unix_millis, unix_millis};
 use self::thread::Command;
 use crate::memory::MemoryKeyStore;
 use crate::queue::{
@@ -589,7 +588,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     let source: String = row.get(2)?;
     let trigger_id: String = row.get(3)?;
     Ok(ExecutionRecord {
-        id: parse_execution_id(&row.get::<_, String>(0)?),
+        id: ExecutionId::from(row.get::<_, String>(0)?),
         status: status.parse().unwrap_or(ExecutionStatus::Error),
         source: source.parse().map_err(|error| column_error(2, error))?,
         trigger_id: Uuid::try_parse(&trigger_id).map_err(|error| column_error(3, error))?,
@@ -617,10 +616,10 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
         row.get::<_, Vec<u8>>(10)?.into(),
     );
     delivery.delivery_id = row.get::<_, Option<String>>(7)?.map(String::into_boxed_str);
-    delivery.action = row.get::<_, Option<String>>(8)?.map(CompactString::from);
+    delivery.action = row.get::<_, Option<String>>(8)?;
     delivery.received_at = from_unix_millis(row.get(9)?);
     Ok(ClaimedExecution {
-        id: parse_execution_id(&row.get::<_, String>(0)?),
+        id: ExecutionId::from(row.get::<_, String>(0)?),
         delivery,
     })
 }

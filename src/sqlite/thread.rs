@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
-use super::codec::{caller_columns, parse_execution_id, unix_millis};
+use super::codec::{caller_columns, unix_millis};
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -118,7 +118,7 @@ fn insert_group(
                     .query_row(params![trigger_id, key], |row| row.get(0))
                     .optional()?;
                 if let Some(original) = original {
-                    outcomes.push(Some(Outcome::Replayed(parse_execution_id(&original))));
+                    outcomes.push(Some(Outcome::Replayed(ExecutionId::from(original))));
                     continue 'delivery;
                 }
             }
