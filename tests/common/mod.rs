@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 pub const TENANT: &str = "acme";
 
+/// A typical Jira delivery.
+pub const JIRA_BODY: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
+
 /// The signing secret of every signed fixture trigger, by source.
 pub fn secret_for(source: Source) -> SigningSecret {
     let value = match source {
