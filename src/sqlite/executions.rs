@@ -1,0 +1,143 @@
+//! Executions in the database: kept by the database thread's group commits, claimed and
+//! finished by workers, looked up by the status endpoint.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::codec::{caller_from_columns, from_unix_millis, unix_millis};
+use super::thread::Command;
+use super::{FULL_RETRY_AFTER, SqliteStore};
+use crate::queue::{
+    ClaimedExecution, ExecutionQueue, ExecutionRecord, ExecutionResult, ExecutionStatus,
+};
+use crate::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
+
+impl ExecutionSink for SqliteStore {
+    async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
+        let (reply, answer) = oneshot::channel();
+        let commands = self.commands().map_err(SinkError::internal)?;
+        commands
+            .try_send(Command::Submit { delivery, reply })
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SinkError::Unavailable {
+                    retry_after: FULL_RETRY_AFTER,
+                },
+                TrySendError::Closed(_) => SinkError::internal("the database thread stopped"),
+            })?;
+        // Dropping this future (a deadline) closes `answer`, which the thread checks before
+        // it keeps the delivery.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SinkError::internal("the database thread stopped")))
+    }
+}
+
+impl ExecutionQueue for SqliteStore {
+    async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
+        let id = id.to_string();
+        self.call(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
+                            finished_at, exit_code, output_tail
+                     FROM executions WHERE id = ?1",
+                )?
+                .query_row(params![id], read_record)
+                .optional()
+        })
+        .await
+    }
+
+    async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
+        self.call(|connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = 'running', started_at = ?1
+                     WHERE id = (SELECT id FROM executions WHERE status = 'queued' ORDER BY id LIMIT 1)
+                     RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
+                               delivery_id, action, received_at, input",
+                )?
+                .query_row(params![unix_millis(SystemTime::now())], read_claimed)
+                .optional()
+        })
+        .await
+    }
+
+    async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.call(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    result.status.as_str(),
+                    result.exit_code,
+                    result.output_tail,
+                    unix_millis(SystemTime::now())
+                ])
+                .map(drop)
+        })
+        .await
+    }
+
+    fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {
+        let work = Arc::clone(&self.inner.work);
+        async move { work.notified().await }
+    }
+}
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    let status: String = row.get(1)?;
+    let source: String = row.get(2)?;
+    let trigger_id: String = row.get(3)?;
+    Ok(ExecutionRecord {
+        id: ExecutionId::from(row.get::<_, String>(0)?),
+        status: status.parse().unwrap_or(ExecutionStatus::Error),
+        source: source.parse().map_err(|error| column_error(2, error))?,
+        trigger_id: Uuid::try_parse(&trigger_id).map_err(|error| column_error(3, error))?,
+        tenant: row.get(4)?,
+        action: row.get(5)?,
+        created_at: from_unix_millis(row.get(6)?),
+        started_at: row.get::<_, Option<i64>>(7)?.map(from_unix_millis),
+        finished_at: row.get::<_, Option<i64>>(8)?.map(from_unix_millis),
+        exit_code: row.get(9)?,
+        output_tail: row.get::<_, Option<Vec<u8>>>(10)?.unwrap_or_default(),
+    })
+}
+
+fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
+    let source: String = row.get(1)?;
+    let trigger_id: String = row.get(2)?;
+    let tenant: String = row.get(3)?;
+    let kind: String = row.get(4)?;
+    let caller = caller_from_columns(&kind, row.get(5)?, row.get(6)?);
+    let mut delivery = Delivery::new(
+        source.parse().map_err(|error| column_error(1, error))?,
+        Uuid::try_parse(&trigger_id).map_err(|error| column_error(2, error))?,
+        tenant.into(),
+        caller,
+        row.get::<_, Vec<u8>>(10)?.into(),
+    );
+    delivery.delivery_id = row.get::<_, Option<String>>(7)?.map(String::into_boxed_str);
+    delivery.action = row.get::<_, Option<String>>(8)?;
+    delivery.received_at = from_unix_millis(row.get(9)?);
+    Ok(ClaimedExecution {
+        id: ExecutionId::from(row.get::<_, String>(0)?),
+        delivery,
+    })
+}
+
+fn column_error(
+    column: usize,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(error))
+}

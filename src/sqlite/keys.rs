@@ -1,0 +1,280 @@
+//! Keys and triggers in the database: written when the configuration says, read once into the
+//! in-memory copy the service looks them up in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::codec::{from_unix_millis, unix_millis};
+use crate::{
+    ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
+    StoreError, Trigger,
+};
+
+impl SqliteStore {
+    /// Writes keys and triggers with `change`, then reloads the in-memory copy the service
+    /// reads from.
+    async fn change_keys_and_triggers<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (result, keys, triggers) = self
+            .call(move |connection| {
+                let transaction = connection.transaction()?;
+                let result = change(&transaction)?;
+                transaction.commit()?;
+                let (keys, triggers) = load_keys_and_triggers(connection)?;
+                Ok((result, keys, triggers))
+            })
+            .await?;
+        self.inner.cache.replace_all(keys, triggers);
+        Ok(result)
+    }
+
+    /// Adds or replaces a key by the digest of its plaintext.
+    pub async fn insert_key(
+        &self,
+        digest: KeyDigest,
+        record: ApiKeyRecord,
+    ) -> Result<(), StoreError> {
+        self.change_keys_and_triggers(move |transaction| write_key(transaction, &digest, &record))
+            .await
+    }
+
+    /// Generates a key for `record`, stores its digest and returns the plaintext: the only
+    /// time anyone sees it.
+    pub async fn generate_key(&self, record: ApiKeyRecord) -> Result<ApiKey, StoreError> {
+        let key = ApiKey::generate();
+        self.insert_key(key.digest(), record).await?;
+        Ok(key)
+    }
+
+    /// Revokes the key with this id; `false` when there is none.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.change_keys_and_triggers(move |transaction| {
+            Ok(
+                transaction
+                    .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    /// Adds or replaces a trigger and its secrets.
+    pub async fn insert_trigger(&self, trigger: Trigger) -> Result<(), StoreError> {
+        self.change_keys_and_triggers(move |transaction| write_trigger(transaction, &trigger))
+            .await
+    }
+
+    /// Removes a trigger; `false` when there is none. Its executions are kept.
+    pub async fn remove_trigger(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.change_keys_and_triggers(move |transaction| {
+            Ok(transaction.execute(
+                "DELETE FROM triggers WHERE id = ?1",
+                params![id.to_string()],
+            )? > 0)
+        })
+        .await
+    }
+
+    /// Replaces every key and trigger with these, in one transaction (for a host whose
+    /// configuration file is the source of truth).
+    pub async fn replace_keys_and_triggers(
+        &self,
+        keys: Vec<(KeyDigest, ApiKeyRecord)>,
+        triggers: Vec<Trigger>,
+    ) -> Result<(), StoreError> {
+        self.change_keys_and_triggers(move |transaction| {
+            transaction.execute_batch(
+                "DELETE FROM api_keys; DELETE FROM trigger_secrets; DELETE FROM triggers;",
+            )?;
+            for (digest, record) in &keys {
+                write_key(transaction, digest, record)?;
+            }
+            for trigger in &triggers {
+                write_trigger(transaction, trigger)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every trigger, in id order.
+    pub fn triggers(&self) -> Vec<Arc<Trigger>> {
+        self.inner.cache.triggers()
+    }
+}
+
+impl KeyStore for SqliteStore {
+    async fn api_key(&self, digest: KeyDigest) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        self.inner.cache.api_key(digest).await
+    }
+
+    async fn trigger(&self, id: Uuid) -> Result<Option<Arc<Trigger>>, StoreError> {
+        self.inner.cache.trigger(id).await
+    }
+}
+
+fn write_key(
+    transaction: &rusqlite::Transaction<'_>,
+    digest: &KeyDigest,
+    record: &ApiKeyRecord,
+) -> rusqlite::Result<()> {
+    let triggers = match record.scope() {
+        KeyScope::Tenant => None,
+        KeyScope::Triggers(ids) => Some(
+            serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+                .expect("a list of strings serialises"),
+        ),
+    };
+    transaction.execute(
+        "INSERT INTO api_keys (id, tenant, digest, triggers, expires_at, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, digest = excluded.digest,
+             triggers = excluded.triggers, expires_at = excluded.expires_at, revoked = excluded.revoked",
+        params![
+            record.id(),
+            record.tenant(),
+            &digest.as_bytes()[..],
+            triggers,
+            record.expires_at().map(unix_millis),
+            record.is_revoked(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_trigger(
+    transaction: &rusqlite::Transaction<'_>,
+    trigger: &Trigger,
+) -> rusqlite::Result<()> {
+    let id = trigger.id().to_string();
+    let actions = trigger.actions().map(|allowlist| {
+        serde_json::to_string(&allowlist.entries().collect::<Vec<_>>())
+            .expect("a list of strings serialises")
+    });
+    transaction.execute(
+        "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
+             enabled = excluded.enabled, actions = excluded.actions, replay_window_secs = excluded.replay_window_secs",
+        params![
+            id,
+            trigger.tenant(),
+            trigger.source().as_str(),
+            trigger.is_enabled(),
+            actions,
+            trigger.replay_window().map(|window| window.as_secs() as i64),
+        ],
+    )?;
+    transaction.execute(
+        "DELETE FROM trigger_secrets WHERE trigger_id = ?1",
+        params![id],
+    )?;
+    for (position, secret) in trigger.secrets().iter().enumerate() {
+        transaction.execute(
+            "INSERT INTO trigger_secrets (trigger_id, id, secret, not_before, not_after, position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                secret.id(),
+                secret.expose_value(),
+                secret.not_before().map(unix_millis),
+                secret.not_after().map(unix_millis),
+                position as i64,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+type KeysAndTriggers = (Vec<(KeyDigest, ApiKeyRecord)>, Vec<Trigger>);
+
+pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Result<KeysAndTriggers> {
+    let mut keys = Vec::new();
+    let mut statement = connection
+        .prepare("SELECT id, tenant, digest, triggers, expires_at, revoked FROM api_keys")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let digest: Vec<u8> = row.get(2)?;
+        let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
+            tracing::warn!(
+                key_id = row.get::<_, String>(0)?,
+                "skipping a key whose digest is not 32 bytes"
+            );
+            continue;
+        };
+        let mut record = ApiKeyRecord::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?);
+        if let Some(triggers) = row.get::<_, Option<String>>(3)? {
+            let ids: Vec<String> = serde_json::from_str(&triggers).unwrap_or_default();
+            record = record.with_scope(KeyScope::Triggers(
+                ids.iter()
+                    .filter_map(|id| Uuid::try_parse(id).ok())
+                    .collect(),
+            ));
+        }
+        if let Some(expires_at) = row.get::<_, Option<i64>>(4)? {
+            record = record.with_expires_at(from_unix_millis(expires_at));
+        }
+        if row.get::<_, bool>(5)? {
+            record = record.revoked();
+        }
+        keys.push((KeyDigest::from_bytes(digest), record));
+    }
+
+    let mut secrets: std::collections::HashMap<String, Vec<SigningSecret>> =
+        std::collections::HashMap::new();
+    let mut statement = connection.prepare(
+        "SELECT trigger_id, id, secret, not_before, not_after FROM trigger_secrets ORDER BY trigger_id, position",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let trigger_id: String = row.get(0)?;
+        let id: String = row.get(1)?;
+        let value: Vec<u8> = row.get(2)?;
+        let Ok(mut secret) = SigningSecret::new(id.clone(), value) else {
+            tracing::warn!(%trigger_id, secret_id = %id, "skipping an unusable signing secret");
+            continue;
+        };
+        if let Some(at) = row.get::<_, Option<i64>>(3)? {
+            secret = secret.with_not_before(from_unix_millis(at));
+        }
+        if let Some(at) = row.get::<_, Option<i64>>(4)? {
+            secret = secret.with_not_after(from_unix_millis(at));
+        }
+        secrets.entry(trigger_id).or_default().push(secret);
+    }
+
+    let mut triggers = Vec::new();
+    let mut statement = connection
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs FROM triggers")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let (Ok(uuid), Ok(source)) = (
+            Uuid::try_parse(&id),
+            row.get::<_, String>(2)?.parse::<Source>(),
+        ) else {
+            tracing::warn!(trigger_id = %id, "skipping a trigger with a bad id or source");
+            continue;
+        };
+        let mut trigger = Trigger::new(uuid, row.get::<_, String>(1)?, source).enabled(row.get(3)?);
+        if let Some(actions) = row.get::<_, Option<String>>(4)? {
+            let entries: Vec<String> = serde_json::from_str(&actions).unwrap_or_default();
+            trigger = trigger.with_actions(ActionAllowlist::new(entries));
+        }
+        if let Some(seconds) = row.get::<_, Option<i64>>(5)? {
+            trigger =
+                trigger.with_replay_window(Duration::from_secs(seconds.max(0).unsigned_abs()));
+        }
+        for secret in secrets.remove(&id).unwrap_or_default() {
+            trigger = trigger.with_secret(secret);
+        }
+        triggers.push(trigger);
+    }
+    Ok((keys, triggers))
+}
