@@ -45,7 +45,7 @@ proptest! {
         let body = body_for(source, &payload, now);
         let headers = signature::sign(source, &secret, &body, now, &id).unwrap();
         let ring = [secret];
-        prop_assert!(signature::verify(source, &ring, &headers, &body, now, None).is_ok());
+        prop_assert!(signature::Verifier::new(source, &ring).verify_at(&headers, &body, now).is_ok());
     }
 
     #[test]
@@ -58,7 +58,7 @@ proptest! {
         let at = at.index(tampered.len());
         tampered[at] ^= 1 << bit;
         let ring = [secret];
-        let verdict = signature::verify(source, &ring, &headers, &tampered, now, None);
+        let verdict = signature::Verifier::new(source, &ring).verify_at(&headers, &tampered, now);
         // Linear reads its timestamp from the body, so a flip there can also be a bad timestamp.
         prop_assert!(verdict.is_err());
     }
@@ -76,7 +76,7 @@ proptest! {
         text[at] = match text[at] { b'0' => b'1', b'A' => b'B', b'a' => b'b', _ => b'0' };
         headers.insert(name, HeaderValue::from_bytes(&text).unwrap());
         let ring = [secret];
-        prop_assert!(signature::verify(source, &ring, &headers, &body, now, None).is_err());
+        prop_assert!(signature::Verifier::new(source, &ring).verify_at(&headers, &body, now).is_err());
     }
 
     #[test]
@@ -86,7 +86,7 @@ proptest! {
         let secret = secret_for(source);
         let headers = signature::sign(source, &secret, b"{}", signed_at, "msg").unwrap();
         let ring = [secret];
-        prop_assert_eq!(signature::verify(source, &ring, &headers, b"{}", now, None).unwrap_err(), SignatureError::OutsideReplayWindow);
+        prop_assert_eq!(signature::Verifier::new(source, &ring).verify_at(&headers, b"{}", now).unwrap_err(), SignatureError::OutsideReplayWindow);
     }
 
     #[test]
@@ -142,15 +142,9 @@ fn a_header_map_without_signatures_never_verifies() {
     for source in Source::ALL.into_iter().filter(|source| source.is_signed()) {
         let ring = [secret_for(source)];
         assert!(
-            signature::verify(
-                source,
-                &ring,
-                &HeaderMap::new(),
-                b"{}",
-                SystemTime::now(),
-                None
-            )
-            .is_err()
+            signature::Verifier::new(source, &ring)
+                .verify_at(&HeaderMap::new(), b"{}", SystemTime::now())
+                .is_err()
         );
     }
 }

@@ -602,6 +602,9 @@ async fn a_new_demo_start_revokes_the_keys_of_earlier_ones() {
     first.wait().await.unwrap();
 
     let (_second, address, new_key, same_trigger) = start_demo(workspace.path()).await;
+    // A new client: the second server may get the first one's port, and a pooled connection to
+    // the first would fail.
+    let client = server_process::client();
     assert_eq!(same_trigger, trigger, "the demo triggers are kept");
     assert_ne!(new_key, old_key);
     let (status, _, _) = call(&client, deliver(&address, &new_key, &trigger))

@@ -198,7 +198,8 @@ fn slack_documented_example_verifies() {
     let at = UNIX_EPOCH + Duration::from_secs(1_531_420_618);
     let ring = [secret];
     assert_eq!(
-        signature::verify(Source::Slack, &ring, &headers, body, at, None)
+        signature::Verifier::new(Source::Slack, &ring)
+            .verify_at(&headers, body, at)
             .unwrap()
             .id(),
         "doc"
@@ -206,7 +207,9 @@ fn slack_documented_example_verifies() {
     // The same request a day later is a replay.
     let later = at + Duration::from_secs(86_400);
     assert_eq!(
-        signature::verify(Source::Slack, &ring, &headers, body, later, None).unwrap_err(),
+        signature::Verifier::new(Source::Slack, &ring)
+            .verify_at(&headers, body, later)
+            .unwrap_err(),
         SignatureError::OutsideReplayWindow
     );
 }
@@ -229,9 +232,15 @@ fn standard_webhooks_specification_vector_verifies() {
     let body = br#"{"email":"test@example.com","username":"test_user"}"#;
     let at = UNIX_EPOCH + Duration::from_secs(1_649_367_553);
     let ring = [secret];
-    assert!(signature::verify(Source::Webhook, &ring, &headers, body, at, None).is_ok());
+    assert!(
+        signature::Verifier::new(Source::Webhook, &ring)
+            .verify_at(&headers, body, at)
+            .is_ok()
+    );
     assert_eq!(
-        signature::verify(Source::Webhook, &ring, &headers, b"{}", at, None).unwrap_err(),
+        signature::Verifier::new(Source::Webhook, &ring)
+            .verify_at(&headers, b"{}", at)
+            .unwrap_err(),
         SignatureError::Mismatch
     );
 }
@@ -718,12 +727,16 @@ fn sign_and_verify_round_trip_for_every_signed_source() {
         let headers = signature::sign(source, &secret, body.as_bytes(), now, "msg_1").unwrap();
         let ring = [secret];
         assert!(
-            signature::verify(source, &ring, &headers, body.as_bytes(), now, None).is_ok(),
+            signature::Verifier::new(source, &ring)
+                .verify_at(&headers, body.as_bytes(), now)
+                .is_ok(),
             "{source}"
         );
         let other = [SigningSecret::new("other", "whsec_b3RoZXIgc2VjcmV0").unwrap()];
         assert_eq!(
-            signature::verify(source, &other, &headers, body.as_bytes(), now, None).unwrap_err(),
+            signature::Verifier::new(source, &other)
+                .verify_at(&headers, body.as_bytes(), now)
+                .unwrap_err(),
             SignatureError::Mismatch,
             "{source}"
         );

@@ -48,7 +48,7 @@ fuzz_target!(|input: Input| {
         }
     }
     let ring = [secret.clone()];
-    if signature::verify(source, &ring, &headers, &input.body, now, None).is_ok() {
+    if signature::Verifier::new(source, &ring).verify_at(&headers, &input.body, now).is_ok() {
         // It verified: the headers must carry the genuine signature of these exact bytes.
         let genuine = signature::sign(source, &secret, &input.body, now, "msg_fuzz").unwrap();
         let header = source.signature_header().expect("only signed sources verify");

@@ -20,8 +20,8 @@ use crate::json;
 use crate::key::is_well_formed_token;
 use crate::response::Answer;
 use crate::route::{self, Prefix};
-use crate::signature::{self, Presented, SignatureError};
-use crate::source::{BodyTimestamp, Source, SourceSpec};
+use crate::signature::{Presented, SignatureError};
+use crate::source::{Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
 use crate::{
     BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
@@ -147,15 +147,14 @@ where
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
                 record.caller(&caller);
                 let kind = check_headers(headers, limit, spec)?;
-                (trigger, Verified::ByKey(caller), kind)
+                (trigger, Authentication::ByKey(caller), kind)
             }
             Credentials::Signature(presented) => {
                 let kind = check_headers(headers, limit, spec)?;
                 let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
-                (trigger, Verified::PendingSignature(presented), kind)
+                (trigger, Authentication::PendingSignature(presented), kind)
             }
         };
-        let signed = matches!(pending, Verified::PendingSignature(_));
 
         // the body itself, within the limit
         let raw = body::read(body, limit)
@@ -163,20 +162,33 @@ where
             .map_err(|error| body_answer(error, limit, spec))?;
 
         // signature
-        let (caller, signature_tag) = match pending {
-            Verified::ByKey(caller) => (caller, None),
-            Verified::PendingSignature(presented) => {
-                let (caller, tag) = verify_signature(presented, &trigger, &raw, received_at)?;
+        let (caller, signature) = match pending {
+            Authentication::ByKey(caller) => (caller, None),
+            Authentication::PendingSignature(presented) => {
+                let verified = presented
+                    .verify(
+                        source,
+                        trigger.secrets(),
+                        &raw,
+                        received_at,
+                        trigger.effective_replay_window(),
+                    )
+                    .map_err(Answer::Signature)?;
+                let caller = Caller::Signature {
+                    secret_id: verified.secret.shared_id(),
+                };
                 record.caller(&caller);
-                (caller, Some(tag))
+                (caller, Some(verified))
             }
         };
 
-        // JSON
+        // JSON, and a timestamp signed in the body (Linear's), read in the same pass
         let (input, event) = decode(spec, headers, kind, raw)?;
         record.event(event.delivery_id.as_deref(), event.action.as_deref());
-        if signed {
-            check_body_timestamp(spec, &trigger, &event, received_at)?;
+        if let Some(verified) = &signature {
+            verified
+                .check_body_timestamp(event.body_timestamp_millis, received_at)
+                .map_err(Answer::Signature)?;
         }
 
         // handshake
@@ -212,7 +224,7 @@ where
             delivery_id: event.delivery_id,
             action: event.action,
             received_at,
-            signature_tag,
+            signature_tag: signature.map(|verified| verified.tag),
             extensions,
             input,
         };
@@ -232,7 +244,7 @@ struct RequestHead<'h> {
 }
 
 /// Who the caller is, or what is left to check once the body is read.
-enum Verified<'c, 'h> {
+enum Authentication<'c, 'h> {
     ByKey(Caller),
     PendingSignature(&'c Presented<'h>),
 }
@@ -288,48 +300,6 @@ async fn signed_trigger<E, A: KeyStore>(
 fn check_headers(headers: &HeaderMap, limit: usize, spec: &SourceSpec) -> Result<BodyKind, Answer> {
     body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
     body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))
-}
-
-/// Step *signature*: the HMAC over the raw bytes, then a header timestamp's window. Returns the
-/// caller and the tag that verified.
-fn verify_signature(
-    presented: &Presented<'_>,
-    trigger: &Trigger,
-    raw: &[u8],
-    now: SystemTime,
-) -> Result<(Caller, [u8; 32]), Answer> {
-    let (secret, tag) = presented
-        .matching_secret(trigger.secrets(), raw, now)
-        .map_err(Answer::Signature)?;
-    if let Some(seconds) = presented.header_timestamp() {
-        signature::check_window(
-            i128::from(seconds) * 1000,
-            now,
-            trigger.effective_replay_window(),
-        )
-        .map_err(Answer::Signature)?;
-    }
-    let caller = Caller::Signature {
-        secret_id: secret.shared_id(),
-    };
-    Ok((caller, tag))
-}
-
-/// Linear signs its timestamp inside the body, so its window is checked once the body is read.
-fn check_body_timestamp(
-    spec: &SourceSpec,
-    trigger: &Trigger,
-    event: &Event,
-    now: SystemTime,
-) -> Result<(), Answer> {
-    if let BodyTimestamp::Millis(_) = spec.body_timestamp {
-        let millis = event
-            .body_timestamp_millis
-            .ok_or(Answer::Signature(SignatureError::MissingTimestamp))?;
-        signature::check_window(millis as i128, now, trigger.effective_replay_window())
-            .map_err(Answer::Signature)?;
-    }
-    Ok(())
 }
 
 /// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body.

@@ -7,23 +7,23 @@
 //! then the HMAC is checked against the trigger's ring, and only then the replay window, so that
 //! only a holder of the secret learns that a timestamp was stale.
 //!
-//! [`verify`] runs all of it for one request, and [`sign`] produces the headers a sender would,
-//! for tests and for hosts that relay deliveries.
+//! A [`Verifier`] runs all of it for one request, with the code the service runs, and [`sign`]
+//! produces the headers a sender would, for tests and for hosts that relay deliveries.
 //!
 //! ```
 //! use std::time::SystemTime;
-//! use agent_trigger::{signature, SigningSecret, Source};
+//! use agent_trigger::signature::{self, Verifier};
+//! use agent_trigger::{SigningSecret, Source};
 //!
 //! let secret = SigningSecret::new("2026-11", "8f742231b10e8888abcd99yyyzzz85a5").unwrap();
 //! let body = br#"{"type":"event_callback","event":{"type":"app_mention"}}"#;
-//! let now = SystemTime::now();
-//! let headers = signature::sign(Source::Slack, &secret, body, now, "").unwrap();
+//! let headers = signature::sign(Source::Slack, &secret, body, SystemTime::now(), "").unwrap();
 //! let ring = [secret];
-//! let matched = signature::verify(Source::Slack, &ring, &headers, body, now, None).unwrap();
-//! assert_eq!(matched.id(), "2026-11");
+//! let verifier = Verifier::new(Source::Slack, &ring);
+//! assert_eq!(verifier.verify(&headers, body).unwrap().id(), "2026-11");
 //! // One byte changed and it no longer verifies.
 //! let tampered = br#"{"type":"event_callback","event":{"type":"app_mentioN"}}"#;
-//! assert!(signature::verify(Source::Slack, &ring, &headers, tampered, now, None).is_err());
+//! assert!(verifier.verify(&headers, tampered).is_err());
 //! ```
 
 pub(crate) mod hex;
@@ -36,11 +36,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
-use crate::SigningSecret;
 use crate::json;
 use crate::lookup;
 use crate::secret::HmacSha256;
 use crate::source::{BodyTimestamp, Scheme, Source};
+use crate::{SigningSecret, Trigger};
 
 /// Why a delivery's signature was refused. The `Display` text is what the caller sees: it names
 /// the reason, never a secret or the expected value.
@@ -104,7 +104,7 @@ impl<'h> Presented<'h> {
     /// The first active secret of the ring whose HMAC over `body` matches, and the tag it
     /// made: the same for a byte-identical copy of the request, which is how replays of it are
     /// recognised.
-    pub(crate) fn matching_secret<'s>(
+    fn matching_secret<'s>(
         &self,
         secrets: &'s [SigningSecret],
         body: &[u8],
@@ -124,8 +124,31 @@ impl<'h> Presented<'h> {
             .ok_or(SignatureError::Mismatch)
     }
 
+    /// The checks once the body is read: the HMAC over `body` against the ring, then the
+    /// window of a timestamp signed in the headers. A timestamp signed in the body (Linear's) is
+    /// read with the body's other fields and checked with [`Verified::check_body_timestamp`].
+    pub(crate) fn verify<'s>(
+        &self,
+        source: Source,
+        secrets: &'s [SigningSecret],
+        body: &[u8],
+        now: SystemTime,
+        window: Option<Duration>,
+    ) -> Result<Verified<'s>, SignatureError> {
+        let (secret, tag) = self.matching_secret(secrets, body, now)?;
+        if let Some(seconds) = self.header_timestamp() {
+            check_window(i128::from(seconds) * 1000, now, window)?;
+        }
+        Ok(Verified {
+            secret,
+            tag,
+            body_timestamp: source.spec().body_timestamp,
+            window,
+        })
+    }
+
     /// The signed timestamp carried in the headers, in Unix seconds.
-    pub(crate) fn header_timestamp(&self) -> Option<i64> {
+    fn header_timestamp(&self) -> Option<i64> {
         match self {
             Presented::Hex(_) => None,
             Presented::Slack(signature) => Some(signature.timestamp),
@@ -134,9 +157,39 @@ impl<'h> Presented<'h> {
     }
 }
 
+/// A request whose HMAC matched and whose header timestamp, if any, is within the window.
+#[derive(Debug)]
+pub(crate) struct Verified<'s> {
+    /// The secret that matched.
+    pub(crate) secret: &'s SigningSecret,
+    /// The tag it made: the same for a byte-identical copy of the request.
+    pub(crate) tag: [u8; 32],
+    body_timestamp: BodyTimestamp,
+    window: Option<Duration>,
+}
+
+impl Verified<'_> {
+    /// For a source that signs its timestamp in the body, that timestamp's window; `millis`
+    /// is the body's field, as a number.
+    pub(crate) fn check_body_timestamp(
+        &self,
+        millis: Option<f64>,
+        now: SystemTime,
+    ) -> Result<(), SignatureError> {
+        match self.body_timestamp {
+            BodyTimestamp::None => Ok(()),
+            BodyTimestamp::Millis(_) => {
+                let millis = millis.ok_or(SignatureError::MissingTimestamp)?;
+                // Saturates far outside any window; NaN becomes 0, also outside.
+                check_window(millis as i128, now, self.window)
+            }
+        }
+    }
+}
+
 /// Refuses a signed timestamp (Unix milliseconds) further than `window` from `now`, in either
 /// direction. No window means no check.
-pub(crate) fn check_window(
+fn check_window(
     timestamp_millis: i128,
     now: SystemTime,
     window: Option<Duration>,
@@ -168,33 +221,73 @@ fn tag_matches(mac: HmacSha256, presented: &[u8; 32]) -> bool {
         .into()
 }
 
-/// Verifies one request of `source` against a ring of secrets: headers, HMAC over the raw
-/// `body`, then the replay window (the source's default when `replay_window` is `None`).
-/// Returns the secret that matched.
-pub fn verify<'s>(
+/// Verifies requests of one source against a ring of secrets, as the service does: the scheme's
+/// headers, the HMAC over the raw body, then the replay window of the signed timestamp (in the
+/// headers, or for Linear in the body). See the [module docs](self) for an example.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier<'s> {
     source: Source,
     secrets: &'s [SigningSecret],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: SystemTime,
     replay_window: Option<Duration>,
-) -> Result<&'s SigningSecret, SignatureError> {
-    let spec = source.spec();
-    let scheme = spec.scheme.as_ref().ok_or(SignatureError::Unsigned)?;
-    let presented = Presented::parse(scheme, headers)?;
-    let (matched, _tag) = presented.matching_secret(secrets, body, now)?;
-    let window = replay_window.or(spec.replay_window);
-    if let Some(seconds) = presented.header_timestamp() {
-        check_window(i128::from(seconds) * 1000, now, window)?;
+}
+
+impl<'s> Verifier<'s> {
+    /// A verifier with the source's default replay window.
+    pub fn new(source: Source, secrets: &'s [SigningSecret]) -> Self {
+        Verifier {
+            source,
+            secrets,
+            replay_window: source.spec().replay_window,
+        }
     }
-    if let BodyTimestamp::Millis(field) = spec.body_timestamp {
-        let fields = json::scan(body, field).map_err(|_| SignatureError::MissingTimestamp)?;
-        let millis = fields
-            .number(field[0])
-            .ok_or(SignatureError::MissingTimestamp)?;
-        check_window(millis as i128, now, window)?;
+
+    /// A verifier for `trigger`: its source, its ring of secrets and its replay window.
+    pub fn for_trigger(trigger: &'s Trigger) -> Self {
+        Verifier {
+            source: trigger.source(),
+            secrets: trigger.secrets(),
+            replay_window: trigger.effective_replay_window(),
+        }
     }
-    Ok(matched)
+
+    /// Timestamps may be this far from now, in either direction, instead of the source's
+    /// default.
+    pub fn with_replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = Some(window);
+        self
+    }
+
+    /// Verifies a request received now; returns the secret that matched.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<&'s SigningSecret, SignatureError> {
+        self.verify_at(headers, body, SystemTime::now())
+    }
+
+    /// Verifies a request received at `now`; returns the secret that matched.
+    pub fn verify_at(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<&'s SigningSecret, SignatureError> {
+        let spec = self.source.spec();
+        let scheme = spec.scheme.as_ref().ok_or(SignatureError::Unsigned)?;
+        let presented = Presented::parse(scheme, headers)?;
+        let verified =
+            presented.verify(self.source, self.secrets, body, now, self.replay_window)?;
+        // The service reads the timestamp in its one pass over the body; here, alone.
+        let millis = match spec.body_timestamp {
+            BodyTimestamp::None => None,
+            BodyTimestamp::Millis(field) => json::scan(body, field)
+                .ok()
+                .and_then(|fields| fields.number(field[0])),
+        };
+        verified.check_body_timestamp(millis, now)?;
+        Ok(verified.secret)
+    }
 }
 
 /// The headers `source` would send with `body`, signed with `secret` at `timestamp`.
@@ -279,15 +372,9 @@ mod tests {
         let ring = [secret.clone()];
         let now = SystemTime::now();
         assert_eq!(
-            verify(
-                Source::JiraAutomation,
-                &ring,
-                &HeaderMap::new(),
-                b"{}",
-                now,
-                None
-            )
-            .unwrap_err(),
+            Verifier::new(Source::JiraAutomation, &ring)
+                .verify_at(&HeaderMap::new(), b"{}", now)
+                .unwrap_err(),
             SignatureError::Unsigned
         );
         assert!(sign(Source::JiraAutomation, &secret, b"{}", now, "").is_none());

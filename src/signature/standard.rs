@@ -142,7 +142,9 @@ mod tests {
         assert_eq!(signed[WEBHOOK_SIGNATURE], EXPECTED);
         let ring = [secret];
         let list = format!("v1,bm90IHRoaXMgb25l v1a,ignored {EXPECTED}");
-        crate::signature::verify(Source::Webhook, &ring, &headers(&list), BODY, at, None).unwrap();
+        crate::signature::Verifier::new(Source::Webhook, &ring)
+            .verify_at(&headers(&list), BODY, at)
+            .unwrap();
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! [`SqliteStore`]: a durable embedded store (feature `sqlite`) that is at once the
-//! [`KeyStore`], the [`ExecutionSink`] and the [`ExecutionQueue`] of a standalone host.
+//! [`KeyStore`](crate::KeyStore), the [`ExecutionSink`](crate::ExecutionSink) and the
+//! [`ExecutionQueue`](crate::queue::ExecutionQueue) of a standalone host.
 //!
 //! - Every acknowledged execution is committed (WAL, `synchronous=FULL`) before its `200`
 //!   is sent, so it survives `kill -9` and power loss.
 //! - Concurrent deliveries are committed in groups: one transaction and one fsync for all the
 //!   deliveries that arrived while the previous group was being written.
-//! - Each idempotency key ([`Delivery::idempotency_keys`]) is unique per trigger in the
+//! - Each idempotency key ([`Delivery::idempotency_keys`](crate::Delivery::idempotency_keys)) is unique per trigger in the
 //!   database, so redeliveries are recognised across restarts for as long as the execution
 //!   record lives.
 //! - A delivery whose caller stopped waiting before its transaction (a backend deadline or the
