@@ -129,14 +129,7 @@ async fn signature_wrong_unknown_trigger_and_no_secrets_get_the_same_401() {
         .store
         .insert_trigger(Trigger::new(unsigned, TENANT, Source::Hackerone));
     let (service, rx) = fixture.channel_service();
-    let good = agent_trigger::signature::sign(
-        Source::Hackerone,
-        &secret_for(Source::Hackerone),
-        b"{}",
-        SystemTime::now(),
-        "",
-    )
-    .unwrap();
+    let good = signed_now(Source::Hackerone, b"{}");
     let wrong = agent_trigger::signature::sign(
         Source::Hackerone,
         &agent_trigger::SigningSecret::new("x", "another secret").unwrap(),
@@ -182,14 +175,7 @@ async fn signature_header_only_checks_come_before_the_trigger_lookup() {
     // one answer alike, because the size and content type are judged before the lookup.
     let fixture = Fixture::new();
     let (service, _rx) = fixture.channel_service();
-    let headers = agent_trigger::signature::sign(
-        Source::Hackerone,
-        &secret_for(Source::Hackerone),
-        b"{}",
-        SystemTime::now(),
-        "",
-    )
-    .unwrap();
+    let headers = signed_now(Source::Hackerone, b"{}");
     let request = |trigger: Uuid, header: (&str, &str)| {
         let mut request = Request::post(format!("/api/trigger/hackerone/{trigger}"))
             .header(header.0, header.1)

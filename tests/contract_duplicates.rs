@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use agent_trigger::memory::ChannelSink;
 use agent_trigger::{Caller, Source, Trigger, TriggerService};
@@ -108,14 +107,7 @@ fn signed(
     body: &'static str,
     extra: &[(&str, &str)],
 ) -> Request<Full<Bytes>> {
-    let headers = agent_trigger::signature::sign(
-        source,
-        &secret_for(source),
-        body.as_bytes(),
-        SystemTime::now(),
-        "msg_1",
-    )
-    .unwrap();
+    let headers = signed_now(source, body.as_bytes());
     let mut request = Request::post(fixture.path(source))
         .header("content-type", content_type)
         .body(full(body))

@@ -241,12 +241,18 @@ async fn wait_until_finished(client: &HttpClient, server: &Server, id: &str) -> 
     panic!("execution {id} did not finish");
 }
 
+/// A workspace holding `script` as an executable `agent.sh`, and the script's path.
+fn agent_script(script: &str) -> (Workspace, std::path::PathBuf) {
+    let probe = Workspace::new("");
+    let path = probe.path().join("agent.sh");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (probe, path)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_executor_runs_the_command_with_input_env_timeout_and_exit_code() {
-    let probe = Workspace::new("");
-    let script = probe.path().join("agent.sh");
-    std::fs::write(&script, AGENT_SCRIPT).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_probe, script) = agent_script(AGENT_SCRIPT);
     let executor = format!(
         "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 2\nenv = [\"OUT\"]\n",
         script.display()
@@ -366,10 +372,7 @@ async fn assert_gone_soon(pid: u32, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_sees_no_secret_and_leaves_nothing_behind() {
-    let probe = Workspace::new("");
-    let script = probe.path().join("agent.sh");
-    std::fs::write(&script, ISOLATION_SCRIPT).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_probe, script) = agent_script(ISOLATION_SCRIPT);
     let executor = format!(
         "[executor]\ncommand = [\"{}\"]\nworkers = 2\ntimeout_secs = 1\nenv = [\"OUT\", \"NOT_SET_ANYWHERE\"]\n[executor.environment]\nAGENT_MODE = \"review\"\n",
         script.display()

@@ -37,6 +37,18 @@ pub fn secret_for(source: Source) -> SigningSecret {
     SigningSecret::new("2026-11", value).unwrap()
 }
 
+/// The headers `source` would send with `body` now, signed with its fixture secret.
+pub fn signed_now(source: Source, body: &[u8]) -> http::HeaderMap {
+    agent_trigger::signature::sign(
+        source,
+        &secret_for(source),
+        body,
+        std::time::SystemTime::now(),
+        "msg_1",
+    )
+    .unwrap()
+}
+
 /// One tenant with one trigger per source (signed where the source signs) and one key.
 pub struct Fixture {
     pub store: Arc<MemoryKeyStore>,
