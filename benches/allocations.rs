@@ -8,7 +8,9 @@
 //! With `PROFILE_LOOP=N` it then sends N more accepted requests through the service, for a
 //! profiler to watch (`perf record`, `valgrind --tool=callgrind`); with `PROFILE_LARGE=N`, N
 //! requests whose body is the 1 MiB document of the validation benchmark; with
-//! `PROFILE_PRETTY=N`, N whose body is that document pretty-printed (its size is printed).
+//! `PROFILE_PRETTY=N`, N whose body is that document pretty-printed (its size is printed). For
+//! comparison, `PROFILE_SONIC=N` and `PROFILE_SONIC_LARGE=N` validate the Jira body and the
+//! 1 MiB document N times with sonic-rs (`IgnoredAny`), outside any service.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -154,6 +156,21 @@ fn main() {
                     let response = service.clone().oneshot(request).await.unwrap();
                     assert_eq!(response.status(), 200);
                 }
+            }
+        }
+
+        let sonic_rounds = rounds_from_env("PROFILE_SONIC");
+        let sonic_large_rounds = rounds_from_env("PROFILE_SONIC_LARGE");
+        // Built in every run, so that a run without rounds is the base that counts it.
+        let document = json_document(1024 * 1024);
+        for (rounds, body) in [
+            (sonic_rounds, JIRA_BODY.as_bytes()),
+            (sonic_large_rounds, &document[..]),
+        ] {
+            for _ in 0..rounds {
+                let parsed =
+                    sonic_rs::from_slice::<serde::de::IgnoredAny>(std::hint::black_box(body));
+                assert!(parsed.is_ok());
             }
         }
     });

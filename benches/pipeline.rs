@@ -143,8 +143,9 @@ fn rejected(c: &mut Criterion) {
 /// Body validation through the service, and the same document through the parsers a host
 /// could reach for instead, outside any service: serde_json skipping every value
 /// (`IgnoredAny`, its cheapest full check), serde_json building a `Value` (what the axum handler
-/// does), and simd-json building its tape (a simdjson-class parser, with its SIMD code chosen
-/// at run time). The ratios come out of one run.
+/// does), simd-json building its tape (a simdjson-class parser, with its SIMD code chosen at run
+/// time), and sonic-rs skipping every value (a SIMD parser that validates without building a
+/// tree, the candidate to replace the service's own scan). The ratios come out of one run.
 fn validation(c: &mut Criterion) {
     let runtime = runtime();
     let world = World::new();
@@ -162,6 +163,9 @@ fn validation(c: &mut Criterion) {
         });
         group.bench_function(format!("{size}/serde_json_value"), |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(&document).unwrap())
+        });
+        group.bench_function(format!("{size}/sonic_rs_ignored_any"), |b| {
+            b.iter(|| sonic_rs::from_slice::<serde::de::IgnoredAny>(&document).unwrap())
         });
         // simd-json parses in place: each iteration gets its own copy, made outside the timing.
         group.bench_function(format!("{size}/simd_json_tape"), |b| {
@@ -256,6 +260,7 @@ fn print_medians(started: SystemTime) {
             "serde_json_ignored_any",
             "serde_json_value",
             "simd_json_tape",
+            "sonic_rs_ignored_any",
         ]
         .iter()
         .filter_map(|other| {

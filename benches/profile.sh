@@ -28,7 +28,8 @@ total() {
 }
 base() {
   local out=$1; shift
-  PROFILE_LOOP=0 PROFILE_LARGE=0 PROFILE_PRETTY=0 valgrind --tool=callgrind \
+  PROFILE_LOOP=0 PROFILE_LARGE=0 PROFILE_PRETTY=0 PROFILE_SONIC=0 PROFILE_SONIC_LARGE=0 \
+    valgrind --tool=callgrind \
     --callgrind-out-file="target/profile/$out-base.out" "$@" "$binary" >/dev/null 2>&1
   total "target/profile/$out-base.out"
 }
@@ -51,3 +52,10 @@ pretty=$(count pretty "$scan_base" PROFILE_PRETTY "$LARGE" "$in_scan")
 size=$(awk '/pretty-printed document/ {print $3}' target/profile/pretty.txt)
 awk -v total="$pretty" -v size="$size" 'BEGIN {
   printf "JSON scan of the same document pretty-printed (%d bytes): %.2f instructions per byte\n", size, total / size }'
+# sonic-rs validating the same bodies (serde's IgnoredAny), for comparison: the whole run's
+# count, less a base run's.
+whole_base=$(base whole)
+sonic=$(count sonic "$whole_base" PROFILE_SONIC "$N")
+sonic_large=$(count sonic-large "$whole_base" PROFILE_SONIC_LARGE "$LARGE")
+echo "sonic-rs validating the Jira body: $sonic instructions"
+awk -v total="$sonic_large" 'BEGIN { printf "sonic-rs validating the 1 MiB document: %.2f instructions per byte\n", total / 1048576 }'

@@ -7,7 +7,6 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::BoxError;
-use crate::lookup;
 
 /// How the body is to be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +30,9 @@ pub(crate) enum BodyError {
 
 /// Refuses a declared `Content-Length` over `limit` before anything is read.
 pub(crate) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
-    let declared =
-        lookup::named(headers, &CONTENT_LENGTH).and_then(|value| parse_length(value.as_bytes()));
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| parse_length(value.as_bytes()));
     match declared {
         Some(length) if length > limit as u64 => Err(BodyError::TooLarge),
         _ => Ok(()),
@@ -54,7 +54,7 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 
 /// The body kind for the declared content type; parameters such as `charset` are allowed.
 pub(crate) fn kind(headers: &HeaderMap, accepts_form: bool) -> Result<BodyKind, BodyError> {
-    let Some(value) = lookup::named(headers, &CONTENT_TYPE) else {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(BodyKind::Json);
     };
     // What nearly every sender declares, recognised without taking the value apart.

@@ -3,7 +3,6 @@
 use http::HeaderMap;
 
 use crate::key::bearer_token_bytes;
-use crate::lookup;
 use crate::signature::{Presented, SignatureError};
 use crate::source::Source;
 
@@ -39,7 +38,7 @@ pub(crate) fn extract(
         .scheme
         .as_ref()
         .ok_or(CredentialsError::Missing)?;
-    if lookup::header(headers, scheme.signature_header()).is_none() {
+    if headers.get(scheme.signature_header()).is_none() {
         return Err(CredentialsError::Missing);
     }
     Presented::parse(scheme, headers)

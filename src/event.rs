@@ -4,7 +4,6 @@
 use http::{HeaderMap, HeaderName};
 
 use crate::json::Fields;
-use crate::lookup;
 use crate::source::header::IDEMPOTENCY_KEY;
 use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, SourceSpec};
 use crate::validation::Issue;
@@ -70,7 +69,8 @@ impl Event {
             DeliveryIdFrom::BodyField(name) => fields.str(&[*name]).and_then(bounded_id),
         };
         let action = match &spec.action {
-            ActionFrom::Header(name) => lookup::named(headers, name)
+            ActionFrom::Header(name) => headers
+                .get(name)
                 .and_then(|value| value.to_str().ok())
                 .filter(|text| !text.is_empty())
                 .map(String::from),
@@ -152,7 +152,7 @@ impl Event {
 
 /// The client's `Idempotency-Key`: absent, or a delivery id of visible ASCII within the bound.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadEvent> {
-    let Some(value) = lookup::named(headers, &IDEMPOTENCY_KEY) else {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let text = value
@@ -168,7 +168,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadEvent> {
 /// A sender's own delivery id header; one that could not be an id is ignored, since the
 /// sender would only redeliver it forever if it were refused.
 fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
-    lookup::named(headers, name)
+    headers
+        .get(name)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| bounded_id(text.trim()))
 }

@@ -7,9 +7,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
-use wide::u8x16;
-
-use crate::lookup;
 
 /// The fixed prefix of every generated key, so that secret scanners can recognise a leaked one.
 pub const API_KEY_PREFIX: &str = "atk_";
@@ -163,7 +160,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// [`bearer_token`] as the header's bytes, which is all the pipeline needs: it checks them
 /// against the token alphabet and hashes them, never reading them as text.
 pub(crate) fn bearer_token_bytes(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = lookup::named(headers, &AUTHORIZATION)?.as_bytes();
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
     let scheme = value.get(..6)?;
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return None;
@@ -196,37 +193,11 @@ pub(crate) fn is_well_formed_token(token: &[u8]) -> bool {
 }
 
 /// Whether every byte is one of `b64token`'s before its trailing `=`s: letters, digits and
-/// `-._~+/`. Sixteen bytes are classified at a time, with no early exit; the last few are padded
-/// with a letter.
+/// `-._~+/`.
 fn all_b64token(bytes: &[u8]) -> bool {
-    let (chunks, rest) = bytes.as_chunks::<16>();
-    let mut outside = 0;
-    for chunk in chunks {
-        outside |= not_b64token(chunk);
-    }
-    let mut padded = [b'A'; 16];
-    padded[..rest.len()].copy_from_slice(rest);
-    outside |= not_b64token(&padded);
-    outside == 0
-}
-
-/// A bit for each byte of `chunk` that `b64token` does not allow.
-fn not_b64token(chunk: &[u8; 16]) -> u32 {
-    let bytes = u8x16::new(*chunk);
-    // `byte - low <= high - low`, unsigned, with the subtraction wrapping below `low`.
-    let within = |bytes: u8x16, low: u8, high: u8| {
-        let offset = bytes - u8x16::splat(low);
-        offset.min(u8x16::splat(high - low)).simd_eq(offset)
-    };
-    // Setting bit 5 folds `A`–`Z` onto `a`–`z`, and no other byte onto them.
-    let letter = within(bytes | u8x16::splat(0x20), b'a', b'z');
-    let allowed = letter
-        | within(bytes, b'0', b'9')
-        | within(bytes, b'-', b'/')
-        | bytes.simd_eq(u8x16::splat(b'_'))
-        | bytes.simd_eq(u8x16::splat(b'~'))
-        | bytes.simd_eq(u8x16::splat(b'+'));
-    !allowed.to_bitmask() & 0xFFFF
+    bytes.iter().all(|byte| {
+        matches!(byte, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+    })
 }
 
 #[cfg(test)]
@@ -313,7 +284,7 @@ mod tests {
         let allowed = |byte: u8| {
             byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         };
-        // Each byte value at each offset of the first two chunks and of the padded tail.
+        // Each byte value at every offset of tokens of up to 40 bytes.
         for length in 1..=40 {
             for at in 0..length {
                 for byte in 0..=255u8 {

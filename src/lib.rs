@@ -16,7 +16,6 @@ mod form;
 mod json;
 mod key;
 pub mod layer;
-mod lookup;
 pub mod memory;
 pub mod openapi;
 pub mod queue;

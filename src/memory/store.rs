@@ -8,11 +8,6 @@ use uuid::Uuid;
 
 use crate::{ApiKey, ApiKeyRecord, KeyDigest, KeyStore, StoreError, Trigger};
 
-/// A fast hasher with a random seed. Only the host inserts into these maps (its keys' digests
-/// and its triggers' ids); a request can only look up, which cannot lengthen a probe, so the
-/// slower flood-resistant default buys nothing on every request here.
-type Hasher = foldhash::fast::RandomState;
-
 /// Keys and triggers in memory, changeable while the service runs.
 ///
 /// ```
@@ -36,8 +31,8 @@ type Hasher = foldhash::fast::RandomState;
 /// ```
 #[derive(Default)]
 pub struct MemoryKeyStore {
-    keys: RwLock<HashMap<KeyDigest, Arc<ApiKeyRecord>, Hasher>>,
-    triggers: RwLock<HashMap<Uuid, Arc<Trigger>, Hasher>>,
+    keys: RwLock<HashMap<KeyDigest, Arc<ApiKeyRecord>>>,
+    triggers: RwLock<HashMap<Uuid, Arc<Trigger>>>,
 }
 
 impl MemoryKeyStore {

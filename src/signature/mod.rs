@@ -37,7 +37,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use crate::json;
-use crate::lookup;
 use crate::secret::HmacSha256;
 use crate::source::{BodyTimestamp, Scheme, Source};
 use crate::{SigningSecret, Trigger};
@@ -322,7 +321,9 @@ pub fn sign(
 
 /// A header's value as text, or the scheme's error naming it.
 fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
-    let value = lookup::header(headers, name).ok_or(SignatureError::MissingHeader(name))?;
+    let value = headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(name))?;
     value
         .to_str()
         .map(str::trim)
