@@ -161,4 +161,7 @@ pub trait ExecutionQueue: ExecutionSink {
     /// Resolves when new executions may have been queued since the last call (it may also
     /// resolve spuriously; callers claim and wait again).
     fn work_queued(&self) -> impl Future<Output = ()> + Send;
+
+    /// Whether the backend answers a trivial query: what a health check reports.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -587,7 +587,7 @@ async fn start_demo(dir: &std::path::Path) -> (Child, String, String, String) {
 }
 
 #[tokio::test]
-async fn a_new_demo_start_revokes_the_keys_of_earlier_ones() {
+async fn demo_mode_runs_deliveries_to_done_and_a_new_start_revokes_earlier_keys() {
     let workspace = Workspace::new("");
     let client = client();
     let deliver = |address: &str, key: &str, trigger: &str| {
@@ -597,10 +597,26 @@ async fn a_new_demo_start_revokes_the_keys_of_earlier_ones() {
             .unwrap()
     };
     let (mut first, address, old_key, trigger) = start_demo(workspace.path()).await;
-    let (status, _, _) = call(&client, deliver(&address, &old_key, &trigger))
+    let (status, _, json) = call(&client, deliver(&address, &old_key, &trigger))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
+    // The built-in demo executor runs it: the newcomer sees `done`.
+    let id = json["executionId"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let request = Request::get(format!("http://{address}/api/executions/{id}"))
+            .header("authorization", format!("Bearer {old_key}"))
+            .body(Full::default())
+            .unwrap();
+        status = call(&client, request).await.unwrap().2;
+        if status["status"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "done", "{status}");
+    assert_eq!(status["exitCode"], 0);
     nix_kill(&first, "TERM");
     first.wait().await.unwrap();
 
@@ -621,5 +637,239 @@ async fn a_new_demo_start_revokes_the_keys_of_earlier_ones() {
         status,
         StatusCode::UNAUTHORIZED,
         "an earlier demo key still works"
+    );
+}
+
+#[tokio::test]
+async fn check_validates_a_configuration_and_starts_nothing() {
+    let workspace = Workspace::new("");
+    let config = workspace.path().join("config.toml");
+    let check = |file: std::path::PathBuf| async move {
+        Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+            .args(["check", "--config"])
+            .arg(file)
+            .env("TEST_KEY_A", KEY_A)
+            .env("TEST_KEY_B", KEY_B)
+            .output()
+            .await
+            .unwrap()
+    };
+    let good = check(config.clone()).await;
+    assert!(good.status.success());
+    assert!(String::from_utf8_lossy(&good.stdout).contains("OK (2 keys, 2 triggers, no executor)"));
+    assert!(
+        !workspace.path().join("executions.db").exists(),
+        "check opened the database"
+    );
+
+    let bad = workspace.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[keys]]\nid = \"k\"\ntenant = \"a\"\nsha256 = \"abc\"\n",
+    )
+    .unwrap();
+    let refused = check(bad.clone()).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:10: a key digest is 64 hex digits",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_without_a_key_and_says_when_the_database_does_not() {
+    let workspace = Workspace::new("");
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let health = || {
+        Request::get(server.url("/healthz"))
+            .body(Full::default())
+            .unwrap()
+    };
+    let (status, _, json) = call(&client, health()).await.unwrap();
+    assert_eq!(
+        (status, json),
+        (StatusCode::OK, serde_json::json!({"status": "ok"}))
+    );
+
+    // Another connection holds the write lock: a delivery waits on it, and so does the health
+    // check queued behind it, past its two seconds.
+    let lock = rusqlite::Connection::open(workspace.path().join("executions.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let stuck = tokio::spawn({
+        let client = client.clone();
+        let request = delivery(&server, KEY_A, "{}", None);
+        async move { call(&client, request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, json) = call(&client, health()).await.unwrap();
+    assert_eq!(
+        (status, json),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable"})
+        )
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    let _ = stuck.await;
+    let (status, _, _) = call(&client, health()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+const KEY_C: &str = "atk_tenant_a_new_key_00000000000000000000000";
+const TRIGGER_SIGNED: &str = "9d7c1b0e-51a3-4c5e-8f6d-2a4b3c5d6e7f";
+const WHSEC_OLD: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const WHSEC_NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A configuration with keys `b` and either `a` (before) or `c` (after), and a signed trigger
+/// whose secret is `secret`.
+fn reloadable_config(key_a_or_c: &str, secret: &str) -> String {
+    format!(
+        r#"
+database = "executions.db"
+
+{key_a_or_c}
+
+[[keys]]
+id = "b"
+tenant = "globex"
+env = "TEST_KEY_B"
+
+[[triggers]]
+id = "{TRIGGER_A}"
+tenant = "acme"
+source = "webhook"
+
+[[triggers]]
+id = "{TRIGGER_B}"
+tenant = "globex"
+source = "jira-automation"
+
+[[triggers]]
+id = "{TRIGGER_SIGNED}"
+tenant = "acme"
+source = "webhook"
+[[triggers.secrets]]
+id = "{secret}"
+value = "{secret}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_keys_triggers_and_secrets_under_load_and_refuses_a_bad_file() {
+    let workspace = Workspace::new("");
+    let config = workspace.path().join("config.toml");
+    let key_a = "[[keys]]\nid = \"a\"\ntenant = \"acme\"\nenv = \"TEST_KEY_A\"".to_owned();
+    let key_c = format!(
+        "[[keys]]\nid = \"c\"\ntenant = \"acme\"\nsha256 = \"{}\"",
+        agent_trigger::KeyDigest::of_token(KEY_C).to_hex()
+    );
+    std::fs::write(&config, reloadable_config(&key_a, WHSEC_OLD)).unwrap();
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let signed = |secret: &str| {
+        let secret = agent_trigger::SigningSecret::new("s", secret).unwrap();
+        let headers = agent_trigger::signature::sign(
+            agent_trigger::Source::Webhook,
+            &secret,
+            b"{}",
+            std::time::SystemTime::now(),
+            &Uuid::now_v7().to_string(),
+        )
+        .unwrap();
+        let mut request =
+            Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_SIGNED}")))
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+        request.headers_mut().extend(headers);
+        request
+    };
+    let status_of = |request| {
+        let client = client.clone();
+        async move { call(&client, request).await.unwrap().0 }
+    };
+    assert_eq!(
+        status_of(delivery(&server, KEY_A, "{}", None)).await,
+        StatusCode::OK
+    );
+    assert_eq!(status_of(signed(WHSEC_OLD)).await, StatusCode::OK);
+
+    // A load with the key that stays, through the reload.
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = tokio::spawn({
+        let (client, url, running) = (
+            client.clone(),
+            server.url(&format!("/api/trigger/jira-automation/{TRIGGER_B}")),
+            Arc::clone(&running),
+        );
+        async move {
+            let mut statuses = Vec::new();
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                let request = Request::post(&url)
+                    .header("authorization", format!("Bearer {KEY_B}"))
+                    .body(Full::new(Bytes::from_static(b"{}")))
+                    .unwrap();
+                statuses.push(call(&client, request).await.map(|answer| answer.0));
+            }
+            statuses
+        }
+    });
+
+    std::fs::write(&config, reloadable_config(&key_c, WHSEC_NEW)).unwrap();
+    nix_kill(&server.child, "HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if status_of(delivery(&server, KEY_C, "{}", None)).await == StatusCode::OK {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the new key never worked");
+    assert_eq!(
+        status_of(delivery(&server, KEY_A, "{}", None)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status_of(signed(WHSEC_NEW)).await, StatusCode::OK);
+    assert_eq!(status_of(signed(WHSEC_OLD)).await, StatusCode::UNAUTHORIZED);
+
+    // A file with an error is refused whole: the running configuration stays.
+    std::fs::write(
+        &config,
+        format!("{}\nlissten = 1\n", reloadable_config(&key_a, WHSEC_OLD)),
+    )
+    .unwrap();
+    nix_kill(&server.child, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        status_of(delivery(&server, KEY_C, "{}", None)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of(delivery(&server, KEY_A, "{}", None)).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.len() > 10,
+        "the load sent {} requests",
+        statuses.len()
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|status| matches!(status, Ok(StatusCode::OK))),
+        "a request that should have passed failed during the reload: {:?}",
+        statuses
+            .iter()
+            .filter(|status| !matches!(status, Ok(StatusCode::OK)))
+            .collect::<Vec<_>>()
     );
 }

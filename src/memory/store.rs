@@ -96,8 +96,10 @@ impl MemoryKeyStore {
             .into_iter()
             .map(|trigger| (trigger.id(), Arc::new(trigger)))
             .collect();
-        *write(&self.keys) = keys;
-        *write(&self.triggers) = triggers;
+        // Both locks at once: no request sees the new keys with the old triggers.
+        let (mut old_keys, mut old_triggers) = (write(&self.keys), write(&self.triggers));
+        *old_keys = keys;
+        *old_triggers = triggers;
     }
 
     /// Every trigger, in id order.

@@ -92,6 +92,12 @@ impl ExecutionQueue for SqliteStore {
         let work = Arc::clone(&self.inner.work);
         async move { work.notified().await }
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // Through the database thread, as every query: a thread stuck on a lock fails it too.
+        self.call(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
 }
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {

@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// How executions are run.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ExecutorConfig {
     pub command: Vec<String>,
     pub workers: usize,

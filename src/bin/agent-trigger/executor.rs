@@ -8,6 +8,7 @@
 //! interrupted: nothing it started in the background outlives it.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,28 +27,40 @@ pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 /// How often an idle worker looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Starts `config.workers` workers; they stop, interrupting what they run, once `stop` turns
-/// true.
-pub fn spawn<Q>(queue: Q, config: ExecutorConfig, stop: watch::Receiver<bool>) -> JoinSet<()>
+/// What runs an execution.
+pub enum Runner {
+    /// The configured command, by `workers` workers.
+    Command(ExecutorConfig),
+    /// Demo mode's built-in executor: one worker that prints each execution's input and marks
+    /// it `done`, so that a newcomer sees the whole cycle.
+    Demo,
+}
+
+/// Starts the runner's workers; they stop, interrupting what they run, once `stop` turns true.
+pub fn spawn<Q>(queue: Q, runner: Runner, stop: watch::Receiver<bool>) -> JoinSet<()>
 where
     Q: ExecutionQueue + Clone,
 {
-    let config = Arc::new(config);
-    let mut workers = JoinSet::new();
-    for worker in 0..config.workers {
-        workers.spawn(work(
+    let workers = match &runner {
+        Runner::Command(config) => config.workers,
+        Runner::Demo => 1,
+    };
+    let runner = Arc::new(runner);
+    let mut set = JoinSet::new();
+    for worker in 0..workers {
+        set.spawn(work(
             queue.clone(),
-            Arc::clone(&config),
+            Arc::clone(&runner),
             stop.clone(),
             worker,
         ));
     }
-    workers
+    set
 }
 
 async fn work<Q: ExecutionQueue>(
     queue: Q,
-    config: Arc<ExecutorConfig>,
+    runner: Arc<Runner>,
     mut stop: watch::Receiver<bool>,
     worker: usize,
 ) {
@@ -55,7 +68,10 @@ async fn work<Q: ExecutionQueue>(
         match queue.claim().await {
             Ok(Some(claimed)) => {
                 let id = claimed.id.clone();
-                let result = run(&config, claimed, &mut stop).await;
+                let result = match &*runner {
+                    Runner::Command(config) => run(config, claimed, &mut stop).await,
+                    Runner::Demo => run_demo(&claimed),
+                };
                 tracing::info!(execution_id = %id, worker, status = %result.status, exit_code = result.exit_code, "execution finished");
                 if let Err(error) = queue.finish(&id, result).await {
                     tracing::error!(execution_id = %id, %error, "could not record how an execution ended");
@@ -74,6 +90,25 @@ async fn work<Q: ExecutionQueue>(
             }
         }
     }
+}
+
+/// Demo mode's execution: the input, printed where the demo's instructions are, and `done`.
+fn run_demo(claimed: &ClaimedExecution) -> ExecutionResult {
+    let delivery = &claimed.delivery;
+    let input = String::from_utf8_lossy(&delivery.input);
+    // Not println!: a closed stdout must not end the worker.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "demo executor: execution {} ({} {}) received {input}",
+        claimed.id,
+        delivery.source,
+        delivery.action.as_deref().unwrap_or("-"),
+    );
+    let output = format!(
+        "[agent-trigger] demo executor: received {} bytes\n",
+        input.len()
+    );
+    ExecutionResult::new(ExecutionStatus::Done, Some(0), output.into_bytes())
 }
 
 /// Runs one execution to its end: exit, timeout, or shutdown.

@@ -1,4 +1,5 @@
-//! The server's routes: the trigger endpoint and the execution status endpoint.
+//! The server's routes: the trigger endpoint, the execution status endpoint, the OpenAPI
+//! document and the health check.
 
 use std::time::SystemTime;
 
@@ -27,6 +28,7 @@ pub fn app<S: Backend>(store: S, triggers: TriggerService<S, S>, limits: Limits)
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
         .route("/api/executions/{execution_id}", get(execution_status::<S>))
         .route("/api/openapi.json", get(openapi))
+        .route("/healthz", get(healthz::<S>))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(store)
         .layer(axum::middleware::from_fn_with_state(
@@ -101,6 +103,28 @@ async fn execution_status<S: Backend>(
         }
         Ok(_) => not_found(),
         Err(error) => internal(&error),
+    }
+}
+
+/// How long the health check waits for the database.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /healthz`: `200 {"status":"ok"}` while the server runs and its database answers,
+/// `503 {"status":"unavailable"}` otherwise. No key needed, and no detail given: the cause goes
+/// to the log.
+async fn healthz<S: Backend>(State(store): State<S>) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        outcome => {
+            match outcome {
+                Ok(Err(error)) => tracing::warn!(%error, "health check: the database failed"),
+                _ => tracing::warn!("health check: the database did not answer in time"),
+            }
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable"}),
+            )
+        }
     }
 }
 

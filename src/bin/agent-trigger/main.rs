@@ -2,6 +2,7 @@
 //!
 //! - `agent-trigger`: demo mode, on `./agent-trigger.db` and `127.0.0.1:8080`.
 //! - `agent-trigger serve --config FILE [--listen ADDR]`: the configured server.
+//! - `agent-trigger check --config FILE`: validates a configuration and starts nothing.
 //! - `agent-trigger keygen`: a new API key and its `sha256` line for the configuration.
 
 mod config;
@@ -19,7 +20,8 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::{Config, ExecutorConfig};
+use crate::config::Config;
+use crate::executor::Runner;
 
 /// Turns incoming webhooks into agent executions.
 #[derive(Parser)]
@@ -43,6 +45,12 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Validate a configuration file without starting anything.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Print a new API key and the line that configures it.
     Keygen,
 }
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Some(Command::Serve { config, listen }) => {
             runtime.block_on(serve_configured(&config, listen))
         }
+        Some(Command::Check { config }) => check(&config),
         Some(Command::Keygen) => {
             keygen();
             Ok(())
@@ -109,8 +118,30 @@ fn keygen() {
 
 type Error = Box<dyn std::error::Error>;
 
+/// Reads the variables a configuration names from the process's environment.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `agent-trigger check`: the checks `serve` makes of the file (and of the environment
+/// variables it names), with the same located errors, and nothing started.
+fn check(file: &Path) -> Result<(), Error> {
+    let config = config::load(file, &process_env)?;
+    println!(
+        "{}: OK ({} keys, {} triggers, {})",
+        file.display(),
+        config.keys.len(),
+        config.triggers.len(),
+        if config.executor.is_some() {
+            "with an executor"
+        } else {
+            "no executor"
+        }
+    );
+    Ok(())
+}
+
 async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
-    let config = config::load(file, &|name| std::env::var(name).ok())?;
     let Config {
         listen: configured,
         database,
@@ -118,7 +149,7 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         executor,
         keys,
         triggers,
-    } = config;
+    } = config::load(file, &process_env)?;
     let store = SqliteStore::open(&database)?;
     store.replace_keys_and_triggers(keys, triggers).await?;
     tracing::info!(
@@ -127,14 +158,80 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         executor = executor.is_some(),
         "configuration loaded"
     );
+    let started = Started {
+        listen: configured,
+        database,
+        body_limit,
+        executor: executor.clone(),
+    };
+    reload_on_hangup(store.clone(), file.to_owned(), started)?;
     serve(
         store,
         listen.unwrap_or(configured),
         body_limit,
-        executor,
+        executor.map(Runner::Command),
         |_| {},
     )
     .await
+}
+
+/// What a reload cannot change: the server keeps these until it is restarted.
+struct Started {
+    listen: SocketAddr,
+    database: PathBuf,
+    body_limit: usize,
+    executor: Option<config::ExecutorConfig>,
+}
+
+/// Installs the SIGHUP handler now (before the server says it listens, since a SIGHUP
+/// would otherwise end the process) and reloads the configuration at each one.
+#[cfg(unix)]
+fn reload_on_hangup(store: SqliteStore, file: PathBuf, started: Started) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reload(&store, &file, &started).await;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_store: SqliteStore, _file: PathBuf, _started: Started) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Reads the configuration again and swaps its keys, triggers and secrets in at once (one
+/// transaction, then one swap of the copy requests read; a request under way keeps the trigger
+/// it already has). A file with an error is refused whole and the running configuration stays.
+async fn reload(store: &SqliteStore, file: &Path, started: &Started) {
+    let config = match config::load(file, &process_env) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    if config.listen != started.listen
+        || config.database != started.database
+        || config.body_limit != started.body_limit
+        || config.executor != started.executor
+    {
+        tracing::warn!(
+            "listen, database, body_limit_bytes and [executor] changed: they take effect at the next start"
+        );
+    }
+    let (keys, triggers) = (config.keys.len(), config.triggers.len());
+    match store
+        .replace_keys_and_triggers(config.keys, config.triggers)
+        .await
+    {
+        Ok(()) => tracing::info!(keys, triggers, "configuration reloaded"),
+        Err(error) => {
+            tracing::error!(%error, "configuration not reloaded; the running one stays");
+        }
+    }
 }
 
 /// Demo mode. Each start mints one key and revokes the keys earlier starts printed: the demo
@@ -172,7 +269,7 @@ async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
         Some(listen) => listen,
         None => config::DEFAULT_LISTEN.parse()?,
     };
-    serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, None, |address| {
+    serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, Some(Runner::Demo), |address| {
         println!("agent-trigger demo: database {}", database.display());
         println!("API key (shown once, keep it): {}", key.expose());
         println!("triggers (tenant {DEMO_TENANT:?}):");
@@ -187,12 +284,12 @@ async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
                 key.expose()
             );
         }
-        println!("then its status:");
+        println!("then its status (the built-in demo executor prints each input and marks it done):");
         println!(
             "  curl -sS http://{address}/api/executions/<executionId> -H 'Authorization: Bearer {}'",
             key.expose()
         );
-        println!("executions stay queued in demo mode; `agent-trigger serve --config FILE` runs them with an [executor].");
+        println!("to run your own agent instead, `agent-trigger serve --config FILE` with an [executor] command (see the README).");
     })
     .await
 }
@@ -203,7 +300,7 @@ async fn serve<S: http::Backend>(
     store: S,
     listen: SocketAddr,
     body_limit: usize,
-    executor: Option<ExecutorConfig>,
+    runner: Option<Runner>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     let triggers = TriggerService::builder(store.clone(), store.clone())
@@ -216,7 +313,7 @@ async fn serve<S: http::Backend>(
     let limits = limits::Limits::from_env()?;
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
-    let mut workers = executor.map(|config| executor::spawn(store.clone(), config, stopped));
+    let mut workers = runner.map(|runner| executor::spawn(store.clone(), runner, stopped));
 
     println!("agent-trigger listening on http://{address}");
     on_listening(address);
