@@ -583,6 +583,8 @@ async fn start_demo(dir: &std::path::Path) -> (Child, String, String, String) {
     })
     .await
     .expect("demo mode prints its key and triggers");
+    // Keep reading: the demo prints more (its executor's lines), and a closed pipe would fail it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, address.unwrap(), key.unwrap(), trigger.unwrap())
 }
 
