@@ -875,3 +875,94 @@ async fn sighup_reloads_keys_triggers_and_secrets_under_load_and_refuses_a_bad_f
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_without_keys_tenants_or_bodies() {
+    let (_probe, script) = agent_script("#!/bin/sh\ncat > /dev/null\nexit 0\n");
+    let workspace = Workspace::new(&format!(
+        "[executor]\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let marker = "body-marker-7f3a";
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = format!(r#"{{"type":"{marker}","n":{n}}}"#);
+        let (status, _, json) = call(&client, delivery(&server, KEY_A, &body, None))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        ids.push(json["executionId"].as_str().unwrap().to_owned());
+    }
+    // Another tenant's key: 404.
+    let (status, _, _) = call(&client, delivery(&server, KEY_B, "{}", None))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for id in &ids {
+        assert_eq!(
+            wait_until_finished(&client, &server, id).await["status"],
+            "done"
+        );
+    }
+
+    let response = client
+        .request(
+            Request::get(server.url("/metrics"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    for secret in [KEY_A, KEY_B, "acme", "globex", marker] {
+        assert!(!text.contains(secret), "{secret} in the metrics:\n{text}");
+    }
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let value = |sample: &prometheus_parse::Sample| match sample.value {
+        prometheus_parse::Value::Counter(value)
+        | prometheus_parse::Value::Gauge(value)
+        | prometheus_parse::Value::Untyped(value) => value,
+        _ => 0.0,
+    };
+    let total = |metric: &str, label: (&str, &str)| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|sample| sample.metric == metric && sample.labels.get(label.0) == Some(label.1))
+            .map(value)
+            .sum()
+    };
+    assert_eq!(
+        total("agent_trigger_deliveries_total", ("status", "200")),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        total("agent_trigger_deliveries_total", ("status", "404")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(
+            "agent_trigger_executions_finished_total",
+            ("status", "done")
+        ),
+        3.0,
+        "{text}"
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|sample| sample.metric == "agent_trigger_executions_running"),
+        "{text}"
+    );
+}

@@ -24,6 +24,11 @@ use crate::config::{BASE_ENVIRONMENT, ExecutorConfig};
 /// How much output is kept per execution.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 
+/// Gauge of the executions the workers are running.
+const RUNNING: &str = "agent_trigger_executions_running";
+/// Counter of finished executions, labelled `status` (`done`, `error`, `interrupted`).
+const FINISHED_TOTAL: &str = "agent_trigger_executions_finished_total";
+
 /// How often an idle worker looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -68,10 +73,13 @@ async fn work<Q: ExecutionQueue>(
         match queue.claim().await {
             Ok(Some(claimed)) => {
                 let id = claimed.id.clone();
+                metrics::gauge!(RUNNING).increment(1.0);
                 let result = match &*runner {
                     Runner::Command(config) => run(config, claimed, &mut stop).await,
                     Runner::Demo => run_demo(&claimed),
                 };
+                metrics::gauge!(RUNNING).decrement(1.0);
+                metrics::counter!(FINISHED_TOTAL, "status" => result.status.as_str()).increment(1);
                 tracing::info!(execution_id = %id, worker, status = %result.status, exit_code = result.exit_code, "execution finished");
                 if let Err(error) = queue.finish(&id, result).await {
                     tracing::error!(execution_id = %id, %error, "could not record how an execution ended");

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -22,13 +23,19 @@ pub trait Backend: KeyStore + ExecutionQueue + Clone {}
 
 impl<S: KeyStore + ExecutionQueue + Clone> Backend for S {}
 
-/// The whole application, behind the server's limits.
-pub fn app<S: Backend>(store: S, triggers: TriggerService<S, S>, limits: Limits) -> Router {
+/// The whole application, behind the server's limits; `metrics` renders `/metrics`.
+pub fn app<S: Backend>(
+    store: S,
+    triggers: TriggerService<S, S>,
+    limits: Limits,
+    metrics: PrometheusHandle,
+) -> Router {
     Router::new()
         .route_service("/api/trigger/{source}/{trigger_id}", triggers)
         .route("/api/executions/{execution_id}", get(execution_status::<S>))
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(healthz::<S>))
+        .route("/metrics", get(move || prometheus_text(metrics.clone())))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(store)
         .layer(axum::middleware::from_fn_with_state(
@@ -126,6 +133,19 @@ async fn healthz<S: Backend>(State(store): State<S>) -> Response {
             )
         }
     }
+}
+
+/// `GET /metrics`: the deliveries' and executions' counters in Prometheus text format. Labels
+/// are sources, outcomes, statuses and answer codes: never a key, a secret, a tenant or a body.
+async fn prometheus_text(metrics: PrometheusHandle) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 /// `GET /api/openapi.json`: the endpoint's OpenAPI document.

@@ -311,6 +311,9 @@ async fn serve<S: http::Backend>(
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let address = listener.local_addr()?;
     let limits = limits::Limits::from_env()?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("cannot set up the metrics: {error}"))?;
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
     let mut workers = runner.map(|runner| executor::spawn(store.clone(), runner, stopped));
@@ -320,7 +323,7 @@ async fn serve<S: http::Backend>(
     tracing::info!(%address, ?limits, "listening");
     accept_until(
         listener,
-        http::app(store.clone(), triggers, limits),
+        http::app(store.clone(), triggers, limits, metrics),
         limits,
         shutdown,
     )
