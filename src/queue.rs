@@ -164,4 +164,13 @@ pub trait ExecutionQueue: ExecutionSink {
 
     /// Whether the backend answers a trivial query: what a health check reports.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes at most `limit` executions that finished before `before`, with their inputs,
+    /// outputs and idempotency keys (a redelivery of one is then new); returns how many.
+    /// Callers prune in small batches, so that deliveries are never held up for long.
+    fn prune_finished(
+        &self,
+        before: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }

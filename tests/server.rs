@@ -966,3 +966,82 @@ async fn metrics_are_prometheus_text_without_keys_tenants_or_bodies() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_past_retention_are_pruned_under_load_and_their_ids_freed() {
+    let workspace = Workspace::new("retention_days = 7\n");
+    // A first start creates the database; then 3 000 executions that finished 40 days ago.
+    let server = Server::start(&workspace).await;
+    drop(server);
+    let database = workspace.path().join("executions.db");
+    {
+        let mut connection = rusqlite::Connection::open(&database).unwrap();
+        let transaction = connection.transaction().unwrap();
+        let old = (std::time::SystemTime::now() - Duration::from_secs(40 * 24 * 3600))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for n in 0..3000 {
+            let id = Uuid::now_v7().to_string();
+            transaction
+                .execute(
+                    "INSERT INTO executions (id, trigger_id, tenant, source, delivery_id, caller_kind,
+                         caller_id, caller_tenant, input, status, received_at, created_at, finished_at)
+                     VALUES (?1, ?2, 'acme', 'webhook', ?3, 'key', 'a', 'acme', x'7b7d', 'done', ?4, ?4, ?4)",
+                    rusqlite::params![id, TRIGGER_A, format!("old-{n}"), old],
+                )
+                .unwrap();
+            transaction
+                .execute(
+                    "INSERT INTO delivery_keys (trigger_id, key, execution_id) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![TRIGGER_A, format!("key:old-{n}"), id],
+                )
+                .unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let count = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&database)
+            .unwrap()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(count("SELECT count(*) FROM executions"), 3000);
+
+    // Restarted, it prunes at once, while deliveries keep coming.
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let mut statuses = Vec::new();
+    for n in 0..200 {
+        let request = delivery(&server, KEY_A, "{}", Some(&format!("new-{n}")));
+        statuses.push(call(&client, request).await.unwrap().0);
+        if count("SELECT count(*) FROM executions WHERE delivery_id LIKE 'old-%'") == 0 && n > 20 {
+            break;
+        }
+    }
+    assert!(statuses.iter().all(|status| *status == StatusCode::OK));
+    for _ in 0..100 {
+        if count("SELECT count(*) FROM executions WHERE delivery_id LIKE 'old-%'") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM executions WHERE delivery_id LIKE 'old-%'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM delivery_keys WHERE key LIKE 'key:old-%'"),
+        0
+    );
+    // A pruned delivery's id is new again; the recent ones are kept.
+    let (status, headers, _) = call(&client, delivery(&server, KEY_A, "{}", Some("old-7")))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (_, headers, _) = call(&client, delivery(&server, KEY_A, "{}", Some("new-0")))
+        .await
+        .unwrap();
+    assert_eq!(headers["idempotent-replayed"], "true");
+}

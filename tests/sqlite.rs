@@ -491,3 +491,63 @@ async fn a_full_queue_answers_unavailable_at_once_and_keeps_every_acknowledgemen
         .unwrap();
     assert_eq!(kept as usize, started);
 }
+
+#[tokio::test]
+async fn pruning_deletes_executions_finished_before_the_cutoff_with_their_keys() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let trigger_id = Uuid::now_v7();
+    let mut finished = Vec::new();
+    for n in 0..5 {
+        let id = started(
+            store
+                .submit(delivery(trigger_id, Some(&format!("d{n}")), "{}"))
+                .await
+                .unwrap(),
+        );
+        finished.push(id);
+    }
+    let waiting = started(
+        store
+            .submit(delivery(trigger_id, Some("waiting"), "{}"))
+            .await
+            .unwrap(),
+    );
+    for _ in 0..5 {
+        let claimed = store.claim().await.unwrap().unwrap();
+        store
+            .finish(
+                &claimed.id,
+                ExecutionResult::new(ExecutionStatus::Done, Some(0), Vec::new()),
+            )
+            .await
+            .unwrap();
+    }
+    // Finished before now: all five are candidates, taken two at a time.
+    let cutoff = std::time::SystemTime::now() + Duration::from_secs(1);
+    assert_eq!(store.prune_finished(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 3);
+    assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 0);
+    for id in &finished {
+        assert!(store.execution(id).await.unwrap().is_none());
+    }
+    // The queued one stays, and so does its key; the pruned ones' keys are free again.
+    assert!(store.execution(&waiting).await.unwrap().is_some());
+    assert!(matches!(
+        store
+            .submit(delivery(trigger_id, Some("waiting"), "{}"))
+            .await
+            .unwrap(),
+        Outcome::Replayed(_)
+    ));
+    assert!(matches!(
+        store
+            .submit(delivery(trigger_id, Some("d0"), "{}"))
+            .await
+            .unwrap(),
+        Outcome::Started(_)
+    ));
+    // A cutoff before they finished prunes nothing.
+    let early = std::time::SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(store.prune_finished(early, 10).await.unwrap(), 0);
+}

@@ -93,6 +93,34 @@ impl ExecutionQueue for SqliteStore {
         async move { work.notified().await }
     }
 
+    async fn prune_finished(&self, before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let before = unix_millis(before);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |connection| {
+            let transaction = connection.transaction()?;
+            let ids: Vec<String> = transaction
+                .prepare_cached(
+                    "SELECT id FROM executions
+                     WHERE finished_at IS NOT NULL AND finished_at < ?1 ORDER BY finished_at LIMIT ?2",
+                )?
+                .query_map(params![before, limit], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            {
+                let mut keys =
+                    transaction.prepare_cached("DELETE FROM delivery_keys WHERE execution_id = ?1")?;
+                let mut executions =
+                    transaction.prepare_cached("DELETE FROM executions WHERE id = ?1")?;
+                for id in &ids {
+                    keys.execute(params![id])?;
+                    executions.execute(params![id])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(ids.len())
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // Through the database thread, as every query: a thread stuck on a lock fails it too.
         self.call(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))

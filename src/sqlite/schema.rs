@@ -77,6 +77,10 @@ const MIGRATIONS: &[&str] = &[
         FROM executions WHERE delivery_id IS NOT NULL;
     DROP INDEX executions_by_delivery;
     ",
+    // 3: finished executions by when they finished, for retention.
+    "
+    CREATE INDEX executions_by_finished ON executions (finished_at) WHERE finished_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -19,6 +19,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE: &str = "agent-trigger.db";
 const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// How long finished executions are kept by default.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// The longest retention the configuration takes (100 years): past it, keep them forever by
+/// taking it.
+const MAX_RETENTION_DAYS: u64 = 36_500;
 /// More workers than this is a typo, not a plan: each one may run a command.
 const MAX_WORKERS: usize = 1024;
 /// The longest duration the configuration takes (30 days): beyond it, a typo.
@@ -32,6 +37,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: PathBuf,
     pub body_limit: usize,
+    pub retention: Duration,
     pub executor: Option<ExecutorConfig>,
     pub keys: Vec<(KeyDigest, ApiKeyRecord)>,
     pub triggers: Vec<Trigger>,
@@ -96,6 +102,7 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     database: Option<Spanned<String>>,
     body_limit_bytes: Option<Spanned<u64>>,
+    retention_days: Option<Spanned<u64>>,
     executor: Option<RawExecutor>,
     #[serde(default)]
     keys: Vec<RawKey>,
@@ -210,6 +217,16 @@ pub fn parse(
             .map_err(|_| locate.at(limit, "body_limit_bytes is too large".to_owned()))?,
         None => agent_trigger::service::DEFAULT_BODY_LIMIT,
     };
+    let retention_days = match &raw.retention_days {
+        Some(days) if !(1..=MAX_RETENTION_DAYS).contains(days.get_ref()) => {
+            return Err(locate.at(
+                days,
+                format!("retention_days must be from 1 to {MAX_RETENTION_DAYS}"),
+            ));
+        }
+        Some(days) => *days.get_ref(),
+        None => DEFAULT_RETENTION_DAYS,
+    };
     let triggers = check_triggers(&locate, &raw.triggers, env)?;
     let keys = check_keys(&locate, &raw.keys, &triggers, env)?;
     let executor = raw
@@ -221,6 +238,7 @@ pub fn parse(
         listen,
         database,
         body_limit,
+        retention: Duration::from_secs(retention_days * 24 * 60 * 60),
         executor,
         keys,
         triggers,
@@ -725,6 +743,10 @@ value = "old secret"
                 "is not one of tenant \"a\"'s triggers",
             ),
             ("listen = ", ":1:"),
+            (
+                "retention_days = 0",
+                ":1:18: retention_days must be from 1 to 36500",
+            ),
             (
                 "[executor]\ncommand = [\"x\"]\nworkers = 100000000",
                 ":3:11: executor.workers must be at most 1024",

@@ -9,6 +9,7 @@ mod config;
 mod executor;
 mod http;
 mod limits;
+mod retention;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,7 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         listen: configured,
         database,
         body_limit,
+        retention,
         executor,
         keys,
         triggers,
@@ -162,6 +164,7 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         listen: configured,
         database,
         body_limit,
+        retention,
         executor: executor.clone(),
     };
     reload_on_hangup(store.clone(), file.to_owned(), started)?;
@@ -169,6 +172,7 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         store,
         listen.unwrap_or(configured),
         body_limit,
+        retention,
         executor.map(Runner::Command),
         |_| {},
     )
@@ -180,6 +184,7 @@ struct Started {
     listen: SocketAddr,
     database: PathBuf,
     body_limit: usize,
+    retention: std::time::Duration,
     executor: Option<config::ExecutorConfig>,
 }
 
@@ -216,10 +221,11 @@ async fn reload(store: &SqliteStore, file: &Path, started: &Started) {
     if config.listen != started.listen
         || config.database != started.database
         || config.body_limit != started.body_limit
+        || config.retention != started.retention
         || config.executor != started.executor
     {
         tracing::warn!(
-            "listen, database, body_limit_bytes and [executor] changed: they take effect at the next start"
+            "listen, database, body_limit_bytes, retention_days or [executor] changed: they take effect at the next start"
         );
     }
     let (keys, triggers) = (config.keys.len(), config.triggers.len());
@@ -269,7 +275,8 @@ async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
         Some(listen) => listen,
         None => config::DEFAULT_LISTEN.parse()?,
     };
-    serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, Some(Runner::Demo), |address| {
+    let retention = std::time::Duration::from_secs(config::DEFAULT_RETENTION_DAYS * 24 * 60 * 60);
+    serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, retention, Some(Runner::Demo), |address| {
         println!("agent-trigger demo: database {}", database.display());
         println!("API key (shown once, keep it): {}", key.expose());
         println!("triggers (tenant {DEMO_TENANT:?}):");
@@ -300,6 +307,7 @@ async fn serve<S: http::Backend>(
     store: S,
     listen: SocketAddr,
     body_limit: usize,
+    retention: std::time::Duration,
     runner: Option<Runner>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
@@ -316,7 +324,8 @@ async fn serve<S: http::Backend>(
         .map_err(|error| format!("cannot set up the metrics: {error}"))?;
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
-    let mut workers = runner.map(|runner| executor::spawn(store.clone(), runner, stopped));
+    let mut workers = runner.map(|runner| executor::spawn(store.clone(), runner, stopped.clone()));
+    let pruning = tokio::spawn(retention::run(store.clone(), retention, stopped));
 
     println!("agent-trigger listening on http://{address}");
     on_listening(address);
@@ -334,6 +343,7 @@ async fn serve<S: http::Backend>(
     if let Some(workers) = workers.as_mut() {
         while workers.join_next().await.is_some() {}
     }
+    let _ = pruning.await;
     Ok(())
 }
 
