@@ -25,6 +25,8 @@ pub enum ExecutionStatus {
     Error,
     /// The server stopped while it was running.
     Interrupted,
+    /// It failed on every attempt its retry policy allowed.
+    Failed,
 }
 
 impl ExecutionStatus {
@@ -36,6 +38,7 @@ impl ExecutionStatus {
             ExecutionStatus::Done => "done",
             ExecutionStatus::Error => "error",
             ExecutionStatus::Interrupted => "interrupted",
+            ExecutionStatus::Failed => "failed",
         }
     }
 }
@@ -46,7 +49,7 @@ impl fmt::Display for ExecutionStatus {
     }
 }
 
-/// A status name that is not one of the five.
+/// A status name that is not one of the six.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStatus(pub String);
 
@@ -68,6 +71,7 @@ impl FromStr for ExecutionStatus {
             ExecutionStatus::Done,
             ExecutionStatus::Error,
             ExecutionStatus::Interrupted,
+            ExecutionStatus::Failed,
         ]
         .into_iter()
         .find(|status| status.as_str() == name)
@@ -101,6 +105,8 @@ pub struct ExecutionRecord {
     pub exit_code: Option<i32>,
     /// The last bytes of its output.
     pub output_tail: Vec<u8>,
+    /// Which attempt this is (or was, once it ended): 1 for the first.
+    pub attempt: u32,
 }
 
 /// An execution a worker has claimed: it is `running` until the worker finishes it.
@@ -111,6 +117,8 @@ pub struct ClaimedExecution {
     pub id: ExecutionId,
     /// What to run it on.
     pub delivery: Delivery,
+    /// Which attempt this is: 1 for the first.
+    pub attempt: u32,
 }
 
 /// How an execution ended.
@@ -147,8 +155,8 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionRecord>, StoreError>> + Send;
 
-    /// Marks the oldest queued execution `running` and hands it over, or `None` when none is
-    /// queued.
+    /// Marks the oldest queued execution whose time has come `running` and hands it over, or
+    /// `None` when none is ready.
     fn claim(&self) -> impl Future<Output = Result<Option<ClaimedExecution>, StoreError>> + Send;
 
     /// Records how a claimed execution ended.
@@ -161,6 +169,22 @@ pub trait ExecutionQueue: ExecutionSink {
     /// Resolves when new executions may have been queued since the last call (it may also
     /// resolve spuriously; callers claim and wait again).
     fn work_queued(&self) -> impl Future<Output = ()> + Send;
+
+    /// Records a failed attempt of a claimed execution and queues it again, to be claimed no
+    /// sooner than `not_before`, as its next attempt.
+    fn retry(
+        &self,
+        id: &ExecutionId,
+        result: ExecutionResult,
+        not_before: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Queues again the `interrupted` executions whose attempt is below `max_attempts`, as their
+    /// next attempt (a crash or a shutdown cut them short); returns how many.
+    fn retry_interrupted(
+        &self,
+        max_attempts: u32,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Whether the backend answers a trivial query: what a health check reports.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1045,3 +1045,120 @@ async fn executions_past_retention_are_pruned_under_load_and_their_ids_freed() {
         .unwrap();
     assert_eq!(headers["idempotent-replayed"], "true");
 }
+
+const RETRY_SCRIPT: &str = r#"#!/bin/sh
+cat > /dev/null
+marker="$OUT/$AGENT_TRIGGER_EXECUTION_ID.tried"
+echo "attempt at $(date +%s)" >> "$marker.log"
+case "$AGENT_TRIGGER_ACTION" in
+  flaky) [ -e "$marker" ] && exit 0; touch "$marker"; exit 3 ;;
+  *) exit 3 ;;
+esac
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_retried_with_backoff_until_done_or_failed() {
+    let (_probe, script) = agent_script(RETRY_SCRIPT);
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\"]\nmax_attempts = 3\nretry_backoff_secs = 1\nenv = [\"OUT\"]\n",
+        script.display()
+    );
+    let workspace = Workspace::new(&executor);
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let mut ids = HashMap::new();
+    for action in ["flaky", "broken"] {
+        let body = format!(r#"{{"type":"{action}"}}"#);
+        let (_, _, json) = call(&client, delivery(&server, KEY_A, &body, None))
+            .await
+            .unwrap();
+        ids.insert(action, json["executionId"].as_str().unwrap().to_owned());
+    }
+    let finished = |id: String| {
+        let (client, server) = (&client, &server);
+        async move {
+            // Three attempts with waits of about one and two seconds: well within this bound.
+            for _ in 0..300 {
+                let (_, _, json) = call(client, status_request(server, Some(KEY_A), &id))
+                    .await
+                    .unwrap();
+                if !matches!(json["status"].as_str(), Some("queued" | "running")) {
+                    return json;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("execution {id} did not finish");
+        }
+    };
+    let flaky = finished(ids["flaky"].clone()).await;
+    assert_eq!(
+        (flaky["status"].as_str(), flaky["attempt"].as_u64()),
+        (Some("done"), Some(2)),
+        "{flaky}"
+    );
+    let broken = finished(ids["broken"].clone()).await;
+    assert_eq!(
+        (broken["status"].as_str(), broken["attempt"].as_u64()),
+        (Some("failed"), Some(3)),
+        "{broken}"
+    );
+    assert_eq!(broken["exitCode"], 3);
+    // Each attempt ran once, and the waits grew: about 1 s, then about 2 s (a quarter either way).
+    let log = std::fs::read_to_string(
+        workspace
+            .path()
+            .join(format!("{}.tried.log", ids["broken"])),
+    )
+    .unwrap();
+    let times: Vec<u64> = log
+        .lines()
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3, "{log}");
+    assert!(times[2] - times[0] >= 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_a_crash_interrupted_gets_its_next_attempt_on_restart() {
+    let (_probe, script) = agent_script(
+        "#!/bin/sh\ncat > /dev/null\nmarker=\"$OUT/$AGENT_TRIGGER_EXECUTION_ID.started\"\n[ -e \"$marker\" ] && exit 0\necho $$ > \"$marker\"\nsleep 30\n",
+    );
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\"]\nmax_attempts = 2\nenv = [\"OUT\"]\n",
+        script.display()
+    );
+    let workspace = Workspace::new(&executor);
+    let mut server = Server::start(&workspace).await;
+    let client = client();
+    let (_, _, json) = call(&client, delivery(&server, KEY_A, "{}", None))
+        .await
+        .unwrap();
+    let id = json["executionId"].as_str().unwrap().to_owned();
+    let marker = workspace.path().join(format!("{id}.started"));
+    for _ in 0..200 {
+        if std::fs::read_to_string(&marker).is_ok_and(|text| text.ends_with('\n')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first_attempt: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    // The first attempt's command outlived the crash; end it here.
+    let _ = std::process::Command::new("kill")
+        .arg(first_attempt.to_string())
+        .status();
+
+    let server = Server::start(&workspace).await;
+    let client = server_process::client();
+    let json = wait_until_finished(&client, &server, &id).await;
+    assert_eq!(
+        (json["status"].as_str(), json["attempt"].as_u64()),
+        (Some("done"), Some(2)),
+        "{json}"
+    );
+}

@@ -551,3 +551,45 @@ async fn pruning_deletes_executions_finished_before_the_cutoff_with_their_keys()
     let early = std::time::SystemTime::now() - Duration::from_secs(3600);
     assert_eq!(store.prune_finished(early, 10).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_retried_execution_waits_for_its_time_and_counts_its_attempts() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let id = started(
+        store
+            .submit(delivery(Uuid::now_v7(), None, "{}"))
+            .await
+            .unwrap(),
+    );
+    let claimed = store.claim().await.unwrap().unwrap();
+    assert_eq!((claimed.id.clone(), claimed.attempt), (id.clone(), 1));
+    let failed = ExecutionResult::new(ExecutionStatus::Error, Some(3), b"boom".to_vec());
+    let later = std::time::SystemTime::now() + Duration::from_millis(300);
+    store.retry(&id, failed, later).await.unwrap();
+    let record = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempt, record.exit_code),
+        (ExecutionStatus::Queued, 2, Some(3))
+    );
+    // Not before its time.
+    assert!(store.claim().await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = store.claim().await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempt), (id.clone(), 2));
+    store
+        .finish(
+            &id,
+            ExecutionResult::new(ExecutionStatus::Interrupted, None, Vec::new()),
+        )
+        .await
+        .unwrap();
+    // An interrupted one is queued again only while attempts remain.
+    assert_eq!(store.retry_interrupted(2).await.unwrap(), 0);
+    assert_eq!(store.retry_interrupted(3).await.unwrap(), 1);
+    let record = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempt),
+        (ExecutionStatus::Queued, 3)
+    );
+}

@@ -44,7 +44,7 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail
+                            finished_at, exit_code, output_tail, attempt
                      FROM executions WHERE id = ?1",
                 )?
                 .query_row(params![id], read_record)
@@ -58,9 +58,11 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "UPDATE executions SET status = 'running', started_at = ?1
-                     WHERE id = (SELECT id FROM executions WHERE status = 'queued' ORDER BY id LIMIT 1)
+                     WHERE id = (SELECT id FROM executions
+                                 WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?1)
+                                 ORDER BY id LIMIT 1)
                      RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                               delivery_id, action, received_at, input",
+                               delivery_id, action, received_at, input, attempt",
                 )?
                 .query_row(params![unix_millis(SystemTime::now())], read_claimed)
                 .optional()
@@ -121,6 +123,50 @@ impl ExecutionQueue for SqliteStore {
         .await
     }
 
+    async fn retry(
+        &self,
+        id: &ExecutionId,
+        result: ExecutionResult,
+        not_before: SystemTime,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.call(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = ?2,
+                         exit_code = ?3, output_tail = ?4, started_at = NULL, finished_at = NULL
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    unix_millis(not_before),
+                    result.exit_code,
+                    result.output_tail
+                ])
+                .map(drop)
+        })
+        .await?;
+        self.inner.work.notify_one();
+        Ok(())
+    }
+
+    async fn retry_interrupted(&self, max_attempts: u32) -> Result<usize, StoreError> {
+        let requeued = self
+            .call(move |connection| {
+                connection.execute(
+                    "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = NULL,
+                         started_at = NULL, finished_at = NULL
+                     WHERE status = 'interrupted' AND attempt < ?1",
+                    params![max_attempts],
+                )
+            })
+            .await?;
+        for _ in 0..requeued {
+            self.inner.work.notify_one();
+        }
+        Ok(requeued)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // Through the database thread, as every query: a thread stuck on a lock fails it too.
         self.call(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))
@@ -144,6 +190,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         finished_at: row.get::<_, Option<i64>>(8)?.map(from_unix_millis),
         exit_code: row.get(9)?,
         output_tail: row.get::<_, Option<Vec<u8>>>(10)?.unwrap_or_default(),
+        attempt: row.get(11)?,
     })
 }
 
@@ -166,6 +213,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
     Ok(ClaimedExecution {
         id: ExecutionId::from(row.get::<_, String>(0)?),
         delivery,
+        attempt: row.get(11)?,
     })
 }
 

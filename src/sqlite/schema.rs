@@ -81,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX executions_by_finished ON executions (finished_at) WHERE finished_at IS NOT NULL;
     ",
+    // 4: retries: which attempt an execution is on, and when a queued one may run again.
+    "
+    ALTER TABLE executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE executions ADD COLUMN not_before INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -26,6 +26,9 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 const MAX_RETENTION_DAYS: u64 = 36_500;
 /// More workers than this is a typo, not a plan: each one may run a command.
 const MAX_WORKERS: usize = 1024;
+/// Attempts per execution at most.
+const MAX_ATTEMPTS: u32 = 100;
+const DEFAULT_RETRY_BACKOFF_SECS: u64 = 30;
 /// The longest duration the configuration takes (30 days): beyond it, a typo.
 const MAX_DURATION_SECS: u64 = 30 * 24 * 60 * 60;
 /// The variables every command gets from the server's environment, when set.
@@ -49,6 +52,10 @@ pub struct ExecutorConfig {
     pub command: Vec<String>,
     pub workers: usize,
     pub timeout: Duration,
+    /// Attempts per execution: 1 (the default) runs it once, since agents have side effects.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; each later one waits twice the one before.
+    pub retry_backoff: Duration,
     /// What the command's environment holds besides [`BASE_ENVIRONMENT`] and the execution's
     /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
     /// `[executor.environment]`.
@@ -67,6 +74,8 @@ impl fmt::Debug for ExecutorConfig {
             .field("command", &self.command)
             .field("workers", &self.workers)
             .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_backoff", &self.retry_backoff)
             .field("environment", &names)
             .finish()
     }
@@ -116,6 +125,8 @@ struct RawExecutor {
     command: Spanned<Vec<String>>,
     workers: Option<Spanned<usize>>,
     timeout_secs: Option<Spanned<u64>>,
+    max_attempts: Option<Spanned<u32>>,
+    retry_backoff_secs: Option<Spanned<u64>>,
     /// Variables of the server's environment passed through by name.
     env: Option<Spanned<Vec<String>>>,
     /// Variables set to these values.
@@ -294,6 +305,26 @@ fn check_executor(
         Some(timeout) => bounded_duration(locate, timeout, "executor.timeout_secs")?,
         None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
     };
+    let max_attempts = match &raw.max_attempts {
+        Some(attempts) if !(1..=MAX_ATTEMPTS).contains(attempts.get_ref()) => {
+            return Err(locate.at(
+                attempts,
+                format!("executor.max_attempts must be from 1 to {MAX_ATTEMPTS}"),
+            ));
+        }
+        Some(attempts) => *attempts.get_ref(),
+        None => 1,
+    };
+    let retry_backoff = match &raw.retry_backoff_secs {
+        Some(seconds) if *seconds.get_ref() == 0 => {
+            return Err(locate.at(
+                seconds,
+                "executor.retry_backoff_secs must be at least 1".to_owned(),
+            ));
+        }
+        Some(seconds) => bounded_duration(locate, seconds, "executor.retry_backoff_secs")?,
+        None => Duration::from_secs(DEFAULT_RETRY_BACKOFF_SECS),
+    };
     let mut environment = Vec::new();
     if let Some(names) = &raw.env {
         for name in names.get_ref() {
@@ -322,6 +353,8 @@ fn check_executor(
         command: command.clone(),
         workers,
         timeout,
+        max_attempts,
+        retry_backoff,
         environment,
     })
 }
@@ -746,6 +779,10 @@ value = "old secret"
             (
                 "retention_days = 0",
                 ":1:18: retention_days must be from 1 to 36500",
+            ),
+            (
+                "[executor]\ncommand = [\"x\"]\nmax_attempts = 0",
+                ":3:16: executor.max_attempts must be from 1 to 100",
             ),
             (
                 "[executor]\ncommand = [\"x\"]\nworkers = 100000000",

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use agent_trigger::queue::{ClaimedExecution, ExecutionQueue, ExecutionResult, ExecutionStatus};
+use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -28,6 +29,9 @@ pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 const RUNNING: &str = "agent_trigger_executions_running";
 /// Counter of finished executions, labelled `status` (`done`, `error`, `interrupted`).
 const FINISHED_TOTAL: &str = "agent_trigger_executions_finished_total";
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 
 /// How often an idle worker looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -72,15 +76,30 @@ async fn work<Q: ExecutionQueue>(
     while !*stop.borrow() {
         match queue.claim().await {
             Ok(Some(claimed)) => {
-                let id = claimed.id.clone();
+                let (id, attempt) = (claimed.id.clone(), claimed.attempt);
                 metrics::gauge!(RUNNING).increment(1.0);
-                let result = match &*runner {
-                    Runner::Command(config) => run(config, claimed, &mut stop).await,
-                    Runner::Demo => run_demo(&claimed),
+                let (mut result, max_attempts, backoff) = match &*runner {
+                    Runner::Command(config) => (
+                        run(config, claimed, &mut stop).await,
+                        config.max_attempts,
+                        config.retry_backoff,
+                    ),
+                    Runner::Demo => (run_demo(&claimed), 1, Duration::ZERO),
                 };
                 metrics::gauge!(RUNNING).decrement(1.0);
+                if result.status == ExecutionStatus::Error && attempt < max_attempts {
+                    let wait = next_wait(backoff, attempt);
+                    tracing::info!(execution_id = %id, worker, attempt, exit_code = result.exit_code, wait_secs = wait.as_secs_f64(), "execution failed; it will be retried");
+                    if let Err(error) = queue.retry(&id, result, SystemTime::now() + wait).await {
+                        tracing::error!(execution_id = %id, %error, "could not queue an execution again");
+                    }
+                    continue;
+                }
+                if result.status == ExecutionStatus::Error && max_attempts > 1 {
+                    result.status = ExecutionStatus::Failed;
+                }
                 metrics::counter!(FINISHED_TOTAL, "status" => result.status.as_str()).increment(1);
-                tracing::info!(execution_id = %id, worker, status = %result.status, exit_code = result.exit_code, "execution finished");
+                tracing::info!(execution_id = %id, worker, attempt, status = %result.status, exit_code = result.exit_code, "execution finished");
                 if let Err(error) = queue.finish(&id, result).await {
                     tracing::error!(execution_id = %id, %error, "could not record how an execution ended");
                 }
@@ -98,6 +117,16 @@ async fn work<Q: ExecutionQueue>(
             }
         }
     }
+}
+
+/// The wait after failed attempt `attempt`: `base` doubled for each attempt before it, at most
+/// [`MAX_BACKOFF`], and spread by a quarter either way so that executions that failed together
+/// do not all come back at once.
+fn next_wait(base: Duration, attempt: u32) -> Duration {
+    let doubled = base.saturating_mul(1 << attempt.saturating_sub(1).min(20));
+    let wait = doubled.min(MAX_BACKOFF);
+    let spread = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX); // 0..=1
+    wait.mul_f64(0.75 + spread / 2.0)
 }
 
 /// Demo mode's execution: the input, printed where the demo's instructions are, and `done`.
@@ -293,6 +322,20 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_double_from_the_base_within_a_quarter_and_an_hour() {
+        let base = Duration::from_secs(10);
+        for (attempt, nominal) in [(1, 10.0), (2, 20.0), (3, 40.0), (9, 2560.0), (30, 3600.0)] {
+            for _ in 0..50 {
+                let wait = next_wait(base, attempt).as_secs_f64();
+                assert!(
+                    (nominal * 0.75..=nominal * 1.25).contains(&wait),
+                    "attempt {attempt}: {wait}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes() {

@@ -56,6 +56,7 @@ struct StatusBody {
     started_at: Option<String>,
     finished_at: Option<String>,
     exit_code: Option<i32>,
+    attempt: u32,
 }
 
 impl From<ExecutionRecord> for StatusBody {
@@ -70,6 +71,7 @@ impl From<ExecutionRecord> for StatusBody {
             started_at: record.started_at.map(rfc3339),
             finished_at: record.finished_at.map(rfc3339),
             exit_code: record.exit_code,
+            attempt: record.attempt,
         }
     }
 }

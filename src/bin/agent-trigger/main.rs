@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use agent_trigger::queue::ExecutionQueue;
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger, TriggerService};
 use clap::{Parser, Subcommand};
@@ -154,6 +155,18 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
     } = config::load(file, &process_env)?;
     let store = SqliteStore::open(&database)?;
     store.replace_keys_and_triggers(keys, triggers).await?;
+    // What a crash or a shutdown interrupted gets its next attempt, as the policy allows.
+    if let Some(executor) = &executor
+        && executor.max_attempts > 1
+    {
+        let requeued = store.retry_interrupted(executor.max_attempts).await?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "interrupted executions queued for their next attempt"
+            );
+        }
+    }
     tracing::info!(
         database = %database.display(),
         triggers = store.triggers().len(),
