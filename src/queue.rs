@@ -27,6 +27,8 @@ pub enum ExecutionStatus {
     Interrupted,
     /// It failed on every attempt its retry policy allowed.
     Failed,
+    /// Someone cancelled it before it ended.
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -39,6 +41,7 @@ impl ExecutionStatus {
             ExecutionStatus::Error => "error",
             ExecutionStatus::Interrupted => "interrupted",
             ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -49,7 +52,7 @@ impl fmt::Display for ExecutionStatus {
     }
 }
 
-/// A status name that is not one of the six.
+/// A status name that is not one of the seven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStatus(pub String);
 
@@ -72,6 +75,7 @@ impl FromStr for ExecutionStatus {
             ExecutionStatus::Error,
             ExecutionStatus::Interrupted,
             ExecutionStatus::Failed,
+            ExecutionStatus::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == name)
@@ -107,6 +111,42 @@ pub struct ExecutionRecord {
     pub output_tail: Vec<u8>,
     /// Which attempt this is (or was, once it ended): 1 for the first.
     pub attempt: u32,
+}
+
+/// Which executions [`ExecutionQueue::list`] returns: one tenant's, newest first.
+///
+/// ```
+/// use agent_trigger::queue::{ExecutionQuery, ExecutionStatus};
+///
+/// let mut query = ExecutionQuery::new("acme", 50);
+/// query.status = Some(ExecutionStatus::Failed);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutionQuery {
+    /// The tenant whose executions are listed.
+    pub tenant: String,
+    /// Only these triggers' executions; `None` for all of the tenant's.
+    pub triggers: Option<Vec<uuid::Uuid>>,
+    /// Only executions with this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only executions older than this one (the cursor of the page before).
+    pub before: Option<ExecutionId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl ExecutionQuery {
+    /// The newest `limit` executions of `tenant`.
+    pub fn new(tenant: impl Into<String>, limit: usize) -> Self {
+        ExecutionQuery {
+            tenant: tenant.into(),
+            triggers: None,
+            status: None,
+            before: None,
+            limit,
+        }
+    }
 }
 
 /// An execution a worker has claimed: it is `running` until the worker finishes it.
@@ -185,6 +225,27 @@ pub trait ExecutionQueue: ExecutionSink {
         &self,
         max_attempts: u32,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The executions `query` selects, newest first.
+    fn list(
+        &self,
+        query: &ExecutionQuery,
+    ) -> impl Future<Output = Result<Vec<ExecutionRecord>, StoreError>> + Send;
+
+    /// Cancels a queued execution at once (`cancelled`); returns its status after the call, or
+    /// `None` when there is no such execution. A `running` one is left to the worker that runs
+    /// it, which ends its command and records it `cancelled`.
+    fn cancel(
+        &self,
+        id: &ExecutionId,
+    ) -> impl Future<Output = Result<Option<ExecutionStatus>, StoreError>> + Send;
+
+    /// Queues a new execution with the same trigger, caller, action and input as `id` (and no
+    /// delivery id); returns its id, or `None` when there is no such execution.
+    fn replay(
+        &self,
+        id: &ExecutionId,
+    ) -> impl Future<Output = Result<Option<ExecutionId>, StoreError>> + Send;
 
     /// Whether the backend answers a trivial query: what a health check reports.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

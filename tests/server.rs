@@ -1162,3 +1162,320 @@ async fn an_execution_a_crash_interrupted_gets_its_next_attempt_on_restart() {
         "{json}"
     );
 }
+
+/// A request to the executions API with `key`.
+fn api(server: &Server, method: http::Method, path: &str, key: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(server.url(path))
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_scope() {
+    const SCOPED_KEY: &str = "atk_tenant_a_scoped_list_key_000000000000000";
+    const TRIGGER_C: &str = "4a1f9a36-94a5-4d7e-8f0e-7c2b1d3e5f60";
+    let extra = format!(
+        "[[keys]]\nid = \"scoped\"\ntenant = \"acme\"\nsha256 = \"{}\"\ntriggers = [\"{TRIGGER_C}\"]\n\n[[triggers]]\nid = \"{TRIGGER_C}\"\ntenant = \"acme\"\nsource = \"webhook\"\n",
+        agent_trigger::KeyDigest::of_token(SCOPED_KEY).to_hex()
+    );
+    let workspace = Workspace::new(&extra);
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let mut on_a = Vec::new();
+    for n in 0..5 {
+        let (_, _, json) = call(
+            &client,
+            delivery(&server, KEY_A, &format!(r#"{{"type":"t{n}"}}"#), None),
+        )
+        .await
+        .unwrap();
+        on_a.push(json["executionId"].as_str().unwrap().to_owned());
+    }
+    let request = Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_C}")))
+        .header("authorization", format!("Bearer {SCOPED_KEY}"))
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let on_c = call(&client, request).await.unwrap().2["executionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Newest first, two at a time, following nextCursor.
+    let mut seen = Vec::new();
+    let mut path = "/api/executions?limit=2".to_owned();
+    loop {
+        let (status, _, page) = call(&client, api(&server, http::Method::GET, &path, KEY_A))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for execution in page["executions"].as_array().unwrap() {
+            assert!(execution.get("output").is_none());
+            seen.push(execution["executionId"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/executions?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = on_a.iter().cloned().chain([on_c.clone()]).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    // Filters, and the scoped key's view.
+    let (_, _, page) = call(
+        &client,
+        api(
+            &server,
+            http::Method::GET,
+            &format!("/api/executions?triggerId={TRIGGER_C}"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+    let (_, _, page) = call(
+        &client,
+        api(
+            &server,
+            http::Method::GET,
+            "/api/executions?status=queued&limit=100",
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 6);
+    let (_, _, page) = call(
+        &client,
+        api(
+            &server,
+            http::Method::GET,
+            "/api/executions?status=done",
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 0);
+    let (_, _, page) = call(
+        &client,
+        api(&server, http::Method::GET, "/api/executions", SCOPED_KEY),
+    )
+    .await
+    .unwrap();
+    let scoped: Vec<_> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["executionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(scoped, std::slice::from_ref(&on_c));
+    let (_, _, page) = call(
+        &client,
+        api(
+            &server,
+            http::Method::GET,
+            &format!("/api/executions?triggerId={TRIGGER_A}"),
+            SCOPED_KEY,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 0);
+    let (_, _, page) = call(
+        &client,
+        api(&server, http::Method::GET, "/api/executions", KEY_B),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        page["executions"].as_array().unwrap().len(),
+        0,
+        "another tenant's key"
+    );
+
+    // Bad parameters are a JSON 400; no key is a 401.
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "status=sleeping",
+        "triggerId=nope",
+        "cursor=nope",
+    ] {
+        let (status, _, json) = call(
+            &client,
+            api(
+                &server,
+                http::Method::GET,
+                &format!("/api/executions?{query}"),
+                KEY_A,
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(json["error"].is_string());
+    }
+    let request = Request::get(server.url("/api/executions"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        call(&client, request).await.unwrap().0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_a_queued_or_running_execution_and_replay_runs_the_same_input_again() {
+    let (_probe, script) = agent_script(
+        "#!/bin/sh\ninput=$(cat)\necho \"$input\" > \"$OUT/$AGENT_TRIGGER_EXECUTION_ID.in\"\nsleep 300 &\necho $! > \"$OUT/$AGENT_TRIGGER_EXECUTION_ID.background\"\ncase \"$AGENT_TRIGGER_ACTION\" in slow) sleep 300 ;; esac\n",
+    );
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\"]\nworkers = 1\nenv = [\"OUT\"]\n",
+        script.display()
+    );
+    let workspace = Workspace::new(&executor);
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let deliver = |body: &'static str| {
+        let request = delivery(&server, KEY_A, body, None);
+        let client = client.clone();
+        async move {
+            call(&client, request).await.unwrap().2["executionId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // One worker: the slow one runs, the next waits queued behind it.
+    let slow = deliver(r#"{"type":"slow"}"#).await;
+    let marker = workspace.path().join(format!("{slow}.background"));
+    for _ in 0..200 {
+        if std::fs::read_to_string(&marker).is_ok_and(|text| text.ends_with('\n')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queued = deliver(r#"{"type":"quick","n":1}"#).await;
+
+    let (status, _, json) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{queued}/cancel"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{json}"
+    );
+    let (status, _, json) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{slow}/cancel"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{json}"
+    );
+    assert!(json["output"].as_str().unwrap().contains("cancelled"));
+    let background: u32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_gone_soon(background, "after cancel").await;
+    // Cancelling again changes nothing; another tenant's key sees nothing.
+    let (status, _, json) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{slow}/cancel"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (status, _, _) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{slow}/cancel"),
+            KEY_B,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Replay: a new execution, the same input, and it runs.
+    let (status, _, json) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{queued}/replay"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["replayOf"], queued.as_str());
+    let copy = json["executionId"].as_str().unwrap().to_owned();
+    assert_ne!(copy, queued);
+    assert_eq!(
+        wait_until_finished(&client, &server, &copy).await["status"],
+        "done"
+    );
+    let input = std::fs::read_to_string(workspace.path().join(format!("{copy}.in"))).unwrap();
+    assert_eq!(input.trim(), r#"{"type":"quick","n":1}"#);
+    let (status, _, _) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{copy}/replay"),
+            KEY_B,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // An execution that ended otherwise cannot be cancelled.
+    let (status, _, json) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{copy}/cancel"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+}

@@ -13,7 +13,8 @@ use super::codec::{caller_from_columns, from_unix_millis, unix_millis};
 use super::thread::Command;
 use super::{FULL_RETRY_AFTER, SqliteStore};
 use crate::queue::{
-    ClaimedExecution, ExecutionQueue, ExecutionRecord, ExecutionResult, ExecutionStatus,
+    ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
+    ExecutionStatus,
 };
 use crate::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
@@ -165,6 +166,82 @@ impl ExecutionQueue for SqliteStore {
             self.inner.work.notify_one();
         }
         Ok(requeued)
+    }
+
+    async fn list(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let tenant = query.tenant.clone();
+        // The trigger scope as a JSON array, read back with json_each: one statement for any
+        // number of triggers.
+        let triggers = query.triggers.as_ref().map(|ids| {
+            serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+                .expect("a list of strings serialises")
+        });
+        let status = query.status.map(ExecutionStatus::as_str);
+        let before = query.before.as_ref().map(ExecutionId::to_string);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        self.call(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
+                            finished_at, exit_code, output_tail, attempt
+                     FROM executions
+                     WHERE tenant = ?1
+                       AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
+                       AND (?3 IS NULL OR status = ?3)
+                       AND (?4 IS NULL OR id < ?4)
+                     ORDER BY id DESC LIMIT ?5",
+                )?
+                .query_map(
+                    params![tenant, triggers, status, before, limit],
+                    read_record,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<Option<ExecutionStatus>, StoreError> {
+        let id = id.to_string();
+        let status: Option<String> = self
+            .call(move |connection| {
+                // Queued: cancelled here and now. Anything else: as it is.
+                connection
+                    .prepare_cached(
+                        "UPDATE executions
+                         SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
+                             finished_at = CASE status WHEN 'queued' THEN ?2 ELSE finished_at END
+                         WHERE id = ?1 RETURNING status",
+                    )?
+                    .query_row(params![id, unix_millis(SystemTime::now())], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+            })
+            .await?;
+        Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+    }
+
+    async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
+        let (original, copy) = (id.to_string(), ExecutionId::new_v7());
+        let copy_text = copy.to_string();
+        let copied = self
+            .call(move |connection| {
+                let now = unix_millis(SystemTime::now());
+                connection.prepare_cached(
+                    "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+                         caller_kind, caller_id, caller_tenant, input, status, received_at, created_at)
+                     SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
+                            caller_tenant, input, 'queued', ?3, ?3
+                     FROM executions WHERE id = ?1",
+                )?
+                .execute(params![original, copy_text, now])
+            })
+            .await?;
+        if copied == 0 {
+            return Ok(None);
+        }
+        self.inner.work.notify_one();
+        Ok(Some(copy))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

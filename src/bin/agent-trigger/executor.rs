@@ -7,17 +7,18 @@
 //! a process group of its own, which is ended whole once the command exits, times out or is
 //! interrupted: nothing it started in the background outlives it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use agent_trigger::ExecutionId;
 use agent_trigger::queue::{ClaimedExecution, ExecutionQueue, ExecutionResult, ExecutionStatus};
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{BASE_ENVIRONMENT, ExecutorConfig};
@@ -45,8 +46,45 @@ pub enum Runner {
     Demo,
 }
 
+/// The executions this server's workers are running, each with the signal that cancels it.
+#[derive(Clone, Default)]
+pub struct Running(Arc<Mutex<HashMap<ExecutionId, Arc<Notify>>>>);
+
+impl Running {
+    fn start(&self, id: &ExecutionId) -> Arc<Notify> {
+        let cancel = Arc::new(Notify::new());
+        self.lock().insert(id.clone(), Arc::clone(&cancel));
+        cancel
+    }
+
+    fn end(&self, id: &ExecutionId) {
+        self.lock().remove(id);
+    }
+
+    /// Asks the worker running `id` to end it; `false` when no worker here runs it.
+    pub fn cancel(&self, id: &ExecutionId) -> bool {
+        match self.lock().get(id) {
+            Some(cancel) => {
+                // Stored if the worker is not waiting yet: it sees it as soon as it does.
+                cancel.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Notify>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Starts the runner's workers; they stop, interrupting what they run, once `stop` turns true.
-pub fn spawn<Q>(queue: Q, runner: Runner, stop: watch::Receiver<bool>) -> JoinSet<()>
+pub fn spawn<Q>(
+    queue: Q,
+    runner: Runner,
+    running: Running,
+    stop: watch::Receiver<bool>,
+) -> JoinSet<()>
 where
     Q: ExecutionQueue + Clone,
 {
@@ -60,6 +98,7 @@ where
         set.spawn(work(
             queue.clone(),
             Arc::clone(&runner),
+            running.clone(),
             stop.clone(),
             worker,
         ));
@@ -70,6 +109,7 @@ where
 async fn work<Q: ExecutionQueue>(
     queue: Q,
     runner: Arc<Runner>,
+    running: Running,
     mut stop: watch::Receiver<bool>,
     worker: usize,
 ) {
@@ -78,14 +118,16 @@ async fn work<Q: ExecutionQueue>(
             Ok(Some(claimed)) => {
                 let (id, attempt) = (claimed.id.clone(), claimed.attempt);
                 metrics::gauge!(RUNNING).increment(1.0);
+                let cancel = running.start(&id);
                 let (mut result, max_attempts, backoff) = match &*runner {
                     Runner::Command(config) => (
-                        run(config, claimed, &mut stop).await,
+                        run(config, claimed, &mut stop, &cancel).await,
                         config.max_attempts,
                         config.retry_backoff,
                     ),
                     Runner::Demo => (run_demo(&claimed), 1, Duration::ZERO),
                 };
+                running.end(&id);
                 metrics::gauge!(RUNNING).decrement(1.0);
                 if result.status == ExecutionStatus::Error && attempt < max_attempts {
                     let wait = next_wait(backoff, attempt);
@@ -153,6 +195,7 @@ async fn run(
     config: &ExecutorConfig,
     claimed: ClaimedExecution,
     stop: &mut watch::Receiver<bool>,
+    cancel: &Notify,
 ) -> ExecutionResult {
     let delivery = &claimed.delivery;
     let mut command = Command::new(&config.command[0]);
@@ -214,6 +257,7 @@ async fn run(
         status = child.wait() => Ended::Exited(status),
         () = tokio::time::sleep(config.timeout) => Ended::TimedOut,
         _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
+        () = cancel.notified() => Ended::Cancelled,
     };
     // Whatever the command left behind goes with it; then the command itself, if it is still
     // there (where process groups are unknown, it is all there is to end).
@@ -255,6 +299,10 @@ async fn run(
             );
             ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
         }
+        Ended::Cancelled => {
+            output.push(b"[agent-trigger] cancelled\n");
+            ExecutionResult::new(ExecutionStatus::Cancelled, None, output.into_bytes())
+        }
         Ended::Stopped => {
             output.push(b"[agent-trigger] interrupted: the server is shutting down\n");
             ExecutionResult::new(ExecutionStatus::Interrupted, None, output.into_bytes())
@@ -285,6 +333,7 @@ impl ProcessGroup {
 }
 
 enum Ended {
+    Cancelled,
     Exited(std::io::Result<std::process::ExitStatus>),
     TimedOut,
     Stopped,

@@ -6,6 +6,7 @@
 //! - `agent-trigger keygen`: a new API key and its `sha256` line for the configuration.
 
 mod config;
+mod executions;
 mod executor;
 mod http;
 mod limits;
@@ -337,7 +338,9 @@ async fn serve<S: http::Backend>(
         .map_err(|error| format!("cannot set up the metrics: {error}"))?;
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
-    let mut workers = runner.map(|runner| executor::spawn(store.clone(), runner, stopped.clone()));
+    let running = executor::Running::default();
+    let mut workers = runner
+        .map(|runner| executor::spawn(store.clone(), runner, running.clone(), stopped.clone()));
     let pruning = tokio::spawn(retention::run(store.clone(), retention, stopped));
 
     println!("agent-trigger listening on http://{address}");
@@ -345,7 +348,15 @@ async fn serve<S: http::Backend>(
     tracing::info!(%address, ?limits, "listening");
     accept_until(
         listener,
-        http::app(store.clone(), triggers, limits, metrics),
+        http::app(
+            http::Api {
+                store: store.clone(),
+                running,
+            },
+            triggers,
+            limits,
+            metrics,
+        ),
         limits,
         shutdown,
     )
