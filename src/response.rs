@@ -45,6 +45,8 @@ pub(crate) enum Answer {
     Replayed(ExecutionId),
     Rejected(String),
     Unavailable(Duration),
+    /// Past the trigger's rate: `429` with `Retry-After`.
+    TooManyRequests(Duration),
     Internal,
 }
 
@@ -85,6 +87,7 @@ impl Answer {
             | Answer::Replayed(_)
             | Answer::Rejected(_) => StatusCode::OK,
             Answer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Answer::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +103,7 @@ impl Answer {
             StatusCode::METHOD_NOT_ALLOWED => "405",
             StatusCode::PAYLOAD_TOO_LARGE => "413",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "415",
+            StatusCode::TOO_MANY_REQUESTS => "429",
             StatusCode::SERVICE_UNAVAILABLE => "503",
             _ => "500",
         }
@@ -125,6 +129,7 @@ impl Answer {
             Answer::Replayed(_) => "replayed",
             Answer::Rejected(_) => "rejected",
             Answer::Unavailable(_) => "unavailable",
+            Answer::TooManyRequests(_) => "rate_limited",
             Answer::Internal => "internal_error",
         }
     }
@@ -173,6 +178,9 @@ impl Answer {
             Answer::Unavailable(_) => Bytes::from_static(
                 br#"{"error":"temporarily unavailable, retry later"}"#,
             ),
+            Answer::TooManyRequests(_) => Bytes::from_static(
+                br#"{"error":"too many deliveries for this trigger, retry later"}"#,
+            ),
             Answer::Internal => Bytes::from_static(br#"{"error":"internal error"}"#),
         };
         headers.clear();
@@ -200,6 +208,11 @@ impl Answer {
             Answer::Unavailable(retry_after) => {
                 // At least one second: `Retry-After: 0` invites an immediate retry storm.
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            Answer::TooManyRequests(wait) => {
+                // Rounded up: a sender that waits this long finds room.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             _ => {}
         }

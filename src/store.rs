@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -280,6 +281,23 @@ pub struct Trigger {
     actions: Option<ActionAllowlist>,
     secrets: Vec<SigningSecret>,
     replay_window: Option<Duration>,
+    rate_limit: Option<RateLimit>,
+}
+
+/// A trigger's rate: at most `count` deliveries per `period`, counted by one limiter that all
+/// clones of the trigger share (governor's GCRA: `count` may come at once, then one more every
+/// `period / count`).
+#[derive(Clone)]
+struct RateLimit {
+    count: NonZeroU32,
+    period: Duration,
+    limiter: Arc<governor::DefaultDirectRateLimiter>,
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{:?}", self.count, self.period)
+    }
 }
 
 impl Trigger {
@@ -293,6 +311,7 @@ impl Trigger {
             actions: None,
             secrets: Vec::new(),
             replay_window: None,
+            rate_limit: None,
         }
     }
 
@@ -318,6 +337,50 @@ impl Trigger {
     pub fn with_replay_window(mut self, window: Duration) -> Self {
         self.replay_window = Some(window);
         self
+    }
+
+    /// Accepts at most `count` deliveries per `period` (a zero `period` sets no rate); past it,
+    /// `429` with `Retry-After`. A bearer-key request is counted once its key is accepted, before
+    /// its body is read; a signed one once its signature verified, so that nobody without the
+    /// secret can use up the sender's rate. The count lives with this trigger value and its
+    /// clones: a store that rebuilds its triggers starts them afresh.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use std::time::Duration;
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira)
+    ///     .with_rate_limit(NonZeroU32::new(60).unwrap(), Duration::from_secs(60));
+    /// assert_eq!(trigger.rate_limit(), Some((NonZeroU32::new(60).unwrap(), Duration::from_secs(60))));
+    /// ```
+    pub fn with_rate_limit(mut self, count: NonZeroU32, period: Duration) -> Self {
+        self.rate_limit =
+            governor::Quota::with_period(period / count.get()).map(|quota| RateLimit {
+                count,
+                period,
+                limiter: Arc::new(governor::RateLimiter::direct(quota.allow_burst(count))),
+            });
+        self
+    }
+
+    /// The trigger's rate, if it has one: deliveries per period.
+    pub fn rate_limit(&self) -> Option<(NonZeroU32, Duration)> {
+        self.rate_limit
+            .as_ref()
+            .map(|rate| (rate.count, rate.period))
+    }
+
+    /// Counts one delivery against the rate; `Err` with how long until there is room.
+    pub(crate) fn admit(&self) -> Result<(), Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let Some(rate) = &self.rate_limit else {
+            return Ok(());
+        };
+        rate.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// The trigger's id.

@@ -382,3 +382,91 @@ async fn answers_are_written_into_the_request_header_map_and_keep_its_room() {
         );
     }
 }
+
+// ---- rate (§7.4, in the library) ----
+
+#[tokio::test]
+async fn rate_past_a_triggers_rate_is_429_with_retry_after_before_the_body_is_read() {
+    let fixture = Fixture::new();
+    let limited = Uuid::now_v7();
+    fixture.store.insert_trigger(
+        Trigger::new(limited, TENANT, Source::Webhook).with_rate_limit(
+            std::num::NonZeroU32::new(2).unwrap(),
+            Duration::from_secs(60),
+        ),
+    );
+    let (service, _rx) = fixture.channel_service();
+    let request = |trigger: Uuid| {
+        let (body, read) = WatchedBody::new("{}");
+        let request = Request::post(format!("/api/trigger/webhook/{trigger}"))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .body(body)
+            .unwrap();
+        (request, read)
+    };
+    for _ in 0..2 {
+        let (request, _) = request(limited);
+        assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
+    }
+    let (third, read) = request(limited);
+    let answer = send(service.clone(), third).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(answer.json["error"].is_string());
+    let retry_after: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert!(
+        !read.load(std::sync::atomic::Ordering::SeqCst),
+        "the body was read"
+    );
+    // Other triggers are not affected.
+    let (other, _) = request(fixture.trigger(Source::Webhook));
+    assert_eq!(send(service, other).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rate_only_verified_signatures_count_against_a_signed_triggers_rate() {
+    let fixture = Fixture::new();
+    let limited = Uuid::now_v7();
+    fixture.store.insert_trigger(
+        Trigger::new(limited, TENANT, Source::Hackerone)
+            .with_secret(secret_for(Source::Hackerone))
+            .with_rate_limit(
+                std::num::NonZeroU32::new(1).unwrap(),
+                Duration::from_secs(3600),
+            ),
+    );
+    let (service, _rx) = fixture.channel_service();
+    let signed = |headers: http::HeaderMap| {
+        let mut request = Request::post(format!("/api/trigger/hackerone/{limited}"))
+            .header("content-type", "application/json")
+            .body(full("{}"))
+            .unwrap();
+        request.headers_mut().extend(headers);
+        request
+    };
+    let forged = agent_trigger::signature::sign(
+        Source::Hackerone,
+        &agent_trigger::SigningSecret::new("x", "not the secret").unwrap(),
+        b"{}",
+        std::time::SystemTime::now(),
+        "",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let answer = send(service.clone(), signed(forged.clone())).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let good = signed_now(Source::Hackerone, b"{}");
+    assert_eq!(
+        send(service.clone(), signed(good.clone())).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service, signed(good)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -177,6 +177,21 @@ async fn every_status_the_service_answers_matches_the_document() {
         Ok(Outcome::Started(ExecutionId::from("run-1")))
     }));
     answers.push(send(sink_started, fixture.bearer_request(Source::Jira, jira)).await);
+    // 429: past the trigger's rate.
+    let limited = Uuid::now_v7();
+    fixture
+        .store
+        .insert_trigger(Trigger::new(limited, TENANT, Source::Jira).with_rate_limit(
+            std::num::NonZeroU32::new(1).unwrap(),
+            Duration::from_secs(60),
+        ));
+    for _ in 0..2 {
+        let request = Request::post(format!("/api/trigger/jira/{limited}"))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .body(full(jira))
+            .unwrap();
+        answers.push(send(service.clone(), request).await);
+    }
 
     let mut statuses: Vec<u16> = answers
         .iter()
@@ -184,7 +199,7 @@ async fn every_status_the_service_answers_matches_the_document() {
         .collect();
     statuses.sort_unstable();
     statuses.dedup();
-    assert_eq!(statuses, [200, 400, 401, 404, 405, 413, 415, 500, 503]);
+    assert_eq!(statuses, [200, 400, 401, 404, 405, 413, 415, 429, 500, 503]);
     for answer in &answers {
         check(&document, answer);
     }

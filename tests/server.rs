@@ -1479,3 +1479,31 @@ async fn cancel_ends_a_queued_or_running_execution_and_replay_runs_the_same_inpu
     .unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "{json}");
 }
+
+#[tokio::test]
+async fn a_triggers_rate_limit_answers_429_with_retry_after_and_spares_the_others() {
+    const TRIGGER_R: &str = "2b5e8c1d-3f4a-4b6c-9d7e-8f9a0b1c2d3e";
+    let workspace = Workspace::new(&format!(
+        "[[triggers]]\nid = \"{TRIGGER_R}\"\ntenant = \"acme\"\nsource = \"webhook\"\nrate_limit = \"2/min\"\n"
+    ));
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let to_limited = || {
+        Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_R}")))
+            .header("authorization", format!("Bearer {KEY_A}"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(call(&client, to_limited()).await.unwrap().0, StatusCode::OK);
+    }
+    let (status, headers, json) = call(&client, to_limited()).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    // Another trigger of the same tenant and key is not affected.
+    let (status, _, _) = call(&client, delivery(&server, KEY_A, "{}", None))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

@@ -225,6 +225,10 @@ async fn keys_and_triggers_persist() {
         let trigger = Trigger::new(trigger_id, "acme", Source::Slack)
             .with_actions(ActionAllowlist::new(["app_mention"]))
             .with_replay_window(Duration::from_secs(120))
+            .with_rate_limit(
+                std::num::NonZeroU32::new(30).unwrap(),
+                Duration::from_secs(60),
+            )
             .with_secret(SigningSecret::new("2026-11", "slack secret").unwrap());
         store.insert_trigger(trigger).await.unwrap();
         store
@@ -241,6 +245,13 @@ async fn keys_and_triggers_persist() {
     assert_eq!(trigger.source(), Source::Slack);
     assert!(trigger.actions().unwrap().allows("app_mention"));
     assert_eq!(trigger.replay_window(), Some(Duration::from_secs(120)));
+    assert_eq!(
+        trigger.rate_limit(),
+        Some((
+            std::num::NonZeroU32::new(30).unwrap(),
+            Duration::from_secs(60)
+        ))
+    );
     assert_eq!(trigger.secrets()[0].id(), "2026-11");
 
     assert!(store.revoke_key("ci").await.unwrap());

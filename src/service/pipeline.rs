@@ -147,6 +147,8 @@ where
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
                 record.caller(&caller);
                 let kind = check_headers(headers, limit, spec)?;
+                // rate: a key holder's delivery counts now, before its body is read
+                trigger.admit().map_err(Answer::TooManyRequests)?;
                 (trigger, Authentication::ByKey(caller), kind)
             }
             Credentials::Signature(presented) => {
@@ -178,6 +180,8 @@ where
                     secret_id: verified.secret.shared_id(),
                 };
                 record.caller(&caller);
+                // rate: a signed delivery counts once its signature verified
+                trigger.admit().map_err(Answer::TooManyRequests)?;
                 (caller, Some(verified))
             }
         };

@@ -1,6 +1,7 @@
 //! Keys and triggers in the database: written when the configuration says, read once into the
 //! in-memory copy the service looks them up in.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,9 +160,12 @@ fn write_trigger(
             .expect("a list of strings serialises")
     });
     transaction.execute(
-        "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
+             rate_period_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
-             enabled = excluded.enabled, actions = excluded.actions, replay_window_secs = excluded.replay_window_secs",
+             enabled = excluded.enabled, actions = excluded.actions,
+             replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
+             rate_period_ms = excluded.rate_period_ms",
         params![
             id,
             trigger.tenant(),
@@ -169,6 +173,10 @@ fn write_trigger(
             trigger.is_enabled(),
             actions,
             trigger.replay_window().map(|window| window.as_secs() as i64),
+            trigger.rate_limit().map(|(count, _)| count.get()),
+            trigger
+                .rate_limit()
+                .map(|(_, period)| i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
         ],
     )?;
     transaction.execute(
@@ -251,7 +259,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -270,6 +278,13 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         if let Some(seconds) = row.get::<_, Option<i64>>(5)? {
             trigger =
                 trigger.with_replay_window(Duration::from_secs(seconds.max(0).unsigned_abs()));
+        }
+        if let (Some(count), Some(millis)) = (
+            row.get::<_, Option<u32>>(6)?.and_then(NonZeroU32::new),
+            row.get::<_, Option<i64>>(7)?,
+        ) {
+            let period = Duration::from_millis(millis.max(0).unsigned_abs());
+            trigger = trigger.with_rate_limit(count, period);
         }
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);

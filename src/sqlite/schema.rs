@@ -86,6 +86,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE executions ADD COLUMN not_before INTEGER;
     ",
+    // 5: a trigger's rate: at most rate_count deliveries per rate_period_ms.
+    "
+    ALTER TABLE triggers ADD COLUMN rate_count INTEGER;
+    ALTER TABLE triggers ADD COLUMN rate_period_ms INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -152,6 +152,8 @@ struct RawTrigger {
     enabled: Option<bool>,
     actions: Option<Vec<String>>,
     replay_window_secs: Option<Spanned<u64>>,
+    /// `N/s`, `N/min` or `N/h`.
+    rate_limit: Option<Spanned<String>>,
     #[serde(default)]
     secrets: Vec<RawSecret>,
 }
@@ -433,6 +435,18 @@ fn check_triggers(
             trigger =
                 trigger.with_replay_window(bounded_duration(locate, window, "replay_window_secs")?);
         }
+        if let Some(rate) = &entry.rate_limit {
+            let (count, period) = parse_rate(rate.get_ref()).ok_or_else(|| {
+                locate.at(
+                    rate,
+                    format!(
+                        "rate_limit {:?} is not a rate like \"60/min\" (N/s, N/min or N/h, N from 1)",
+                        rate.get_ref()
+                    ),
+                )
+            })?;
+            trigger = trigger.with_rate_limit(count, period);
+        }
         if !entry.secrets.is_empty() && !source.is_signed() {
             return Err(locate.at(&entry.source, format!("source {source} does not sign its deliveries: remove its secrets and use a bearer key")));
         }
@@ -568,6 +582,19 @@ fn non_empty(
     Ok(value.get_ref().clone())
 }
 
+/// `N/s`, `N/min` or `N/h`, N at least 1.
+fn parse_rate(text: &str) -> Option<(std::num::NonZeroU32, Duration)> {
+    let (count, unit) = text.split_once('/')?;
+    let count = count.trim().parse().ok()?;
+    let period = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "min" => Duration::from_secs(60),
+        "h" => Duration::from_secs(60 * 60),
+        _ => return None,
+    };
+    Some((count, period))
+}
+
 /// Hyphenated UUIDs only, as in the endpoint's path.
 fn parse_uuid(text: &str) -> Option<Uuid> {
     (text.len() == 36)
@@ -699,6 +726,21 @@ value = "old secret"
     }
 
     #[test]
+    fn rates_are_per_second_minute_or_hour() {
+        for (text, count, seconds) in [("5/s", 5, 1), ("60/min", 60, 60), (" 1 / h ", 1, 3600)] {
+            let (parsed, period) = parse_rate(text).unwrap();
+            assert_eq!(
+                (parsed.get(), period),
+                (count, Duration::from_secs(seconds)),
+                "{text}"
+            );
+        }
+        for text in ["0/s", "5", "5/d", "-1/s", "x/min", "5/"] {
+            assert!(parse_rate(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let config = parse(Path::new("c.toml"), "", &env).unwrap();
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
@@ -779,6 +821,10 @@ value = "old secret"
             (
                 "retention_days = 0",
                 ":1:18: retention_days must be from 1 to 36500",
+            ),
+            (
+                "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\nrate_limit = \"0/s\"",
+                ":5:14: rate_limit \"0/s\" is not a rate",
             ),
             (
                 "[executor]\ncommand = [\"x\"]\nmax_attempts = 0",
