@@ -195,8 +195,9 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionRecord>, StoreError>> + Send;
 
-    /// Marks the oldest queued execution whose time has come `running` and hands it over, or
-    /// `None` when none is ready.
+    /// Marks the oldest queued execution whose time has come, and whose trigger runs fewer than
+    /// its [`max_running`](crate::Trigger::max_running), `running` and hands it over, or `None`
+    /// when none is ready.
     fn claim(&self) -> impl Future<Output = Result<Option<ClaimedExecution>, StoreError>> + Send;
 
     /// Records how a claimed execution ended.

@@ -282,6 +282,7 @@ pub struct Trigger {
     secrets: Vec<SigningSecret>,
     replay_window: Option<Duration>,
     rate_limit: Option<RateLimit>,
+    max_running: Option<NonZeroU32>,
 }
 
 /// A trigger's rate: at most `count` deliveries per `period`, counted by one limiter that all
@@ -312,6 +313,7 @@ impl Trigger {
             secrets: Vec::new(),
             replay_window: None,
             rate_limit: None,
+            max_running: None,
         }
     }
 
@@ -363,6 +365,19 @@ impl Trigger {
                 limiter: Arc::new(governor::RateLimiter::direct(quota.allow_burst(count))),
             });
         self
+    }
+
+    /// A queue runs at most `count` of this trigger's executions at once; the rest wait
+    /// `queued` (a durable queue that workers claim from keeps this; a sink that runs
+    /// executions itself decides for itself).
+    pub fn with_max_running(mut self, count: NonZeroU32) -> Self {
+        self.max_running = Some(count);
+        self
+    }
+
+    /// How many of this trigger's executions may run at once, if that is capped.
+    pub fn max_running(&self) -> Option<NonZeroU32> {
+        self.max_running
     }
 
     /// The trigger's rate, if it has one: deliveries per period.

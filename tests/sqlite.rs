@@ -604,3 +604,32 @@ async fn a_retried_execution_waits_for_its_time_and_counts_its_attempts() {
         (ExecutionStatus::Queued, 3)
     );
 }
+
+#[tokio::test]
+async fn a_trigger_at_its_cap_of_running_executions_waits_queued() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let (capped, free) = (Uuid::now_v7(), Uuid::now_v7());
+    store
+        .insert_trigger(
+            Trigger::new(capped, "acme", Source::Jira)
+                .with_max_running(std::num::NonZeroU32::new(1).unwrap()),
+        )
+        .await
+        .unwrap();
+    let first = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
+    let second = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
+    let other = started(store.submit(delivery(free, None, "{}")).await.unwrap());
+    assert_eq!(store.claim().await.unwrap().unwrap().id, first);
+    // The capped trigger's second waits; another trigger's goes ahead of it.
+    assert_eq!(store.claim().await.unwrap().unwrap().id, other);
+    assert!(store.claim().await.unwrap().is_none());
+    store
+        .finish(
+            &first,
+            ExecutionResult::new(ExecutionStatus::Done, Some(0), Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.claim().await.unwrap().unwrap().id, second);
+}

@@ -59,9 +59,16 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "UPDATE executions SET status = 'running', started_at = ?1
-                     WHERE id = (SELECT id FROM executions
-                                 WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?1)
-                                 ORDER BY id LIMIT 1)
+                     WHERE id = (
+                         SELECT queued.id FROM executions AS queued
+                         LEFT JOIN triggers ON triggers.id = queued.trigger_id
+                         WHERE queued.status = 'queued'
+                           AND (queued.not_before IS NULL OR queued.not_before <= ?1)
+                           AND (triggers.max_running IS NULL OR triggers.max_running > (
+                               SELECT count(*) FROM executions AS running
+                               WHERE running.trigger_id = queued.trigger_id
+                                 AND running.status = 'running'))
+                         ORDER BY queued.id LIMIT 1)
                      RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
                                delivery_id, action, received_at, input, attempt",
                 )?
@@ -88,7 +95,10 @@ impl ExecutionQueue for SqliteStore {
                 ])
                 .map(drop)
         })
-        .await
+        .await?;
+        // A trigger at its cap of running executions has room again.
+        self.inner.work.notify_one();
+        Ok(())
     }
 
     fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {

@@ -161,11 +161,11 @@ fn write_trigger(
     });
     transaction.execute(
         "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-             rate_period_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             rate_period_ms, max_running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
              enabled = excluded.enabled, actions = excluded.actions,
              replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
-             rate_period_ms = excluded.rate_period_ms",
+             rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running",
         params![
             id,
             trigger.tenant(),
@@ -177,6 +177,7 @@ fn write_trigger(
             trigger
                 .rate_limit()
                 .map(|(_, period)| i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
+            trigger.max_running().map(NonZeroU32::get),
         ],
     )?;
     transaction.execute(
@@ -259,7 +260,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -285,6 +286,9 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         ) {
             let period = Duration::from_millis(millis.max(0).unsigned_abs());
             trigger = trigger.with_rate_limit(count, period);
+        }
+        if let Some(count) = row.get::<_, Option<u32>>(8)?.and_then(NonZeroU32::new) {
+            trigger = trigger.with_max_running(count);
         }
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);

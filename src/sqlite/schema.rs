@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE triggers ADD COLUMN rate_count INTEGER;
     ALTER TABLE triggers ADD COLUMN rate_period_ms INTEGER;
     ",
+    // 6: a trigger's cap on running executions, and the count a claim checks it against.
+    "
+    ALTER TABLE triggers ADD COLUMN max_running INTEGER;
+    CREATE INDEX executions_by_trigger_status ON executions (trigger_id, status);
+    ",
 ];
 
 /// The schema version this build writes.

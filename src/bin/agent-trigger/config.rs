@@ -154,6 +154,7 @@ struct RawTrigger {
     replay_window_secs: Option<Spanned<u64>>,
     /// `N/s`, `N/min` or `N/h`.
     rate_limit: Option<Spanned<String>>,
+    max_running: Option<Spanned<u32>>,
     #[serde(default)]
     secrets: Vec<RawSecret>,
 }
@@ -447,6 +448,11 @@ fn check_triggers(
             })?;
             trigger = trigger.with_rate_limit(count, period);
         }
+        if let Some(count) = &entry.max_running {
+            let count = std::num::NonZeroU32::new(*count.get_ref())
+                .ok_or_else(|| locate.at(count, "max_running must be at least 1".to_owned()))?;
+            trigger = trigger.with_max_running(count);
+        }
         if !entry.secrets.is_empty() && !source.is_signed() {
             return Err(locate.at(&entry.source, format!("source {source} does not sign its deliveries: remove its secrets and use a bearer key")));
         }
@@ -722,6 +728,26 @@ value = "old secret"
                 ("AGENT_HOME".to_owned(), "/srv/agent".to_owned()),
                 ("MODE".to_owned(), "review".to_owned())
             ]
+        );
+    }
+
+    #[test]
+    fn a_trigger_takes_its_rate_and_cap_on_running_executions() {
+        let text = "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\nrate_limit = \"60/min\"\nmax_running = 2";
+        let config = parse(Path::new("c.toml"), text, &env).unwrap();
+        let trigger = &config.triggers[0];
+        assert_eq!(trigger.max_running().map(|count| count.get()), Some(2));
+        assert_eq!(
+            trigger
+                .rate_limit()
+                .map(|(count, period)| (count.get(), period)),
+            Some((60, Duration::from_secs(60)))
+        );
+        let zero = text.replace("max_running = 2", "max_running = 0");
+        assert!(
+            error_of(&zero).contains(":6:15: max_running must be at least 1"),
+            "{}",
+            error_of(&zero)
         );
     }
 
