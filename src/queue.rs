@@ -241,6 +241,14 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionStatus>, StoreError>> + Send;
 
+    /// Records the output a running execution has produced so far (its last bytes), so that it
+    /// can be read before the execution ends.
+    fn record_output(
+        &self,
+        id: &ExecutionId,
+        output_tail: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Queues a new execution with the same trigger, caller, action and input as `id` (and no
     /// delivery id); returns its id, or `None` when there is no such execution.
     fn replay(

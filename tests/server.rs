@@ -1507,3 +1507,47 @@ async fn a_triggers_rate_limit_answers_429_with_retry_after_and_spares_the_other
         .unwrap();
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_commands_output_can_be_read_before_it_ends() {
+    let (_probe, script) =
+        agent_script("#!/bin/sh\ncat > /dev/null\necho 'step 1 of 2: working on it'\nsleep 300\n");
+    let workspace = Workspace::new(&format!(
+        "[executor]\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    let server = Server::start(&workspace).await;
+    let client = client();
+    let (_, _, json) = call(&client, delivery(&server, KEY_A, "{}", None))
+        .await
+        .unwrap();
+    let id = json["executionId"].as_str().unwrap().to_owned();
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = call(&client, status_request(&server, Some(KEY_A), &id))
+            .await
+            .unwrap()
+            .2;
+        if seen["output"]
+            .as_str()
+            .is_some_and(|output| output.contains("working on it"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["status"], "running", "{seen}");
+    assert_eq!(seen["output"], "step 1 of 2: working on it\n");
+    let (status, _, _) = call(
+        &client,
+        api(
+            &server,
+            http::Method::POST,
+            &format!("/api/executions/{id}/cancel"),
+            KEY_A,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

@@ -231,6 +231,23 @@ impl ExecutionQueue for SqliteStore {
         Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
     }
 
+    async fn record_output(
+        &self,
+        id: &ExecutionId,
+        output_tail: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.call(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET output_tail = ?2 WHERE id = ?1 AND status = 'running'",
+                )?
+                .execute(params![id, output_tail])
+                .map(drop)
+        })
+        .await
+    }
+
     async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
         let (original, copy) = (id.to_string(), ExecutionId::new_v7());
         let copy_text = copy.to_string();

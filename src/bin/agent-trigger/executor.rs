@@ -34,6 +34,9 @@ const FINISHED_TOTAL: &str = "agent_trigger_executions_finished_total";
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 
+/// How often a running command's output so far is recorded, for the executions API to show.
+const OUTPUT_EVERY: Duration = Duration::from_secs(1);
+
 /// How often an idle worker looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -106,7 +109,7 @@ where
     set
 }
 
-async fn work<Q: ExecutionQueue>(
+async fn work<Q: ExecutionQueue + Clone>(
     queue: Q,
     runner: Arc<Runner>,
     running: Running,
@@ -121,7 +124,7 @@ async fn work<Q: ExecutionQueue>(
                 let cancel = running.start(&id);
                 let (mut result, max_attempts, backoff) = match &*runner {
                     Runner::Command(config) => (
-                        run(config, claimed, &mut stop, &cancel).await,
+                        run(&queue, config, claimed, &mut stop, &cancel).await,
                         config.max_attempts,
                         config.retry_backoff,
                     ),
@@ -191,7 +194,8 @@ fn run_demo(claimed: &ClaimedExecution) -> ExecutionResult {
 }
 
 /// Runs one execution to its end: exit, timeout, or shutdown.
-async fn run(
+async fn run<Q: ExecutionQueue + Clone>(
+    queue: &Q,
     config: &ExecutorConfig,
     claimed: ClaimedExecution,
     stop: &mut watch::Receiver<bool>,
@@ -252,6 +256,11 @@ async fn run(
         });
     }
 
+    let recording = tokio::spawn(record_output(
+        queue.clone(),
+        claimed.id.clone(),
+        Arc::clone(&tail),
+    ));
     let group = ProcessGroup::of(&child);
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status),
@@ -259,6 +268,7 @@ async fn run(
         _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
         () = cancel.notified() => Ended::Cancelled,
     };
+    recording.abort();
     // Whatever the command left behind goes with it; then the command itself, if it is still
     // there (where process groups are unknown, it is all there is to end).
     group.end();
@@ -351,20 +361,43 @@ async fn collect(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
     }
 }
 
-/// The last [`OUTPUT_TAIL_BYTES`] of the output.
+/// Records the output so far every [`OUTPUT_EVERY`] while it grows; aborted when the command
+/// ends, whose result then records the whole tail.
+async fn record_output<Q: ExecutionQueue>(queue: Q, id: ExecutionId, tail: Arc<Mutex<Tail>>) {
+    let mut recorded = 0;
+    loop {
+        tokio::time::sleep(OUTPUT_EVERY).await;
+        let snapshot = {
+            let tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+            (tail.pushed != recorded).then(|| (tail.pushed, tail.bytes.iter().copied().collect()))
+        };
+        if let Some((pushed, bytes)) = snapshot {
+            if let Err(error) = queue.record_output(&id, bytes).await {
+                tracing::warn!(execution_id = %id, %error, "could not record the output so far");
+            }
+            recorded = pushed;
+        }
+    }
+}
+
+/// The last [`OUTPUT_TAIL_BYTES`] of the output, and how many bytes came in all.
 #[derive(Default)]
-struct Tail(VecDeque<u8>);
+struct Tail {
+    bytes: VecDeque<u8>,
+    pushed: u64,
+}
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
+        self.pushed += bytes.len() as u64;
         let bytes = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL_BYTES)..];
-        let overflow = (self.0.len() + bytes.len()).saturating_sub(OUTPUT_TAIL_BYTES);
-        self.0.drain(..overflow);
-        self.0.extend(bytes);
+        let overflow = (self.bytes.len() + bytes.len()).saturating_sub(OUTPUT_TAIL_BYTES);
+        self.bytes.drain(..overflow);
+        self.bytes.extend(bytes);
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        self.0.into()
+        self.bytes.into()
     }
 }
 
