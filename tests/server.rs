@@ -1173,6 +1173,19 @@ fn api(server: &Server, method: http::Method, path: &str, key: &str) -> Request<
         .unwrap()
 }
 
+/// A call to the executions API with `key`: its status, headers and JSON.
+async fn api_call(
+    client: &HttpClient,
+    server: &Server,
+    method: http::Method,
+    path: impl AsRef<str>,
+    key: &str,
+) -> (StatusCode, http::HeaderMap, Value) {
+    call(client, api(server, method, path.as_ref(), key))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_scope() {
     const SCOPED_KEY: &str = "atk_tenant_a_scoped_list_key_000000000000000";
@@ -1207,9 +1220,7 @@ async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_s
     let mut seen = Vec::new();
     let mut path = "/api/executions?limit=2".to_owned();
     loop {
-        let (status, _, page) = call(&client, api(&server, http::Method::GET, &path, KEY_A))
-            .await
-            .unwrap();
+        let (status, _, page) = api_call(&client, &server, http::Method::GET, &path, KEY_A).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         for execution in page["executions"].as_array().unwrap() {
             assert!(execution.get("output").is_none());
@@ -1225,48 +1236,41 @@ async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_s
     assert_eq!(seen, expected);
 
     // Filters, and the scoped key's view.
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::GET,
-            &format!("/api/executions?triggerId={TRIGGER_C}"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::GET,
+        &format!("/api/executions?triggerId={TRIGGER_C}"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 1);
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::GET,
-            "/api/executions?status=queued&limit=100",
-            KEY_A,
-        ),
+        &server,
+        http::Method::GET,
+        "/api/executions?status=queued&limit=100",
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 6);
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::GET,
-            "/api/executions?status=done",
-            KEY_A,
-        ),
+        &server,
+        http::Method::GET,
+        "/api/executions?status=done",
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 0);
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(&server, http::Method::GET, "/api/executions", SCOPED_KEY),
+        &server,
+        http::Method::GET,
+        "/api/executions",
+        SCOPED_KEY,
     )
-    .await
-    .unwrap();
+    .await;
     let scoped: Vec<_> = page["executions"]
         .as_array()
         .unwrap()
@@ -1274,24 +1278,23 @@ async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_s
         .map(|e| e["executionId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(scoped, std::slice::from_ref(&on_c));
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::GET,
-            &format!("/api/executions?triggerId={TRIGGER_A}"),
-            SCOPED_KEY,
-        ),
+        &server,
+        http::Method::GET,
+        &format!("/api/executions?triggerId={TRIGGER_A}"),
+        SCOPED_KEY,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 0);
-    let (_, _, page) = call(
+    let (_, _, page) = api_call(
         &client,
-        api(&server, http::Method::GET, "/api/executions", KEY_B),
+        &server,
+        http::Method::GET,
+        "/api/executions",
+        KEY_B,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         page["executions"].as_array().unwrap().len(),
         0,
@@ -1307,17 +1310,14 @@ async fn the_executions_api_lists_newest_first_by_page_and_honours_filters_and_s
         "triggerId=nope",
         "cursor=nope",
     ] {
-        let (status, _, json) = call(
+        let (status, _, json) = api_call(
             &client,
-            api(
-                &server,
-                http::Method::GET,
-                &format!("/api/executions?{query}"),
-                KEY_A,
-            ),
+            &server,
+            http::Method::GET,
+            &format!("/api/executions?{query}"),
+            KEY_A,
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert!(json["error"].is_string());
     }
@@ -1363,33 +1363,27 @@ async fn cancel_ends_a_queued_or_running_execution_and_replay_runs_the_same_inpu
     }
     let queued = deliver(r#"{"type":"quick","n":1}"#).await;
 
-    let (status, _, json) = call(
+    let (status, _, json) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{queued}/cancel"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{queued}/cancel"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         (status, json["status"].as_str()),
         (StatusCode::OK, Some("cancelled")),
         "{json}"
     );
-    let (status, _, json) = call(
+    let (status, _, json) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{slow}/cancel"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{slow}/cancel"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         (status, json["status"].as_str()),
         (StatusCode::OK, Some("cancelled")),
@@ -1403,46 +1397,37 @@ async fn cancel_ends_a_queued_or_running_execution_and_replay_runs_the_same_inpu
         .unwrap();
     assert_gone_soon(background, "after cancel").await;
     // Cancelling again changes nothing; another tenant's key sees nothing.
-    let (status, _, json) = call(
+    let (status, _, json) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{slow}/cancel"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{slow}/cancel"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         (status, json["status"].as_str()),
         (StatusCode::OK, Some("cancelled"))
     );
-    let (status, _, _) = call(
+    let (status, _, _) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{slow}/cancel"),
-            KEY_B,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{slow}/cancel"),
+        KEY_B,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Replay: a new execution, the same input, and it runs.
-    let (status, _, json) = call(
+    let (status, _, json) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{queued}/replay"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{queued}/replay"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["replayOf"], queued.as_str());
     let copy = json["executionId"].as_str().unwrap().to_owned();
@@ -1453,30 +1438,24 @@ async fn cancel_ends_a_queued_or_running_execution_and_replay_runs_the_same_inpu
     );
     let input = std::fs::read_to_string(workspace.path().join(format!("{copy}.in"))).unwrap();
     assert_eq!(input.trim(), r#"{"type":"quick","n":1}"#);
-    let (status, _, _) = call(
+    let (status, _, _) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{copy}/replay"),
-            KEY_B,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{copy}/replay"),
+        KEY_B,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // An execution that ended otherwise cannot be cancelled.
-    let (status, _, json) = call(
+    let (status, _, json) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{copy}/cancel"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{copy}/cancel"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{json}");
 }
 
@@ -1538,16 +1517,13 @@ async fn a_running_commands_output_can_be_read_before_it_ends() {
     }
     assert_eq!(seen["status"], "running", "{seen}");
     assert_eq!(seen["output"], "step 1 of 2: working on it\n");
-    let (status, _, _) = call(
+    let (status, _, _) = api_call(
         &client,
-        api(
-            &server,
-            http::Method::POST,
-            &format!("/api/executions/{id}/cancel"),
-            KEY_A,
-        ),
+        &server,
+        http::Method::POST,
+        &format!("/api/executions/{id}/cancel"),
+        KEY_A,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
