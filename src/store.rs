@@ -343,8 +343,9 @@ impl Trigger {
 
     /// Accepts at most `count` deliveries per `period` (a zero `period` sets no rate); past it,
     /// `429` with `Retry-After`. A bearer-key request is counted once its key is accepted, before
-    /// its body is read; a signed one once its signature verified, so that nobody without the
-    /// secret can use up the sender's rate. The count lives with this trigger value and its
+    /// its body is read; a signed one once its signature (and signed timestamp) verified, so
+    /// that nobody without the secret can use up the sender's rate. A captured signed request
+    /// sent again counts too (it starts nothing, but the sink says so only after this check). The count lives with this trigger value and its
     /// clones: a store that rebuilds its triggers starts them afresh.
     ///
     /// ```

@@ -180,8 +180,6 @@ where
                     secret_id: verified.secret.shared_id(),
                 };
                 record.caller(&caller);
-                // rate: a signed delivery counts once its signature verified
-                trigger.admit().map_err(Answer::TooManyRequests)?;
                 (caller, Some(verified))
             }
         };
@@ -193,6 +191,8 @@ where
             verified
                 .check_body_timestamp(event.body_timestamp_millis, received_at)
                 .map_err(Answer::Signature)?;
+            // rate: a signed delivery counts once its signature and timestamp are good
+            trigger.admit().map_err(Answer::TooManyRequests)?;
         }
 
         // handshake
