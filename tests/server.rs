@@ -1527,3 +1527,41 @@ async fn a_running_commands_output_can_be_read_before_it_ends() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    let workspace = Workspace::new("");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Its output goes into a pipe whose reading end is already closed, as under `| head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .args(["serve", "--config"])
+        .arg(workspace.path().join("config.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("TEST_KEY_A", KEY_A)
+        .env("TEST_KEY_B", KEY_B)
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = client();
+    let mut healthy = false;
+    for _ in 0..100 {
+        let request = Request::get(format!("http://127.0.0.1:{port}/healthz"))
+            .body(Full::default())
+            .unwrap();
+        if let Ok((StatusCode::OK, _, _)) = call(&client, request).await {
+            healthy = true;
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "the server never answered");
+}

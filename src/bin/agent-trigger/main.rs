@@ -58,6 +58,15 @@ enum Command {
     Keygen,
 }
 
+/// Prints a line for whoever started the server. Unlike `println!`, a closed stdout (the
+/// server piped into `head`, say) does not end the process.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The tenant of demo mode's key and triggers.
 const DEMO_TENANT: &str = "demo";
 
@@ -291,26 +300,26 @@ async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
     };
     let retention = std::time::Duration::from_secs(config::DEFAULT_RETENTION_DAYS * 24 * 60 * 60);
     serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, retention, Some(Runner::Demo), |address| {
-        println!("agent-trigger demo: database {}", database.display());
-        println!("API key (shown once, keep it): {}", key.expose());
-        println!("triggers (tenant {DEMO_TENANT:?}):");
+        say!("agent-trigger demo: database {}", database.display());
+        say!("API key (shown once, keep it): {}", key.expose());
+        say!("triggers (tenant {DEMO_TENANT:?}):");
         for trigger in &triggers {
-            println!("  {:<16} {}", trigger.source().as_str(), trigger.id());
+            say!("  {:<16} {}", trigger.source().as_str(), trigger.id());
         }
         if let Some(webhook) = triggers.iter().find(|trigger| trigger.source() == Source::Webhook) {
-            println!("send a delivery:");
-            println!(
+            say!("send a delivery:");
+            say!(
                 "  curl -sS -X POST http://{address}/api/trigger/webhook/{} -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"type\":\"demo.ping\",\"note\":\"any JSON\"}}'",
                 webhook.id(),
                 key.expose()
             );
         }
-        println!("then its status (the built-in demo executor prints each input and marks it done):");
-        println!(
+        say!("then its status (the built-in demo executor prints each input and marks it done):");
+        say!(
             "  curl -sS http://{address}/api/executions/<executionId> -H 'Authorization: Bearer {}'",
             key.expose()
         );
-        println!("to run your own agent instead, `agent-trigger serve --config FILE` with an [executor] command (see the README).");
+        say!("to run your own agent instead, `agent-trigger serve --config FILE` with an [executor] command (see the README).");
     })
     .await
 }
@@ -343,7 +352,7 @@ async fn serve<S: http::Backend>(
         .map(|runner| executor::spawn(store.clone(), runner, running.clone(), stopped.clone()));
     let pruning = tokio::spawn(retention::run(store.clone(), retention, stopped));
 
-    println!("agent-trigger listening on http://{address}");
+    say!("agent-trigger listening on http://{address}");
     on_listening(address);
     tracing::info!(%address, ?limits, "listening");
     accept_until(
