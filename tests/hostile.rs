@@ -319,3 +319,33 @@ async fn limits_past_their_bounds_are_refused_at_start_without_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn one_request_past_the_in_flight_cap_is_shed_at_once_with_retry_after() {
+    let workspace = Workspace::new("");
+    let server = Server::start_with(&workspace, &[("AGENT_TRIGGER_MAX_IN_FLIGHT", "1")]).await;
+    // The one place is taken by a request whose body never comes.
+    let mut holder = TcpStream::connect(&server.address).await.unwrap();
+    holder
+        .write_all(head(&server, "Content-Length: 100\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&server.address).await.unwrap();
+    stream
+        .write_all(format!("{}{{}}", head(&server, "Content-Length: 2\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("too many requests in flight"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(holder);
+}

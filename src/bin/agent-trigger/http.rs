@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::executions;
 use crate::executor::Running;
-use crate::limits::{self, Gate, Limits};
+use crate::limits::{self, Limits};
 
 /// What the server runs on: one store that holds keys and triggers and keeps executions
 /// (SQLite today; a shared database backend implements the same traits).
@@ -53,10 +53,18 @@ pub fn app<S: Backend>(
         .route("/metrics", get(move || prometheus_text(metrics.clone())))
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(api)
-        .layer(axum::middleware::from_fn_with_state(
-            Gate::new(limits),
-            limits::enforce,
-        ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(move |error| {
+                    limits::refusal(error, limits.request_timeout)
+                }))
+                .load_shed()
+                // Global: every route's copy of the layers shares the one count.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.max_in_flight,
+                ))
+                .timeout(limits.request_timeout),
+        )
 }
 
 /// How long the health check waits for the database.

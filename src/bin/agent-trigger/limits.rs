@@ -9,24 +9,23 @@
 //!   pinged, and closed when a ping goes unanswered.
 //! - A whole request, its body included, must be answered within [`Limits::request_timeout`]:
 //!   `408 {"error"}` otherwise, and the connection is closed.
-//! - At most [`Limits::max_in_flight`] requests are handled at once; a request that cannot get a
-//!   place within its deadline gets `503 {"error"}` with `Retry-After`. With the body limit, this
-//!   bounds the memory that request bodies can take.
+//! - At most [`Limits::max_in_flight`] requests are handled at once; one more is shed at once
+//!   with `503 {"error"}` and `Retry-After`. With the body limit, this bounds the memory that
+//!   request bodies can take.
+//!
+//! The last two are tower's own layers (`Timeout`, `GlobalConcurrencyLimit`, `LoadShed`); this
+//! module reads their settings and words their answers.
 //!
 //! The environment can tighten or loosen them: `AGENT_TRIGGER_HEADER_TIMEOUT_SECS`,
 //! `AGENT_TRIGGER_REQUEST_TIMEOUT_SECS`, `AGENT_TRIGGER_MAX_IN_FLIGHT`,
 //! `AGENT_TRIGGER_MAX_CONNECTIONS`. Values past [`MAX_TIMEOUT_SECS`] or [`MAX_COUNT`] are
 //! refused at start.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use crate::http::json_response;
 
@@ -78,32 +77,21 @@ impl Limits {
     }
 }
 
-/// The state of [`enforce`].
-#[derive(Clone)]
-pub struct Gate {
-    limits: Limits,
-    places: Arc<Semaphore>,
-}
-
-impl Gate {
-    pub fn new(limits: Limits) -> Self {
-        Gate {
-            limits,
-            places: Arc::new(Semaphore::new(limits.max_in_flight)),
-        }
+/// What the limits answer when they stop a request: `408` when it was not done within its
+/// deadline, `request_timeout` (and the connection is closed), `503` with `Retry-After` when
+/// every place was taken.
+pub async fn refusal(error: tower::BoxError, request_timeout: Duration) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        too_slow(request_timeout)
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        busy()
+    } else {
+        tracing::error!(%error, "request failed in the server's limits");
+        json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "internal error"}),
+        )
     }
-}
-
-/// Middleware: a place among the requests in flight, then the answer within the deadline.
-pub async fn enforce(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let deadline = tokio::time::Instant::now() + gate.limits.request_timeout;
-    let place = match tokio::time::timeout_at(deadline, gate.places.acquire()).await {
-        Ok(Ok(place)) => place,
-        _ => return busy(),
-    };
-    let answer = tokio::time::timeout_at(deadline, next.run(request)).await;
-    drop(place);
-    answer.unwrap_or_else(|_| too_slow(gate.limits.request_timeout))
 }
 
 fn busy() -> Response {
