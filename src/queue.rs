@@ -256,6 +256,12 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionId>, StoreError>> + Send;
 
+    /// How many executions have this status now.
+    fn count(
+        &self,
+        status: ExecutionStatus,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Whether the backend answers a trivial query: what a health check reports.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -965,6 +965,12 @@ async fn metrics_are_prometheus_text_without_keys_tenants_or_bodies() {
             .any(|sample| sample.metric == "agent_trigger_executions_running"),
         "{text}"
     );
+    let queued = scrape
+        .samples
+        .iter()
+        .find(|sample| sample.metric == "agent_trigger_executions_queued")
+        .map(value);
+    assert_eq!(queued, Some(0.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1564,4 +1570,38 @@ async fn a_closed_stdout_does_not_stop_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(healthy, "the server never answered");
+}
+
+#[tokio::test]
+async fn metrics_count_the_executions_waiting_in_the_queue() {
+    let workspace = Workspace::new(""); // no executor: deliveries stay queued
+    let server = Server::start(&workspace).await;
+    let client = client();
+    for _ in 0..2 {
+        let (status, _, _) = call(&client, delivery(&server, KEY_A, "{}", None))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = client
+        .request(
+            Request::get(server.url("/metrics"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let queued = scrape
+        .samples
+        .iter()
+        .find(|sample| sample.metric == "agent_trigger_executions_queued")
+        .map(|sample| sample.value.clone());
+    assert_eq!(queued, Some(prometheus_parse::Value::Gauge(2.0)), "{text}");
 }

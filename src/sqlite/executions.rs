@@ -271,6 +271,16 @@ impl ExecutionQueue for SqliteStore {
         Ok(Some(copy))
     }
 
+    async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
+        self.call(move |connection| {
+            connection
+                .prepare_cached("SELECT count(*) FROM executions WHERE status = ?1")?
+                .query_row(params![status.as_str()], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(|count| count.unsigned_abs())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // Through the database thread, as every query: a thread stuck on a lock fails it too.
         self.call(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))

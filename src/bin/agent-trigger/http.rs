@@ -1,7 +1,7 @@
 //! The server's routes: the trigger endpoint, the executions API, the OpenAPI document, the
 //! health check and the metrics.
 
-use agent_trigger::queue::ExecutionQueue;
+use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
 use agent_trigger::{KeyStore, TriggerService};
 use axum::Router;
 use axum::extract::State;
@@ -50,7 +50,10 @@ pub fn app<S: Backend>(
         )
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(healthz::<S>))
-        .route("/metrics", get(move || prometheus_text(metrics.clone())))
+        .route(
+            "/metrics",
+            get(move |State(api): State<Api<S>>| prometheus_text(api, metrics.clone())),
+        )
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
         .with_state(api)
         .layer(
@@ -89,9 +92,16 @@ async fn healthz<S: Backend>(State(api): State<Api<S>>) -> Response {
     }
 }
 
+/// The gauge of queued executions, read from the queue at each scrape.
+const QUEUED: &str = "agent_trigger_executions_queued";
+
 /// `GET /metrics`: the deliveries' and executions' counters in Prometheus text format. Labels
 /// are sources, outcomes, statuses and answer codes: never a key, a secret, a tenant or a body.
-async fn prometheus_text(metrics: PrometheusHandle) -> Response {
+async fn prometheus_text<S: Backend>(api: Api<S>, metrics: PrometheusHandle) -> Response {
+    match api.store.count(ExecutionStatus::Queued).await {
+        Ok(queued) => metrics::gauge!(QUEUED).set(queued as f64),
+        Err(error) => tracing::warn!(%error, "metrics: could not count the queued executions"),
+    }
     (
         [(
             header::CONTENT_TYPE,
