@@ -129,6 +129,25 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    #[tokio::test]
+    async fn one_frame_is_handed_on_without_a_copy_and_several_are_joined() {
+        let body = Bytes::from(br#"{"type":"one frame"}"#.to_vec());
+        let address = body.as_ptr();
+        let read_back = read(http_body_util::Full::new(body), 1024).await.unwrap();
+        assert_eq!(read_back.as_ptr(), address);
+
+        let frames = || {
+            let frames = ["{\"a\":", "1}"].map(|chunk| {
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+                    chunk.as_bytes(),
+                )))
+            });
+            http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+        };
+        assert_eq!(&read(frames(), 1024).await.unwrap()[..], b"{\"a\":1}");
+        assert!(matches!(read(frames(), 5).await, Err(BodyError::TooLarge)));
+    }
+
     fn typed(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(value));
