@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The durable path of the main job against the in-memory one, in one run: the standalone server
+# on SQLite (a key-authenticated `webhook` trigger, no executor, a fresh database every round)
+# and examples/hyper.rs with the in-memory sink, each on one worker thread pinned to CPU 0, wrk
+# on CPU 1, in alternating rounds. For each: requests per second, the server's CPU time per
+# acknowledged request (user + system, from /proc), and wrk's p99 latency; then the ratios.
+# Not part of the tests.
+#
+#   bash benches/durable.sh              # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-32 256}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+cargo build --release --quiet --features server --bin agent-trigger --example hyper
+
+source benches/loopback/load.sh
+
+work=$(mktemp -d)
+script="$work/post.lua"
+server=
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+write_wrk_script "$script"
+cat > "$work/server.toml" <<TOML
+database = "durable.db"
+
+[[keys]]
+id = "bench"
+tenant = "bench"
+env = "API_KEY"
+
+[[triggers]]
+id = "$TRIGGER_ID"
+tenant = "bench"
+source = "webhook"
+TOML
+
+# Starts one server on CPU 0 and waits until it answers; sets $server.
+start() {
+  case $1 in
+    sqlite)
+      rm -f "$work"/durable.db*
+      AGENT_TRIGGER_LOG=warn TOKIO_WORKER_THREADS=1 taskset -c 0 \
+        ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3201 \
+        >/dev/null 2>&1 &
+      ;;
+    memory)
+      TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3202 taskset -c 0 \
+        ./target/release/examples/hyper >/dev/null 2>&1 &
+      ;;
+  esac
+  server=$!
+  for _ in $(seq 100); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$(url "$1")" \
+      -H 'Content-Type: application/json' -H "Authorization: Bearer $API_KEY" -d "$BODY" || true)
+    [ "$status" = 200 ] && return
+    sleep 0.1
+  done
+  echo "$1 did not answer 200" >&2
+  exit 1
+}
+
+url() {
+  case $1 in
+    sqlite) echo "http://127.0.0.1:3201/api/trigger/webhook/$TRIGGER_ID" ;;
+    memory) echo "http://127.0.0.1:3202/api/trigger/webhook/$TRIGGER_ID" ;;
+  esac
+}
+
+# The server's user + system CPU time so far, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+declare -A rps cpu p99
+for connections in $CONNECTIONS; do
+  for round in $(seq "$ROUNDS"); do
+    for kind in sqlite memory; do
+      start "$kind"
+      before=$(ticks "$server")
+      out=$(taskset -c 1 wrk -t1 -c"$connections" -d"$DURATION" --latency -s "$script" "$(url "$kind")")
+      after=$(ticks "$server")
+      kill "$server"; wait "$server" 2>/dev/null || true; server=
+      requests=$(echo "$out" | awk '/requests in/ {print $1}')
+      rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      latency=$(echo "$out" | awk '$1 == "99%" {print $2}')
+      micros=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+      key="$kind/$connections"
+      rps[$key]="${rps[$key]:-} $rate"
+      cpu[$key]="${cpu[$key]:-} $micros"
+      p99[$key]="${p99[$key]:-} $latency"
+      echo "c=$connections round $round: $kind: $rate req/s, $micros µs CPU per request, p99 $latency"
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo
+echo "medians over $ROUNDS rounds of $DURATION (server on CPU 0, wrk on CPU 1):"
+for connections in $CONNECTIONS; do
+  s_rps=$(echo "${rps[sqlite/$connections]}" | median)
+  m_rps=$(echo "${rps[memory/$connections]}" | median)
+  s_cpu=$(echo "${cpu[sqlite/$connections]}" | median)
+  m_cpu=$(echo "${cpu[memory/$connections]}" | median)
+  printf '  %3d connections: SQLite server %8.0f req/s, %6.1f µs CPU; in-memory example %8.0f req/s, %6.1f µs CPU\n' \
+    "$connections" "$s_rps" "$s_cpu" "$m_rps" "$m_cpu"
+  echo "       p99 by round: SQLite${p99[sqlite/$connections]}; in-memory${p99[memory/$connections]}"
+  awk -v sr="$s_rps" -v mr="$m_rps" -v sc="$s_cpu" -v mc="$m_cpu" 'BEGIN {
+    printf "       SQLite / in-memory: %.2fx the requests per second, %.2fx the CPU per request\n", sr / mr, sc / mc }'
+done
