@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The durable path of the main job against the in-memory one, in one run: the standalone server
-# on SQLite (a key-authenticated `webhook` trigger, no executor, a fresh database every round)
-# and examples/hyper.rs with the in-memory sink, each on one worker thread pinned to CPU 0, wrk
-# on CPU 1, in alternating rounds. For each: requests per second, the server's CPU time per
-# acknowledged request (user + system, from /proc), and wrk's p99 latency; then the ratios.
-# Not part of the tests.
+# on SQLite (a key-authenticated `webhook` trigger, no executor, a fresh database every round,
+# its default log level: one line per delivery, to /dev/null here) and examples/hyper.rs with
+# the in-memory sink, each on one worker thread pinned to CPU 0, wrk on CPU 1, in alternating
+# rounds. For each: requests per second, the server's CPU time per acknowledged request (user +
+# system, from /proc), and wrk's p99 latency; then the ratios. Not part of the tests.
 #
 #   bash benches/durable.sh              # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
 set -euo pipefail
@@ -45,7 +45,7 @@ start() {
   case $1 in
     sqlite)
       rm -f "$work"/durable.db*
-      AGENT_TRIGGER_LOG=warn TOKIO_WORKER_THREADS=1 taskset -c 0 \
+      TOKIO_WORKER_THREADS=1 taskset -c 0 \
         ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3201 \
         >/dev/null 2>&1 &
       ;;
