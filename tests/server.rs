@@ -1605,3 +1605,71 @@ async fn metrics_count_the_executions_waiting_in_the_queue() {
         .map(|sample| sample.value.clone());
     assert_eq!(queued, Some(prometheus_parse::Value::Gauge(2.0)), "{text}");
 }
+
+#[tokio::test]
+async fn log_lines_reach_stderr_and_the_last_ones_are_written_at_shutdown() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let workspace = Workspace::new("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        .args(["serve", "--config"])
+        .arg(workspace.path().join("config.toml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TEST_KEY_A", KEY_A)
+        .env("TEST_KEY_B", KEY_B)
+        .env("AGENT_TRIGGER_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = stdout
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server prints its address");
+        if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
+            break address.to_owned();
+        }
+    };
+    let server = Server { child, address };
+    let (status, _, json) = call(
+        &client(),
+        delivery(&server, KEY_A, r#"{"type":"logged"}"#, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let id = json["executionId"].as_str().unwrap().to_owned();
+    let Server { mut child, .. } = server;
+    nix_kill(&child, "TERM");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"] == "configuration loaded"),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|line| line.to_string().contains(&id)),
+        "the delivery's line is missing:\n{stderr}"
+    );
+    assert!(
+        lines.iter().any(|line| line["message"] == "shutting down"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY_A), "a key reached the log");
+}

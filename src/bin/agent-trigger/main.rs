@@ -72,7 +72,8 @@ const DEMO_TENANT: &str = "demo";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Held until the process ends: dropping it writes out the lines still queued.
+    let _logs = init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -102,22 +103,31 @@ fn main() -> ExitCode {
 
 /// Logs to stderr: text by default, one JSON object per line with
 /// `AGENT_TRIGGER_LOG_FORMAT=json`; the level from `AGENT_TRIGGER_LOG` (default `info`).
-fn init_logging() {
+///
+/// Lines are written by a thread of their own, through a buffer that is flushed whenever no
+/// more lines wait: a request does not wait for a write to stderr, and under load many lines
+/// share one write. When lines come faster than stderr takes them, requests wait (none is
+/// dropped).
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("AGENT_TRIGGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if std::env::var("AGENT_TRIGGER_LOG_FORMAT").is_ok_and(|format| format == "json") {
         logs.json()
             .flatten_event(true)
             .with_current_span(true)
             .init();
     } else {
-        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
         logs.with_ansi(colour).init();
     }
+    guard
 }
 
 fn keygen() {
