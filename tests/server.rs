@@ -1608,32 +1608,14 @@ async fn metrics_count_the_executions_waiting_in_the_queue() {
 
 #[tokio::test]
 async fn log_lines_reach_stderr_and_the_last_ones_are_written_at_shutdown() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    use tokio::io::AsyncReadExt;
     let workspace = Workspace::new("");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
-        .args(["serve", "--config"])
-        .arg(workspace.path().join("config.toml"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TEST_KEY_A", KEY_A)
-        .env("TEST_KEY_B", KEY_B)
-        .env("AGENT_TRIGGER_LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = stdout
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server prints its address");
-        if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
-            break address.to_owned();
-        }
-    };
-    let server = Server { child, address };
+    let server = Server::start_logging_to(
+        &workspace,
+        &[("AGENT_TRIGGER_LOG_FORMAT", "json")],
+        std::process::Stdio::piped(),
+    )
+    .await;
     let (status, _, json) = call(
         &client(),
         delivery(&server, KEY_A, r#"{"type":"logged"}"#, None),

@@ -83,6 +83,15 @@ impl Server {
 
     /// Starts the server with extra environment variables.
     pub async fn start_with(workspace: &Workspace, env: &[(&str, &str)]) -> Server {
+        Self::start_logging_to(workspace, env, Stdio::null()).await
+    }
+
+    /// Starts the server with extra environment variables, its log going to `stderr`.
+    pub async fn start_logging_to(
+        workspace: &Workspace,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
             .args(["serve", "--config"])
             .arg(workspace.path().join("config.toml"))
@@ -92,7 +101,7 @@ impl Server {
             .env("OUT", workspace.path())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();

@@ -19,10 +19,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE: &str = "agent-trigger.db";
 const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
-/// How long finished executions are kept by default.
-pub const DEFAULT_RETENTION_DAYS: u64 = 30;
-/// The longest retention the configuration takes (100 years): past it, keep them forever by
-/// taking it.
+/// How long finished executions are kept by default: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * SECONDS_PER_DAY);
+const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
+/// The longest retention the configuration takes: 100 years, which is as good as forever.
 const MAX_RETENTION_DAYS: u64 = 36_500;
 /// More workers than this is a typo, not a plan: each one may run a command.
 const MAX_WORKERS: usize = 1024;
@@ -30,7 +30,7 @@ const MAX_WORKERS: usize = 1024;
 const MAX_ATTEMPTS: u32 = 100;
 const DEFAULT_RETRY_BACKOFF_SECS: u64 = 30;
 /// The longest duration the configuration takes (30 days): beyond it, a typo.
-const MAX_DURATION_SECS: u64 = 30 * 24 * 60 * 60;
+const MAX_DURATION_SECS: u64 = 30 * SECONDS_PER_DAY;
 /// The variables every command gets from the server's environment, when set.
 pub const BASE_ENVIRONMENT: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
@@ -239,7 +239,7 @@ pub fn parse(
             ));
         }
         Some(days) => *days.get_ref(),
-        None => DEFAULT_RETENTION_DAYS,
+        None => DEFAULT_RETENTION.as_secs() / SECONDS_PER_DAY,
     };
     let triggers = check_triggers(&locate, &raw.triggers, env)?;
     let keys = check_keys(&locate, &raw.keys, &triggers, env)?;
@@ -252,7 +252,7 @@ pub fn parse(
         listen,
         database,
         body_limit,
-        retention: Duration::from_secs(retention_days * 24 * 60 * 60),
+        retention: Duration::from_secs(retention_days * SECONDS_PER_DAY),
         executor,
         keys,
         triggers,

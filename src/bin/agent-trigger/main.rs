@@ -308,7 +308,7 @@ async fn demo(listen: Option<SocketAddr>) -> Result<(), Error> {
         Some(listen) => listen,
         None => config::DEFAULT_LISTEN.parse()?,
     };
-    let retention = std::time::Duration::from_secs(config::DEFAULT_RETENTION_DAYS * 24 * 60 * 60);
+    let retention = config::DEFAULT_RETENTION;
     serve(store, listen, agent_trigger::service::DEFAULT_BODY_LIMIT, retention, Some(Runner::Demo), |address| {
         say!("agent-trigger demo: database {}", database.display());
         say!("API key (shown once, keep it): {}", key.expose());
