@@ -29,6 +29,30 @@ pub enum Caller {
     },
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl Caller {
+    /// `(kind, id, tenant)`: how the durable stores keep a caller.
+    pub(crate) fn columns(&self) -> (&'static str, &str, Option<&str>) {
+        match self {
+            Caller::ApiKey { key_id, tenant } => ("key", key_id, Some(tenant)),
+            Caller::Signature { secret_id } => ("signature", secret_id, None),
+        }
+    }
+
+    /// The caller a durable store kept as [`columns`](Self::columns).
+    pub(crate) fn from_columns(kind: &str, id: String, tenant: Option<String>) -> Caller {
+        match (kind, tenant) {
+            ("key", Some(tenant)) => Caller::ApiKey {
+                key_id: id.into(),
+                tenant: tenant.into(),
+            },
+            _ => Caller::Signature {
+                secret_id: id.into(),
+            },
+        }
+    }
+}
+
 /// One accepted delivery, handed to the [`ExecutionSink`](crate::ExecutionSink).
 ///
 /// `input` is known to be exactly one valid JSON text: the body as received, `null` for an

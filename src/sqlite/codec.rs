@@ -2,8 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::Caller;
-
 /// Unix milliseconds, the unit of every time column.
 pub(super) fn unix_millis(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {
@@ -17,25 +15,5 @@ pub(super) fn from_unix_millis(millis: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
     } else {
         UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
-    }
-}
-
-/// `(kind, id, tenant)` of the caller.
-pub(super) fn caller_columns(caller: &Caller) -> (&'static str, &str, Option<&str>) {
-    match caller {
-        Caller::ApiKey { key_id, tenant } => ("key", key_id, Some(tenant)),
-        Caller::Signature { secret_id } => ("signature", secret_id, None),
-    }
-}
-
-pub(super) fn caller_from_columns(kind: &str, id: String, tenant: Option<String>) -> Caller {
-    match (kind, tenant) {
-        ("key", Some(tenant)) => Caller::ApiKey {
-            key_id: id.into(),
-            tenant: tenant.into(),
-        },
-        _ => Caller::Signature {
-            secret_id: id.into(),
-        },
     }
 }

@@ -9,9 +9,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::codec::{caller_from_columns, from_unix_millis, unix_millis};
+use super::codec::{from_unix_millis, unix_millis};
 use super::thread::Command;
 use super::{FULL_RETRY_AFTER, SqliteStore};
+use crate::Caller;
 use crate::queue::{
     ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
     ExecutionStatus,
@@ -313,7 +314,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
     let trigger_id: String = row.get(2)?;
     let tenant: String = row.get(3)?;
     let kind: String = row.get(4)?;
-    let caller = caller_from_columns(&kind, row.get(5)?, row.get(6)?);
+    let caller = Caller::from_columns(&kind, row.get(5)?, row.get(6)?);
     let mut delivery = Delivery::new(
         source.parse().map_err(|error| column_error(1, error))?,
         Uuid::try_parse(&trigger_id).map_err(|error| column_error(2, error))?,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
-use super::codec::{caller_columns, unix_millis};
+use super::codec::unix_millis;
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -124,7 +124,7 @@ fn insert_group(
             }
             let id = ExecutionId::new_v7();
             let id_text = id.to_string();
-            let (caller_kind, caller_id, caller_tenant) = caller_columns(&delivery.caller);
+            let (caller_kind, caller_id, caller_tenant) = delivery.caller.columns();
             insert.execute(params![
                 id_text,
                 trigger_id,

@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 pub const TENANT: &str = "acme";
 
 /// A typical Jira delivery.

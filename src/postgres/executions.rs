@@ -1,0 +1,443 @@
+//! Executions in the database: claimed under leases by the workers of any instance, finished,
+//! listed and looked up.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::batch::{Submission, UNAVAILABLE_RETRY_AFTER};
+use super::{CHANNEL, PostgresStore, database_error};
+use crate::queue::{
+    ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
+    ExecutionStatus,
+};
+use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
+
+const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
+     started_at, finished_at, exit_code, output_tail, attempt";
+
+impl ExecutionSink for PostgresStore {
+    async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
+        let (reply, answer) = oneshot::channel();
+        let submits = self
+            .inner
+            .submits
+            .as_ref()
+            .ok_or_else(|| SinkError::internal("the store is closed"))?;
+        submits
+            .try_send(Submission { delivery, reply })
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SinkError::Unavailable {
+                    retry_after: UNAVAILABLE_RETRY_AFTER,
+                },
+                TrySendError::Closed(_) => SinkError::internal("the store is closed"),
+            })?;
+        // Dropping this future (a deadline) closes `answer`, which the batch checks once its
+        // transaction has begun.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SinkError::internal("the store is closed")))
+    }
+}
+
+impl ExecutionQueue for PostgresStore {
+    async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
+        let Some(id) = id.as_uuid() else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM executions WHERE id = $1"
+            ))
+            .await
+            .map_err(database_error)?;
+        client
+            .query_opt(&statement, &[&id])
+            .await
+            .map_err(database_error)?
+            .map(|row| read_record(&row))
+            .transpose()
+    }
+
+    async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(database_error)?;
+        // Skips what other workers are claiming right now; the cap is checked again below,
+        // under the trigger's lock, because this count may miss a claim being committed.
+        let Some(candidate) = transaction
+            .query_opt(
+                "SELECT queued.id, queued.trigger_id, triggers.max_running
+                 FROM executions AS queued
+                 LEFT JOIN triggers ON triggers.id = queued.trigger_id
+                 WHERE queued.status = 'queued'
+                   AND (queued.not_before IS NULL OR queued.not_before <= now())
+                   AND (triggers.max_running IS NULL OR triggers.max_running > (
+                       SELECT count(*) FROM executions AS running
+                       WHERE running.trigger_id = queued.trigger_id
+                         AND running.status = 'running'))
+                 ORDER BY queued.id LIMIT 1
+                 FOR UPDATE OF queued SKIP LOCKED",
+                &[],
+            )
+            .await
+            .map_err(database_error)?
+        else {
+            return Ok(None);
+        };
+        let id: Uuid = candidate.get(0);
+        let trigger: Uuid = candidate.get(1);
+        if let Some(max_running) = candidate.get::<_, Option<i32>>(2) {
+            // Claims of one capped trigger take turns: each counts what the last committed.
+            transaction
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))",
+                    &[&trigger],
+                )
+                .await
+                .map_err(database_error)?;
+            let running: i64 = transaction
+                .query_one(
+                    "SELECT count(*) FROM executions WHERE trigger_id = $1 AND status = 'running'",
+                    &[&trigger],
+                )
+                .await
+                .map_err(database_error)?
+                .get(0);
+            if running >= i64::from(max_running) {
+                // Another instance filled the cap a moment ago; its finish wakes us again.
+                return Ok(None);
+            }
+        }
+        let token = Uuid::now_v7();
+        let row = transaction
+            .query_one(
+                "UPDATE executions SET status = 'running', started_at = now(), lease_owner = $2,
+                     lease_until = now() + make_interval(secs => $3)
+                 WHERE id = $1
+                 RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
+                           delivery_id, action, received_at, input, attempt",
+                &[&id, &token, &self.inner.lease.as_secs_f64()],
+            )
+            .await
+            .map_err(database_error)?;
+        let claimed = read_claimed(&row)?;
+        // Held from before the commit, so that the renewal never misses it.
+        self.leases().insert(id, token);
+        if let Err(error) = transaction.commit().await {
+            self.leases().remove(&id);
+            return Err(database_error(error));
+        }
+        Ok(Some(claimed))
+    }
+
+    async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
+        let Some((id, token)) = self.release(id) else {
+            tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
+            return Ok(());
+        };
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
+                     finished_at = now(), lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    &id,
+                    &token,
+                    &result.status.as_str(),
+                    &result.exit_code,
+                    &result.output_tail,
+                ],
+            )
+            .await
+            .map_err(database_error)?;
+        if updated == 0 {
+            tracing::warn!(execution_id = %id, status = %result.status, "the lease had lapsed: the result is not recorded");
+        }
+        // A trigger at its cap of running executions has room again.
+        self.inner.work.notify_one();
+        Ok(())
+    }
+
+    fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {
+        let work = Arc::clone(&self.inner.work);
+        async move { work.notified().await }
+    }
+
+    async fn retry(
+        &self,
+        id: &ExecutionId,
+        result: ExecutionResult,
+        not_before: SystemTime,
+    ) -> Result<(), StoreError> {
+        let Some((id, token)) = self.release(id) else {
+            tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
+            return Ok(());
+        };
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = $3,
+                     exit_code = $4, output_tail = $5, started_at = NULL, finished_at = NULL,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    &id,
+                    &token,
+                    &not_before,
+                    &result.exit_code,
+                    &result.output_tail,
+                ],
+            )
+            .await
+            .map_err(database_error)?;
+        self.inner.work.notify_one();
+        Ok(())
+    }
+
+    async fn retry_interrupted(&self, max_attempts: u32) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        let requeued = client
+            .query_one(
+                "WITH requeued AS (
+                     UPDATE executions SET status = 'queued', attempt = attempt + 1,
+                         not_before = NULL, started_at = NULL, finished_at = NULL
+                     WHERE status = 'interrupted' AND attempt < $1 RETURNING 1)
+                 SELECT count(*), pg_notify($2, $3) FROM requeued",
+                &[&max_attempts, &CHANNEL, &self.work_payload()],
+            )
+            .await
+            .map_err(database_error)?
+            .get::<_, i64>(0);
+        if requeued > 0 {
+            self.inner.work.notify_waiters();
+        }
+        Ok(usize::try_from(requeued).unwrap_or(usize::MAX))
+    }
+
+    async fn list(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let before = match &query.before {
+            Some(id) => match id.as_uuid() {
+                Some(id) => Some(id),
+                // No execution of this store has that id: nothing is older than it.
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM executions
+                 WHERE tenant = $1
+                   AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
+                   AND ($3::text IS NULL OR status = $3)
+                   AND ($4::uuid IS NULL OR id < $4)
+                 ORDER BY id DESC LIMIT $5"
+            ))
+            .await
+            .map_err(database_error)?;
+        client
+            .query(
+                &statement,
+                &[
+                    &query.tenant,
+                    &query.triggers,
+                    &query.status.map(ExecutionStatus::as_str),
+                    &before,
+                    &i64::try_from(query.limit).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(database_error)?
+            .iter()
+            .map(read_record)
+            .collect()
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<Option<ExecutionStatus>, StoreError> {
+        let Some(id) = id.as_uuid() else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let status: Option<String> = client
+            .query_opt(
+                // Queued: cancelled here and now. Anything else: as it is.
+                "UPDATE executions
+                 SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
+                     finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END
+                 WHERE id = $1 RETURNING status",
+                &[&id],
+            )
+            .await
+            .map_err(database_error)?
+            .map(|row| row.get(0));
+        Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+    }
+
+    async fn record_output(
+        &self,
+        id: &ExecutionId,
+        output_tail: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let Some((id, token)) = self.held(id) else {
+            return Ok(());
+        };
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE executions SET output_tail = $3 WHERE id = $1 AND lease_owner = $2",
+                &[&id, &token, &output_tail],
+            )
+            .await
+            .map_err(database_error)?;
+        Ok(())
+    }
+
+    async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
+        let Some(original) = id.as_uuid() else {
+            return Ok(None);
+        };
+        let copy = Uuid::now_v7();
+        let client = self.client().await?;
+        let copied: i64 = client
+            .query_one(
+                "WITH copied AS (
+                     INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+                         caller_kind, caller_id, caller_tenant, input, status, received_at,
+                         created_at)
+                     SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
+                            caller_tenant, input, 'queued', now(), now()
+                     FROM executions WHERE id = $1
+                     RETURNING 1)
+                 SELECT count(*), pg_notify($3, $4) FROM copied",
+                &[&original, &copy, &CHANNEL, &self.work_payload()],
+            )
+            .await
+            .map_err(database_error)?
+            .get(0);
+        if copied == 0 {
+            return Ok(None);
+        }
+        self.inner.work.notify_one();
+        Ok(Some(ExecutionId::from(copy)))
+    }
+
+    async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let count: i64 = client
+            .query_one(
+                "SELECT count(*) FROM executions WHERE status = $1",
+                &[&status.as_str()],
+            )
+            .await
+            .map_err(database_error)?
+            .get(0);
+        Ok(count.unsigned_abs())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(database_error)?;
+        Ok(())
+    }
+
+    async fn prune_finished(&self, before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let pruned = client
+            .execute(
+                "WITH doomed AS (
+                     SELECT id FROM executions
+                     WHERE finished_at IS NOT NULL AND finished_at < $1
+                     ORDER BY finished_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED),
+                 keys AS (
+                     DELETE FROM delivery_keys WHERE execution_id IN (SELECT id FROM doomed))
+                 DELETE FROM executions WHERE id IN (SELECT id FROM doomed)",
+                &[&before, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(database_error)?;
+        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+    }
+}
+
+impl PostgresStore {
+    /// The execution and the token of this instance's claim on it, if it holds one.
+    fn held(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
+        let id = id.as_uuid()?;
+        self.leases().get(&id).map(|token| (id, *token))
+    }
+
+    /// Like [`held`](Self::held), and stops renewing the lease.
+    fn release(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
+        let id = id.as_uuid()?;
+        self.leases().remove(&id).map(|token| (id, token))
+    }
+
+    fn work_payload(&self) -> String {
+        format!("{}:work", self.inner.schema)
+    }
+}
+
+fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
+    let status: String = row.try_get(1).map_err(database_error)?;
+    let source: String = row.try_get(2).map_err(database_error)?;
+    let attempt: i32 = row.try_get(11).map_err(database_error)?;
+    Ok(ExecutionRecord {
+        id: ExecutionId::from(row.try_get::<_, Uuid>(0).map_err(database_error)?),
+        status: status.parse().unwrap_or(ExecutionStatus::Error),
+        source: source.parse().map_err(StoreError::new)?,
+        trigger_id: row.try_get(3).map_err(database_error)?,
+        tenant: row.try_get(4).map_err(database_error)?,
+        action: row.try_get(5).map_err(database_error)?,
+        created_at: row.try_get(6).map_err(database_error)?,
+        started_at: row.try_get(7).map_err(database_error)?,
+        finished_at: row.try_get(8).map_err(database_error)?,
+        exit_code: row.try_get(9).map_err(database_error)?,
+        output_tail: row
+            .try_get::<_, Option<Vec<u8>>>(10)
+            .map_err(database_error)?
+            .unwrap_or_default(),
+        attempt: attempt.max(0).unsigned_abs(),
+    })
+}
+
+fn read_claimed(row: &Row) -> Result<ClaimedExecution, StoreError> {
+    let source: String = row.try_get(1).map_err(database_error)?;
+    let kind: String = row.try_get(4).map_err(database_error)?;
+    let caller = Caller::from_columns(
+        &kind,
+        row.try_get(5).map_err(database_error)?,
+        row.try_get(6).map_err(database_error)?,
+    );
+    let mut delivery = Delivery::new(
+        source.parse().map_err(StoreError::new)?,
+        row.try_get(2).map_err(database_error)?,
+        row.try_get::<_, String>(3).map_err(database_error)?.into(),
+        caller,
+        row.try_get::<_, Vec<u8>>(10)
+            .map_err(database_error)?
+            .into(),
+    );
+    delivery.delivery_id = row
+        .try_get::<_, Option<String>>(7)
+        .map_err(database_error)?
+        .map(String::into_boxed_str);
+    delivery.action = row.try_get(8).map_err(database_error)?;
+    delivery.received_at = row.try_get(9).map_err(database_error)?;
+    let attempt: i32 = row.try_get(11).map_err(database_error)?;
+    Ok(ClaimedExecution {
+        id: ExecutionId::from(row.try_get::<_, Uuid>(0).map_err(database_error)?),
+        delivery,
+        attempt: attempt.max(0).unsigned_abs(),
+    })
+}

@@ -1,0 +1,61 @@
+//! Leases: this instance renews the claims its workers hold, and any instance marks
+//! `interrupted` the executions whose lease lapsed (their worker, or its whole instance, died).
+
+use std::sync::Weak;
+
+use uuid::Uuid;
+
+use super::{Inner, database_error, pool_error};
+use crate::StoreError;
+
+/// Renews and expires leases every third of the lease until the store is dropped.
+pub(super) async fn run(store: Weak<Inner>) {
+    loop {
+        let Some(inner) = store.upgrade() else { return };
+        let every = inner.lease / 3;
+        if let Err(error) = renew_and_expire(&inner).await {
+            tracing::warn!(%error, "could not renew or expire execution leases");
+        }
+        drop(inner);
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
+    let client = inner.pool.get().await.map_err(pool_error)?;
+    let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = inner
+        .leases
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(id, token)| (*id, *token))
+        .unzip();
+    let lease = inner.lease.as_secs_f64();
+    if !ids.is_empty() {
+        client
+            .execute(
+                "UPDATE executions SET lease_until = now() + make_interval(secs => $3)
+                 FROM unnest($1::uuid[], $2::uuid[]) AS held (id, token)
+                 WHERE executions.id = held.id AND executions.lease_owner = held.token
+                   AND executions.status = 'running'",
+                &[&ids, &tokens, &lease],
+            )
+            .await
+            .map_err(database_error)?;
+    }
+    for row in client
+        .query(
+            "UPDATE executions SET status = 'interrupted', finished_at = now(),
+                 lease_owner = NULL, lease_until = NULL
+             WHERE status = 'running' AND lease_until < now()
+             RETURNING id",
+            &[],
+        )
+        .await
+        .map_err(database_error)?
+    {
+        let id: Uuid = row.get(0);
+        tracing::warn!(execution_id = %id, "its worker stopped renewing its lease: interrupted");
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The listener: one connection of its own that waits for notifications (new work, changed
+//! keys and triggers) and reconnects when it is lost.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::AsyncMessage;
+
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{CHANNEL, Inner, describe};
+
+/// The longest wait before reconnecting.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Listens until the store is dropped.
+pub(super) async fn run(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    store: Weak<Inner>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while store.strong_count() > 0 {
+        match listen(&config, &tls, &store).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                tracing::warn!(error = %error, "the database listener is down; workers poll meanwhile");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: `LISTEN`, then every notification until it is lost.
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    store: &Weak<Inner>,
+) -> Result<(), String> {
+    let (client, mut connection) = config
+        .connect(tls.clone())
+        .await
+        .map_err(|error| describe(&error))?;
+    let (notifications, mut received) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    if notifications
+                        .send(notification.payload().to_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = %describe(&error), "the database listener's connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|error| describe(&error))?;
+    // Whatever was notified while no one listened: look once.
+    if let Some(inner) = store.upgrade() {
+        wake_workers(&inner);
+        inner.config_changed.notify_one();
+    }
+    while let Some(payload) = received.recv().await {
+        let Some(inner) = store.upgrade() else { break };
+        let Some((schema, what)) = payload.rsplit_once(':') else {
+            continue;
+        };
+        if schema != inner.schema {
+            continue;
+        }
+        match what {
+            "work" => wake_workers(&inner),
+            "config" => inner.config_changed.notify_one(),
+            _ => {}
+        }
+    }
+    driver.abort();
+    Ok(())
+}
+
+/// Wakes every idle worker, and the next one to wait if none is waiting now.
+fn wake_workers(inner: &Inner) {
+    inner.work.notify_waiters();
+    inner.work.notify_one();
+}

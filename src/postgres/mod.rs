@@ -1,0 +1,364 @@
+//! [`PostgresStore`]: a store in one PostgreSQL database (feature `postgres`) that any number
+//! of service instances share. Like [`SqliteStore`](crate::sqlite::SqliteStore), it is at once
+//! the [`KeyStore`](crate::KeyStore), the [`ExecutionSink`](crate::ExecutionSink) and the
+//! [`ExecutionQueue`](crate::queue::ExecutionQueue).
+//!
+//! - **Acknowledged means committed.** A delivery is answered once the transaction that keeps
+//!   it has committed, with the server's `synchronous_commit` (keep it `on`). Concurrent
+//!   deliveries share one transaction: the idempotency keys of a whole batch go in with one
+//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`, the executions with another, and
+//!   the batch costs one WAL flush. While a batch commits the next one gathers; up to
+//!   [`PostgresOptions::batches_in_flight`] commit at once, on separate connections.
+//! - **A delivery id is unique per trigger across instances.** Copies within one batch are
+//!   merged before anything is sent. A copy that another instance is committing at the same
+//!   moment waits on the key's unique index until that transaction ends, then reads the
+//!   original's id (in a new statement, which sees the commit): a redelivery gets the original
+//!   execution id, exactly.
+//! - **Each execution is claimed by one worker** (`FOR UPDATE SKIP LOCKED`), under a lease that
+//!   the instance renews every third of [`PostgresOptions::lease`] while the work runs. When an
+//!   instance dies its leases lapse, and any surviving instance marks those executions
+//!   `interrupted` (the server's retry policy may then queue them again). A worker that lost its
+//!   lease cannot record a result over a newer claim.
+//! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
+//!   poll as a fall-back.
+//! - **Keys, triggers and secrets** are read from a copy in memory. Every change bumps a
+//!   version and notifies; each instance reloads its copy on the notification, and checks the
+//!   version every [`PostgresOptions::key_refresh`] in case it missed one. A change made on one
+//!   instance therefore takes effect on all of them within that bound (2 s by default), and
+//!   usually within milliseconds.
+//! - TLS: the URL's `sslmode` applies as with libpq: `disable`; `prefer` (the default) and
+//!   `require` encrypt without checking the server's certificate; `verify-ca` and `verify-full`
+//!   check it and the server's name, against the Mozilla roots or the URL's `sslrootcert` file.
+//!
+//! ```no_run
+//! use agent_trigger::postgres::PostgresStore;
+//! use agent_trigger::{ApiKeyRecord, Source, Trigger, TriggerService};
+//! use uuid::Uuid;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStore::connect("postgres://postgres@127.0.0.1/agent_trigger").await?;
+//! store.insert_trigger(Trigger::new(Uuid::now_v7(), "acme", Source::Jira)).await?;
+//! let key = store.generate_key(ApiKeyRecord::new("ci", "acme")).await?;
+//! let service = TriggerService::new(store.clone(), store.clone());
+//! # drop((service, key));
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+mod executions;
+mod keys;
+mod leases;
+mod listen;
+mod schema;
+mod tls;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::memory::MemoryKeyStore;
+
+/// How many deliveries may wait for a batch. Each holds its body, so this also bounds the
+/// memory they take; a delivery that finds the queue full is answered `503` at once.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// The channel every instance listens on; payloads name the schema and what changed.
+const CHANNEL: &str = "agent_trigger";
+
+/// How a [`PostgresStore`] connects and behaves; see [`PostgresStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use agent_trigger::postgres::PostgresOptions;
+///
+/// let options = PostgresOptions::new("postgres://postgres@db.internal/agent_trigger")
+///     .schema("webhooks")
+///     .lease(Duration::from_secs(60));
+/// # drop(options);
+/// ```
+#[derive(Clone)]
+pub struct PostgresOptions {
+    url: String,
+    schema: Option<String>,
+    pool_size: usize,
+    batches_in_flight: usize,
+    lease: Duration,
+    key_refresh: Duration,
+}
+
+impl PostgresOptions {
+    /// Options for the database at `url` (`postgres://user@host:port/database?sslmode=…`).
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: None,
+            pool_size: 16,
+            batches_in_flight: 4,
+            lease: Duration::from_secs(30),
+            key_refresh: Duration::from_secs(2),
+        }
+    }
+
+    /// Keeps every table in this schema (created if missing) instead of the user's default.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// At most this many connections (default 16), listener excluded.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(2);
+        self
+    }
+
+    /// At most this many batches of deliveries commit at once (default 4).
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.batches_in_flight = batches.max(1);
+        self
+    }
+
+    /// How long a claim holds an execution without being renewed (default 30 s): how soon
+    /// the work of an instance that died is marked `interrupted`.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How often an instance checks for changed keys and triggers in case it missed a
+    /// notification (default 2 s): the bound on how long a change takes to reach it.
+    pub fn key_refresh(mut self, every: Duration) -> Self {
+        self.key_refresh = every.max(Duration::from_millis(50));
+        self
+    }
+
+    /// Connects, migrates the schema and starts the store's background tasks.
+    pub async fn connect(self) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open(self).await
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PostgresOptions")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("batches_in_flight", &self.batches_in_flight)
+            .field("lease", &self.lease)
+            .field("key_refresh", &self.key_refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store in a PostgreSQL database shared by many instances; see the [module docs](self).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// The schema the tables are in: notifications for other schemas are not for us.
+    schema: String,
+    lease: Duration,
+    /// Deliveries waiting for a batch; taken on drop, which ends the batcher.
+    submits: Option<mpsc::Sender<batch::Submission>>,
+    /// Keys and triggers, served from memory.
+    cache: MemoryKeyStore,
+    /// The `config_version` the cache was loaded at.
+    cached_version: AtomicI64,
+    /// Signalled by a notification that keys or triggers changed.
+    config_changed: Arc<Notify>,
+    work: Arc<Notify>,
+    /// The executions this instance's workers hold, each with its claim's token.
+    leases: Mutex<HashMap<Uuid, Uuid>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` with the default [`PostgresOptions`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        PostgresOptions::new(url).connect().await
+    }
+
+    /// Options to connect with: a schema, pool size, lease, refresh interval.
+    pub fn builder(url: impl Into<String>) -> PostgresOptions {
+        PostgresOptions::new(url)
+    }
+
+    async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
+        let (url, tls) = tls::split(&options.url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::new(format!("the database URL: {error}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("agent-trigger");
+        }
+        if let Some(schema) = &options.schema {
+            if !is_plain_identifier(schema) {
+                return Err(StoreError::new(format!(
+                    "schema {schema:?}: use letters, digits and underscores"
+                )));
+            }
+            let (client, connection) = config
+                .connect(tls.clone())
+                .await
+                .map_err(|error| connect_error(&error))?;
+            let connection = tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .or_else(|error| match error.code() {
+                    // Another instance created it at the same moment.
+                    Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                        Ok(())
+                    }
+                    _ => Err(error),
+                })
+                .map_err(database_error)?;
+            drop(client);
+            let _ = connection.await;
+            config.options(format!("-c search_path={schema}"));
+        }
+
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .build()
+            .map_err(StoreError::new)?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(database_error)?
+            .map_err(StoreError::new)?;
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(database_error)?
+            .get(0);
+        let (version, keys, triggers) = keys::load(&client).await.map_err(database_error)?;
+        drop(client);
+        let cache = MemoryKeyStore::new();
+        cache.replace_all(keys, triggers);
+
+        let (submits, waiting) = mpsc::channel(QUEUE_CAPACITY);
+        let work = Arc::new(Notify::new());
+        let batcher = tokio::spawn(batch::run(
+            waiting,
+            pool.clone(),
+            Arc::clone(&work),
+            format!("{schema}:work"),
+            options.batches_in_flight,
+        ));
+        let store = Arc::new_cyclic(|weak| {
+            let tasks = vec![
+                batcher,
+                tokio::spawn(listen::run(config, tls, weak.clone())),
+                tokio::spawn(leases::run(weak.clone())),
+                tokio::spawn(keys::refresh(weak.clone(), options.key_refresh)),
+            ];
+            Inner {
+                pool,
+                schema,
+                lease: options.lease,
+                submits: Some(submits),
+                cache,
+                cached_version: AtomicI64::new(version),
+                config_changed: Arc::new(Notify::new()),
+                work,
+                leases: Mutex::new(HashMap::new()),
+                tasks,
+            }
+        });
+        Ok(PostgresStore { inner: store })
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Uuid>> {
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The batcher finishes what it was sent once the queue closes; the rest stop now.
+        self.submits.take();
+        for task in self.tasks.iter().skip(1) {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .field("keys_and_triggers", &self.inner.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn database_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::new(format!("database: {}", describe(&error)))
+}
+
+fn connect_error(error: &tokio_postgres::Error) -> StoreError {
+    StoreError::new(format!(
+        "cannot connect to the database: {}",
+        describe(error)
+    ))
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => connect_error(&error),
+        other => StoreError::new(format!("the database pool: {other}")),
+    }
+}
+
+/// The server's message and detail when there is one: `Display` alone says only "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
+    }
+}

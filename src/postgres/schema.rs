@@ -1,0 +1,154 @@
+//! The database schema, as numbered migrations recorded in `agent_trigger_schema`.
+//!
+//! Instances that start together migrate one at a time: each migration runs under a
+//! transaction-level advisory lock, and a schema newer than this build is refused rather than
+//! misread.
+
+use tokio_postgres::Client;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Append; never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, triggers with their secrets, executions with their leases, idempotency keys,
+    // and the version of the keys and triggers that instances cache.
+    "
+    CREATE TABLE api_keys (
+        id          text PRIMARY KEY,
+        tenant      text NOT NULL,
+        digest      bytea NOT NULL UNIQUE,
+        triggers    uuid[],                 -- NULL: every trigger of the tenant
+        expires_at  timestamptz,
+        revoked     boolean NOT NULL DEFAULT false
+    );
+
+    CREATE TABLE triggers (
+        id                  uuid PRIMARY KEY,
+        tenant              text NOT NULL,
+        source              text NOT NULL,
+        enabled             boolean NOT NULL,
+        actions             text[],         -- NULL: every action
+        replay_window_secs  bigint,
+        rate_count          integer,
+        rate_period_ms      bigint,
+        max_running         integer
+    );
+
+    CREATE TABLE trigger_secrets (
+        trigger_id  uuid NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
+        id          text NOT NULL,
+        secret      bytea NOT NULL,
+        not_before  timestamptz,
+        not_after   timestamptz,
+        position    integer NOT NULL,
+        PRIMARY KEY (trigger_id, id)
+    );
+
+    -- Bumped by every change of keys, triggers or secrets: instances reload their copy when
+    -- it moves.
+    CREATE TABLE config_version (
+        only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version   bigint NOT NULL
+    );
+    INSERT INTO config_version (version) VALUES (0);
+
+    CREATE TABLE executions (
+        id            uuid PRIMARY KEY,     -- UUID v7: ordered by creation
+        trigger_id    uuid NOT NULL,
+        tenant        text NOT NULL,
+        source        text NOT NULL,
+        action        text,
+        delivery_id   text,
+        caller_kind   text NOT NULL,        -- 'key' or 'signature'
+        caller_id     text NOT NULL,
+        caller_tenant text,
+        input         bytea NOT NULL,
+        status        text NOT NULL,
+        received_at   timestamptz NOT NULL,
+        created_at    timestamptz NOT NULL,
+        started_at    timestamptz,
+        finished_at   timestamptz,
+        exit_code     integer,
+        output_tail   bytea,
+        attempt       integer NOT NULL DEFAULT 1,
+        not_before    timestamptz,
+        lease_owner   uuid,                 -- the claim that holds it while it runs
+        lease_until   timestamptz
+    );
+    CREATE INDEX executions_queued ON executions (id) WHERE status = 'queued';
+    CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';
+    CREATE INDEX executions_by_trigger_status ON executions (trigger_id, status);
+    CREATE INDEX executions_by_tenant ON executions (tenant, id);
+    CREATE INDEX executions_by_finished ON executions (finished_at) WHERE finished_at IS NOT NULL;
+    CREATE INDEX executions_by_status ON executions (status);
+
+    CREATE TABLE delivery_keys (
+        trigger_id    uuid NOT NULL,
+        key           text NOT NULL,
+        execution_id  uuid NOT NULL,
+        PRIMARY KEY (trigger_id, key)
+    );
+    CREATE INDEX delivery_keys_by_execution ON delivery_keys (execution_id);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// An arbitrary constant: the advisory lock that migrations hold.
+const MIGRATION_LOCK: i64 = 0x6167_656e_7474_7267;
+
+/// Brings the database up to [`CURRENT_VERSION`], each migration in its own transaction.
+/// Returns `Err` with a message when the schema is newer than this build.
+pub(crate) async fn migrate(
+    client: &mut Client,
+) -> Result<Result<(), String>, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS agent_trigger_schema (
+                 only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                 version  bigint NOT NULL
+             )",
+        )
+        .await
+        .or_else(ignore_concurrent_create)?;
+    loop {
+        let transaction = client.transaction().await?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let version: i64 = transaction
+            .query_opt("SELECT version FROM agent_trigger_schema", &[])
+            .await?
+            .map_or(0, |row| row.get(0));
+        if version > CURRENT_VERSION {
+            return Ok(Err(format!(
+                "the database has schema version {version}, newer than this build's {CURRENT_VERSION}"
+            )));
+        }
+        let Some(migration) = MIGRATIONS.get(version as usize) else {
+            return Ok(Ok(()));
+        };
+        transaction.batch_execute(migration).await?;
+        transaction
+            .execute(
+                "INSERT INTO agent_trigger_schema (version) VALUES ($1)
+                 ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
+                &[&(version + 1)],
+            )
+            .await?;
+        transaction.commit().await?;
+    }
+}
+
+/// Two instances creating the version table at the same moment: one of them sees a unique
+/// violation on the catalog, and the table exists either way.
+fn ignore_concurrent_create(error: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
+    match error.code() {
+        Some(code)
+            if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                || *code == tokio_postgres::error::SqlState::DUPLICATE_TABLE =>
+        {
+            Ok(())
+        }
+        _ => Err(error),
+    }
+}

@@ -1,0 +1,731 @@
+//! One suite of store cases, run against every store: the in-memory one (the cases a sink
+//! alone can answer), SQLite and PostgreSQL (all of them). A new backend adds a harness and
+//! one line per case list.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use agent_trigger::queue::{ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus};
+use agent_trigger::{
+    ApiKey, ApiKeyRecord, Caller, Delivery, ExecutionId, ExecutionSink, KeyScope, KeyStore,
+    Outcome, SigningSecret, Source, Trigger, TriggerService,
+};
+use bytes::Bytes;
+use common::{full, send};
+use http::{Request, StatusCode};
+use uuid::Uuid;
+
+/// What the cases need of a store beyond the traits: writing keys and triggers.
+pub(crate) trait Harness {
+    type Store: KeyStore + ExecutionSink + Clone;
+    fn store(&self) -> Self::Store;
+    async fn insert_trigger(&self, trigger: Trigger);
+    async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey;
+    async fn revoke_key(&self, id: &str);
+}
+
+mod memory_harness {
+    use super::*;
+    use agent_trigger::memory::{ChannelSink, Execution, MemoryKeyStore};
+    use tokio::sync::mpsc;
+
+    /// The in-memory key store and sink as one store.
+    #[derive(Clone)]
+    pub struct MemoryStore {
+        keys: std::sync::Arc<MemoryKeyStore>,
+        sink: std::sync::Arc<ChannelSink>,
+    }
+
+    impl KeyStore for MemoryStore {
+        async fn api_key(
+            &self,
+            digest: agent_trigger::KeyDigest,
+        ) -> Result<Option<std::sync::Arc<ApiKeyRecord>>, agent_trigger::StoreError> {
+            self.keys.api_key(digest).await
+        }
+
+        async fn trigger(
+            &self,
+            id: Uuid,
+        ) -> Result<Option<std::sync::Arc<Trigger>>, agent_trigger::StoreError> {
+            self.keys.trigger(id).await
+        }
+    }
+
+    impl ExecutionSink for MemoryStore {
+        async fn submit(&self, delivery: Delivery) -> Result<Outcome, agent_trigger::SinkError> {
+            self.sink.submit(delivery).await
+        }
+    }
+
+    pub struct Memory {
+        store: MemoryStore,
+        _executions: mpsc::Receiver<Execution>,
+    }
+
+    pub async fn fresh(_test: &str) -> Option<Memory> {
+        let (sink, executions) = ChannelSink::new(100_000);
+        Some(Memory {
+            store: MemoryStore {
+                keys: std::sync::Arc::new(MemoryKeyStore::new()),
+                sink: std::sync::Arc::new(sink),
+            },
+            _executions: executions,
+        })
+    }
+
+    impl Harness for Memory {
+        type Store = MemoryStore;
+        fn store(&self) -> MemoryStore {
+            self.store.clone()
+        }
+        async fn insert_trigger(&self, trigger: Trigger) {
+            self.store.keys.insert_trigger(trigger);
+        }
+        async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey {
+            self.store.keys.generate_key(record)
+        }
+        async fn revoke_key(&self, id: &str) {
+            assert!(self.store.keys.revoke_key(id));
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_harness {
+    use super::*;
+    use agent_trigger::sqlite::SqliteStore;
+
+    pub struct Sqlite {
+        store: SqliteStore,
+        dir: std::path::PathBuf,
+    }
+
+    pub async fn fresh(_test: &str) -> Option<Sqlite> {
+        let dir = std::env::temp_dir().join(format!("agent-trigger-suite-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(dir.join("agent-trigger.db")).unwrap();
+        Some(Sqlite { store, dir })
+    }
+
+    impl Drop for Sqlite {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Harness for Sqlite {
+        type Store = SqliteStore;
+        fn store(&self) -> SqliteStore {
+            self.store.clone()
+        }
+        async fn insert_trigger(&self, trigger: Trigger) {
+            self.store.insert_trigger(trigger).await.unwrap();
+        }
+        async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey {
+            self.store.generate_key(record).await.unwrap()
+        }
+        async fn revoke_key(&self, id: &str) {
+            assert!(self.store.revoke_key(id).await.unwrap());
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_harness {
+    use super::*;
+    use agent_trigger::postgres::PostgresStore;
+    use common::postgres::TestSchema;
+
+    pub struct Postgres {
+        store: PostgresStore,
+        _schema: TestSchema,
+    }
+
+    pub async fn fresh(test: &str) -> Option<Postgres> {
+        let schema = TestSchema::new(test).await?;
+        let store = schema.store().await;
+        Some(Postgres {
+            store,
+            _schema: schema,
+        })
+    }
+
+    impl Harness for Postgres {
+        type Store = PostgresStore;
+        fn store(&self) -> PostgresStore {
+            self.store.clone()
+        }
+        async fn insert_trigger(&self, trigger: Trigger) {
+            self.store.insert_trigger(trigger).await.unwrap();
+        }
+        async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey {
+            self.store.generate_key(record).await.unwrap()
+        }
+        async fn revoke_key(&self, id: &str) {
+            assert!(self.store.revoke_key(id).await.unwrap());
+        }
+    }
+}
+
+fn delivery(trigger_id: Uuid, delivery_id: Option<&str>, input: &'static str) -> Delivery {
+    let mut delivery = Delivery::new(
+        Source::Jira,
+        trigger_id,
+        "acme".into(),
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: "acme".into(),
+        },
+        Bytes::from_static(input.as_bytes()),
+    );
+    delivery.delivery_id = delivery_id.map(Into::into);
+    delivery.action = Some("jira:issue_created".into());
+    delivery
+}
+
+fn started(outcome: Outcome) -> ExecutionId {
+    match outcome {
+        Outcome::Started(id) => id,
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+fn done() -> ExecutionResult {
+    ExecutionResult::new(ExecutionStatus::Done, Some(0), b"ok\n".to_vec())
+}
+
+const JIRA_EVENT: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
+
+fn signed_jira(trigger_id: Uuid, delivery_id: &str) -> Request<http_body_util::Full<Bytes>> {
+    let secret = SigningSecret::new("2026-11", "jira-secret").unwrap();
+    let headers = agent_trigger::signature::sign(
+        Source::Jira,
+        &secret,
+        JIRA_EVENT.as_bytes(),
+        SystemTime::now(),
+        "",
+    )
+    .unwrap();
+    let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
+        .header("x-atlassian-webhook-identifier", delivery_id)
+        .body(full(JIRA_EVENT))
+        .unwrap();
+    request.headers_mut().extend(headers);
+    request
+}
+
+/// Cases every store answers: what the contract asks of a sink and a key store.
+mod sink_cases {
+    use super::*;
+
+    pub async fn a_redelivery_returns_the_original_execution<H: Harness>(harness: &H) {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let original = started(
+            store
+                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            store
+                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .await
+                .unwrap(),
+            Outcome::Replayed(original.clone())
+        );
+        // The same id on another trigger is another delivery.
+        let other = started(
+            store
+                .submit(delivery(Uuid::now_v7(), Some("d-1"), "{}"))
+                .await
+                .unwrap(),
+        );
+        assert_ne!(other, original);
+        // Deliveries without an id are each their own.
+        let a = started(store.submit(delivery(trigger, None, "{}")).await.unwrap());
+        let b = started(store.submit(delivery(trigger, None, "{}")).await.unwrap());
+        assert_ne!(a, b);
+    }
+
+    pub async fn concurrent_copies_start_exactly_one<H: Harness>(harness: &H) {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..400 {
+            let store = store.clone();
+            let id = match n % 4 {
+                0 => Some("same".to_owned()),
+                1 => Some(format!("own-{n}")),
+                _ => None,
+            };
+            tasks.spawn(async move {
+                let outcome = store.submit(delivery(trigger, id.as_deref(), "{}")).await;
+                (n % 4 == 0, outcome.unwrap())
+            });
+        }
+        let (mut started_ids, mut same_ids, mut replayed) = (Vec::new(), Vec::new(), 0);
+        while let Some(result) = tasks.join_next().await {
+            let (same, outcome) = result.unwrap();
+            let id = match outcome {
+                Outcome::Started(id) => {
+                    started_ids.push(id.clone());
+                    id
+                }
+                Outcome::Replayed(id) => {
+                    replayed += 1;
+                    id
+                }
+                other => panic!("{other:?}"),
+            };
+            if same {
+                same_ids.push(id);
+            }
+        }
+        assert_eq!(started_ids.len(), 301);
+        assert_eq!(replayed, 99);
+        same_ids.dedup();
+        assert_eq!(same_ids.len(), 1, "every copy names the one execution");
+        started_ids.sort_by_key(ToString::to_string);
+        started_ids.dedup();
+        assert_eq!(started_ids.len(), 301);
+    }
+
+    pub async fn signed_and_bearer_ids_are_separate_and_signatures_are_remembered<H: Harness>(
+        harness: &H,
+    ) {
+        let trigger_id = Uuid::now_v7();
+        harness
+            .insert_trigger(
+                Trigger::new(trigger_id, "acme", Source::Jira)
+                    .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap()),
+            )
+            .await;
+        let key = harness.generate_key(ApiKeyRecord::new("ci", "acme")).await;
+        let service = TriggerService::new(harness.store(), harness.store());
+        let first = send(service.clone(), signed_jira(trigger_id, "a")).await;
+        assert_eq!(first.status, StatusCode::OK);
+        // The captured request with another delivery id is a replay of the first.
+        let replay = send(service.clone(), signed_jira(trigger_id, "b")).await;
+        assert_eq!(replay.json, first.json);
+        assert_eq!(replay.headers["idempotent-replayed"], "true");
+        // A key holder's id "a" is its own, not the sender's.
+        let bearer = || {
+            Request::post(format!("/api/trigger/jira/{trigger_id}"))
+                .header("authorization", format!("Bearer {}", key.expose()))
+                .header("x-atlassian-webhook-identifier", "a")
+                .body(full(JIRA_EVENT))
+                .unwrap()
+        };
+        let own = send(service.clone(), bearer()).await;
+        assert_eq!(own.status, StatusCode::OK);
+        assert!(own.headers.get("idempotent-replayed").is_none());
+        assert_ne!(own.json, first.json);
+        let again = send(service.clone(), bearer()).await;
+        assert_eq!(again.json, own.json);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+    }
+
+    pub async fn a_revoked_key_stops_working<H: Harness>(harness: &H) {
+        let trigger_id = Uuid::now_v7();
+        harness
+            .insert_trigger(Trigger::new(trigger_id, "acme", Source::Webhook))
+            .await;
+        let scoped = harness
+            .generate_key(
+                ApiKeyRecord::new("scoped", "acme")
+                    .with_scope(KeyScope::Triggers(vec![trigger_id])),
+            )
+            .await;
+        let service = TriggerService::new(harness.store(), harness.store());
+        let request = || {
+            Request::post(format!("/api/trigger/webhook/{trigger_id}"))
+                .header("authorization", format!("Bearer {}", scoped.expose()))
+                .header("content-type", "application/json")
+                .body(full("{}"))
+                .unwrap()
+        };
+        assert_eq!(
+            send(service.clone(), request()).await.status,
+            StatusCode::OK
+        );
+        harness.revoke_key("scoped").await;
+        assert_eq!(
+            send(service.clone(), request()).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+/// Cases for the stores that are also execution queues.
+mod queue_cases {
+    use super::*;
+
+    pub async fn executions_are_claimed_oldest_first_finished_and_recorded<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let first = started(
+            store
+                .submit(delivery(trigger, None, r#"{"n":1}"#))
+                .await
+                .unwrap(),
+        );
+        let second = started(
+            store
+                .submit(delivery(trigger, None, r#"{"n":2}"#))
+                .await
+                .unwrap(),
+        );
+        let record = store.execution(&first).await.unwrap().unwrap();
+        assert_eq!(record.status, ExecutionStatus::Queued);
+        assert_eq!(record.action.as_deref(), Some("jira:issue_created"));
+        assert_eq!(
+            (record.tenant.as_str(), record.trigger_id),
+            ("acme", trigger)
+        );
+
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!((claimed.id.clone(), claimed.attempt), (first.clone(), 1));
+        assert_eq!(claimed.delivery.input, r#"{"n":1}"#);
+        assert_eq!(
+            claimed.delivery.caller,
+            Caller::ApiKey {
+                key_id: "ci".into(),
+                tenant: "acme".into()
+            }
+        );
+        assert_eq!(
+            claimed.delivery.action.as_deref(),
+            Some("jira:issue_created")
+        );
+        assert_eq!(
+            store.execution(&first).await.unwrap().unwrap().status,
+            ExecutionStatus::Running
+        );
+        store.record_output(&first, b"half".to_vec()).await.unwrap();
+        assert_eq!(
+            store.execution(&first).await.unwrap().unwrap().output_tail,
+            b"half"
+        );
+        store.finish(&first, done()).await.unwrap();
+        let record = store.execution(&first).await.unwrap().unwrap();
+        assert_eq!(record.status, ExecutionStatus::Done);
+        assert_eq!(record.exit_code, Some(0));
+        assert_eq!(record.output_tail, b"ok\n");
+        assert!(record.started_at.is_some() && record.finished_at.is_some());
+
+        assert_eq!(store.claim().await.unwrap().unwrap().id, second);
+        assert!(store.claim().await.unwrap().is_none());
+        assert_eq!(store.count(ExecutionStatus::Running).await.unwrap(), 1);
+        assert_eq!(store.count(ExecutionStatus::Done).await.unwrap(), 1);
+        assert!(
+            store
+                .execution(&ExecutionId::new_v7())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .execution(&ExecutionId::from("run-42"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.ping().await.unwrap();
+    }
+
+    pub async fn a_submit_wakes_an_idle_worker<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.work_queued().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        started(
+            store
+                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .await
+                .unwrap(),
+        );
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the worker is woken")
+            .unwrap();
+    }
+
+    pub async fn a_retried_execution_waits_for_its_time_and_counts_its_attempts<H: Harness>(
+        harness: &H,
+    ) where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let id = started(
+            store
+                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .await
+                .unwrap(),
+        );
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!((claimed.id.clone(), claimed.attempt), (id.clone(), 1));
+        let failed = ExecutionResult::new(ExecutionStatus::Error, Some(3), b"boom".to_vec());
+        let later = SystemTime::now() + Duration::from_millis(500);
+        store.retry(&id, failed, later).await.unwrap();
+        let record = store.execution(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.attempt, record.exit_code),
+            (ExecutionStatus::Queued, 2, Some(3))
+        );
+        assert!(
+            store.claim().await.unwrap().is_none(),
+            "not before its time"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let again = store.claim().await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempt), (id.clone(), 2));
+        store
+            .finish(
+                &id,
+                ExecutionResult::new(ExecutionStatus::Interrupted, None, Vec::new()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.retry_interrupted(2).await.unwrap(), 0);
+        assert_eq!(store.retry_interrupted(3).await.unwrap(), 1);
+        let record = store.execution(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.attempt),
+            (ExecutionStatus::Queued, 3)
+        );
+    }
+
+    pub async fn a_trigger_at_its_cap_of_running_executions_waits_queued<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let (capped, free) = (Uuid::now_v7(), Uuid::now_v7());
+        harness
+            .insert_trigger(
+                Trigger::new(capped, "acme", Source::Jira)
+                    .with_max_running(NonZeroU32::new(1).unwrap()),
+            )
+            .await;
+        let first = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
+        let second = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
+        let other = started(store.submit(delivery(free, None, "{}")).await.unwrap());
+        assert_eq!(store.claim().await.unwrap().unwrap().id, first);
+        // The capped trigger's second waits; another trigger's goes ahead of it.
+        assert_eq!(store.claim().await.unwrap().unwrap().id, other);
+        assert!(store.claim().await.unwrap().is_none());
+        store.finish(&first, done()).await.unwrap();
+        assert_eq!(store.claim().await.unwrap().unwrap().id, second);
+    }
+
+    pub async fn pruning_deletes_finished_executions_with_their_keys<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let mut finished = Vec::new();
+        for n in 0..5 {
+            finished.push(started(
+                store
+                    .submit(delivery(trigger, Some(&format!("d{n}")), "{}"))
+                    .await
+                    .unwrap(),
+            ));
+        }
+        let waiting = started(
+            store
+                .submit(delivery(trigger, Some("waiting"), "{}"))
+                .await
+                .unwrap(),
+        );
+        for _ in 0..5 {
+            let claimed = store.claim().await.unwrap().unwrap();
+            store.finish(&claimed.id, done()).await.unwrap();
+        }
+        let cutoff = SystemTime::now() + Duration::from_secs(1);
+        assert_eq!(store.prune_finished(cutoff, 2).await.unwrap(), 2);
+        assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 3);
+        assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 0);
+        for id in &finished {
+            assert!(store.execution(id).await.unwrap().is_none());
+        }
+        assert!(store.execution(&waiting).await.unwrap().is_some());
+        assert!(matches!(
+            store
+                .submit(delivery(trigger, Some("waiting"), "{}"))
+                .await
+                .unwrap(),
+            Outcome::Replayed(_)
+        ));
+        assert!(matches!(
+            store
+                .submit(delivery(trigger, Some("d0"), "{}"))
+                .await
+                .unwrap(),
+            Outcome::Started(_)
+        ));
+        let early = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(store.prune_finished(early, 10).await.unwrap(), 0);
+    }
+
+    pub async fn listing_cancelling_and_replaying<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        let a = started(
+            store
+                .submit(delivery(one, Some("a"), r#"{"a":1}"#))
+                .await
+                .unwrap(),
+        );
+        let b = started(store.submit(delivery(two, None, "{}")).await.unwrap());
+        let c = started(store.submit(delivery(one, None, "{}")).await.unwrap());
+
+        let ids = |records: Vec<agent_trigger::queue::ExecutionRecord>| {
+            records
+                .into_iter()
+                .map(|record| record.id)
+                .collect::<Vec<_>>()
+        };
+        let everything = ExecutionQuery::new("acme", 10);
+        assert_eq!(
+            ids(store.list(&everything).await.unwrap()),
+            [c.clone(), b.clone(), a.clone()]
+        );
+        let mut page = ExecutionQuery::new("acme", 2);
+        assert_eq!(
+            ids(store.list(&page).await.unwrap()),
+            [c.clone(), b.clone()]
+        );
+        page.before = Some(b.clone());
+        assert_eq!(ids(store.list(&page).await.unwrap()), [a.clone()]);
+        let mut scoped = ExecutionQuery::new("acme", 10);
+        scoped.triggers = Some(vec![one]);
+        assert_eq!(
+            ids(store.list(&scoped).await.unwrap()),
+            [c.clone(), a.clone()]
+        );
+        assert!(
+            store
+                .list(&ExecutionQuery::new("other", 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert_eq!(
+            store.cancel(&b).await.unwrap(),
+            Some(ExecutionStatus::Cancelled)
+        );
+        let mut cancelled = ExecutionQuery::new("acme", 10);
+        cancelled.status = Some(ExecutionStatus::Cancelled);
+        assert_eq!(ids(store.list(&cancelled).await.unwrap()), [b.clone()]);
+        assert_eq!(store.cancel(&ExecutionId::new_v7()).await.unwrap(), None);
+
+        // A running one is left to its worker.
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!(claimed.id, a);
+        assert_eq!(
+            store.cancel(&a).await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+
+        let copy = store.replay(&a).await.unwrap().unwrap();
+        assert_ne!(copy, a);
+        let record = store.execution(&copy).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.trigger_id),
+            (ExecutionStatus::Queued, one)
+        );
+        assert_eq!(store.replay(&ExecutionId::new_v7()).await.unwrap(), None);
+        // The copy runs with the original's input; the original's id stays the original's.
+        let next = store.claim().await.unwrap().unwrap();
+        assert_eq!(next.id, c);
+        let copied = store.claim().await.unwrap().unwrap();
+        assert_eq!(
+            (copied.id, copied.delivery.input),
+            (copy, Bytes::from_static(br#"{"a":1}"#))
+        );
+        assert!(matches!(
+            store.submit(delivery(one, Some("a"), "{}")).await.unwrap(),
+            Outcome::Replayed(id) if id == a
+        ));
+    }
+}
+
+/// `#[tokio::test]` for each case against one harness.
+macro_rules! cases {
+    ($harness:path, $module:ident, [$($case:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $harness(stringify!($case)).await else { return };
+                crate::$module::$case(&harness).await;
+            }
+        )*
+    };
+}
+
+macro_rules! sink_cases {
+    ($harness:path) => {
+        cases!(
+            $harness,
+            sink_cases,
+            [
+                a_redelivery_returns_the_original_execution,
+                concurrent_copies_start_exactly_one,
+                signed_and_bearer_ids_are_separate_and_signatures_are_remembered,
+                a_revoked_key_stops_working,
+            ]
+        );
+    };
+}
+
+macro_rules! queue_cases {
+    ($harness:path) => {
+        cases!(
+            $harness,
+            queue_cases,
+            [
+                executions_are_claimed_oldest_first_finished_and_recorded,
+                a_submit_wakes_an_idle_worker,
+                a_retried_execution_waits_for_its_time_and_counts_its_attempts,
+                a_trigger_at_its_cap_of_running_executions_waits_queued,
+                pruning_deletes_finished_executions_with_their_keys,
+                listing_cancelling_and_replaying,
+            ]
+        );
+    };
+}
+
+mod memory {
+    sink_cases!(crate::memory_harness::fresh);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    sink_cases!(crate::sqlite_harness::fresh);
+    queue_cases!(crate::sqlite_harness::fresh);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    sink_cases!(crate::postgres_harness::fresh);
+    queue_cases!(crate::postgres_harness::fresh);
+}
