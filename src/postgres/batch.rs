@@ -288,9 +288,48 @@ async fn keep(
     }
     if !new.ids.is_empty() {
         new.insert(&transaction, payload).await?;
+        take_out_abandoned(&transaction, batch, &roles, &mut outcomes).await?;
     }
     transaction.commit().await?;
     Ok(Kept::Done(outcomes))
+}
+
+/// Takes out again the new executions whose caller gave up while the batch was written (it
+/// waited on a lock, say): their senders retry, and keeping them too would run them twice. One
+/// that a copy in the batch is answered with stays. What is left is the commit's round trip.
+async fn take_out_abandoned(
+    transaction: &tokio_postgres::Transaction<'_>,
+    batch: &[Submission],
+    roles: &[Role],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), tokio_postgres::Error> {
+    let mut has_copies = vec![false; batch.len()];
+    for role in roles {
+        if let Role::CopyOf(first) = role {
+            has_copies[*first] = true;
+        }
+    }
+    let mut abandoned = Vec::new();
+    for (index, role) in roles.iter().enumerate() {
+        if let Role::First(id) = role
+            && matches!(outcomes[index], Some(Outcome::Started(_)))
+            && !has_copies[index]
+            && batch[index].reply.is_closed()
+        {
+            abandoned.push(*id);
+            outcomes[index] = None;
+        }
+    }
+    if !abandoned.is_empty() {
+        transaction
+            .execute(
+                "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
+                 DELETE FROM executions WHERE id = ANY($1::uuid[])",
+                &[&abandoned],
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Merges copies within the batch: a delivery that shares a key with an earlier one is that

@@ -1,0 +1,355 @@
+//! What the PostgreSQL store promises across instances: one execution per delivery id, leases
+//! that lapse when an instance dies, key changes that reach every instance, acknowledgements
+//! only for what is kept. The cases every store shares are in `store_suite.rs`.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use agent_trigger::postgres::PostgresStore;
+use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
+use agent_trigger::{
+    ApiKeyRecord, Caller, Delivery, ExecutionSink, Outcome, SigningSecret, SinkError, Source,
+    Trigger, TriggerService,
+};
+use bytes::Bytes;
+use common::postgres::TestSchema;
+use common::{full, send};
+use http::{Request, StatusCode};
+use uuid::Uuid;
+
+fn delivery(trigger_id: Uuid, delivery_id: Option<&str>) -> Delivery {
+    let mut delivery = Delivery::new(
+        Source::Webhook,
+        trigger_id,
+        "acme".into(),
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: "acme".into(),
+        },
+        Bytes::from_static(b"{}"),
+    );
+    delivery.delivery_id = delivery_id.map(Into::into);
+    delivery
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_to_several_instances_at_once_start_one_execution() {
+    let Some(schema) = TestSchema::new("copies_sent_to_several_instances").await else {
+        return;
+    };
+    let instances = [
+        schema.store().await,
+        schema.store().await,
+        schema.store().await,
+    ];
+    let trigger = Uuid::now_v7();
+    for round in 0..20 {
+        let id = format!("delivery-{round}");
+        let mut copies = tokio::task::JoinSet::new();
+        for copy in 0..12 {
+            let (store, id) = (instances[copy % 3].clone(), id.clone());
+            copies.spawn(async move { store.submit(delivery(trigger, Some(&id))).await.unwrap() });
+        }
+        let (mut started, mut ids) = (0, Vec::new());
+        while let Some(outcome) = copies.join_next().await {
+            match outcome.unwrap() {
+                Outcome::Started(id) => {
+                    started += 1;
+                    ids.push(id);
+                }
+                Outcome::Replayed(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(started, 1, "round {round}: exactly one copy starts it");
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: every copy names the same execution"
+        );
+    }
+    assert_eq!(
+        instances[0].count(ExecutionStatus::Queued).await.unwrap(),
+        20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_working_on_every_instance_within_the_refresh_bound() {
+    let Some(schema) = TestSchema::new("a_revoked_key_stops_working_on_every_instance").await
+    else {
+        return;
+    };
+    let bound = Duration::from_secs(2);
+    let writer = schema.options().key_refresh(bound).connect().await.unwrap();
+    let reader = schema.options().key_refresh(bound).connect().await.unwrap();
+    let trigger_id = Uuid::now_v7();
+    writer
+        .insert_trigger(Trigger::new(trigger_id, "acme", Source::Webhook))
+        .await
+        .unwrap();
+    let key = writer
+        .generate_key(ApiKeyRecord::new("ci", "acme"))
+        .await
+        .unwrap();
+    let service = TriggerService::new(reader.clone(), reader.clone());
+    let request = || {
+        Request::post(format!("/api/trigger/webhook/{trigger_id}"))
+            .header("authorization", format!("Bearer {}", key.expose()))
+            .header("content-type", "application/json")
+            .body(full("{}"))
+            .unwrap()
+    };
+    // The new key and trigger reach the other instance within the bound.
+    let reached = Instant::now();
+    while send(service.clone(), request()).await.status != StatusCode::OK {
+        assert!(
+            reached.elapsed() < bound,
+            "the key did not reach the other instance"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(writer.revoke_key("ci").await.unwrap());
+    let revoked = Instant::now();
+    while send(service.clone(), request()).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            revoked.elapsed() < bound,
+            "the revocation did not reach the other instance"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses() {
+    let Some(schema) = TestSchema::new("the_work_of_an_instance_that_died").await else {
+        return;
+    };
+    let lease = Duration::from_millis(900);
+    let doomed = schema.options().lease(lease).connect().await.unwrap();
+    let survivor = schema.options().lease(lease).connect().await.unwrap();
+    let Outcome::Started(id) = doomed.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+        panic!("not started");
+    };
+    assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
+    // While its instance lives, the lease is renewed: the execution stays running.
+    tokio::time::sleep(lease * 2).await;
+    let record = survivor.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Running);
+
+    drop(doomed);
+    let died = Instant::now();
+    loop {
+        let record = survivor.execution(&id).await.unwrap().unwrap();
+        if record.status == ExecutionStatus::Interrupted {
+            break;
+        }
+        assert_eq!(record.status, ExecutionStatus::Running);
+        assert!(
+            died.elapsed() < lease * 4,
+            "the lapsed lease was not resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The retry policy's hook queues it again, and a survivor runs it.
+    assert_eq!(survivor.retry_interrupted(2).await.unwrap(), 1);
+    let again = survivor.claim().await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempt), (id, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_cannot_record_over_a_newer_claim() {
+    let Some(schema) = TestSchema::new("a_worker_that_lost_its_lease").await else {
+        return;
+    };
+    let (slow, other) = (schema.store().await, schema.store().await);
+    let Outcome::Started(id) = slow.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+        panic!("not started");
+    };
+    assert_eq!(slow.claim().await.unwrap().unwrap().id, id);
+    // The lease lapses (its instance was cut off, say), and another instance claims it again.
+    let client = schema.client().await;
+    client
+        .execute(
+            "UPDATE executions SET status = 'queued', lease_owner = NULL WHERE id = $1",
+            &[&id.as_uuid().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.claim().await.unwrap().unwrap().id, id);
+    slow.finish(
+        &id,
+        ExecutionResult::new(ExecutionStatus::Error, Some(1), b"late".to_vec()),
+    )
+    .await
+    .unwrap();
+    let record = other.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Running);
+    other
+        .finish(
+            &id,
+            ExecutionResult::new(ExecutionStatus::Done, Some(0), b"ok".to_vec()),
+        )
+        .await
+        .unwrap();
+    let record = other.execution(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.output_tail),
+        (ExecutionStatus::Done, b"ok".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_caller_gave_up_is_not_kept() {
+    let Some(schema) = TestSchema::new("a_delivery_whose_caller_gave_up_is_not_kept").await else {
+        return;
+    };
+    let store = schema.store().await;
+    let trigger_id = Uuid::now_v7();
+    store
+        .insert_trigger(
+            Trigger::new(trigger_id, "acme", Source::Jira)
+                .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap()),
+        )
+        .await
+        .unwrap();
+    let service = TriggerService::builder(store.clone(), store.clone())
+        .backend_timeout(Duration::from_millis(300))
+        .build();
+    let body = r#"{"webhookEvent":"jira:issue_created"}"#;
+    let signed = || {
+        let secret = SigningSecret::new("2026-11", "jira-secret").unwrap();
+        let headers = agent_trigger::signature::sign(
+            Source::Jira,
+            &secret,
+            body.as_bytes(),
+            SystemTime::now(),
+            "",
+        )
+        .unwrap();
+        let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
+            .header("x-atlassian-webhook-identifier", "a")
+            .body(full(body))
+            .unwrap();
+        request.headers_mut().extend(headers);
+        request
+    };
+    // Another session holds the executions table, so the delivery waits past its deadline.
+    let mut locker = schema.client().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE executions IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let answer = send(service.clone(), signed()).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    lock.commit().await.unwrap();
+
+    // Its retry is a new delivery: the one answered 503 was not kept.
+    let mut retry = send(service.clone(), signed()).await;
+    for _ in 0..50 {
+        if retry.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        retry = send(service.clone(), signed()).await;
+    }
+    assert_eq!(retry.status, StatusCode::OK);
+    assert!(retry.headers.get("idempotent-replayed").is_none());
+    assert_eq!(store.count(ExecutionStatus::Queued).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_unavailable_at_once_and_keeps_every_acknowledgement() {
+    let Some(schema) = TestSchema::new("a_full_queue_answers_unavailable_at_once").await else {
+        return;
+    };
+    let store = schema
+        .options()
+        .batches_in_flight(1)
+        .connect()
+        .await
+        .unwrap();
+    let mut locker = schema.client().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE delivery_keys, executions IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // More than the queue and the one batch in flight can hold while the database waits.
+    let capacity = agent_trigger::postgres::QUEUE_CAPACITY;
+    let submits = 2 * capacity + 1024;
+    let trigger = Uuid::now_v7();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..submits {
+        let store = store.clone();
+        let id = format!("d{n}");
+        tasks.spawn(async move { store.submit(delivery(trigger, Some(&id))).await });
+    }
+    let mut unavailable = 0;
+    while unavailable < submits - capacity - 512 - 1 {
+        match tokio::time::timeout(Duration::from_secs(3), tasks.join_next()).await {
+            Ok(Some(Ok(Err(SinkError::Unavailable { retry_after })))) => {
+                assert_eq!(retry_after, Duration::from_secs(1));
+                unavailable += 1;
+            }
+            other => panic!("expected an immediate 503, got {other:?}"),
+        }
+    }
+    lock.commit().await.unwrap();
+    let mut started = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            Ok(Outcome::Started(_)) => started += 1,
+            Err(SinkError::Unavailable { .. }) => unavailable += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started + unavailable, submits);
+    assert_eq!(
+        store.count(ExecutionStatus::Queued).await.unwrap(),
+        started as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_newer_than_the_build_is_refused() {
+    let Some(schema) = TestSchema::new("a_schema_newer_than_the_build_is_refused").await else {
+        return;
+    };
+    drop(schema.store().await);
+    schema
+        .client()
+        .await
+        .execute("UPDATE agent_trigger_schema SET version = version + 1", &[])
+        .await
+        .unwrap();
+    let error = schema.options().connect().await.unwrap_err();
+    assert!(
+        error.to_string().contains("newer than this build"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let Some(schema) = TestSchema::new("instances_starting_together_migrate_once").await else {
+        return;
+    };
+    let stores: Vec<PostgresStore> =
+        futures_util::future::join_all((0..4).map(|_| schema.options().connect()))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let version: i64 = schema
+        .client()
+        .await
+        .query_one("SELECT version FROM agent_trigger_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+    drop(stores);
+}
