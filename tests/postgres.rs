@@ -150,7 +150,7 @@ async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses(
         assert_eq!(record.status, ExecutionStatus::Running);
         assert!(
             died.elapsed() < lease * 4,
-            "the lapsed lease was not resolved"
+            "the lapsed lease was not resolved: {record:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,5 +1,6 @@
-//! The durable store: acknowledged executions, idempotency across restarts, the worker side,
-//! and keys and triggers that persist.
+//! What only the SQLite store promises: executions and idempotency across restarts, a crash's
+//! running executions interrupted on open, a private file, and its queue's limits. The cases
+//! every store shares are in `store_suite.rs`.
 #![cfg(feature = "sqlite")]
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
+use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{
     ActionAllowlist, ApiKeyRecord, Caller, Delivery, ExecutionSink, KeyScope, KeyStore, Outcome,
@@ -71,67 +72,6 @@ fn started(outcome: Outcome) -> agent_trigger::ExecutionId {
         Outcome::Started(id) => id,
         other => panic!("expected Started, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn submitted_executions_are_claimed_finished_and_recorded() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
-    let trigger = Uuid::now_v7();
-    let first = started(
-        store
-            .submit(delivery(trigger, None, r#"{"n":1}"#))
-            .await
-            .unwrap(),
-    );
-    let second = started(
-        store
-            .submit(delivery(trigger, None, r#"{"n":2}"#))
-            .await
-            .unwrap(),
-    );
-
-    let record = store.execution(&first).await.unwrap().unwrap();
-    assert_eq!(record.status, ExecutionStatus::Queued);
-    assert_eq!(record.action.as_deref(), Some("jira:issue_created"));
-
-    // Oldest first.
-    let claimed = store.claim().await.unwrap().unwrap();
-    assert_eq!(claimed.id, first);
-    assert_eq!(claimed.delivery.input, r#"{"n":1}"#);
-    assert_eq!(
-        claimed.delivery.caller,
-        Caller::ApiKey {
-            key_id: "ci".into(),
-            tenant: "acme".into()
-        }
-    );
-    assert_eq!(
-        store.execution(&first).await.unwrap().unwrap().status,
-        ExecutionStatus::Running
-    );
-    store
-        .finish(
-            &first,
-            ExecutionResult::new(ExecutionStatus::Done, Some(0), b"ok\n".to_vec()),
-        )
-        .await
-        .unwrap();
-    let record = store.execution(&first).await.unwrap().unwrap();
-    assert_eq!(record.status, ExecutionStatus::Done);
-    assert_eq!(record.exit_code, Some(0));
-    assert_eq!(record.output_tail, b"ok\n");
-    assert!(record.started_at.is_some() && record.finished_at.is_some());
-
-    assert_eq!(store.claim().await.unwrap().unwrap().id, second);
-    assert!(store.claim().await.unwrap().is_none());
-    assert!(
-        store
-            .execution(&agent_trigger::ExecutionId::new_v7())
-            .await
-            .unwrap()
-            .is_none()
-    );
 }
 
 #[tokio::test]
@@ -501,135 +441,4 @@ async fn a_full_queue_answers_unavailable_at_once_and_keeps_every_acknowledgemen
         .query_row("SELECT count(*) FROM executions", [], |row| row.get(0))
         .unwrap();
     assert_eq!(kept as usize, started);
-}
-
-#[tokio::test]
-async fn pruning_deletes_executions_finished_before_the_cutoff_with_their_keys() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
-    let trigger_id = Uuid::now_v7();
-    let mut finished = Vec::new();
-    for n in 0..5 {
-        let id = started(
-            store
-                .submit(delivery(trigger_id, Some(&format!("d{n}")), "{}"))
-                .await
-                .unwrap(),
-        );
-        finished.push(id);
-    }
-    let waiting = started(
-        store
-            .submit(delivery(trigger_id, Some("waiting"), "{}"))
-            .await
-            .unwrap(),
-    );
-    for _ in 0..5 {
-        let claimed = store.claim().await.unwrap().unwrap();
-        store
-            .finish(
-                &claimed.id,
-                ExecutionResult::new(ExecutionStatus::Done, Some(0), Vec::new()),
-            )
-            .await
-            .unwrap();
-    }
-    // Finished before now: all five are candidates, taken two at a time.
-    let cutoff = std::time::SystemTime::now() + Duration::from_secs(1);
-    assert_eq!(store.prune_finished(cutoff, 2).await.unwrap(), 2);
-    assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 3);
-    assert_eq!(store.prune_finished(cutoff, 10).await.unwrap(), 0);
-    for id in &finished {
-        assert!(store.execution(id).await.unwrap().is_none());
-    }
-    // The queued one stays, and so does its key; the pruned ones' keys are free again.
-    assert!(store.execution(&waiting).await.unwrap().is_some());
-    assert!(matches!(
-        store
-            .submit(delivery(trigger_id, Some("waiting"), "{}"))
-            .await
-            .unwrap(),
-        Outcome::Replayed(_)
-    ));
-    assert!(matches!(
-        store
-            .submit(delivery(trigger_id, Some("d0"), "{}"))
-            .await
-            .unwrap(),
-        Outcome::Started(_)
-    ));
-    // A cutoff before they finished prunes nothing.
-    let early = std::time::SystemTime::now() - Duration::from_secs(3600);
-    assert_eq!(store.prune_finished(early, 10).await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn a_retried_execution_waits_for_its_time_and_counts_its_attempts() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
-    let id = started(
-        store
-            .submit(delivery(Uuid::now_v7(), None, "{}"))
-            .await
-            .unwrap(),
-    );
-    let claimed = store.claim().await.unwrap().unwrap();
-    assert_eq!((claimed.id.clone(), claimed.attempt), (id.clone(), 1));
-    let failed = ExecutionResult::new(ExecutionStatus::Error, Some(3), b"boom".to_vec());
-    let later = std::time::SystemTime::now() + Duration::from_millis(300);
-    store.retry(&id, failed, later).await.unwrap();
-    let record = store.execution(&id).await.unwrap().unwrap();
-    assert_eq!(
-        (record.status, record.attempt, record.exit_code),
-        (ExecutionStatus::Queued, 2, Some(3))
-    );
-    // Not before its time.
-    assert!(store.claim().await.unwrap().is_none());
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let again = store.claim().await.unwrap().unwrap();
-    assert_eq!((again.id, again.attempt), (id.clone(), 2));
-    store
-        .finish(
-            &id,
-            ExecutionResult::new(ExecutionStatus::Interrupted, None, Vec::new()),
-        )
-        .await
-        .unwrap();
-    // An interrupted one is queued again only while attempts remain.
-    assert_eq!(store.retry_interrupted(2).await.unwrap(), 0);
-    assert_eq!(store.retry_interrupted(3).await.unwrap(), 1);
-    let record = store.execution(&id).await.unwrap().unwrap();
-    assert_eq!(
-        (record.status, record.attempt),
-        (ExecutionStatus::Queued, 3)
-    );
-}
-
-#[tokio::test]
-async fn a_trigger_at_its_cap_of_running_executions_waits_queued() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
-    let (capped, free) = (Uuid::now_v7(), Uuid::now_v7());
-    store
-        .insert_trigger(
-            Trigger::new(capped, "acme", Source::Jira)
-                .with_max_running(std::num::NonZeroU32::new(1).unwrap()),
-        )
-        .await
-        .unwrap();
-    let first = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
-    let second = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
-    let other = started(store.submit(delivery(free, None, "{}")).await.unwrap());
-    assert_eq!(store.claim().await.unwrap().unwrap().id, first);
-    // The capped trigger's second waits; another trigger's goes ahead of it.
-    assert_eq!(store.claim().await.unwrap().unwrap().id, other);
-    assert!(store.claim().await.unwrap().is_none());
-    store
-        .finish(
-            &first,
-            ExecutionResult::new(ExecutionStatus::Done, Some(0), Vec::new()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(store.claim().await.unwrap().unwrap().id, second);
 }

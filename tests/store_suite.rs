@@ -614,7 +614,10 @@ mod queue_cases {
             [c.clone(), b.clone()]
         );
         page.before = Some(b.clone());
-        assert_eq!(ids(store.list(&page).await.unwrap()), [a.clone()]);
+        assert_eq!(
+            ids(store.list(&page).await.unwrap()),
+            std::slice::from_ref(&a)
+        );
         let mut scoped = ExecutionQuery::new("acme", 10);
         scoped.triggers = Some(vec![one]);
         assert_eq!(
@@ -635,7 +638,10 @@ mod queue_cases {
         );
         let mut cancelled = ExecutionQuery::new("acme", 10);
         cancelled.status = Some(ExecutionStatus::Cancelled);
-        assert_eq!(ids(store.list(&cancelled).await.unwrap()), [b.clone()]);
+        assert_eq!(
+            ids(store.list(&cancelled).await.unwrap()),
+            std::slice::from_ref(&b)
+        );
         assert_eq!(store.cancel(&ExecutionId::new_v7()).await.unwrap(), None);
 
         // A running one is left to its worker.

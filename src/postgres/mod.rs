@@ -183,7 +183,8 @@ struct Inner {
     work: Arc<Notify>,
     /// The executions this instance's workers hold, each with its claim's token.
     leases: Mutex<HashMap<Uuid, Uuid>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The batcher first, then the tasks that hold the store weakly.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl PostgresStore {
@@ -211,21 +212,13 @@ impl PostgresStore {
                     "schema {schema:?}: use letters, digits and underscores"
                 )));
             }
-            let (client, connection) = config
+            let (mut client, connection) = config
                 .connect(tls.clone())
                 .await
                 .map_err(|error| connect_error(&error))?;
             let connection = tokio::spawn(connection);
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            schema::create_schema(&mut client, schema)
                 .await
-                .or_else(|error| match error.code() {
-                    // Another instance created it at the same moment.
-                    Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
-                        Ok(())
-                    }
-                    _ => Err(error),
-                })
                 .map_err(database_error)?;
             drop(client);
             let _ = connection.await;
@@ -267,27 +260,30 @@ impl PostgresStore {
             format!("{schema}:work"),
             options.batches_in_flight,
         ));
-        let store = Arc::new_cyclic(|weak| {
-            let tasks = vec![
-                batcher,
+        let inner = Arc::new(Inner {
+            pool,
+            schema,
+            lease: options.lease,
+            submits: Some(submits),
+            cache,
+            cached_version: AtomicI64::new(version),
+            config_changed: Arc::new(Notify::new()),
+            work,
+            leases: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(vec![batcher]),
+        });
+        // Started once the store exists: each holds it weakly, and ends when it is dropped.
+        let weak = Arc::downgrade(&inner);
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend([
                 tokio::spawn(listen::run(config, tls, weak.clone())),
                 tokio::spawn(leases::run(weak.clone())),
-                tokio::spawn(keys::refresh(weak.clone(), options.key_refresh)),
-            ];
-            Inner {
-                pool,
-                schema,
-                lease: options.lease,
-                submits: Some(submits),
-                cache,
-                cached_version: AtomicI64::new(version),
-                config_changed: Arc::new(Notify::new()),
-                work,
-                leases: Mutex::new(HashMap::new()),
-                tasks,
-            }
-        });
-        Ok(PostgresStore { inner: store })
+                tokio::spawn(keys::refresh(weak, options.key_refresh)),
+            ]);
+        Ok(PostgresStore { inner })
     }
 
     /// A connection from the pool.
@@ -307,7 +303,8 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The batcher finishes what it was sent once the queue closes; the rest stop now.
         self.submits.take();
-        for task in self.tasks.iter().skip(1) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for task in tasks.iter().skip(1) {
             task.abort();
         }
     }

@@ -101,19 +101,18 @@ const MIGRATION_LOCK: i64 = 0x6167_656e_7474_7267;
 pub(crate) async fn migrate(
     client: &mut Client,
 ) -> Result<Result<(), String>, tokio_postgres::Error> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS agent_trigger_schema (
-                 only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-                 version  bigint NOT NULL
-             )",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
     loop {
         let transaction = client.transaction().await?;
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        transaction
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS agent_trigger_schema (
+                     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                     version  bigint NOT NULL
+                 )",
+            )
             .await?;
         let version: i64 = transaction
             .query_opt("SELECT version FROM agent_trigger_schema", &[])
@@ -139,16 +138,18 @@ pub(crate) async fn migrate(
     }
 }
 
-/// Two instances creating the version table at the same moment: one of them sees a unique
-/// violation on the catalog, and the table exists either way.
-fn ignore_concurrent_create(error: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
-    match error.code() {
-        Some(code)
-            if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-                || *code == tokio_postgres::error::SqlState::DUPLICATE_TABLE =>
-        {
-            Ok(())
-        }
-        _ => Err(error),
-    }
+/// Creates `schema` if it is missing, under the migrations' lock, so that instances starting
+/// together do not race to create it.
+pub(crate) async fn create_schema(
+    client: &mut Client,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    transaction
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await?;
+    transaction.commit().await
 }

@@ -137,6 +137,9 @@ mod tests {
         let (url, _) = split("postgres://u@h/db").unwrap();
         assert_eq!(url, "postgres://u@h/db");
         let missing = split("postgres://u@h/db?sslmode=verify-ca&sslrootcert=%2Fno%2Fsuch.pem");
-        assert!(missing.unwrap_err().to_string().contains("/no/such.pem"));
+        let Err(error) = missing else {
+            panic!("a missing root certificate file is an error")
+        };
+        assert!(error.to_string().contains("/no/such.pem"), "{error}");
     }
 }
