@@ -29,16 +29,83 @@ const MAX_WORKERS: usize = 1024;
 /// Attempts per execution at most.
 const MAX_ATTEMPTS: u32 = 100;
 const DEFAULT_RETRY_BACKOFF_SECS: u64 = 30;
+const DEFAULT_LEASE_SECS: u64 = 30;
+const MAX_LEASE_SECS: u64 = 60 * 60;
 /// The longest duration the configuration takes (30 days): beyond it, a typo.
 const MAX_DURATION_SECS: u64 = 30 * SECONDS_PER_DAY;
 /// The variables every command gets from the server's environment, when set.
 pub const BASE_ENVIRONMENT: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
+/// The variable whose `postgres://` URL overrides the configured database (so that the
+/// password need not be in the file).
+pub const DATABASE_URL_VARIABLE: &str = "AGENT_TRIGGER_DATABASE_URL";
+
+/// Where keys, triggers and executions are kept.
+#[derive(Clone, PartialEq)]
+pub enum Database {
+    /// A SQLite file, for one server.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which any number of servers share.
+    Postgres(String),
+}
+
+impl fmt::Display for Database {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn is_postgres_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    // A password may also come as a parameter.
+    match shown.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => shown,
+    }
+}
+
 /// A checked configuration.
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database: PathBuf,
+    pub database: Database,
     pub body_limit: usize,
     pub retention: Duration,
     pub executor: Option<ExecutorConfig>,
@@ -56,6 +123,9 @@ pub struct ExecutorConfig {
     pub max_attempts: u32,
     /// The wait before the second attempt; each later one waits twice the one before.
     pub retry_backoff: Duration,
+    /// On PostgreSQL, how long a claim holds an execution without being renewed: how soon
+    /// the other servers resolve what a server that died was running.
+    pub lease: Duration,
     /// What the command's environment holds besides [`BASE_ENVIRONMENT`] and the execution's
     /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
     /// `[executor.environment]`.
@@ -76,6 +146,7 @@ impl fmt::Debug for ExecutorConfig {
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("retry_backoff", &self.retry_backoff)
+            .field("lease", &self.lease)
             .field("environment", &names)
             .finish()
     }
@@ -127,6 +198,7 @@ struct RawExecutor {
     timeout_secs: Option<Spanned<u64>>,
     max_attempts: Option<Spanned<u32>>,
     retry_backoff_secs: Option<Spanned<u64>>,
+    lease_secs: Option<Spanned<u64>>,
     /// Variables of the server's environment passed through by name.
     env: Option<Spanned<Vec<String>>>,
     /// Variables set to these values.
@@ -200,28 +272,37 @@ pub fn parse(
         })?,
         None => DEFAULT_LISTEN.parse().expect("the default address parses"),
     };
-    let database = match &raw.database {
-        Some(database)
-            if database.get_ref().starts_with("postgres://")
-                || database.get_ref().starts_with("postgresql://") =>
-        {
+    let database = match (&raw.database, env(DATABASE_URL_VARIABLE)) {
+        (_, Some(url)) if !url.is_empty() => {
+            if !is_postgres_url(&url) {
+                return Err(ConfigError {
+                    file: file.to_owned(),
+                    line: None,
+                    message: format!("{DATABASE_URL_VARIABLE} must be a postgres:// URL"),
+                });
+            }
+            Database::Postgres(url)
+        }
+        (Some(database), _) if is_postgres_url(database.get_ref()) => {
+            Database::Postgres(database.get_ref().clone())
+        }
+        (Some(database), _) if database.get_ref().is_empty() => {
             return Err(locate.at(
                 database,
-                "the PostgreSQL backend is not available yet; use a SQLite file path".to_owned(),
+                "database must name a file or a postgres:// URL".to_owned(),
             ));
         }
-        Some(database) if database.get_ref().is_empty() => {
-            return Err(locate.at(database, "database must name a file".to_owned()));
-        }
         // A relative database path is relative to the configuration file.
-        Some(database) => file
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join(database.get_ref()),
-        None => file
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join(DEFAULT_DATABASE),
+        (Some(database), _) => Database::Sqlite(
+            file.parent()
+                .unwrap_or(Path::new(""))
+                .join(database.get_ref()),
+        ),
+        (None, _) => Database::Sqlite(
+            file.parent()
+                .unwrap_or(Path::new(""))
+                .join(DEFAULT_DATABASE),
+        ),
     };
     let body_limit = match &raw.body_limit_bytes {
         Some(limit) if *limit.get_ref() == 0 => {
@@ -328,6 +409,16 @@ fn check_executor(
         Some(seconds) => bounded_duration(locate, seconds, "executor.retry_backoff_secs")?,
         None => Duration::from_secs(DEFAULT_RETRY_BACKOFF_SECS),
     };
+    let lease = match &raw.lease_secs {
+        Some(seconds) if !(1..=MAX_LEASE_SECS).contains(seconds.get_ref()) => {
+            return Err(locate.at(
+                seconds,
+                format!("executor.lease_secs must be from 1 to {MAX_LEASE_SECS}"),
+            ));
+        }
+        Some(seconds) => Duration::from_secs(*seconds.get_ref()),
+        None => Duration::from_secs(DEFAULT_LEASE_SECS),
+    };
     let mut environment = Vec::new();
     if let Some(names) = &raw.env {
         for name in names.get_ref() {
@@ -358,6 +449,7 @@ fn check_executor(
         timeout,
         max_attempts,
         retry_backoff,
+        lease,
         environment,
     })
 }
@@ -699,7 +791,7 @@ value = "old secret"
         assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(
             config.database,
-            Path::new("/etc/agent-trigger/data/agent-trigger.db")
+            Database::Sqlite("/etc/agent-trigger/data/agent-trigger.db".into())
         );
         assert_eq!(config.body_limit, 65536);
         let executor = config.executor.unwrap();
@@ -770,8 +862,38 @@ value = "old secret"
     fn defaults() {
         let config = parse(Path::new("c.toml"), "", &env).unwrap();
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(config.database, Path::new("agent-trigger.db"));
+        assert_eq!(config.database, Database::Sqlite("agent-trigger.db".into()));
         assert!(config.executor.is_none());
+    }
+
+    #[test]
+    fn a_postgres_database_from_the_file_or_the_environment() {
+        let url = "postgres://agent:hunter2@db.internal:5432/agent_trigger?sslmode=verify-full";
+        let config = parse(Path::new("c.toml"), &format!("database = {url:?}"), &env).unwrap();
+        assert_eq!(config.database, Database::Postgres(url.to_owned()));
+        // Shown without its password.
+        assert_eq!(
+            config.database.to_string(),
+            "postgres://agent:***@db.internal:5432/agent_trigger?sslmode=verify-full"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let in_query = Database::Postgres("postgres://db/x?user=a&password=hunter2".to_owned());
+        assert_eq!(in_query.to_string(), "postgres://db/x?user=a&password=***");
+
+        let from_env = |name: &str| {
+            (name == DATABASE_URL_VARIABLE).then(|| "postgresql://other/db".to_owned())
+        };
+        let config = parse(Path::new("c.toml"), "database = \"local.db\"", &from_env).unwrap();
+        assert_eq!(
+            config.database,
+            Database::Postgres("postgresql://other/db".to_owned())
+        );
+        let not_a_url = |name: &str| (name == DATABASE_URL_VARIABLE).then(|| "x.db".to_owned());
+        let error = parse(Path::new("c.toml"), "", &not_a_url).unwrap_err();
+        assert!(
+            error.to_string().contains("must be a postgres:// URL"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -783,8 +905,8 @@ value = "old secret"
                 ":1:10: listen \"nowhere\" is not an address",
             ),
             (
-                "database = \"postgres://db/x\"",
-                "PostgreSQL backend is not available yet",
+                "database = \"\"",
+                ":1:12: database must name a file or a postgres:// URL",
             ),
             ("body_limit_bytes = 0", "body_limit_bytes must be positive"),
             (

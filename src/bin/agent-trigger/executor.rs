@@ -40,6 +40,9 @@ const OUTPUT_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle worker looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often interrupted executions are looked for, to be retried.
+const REQUEUE_EVERY: Duration = Duration::from_secs(5);
+
 /// What runs an execution.
 pub enum Runner {
     /// The configured command, by `workers` workers.
@@ -97,6 +100,15 @@ where
     };
     let runner = Arc::new(runner);
     let mut set = JoinSet::new();
+    if let Runner::Command(config) = &*runner
+        && config.max_attempts > 1
+    {
+        set.spawn(requeue_interrupted(
+            queue.clone(),
+            config.max_attempts,
+            stop.clone(),
+        ));
+    }
     for worker in 0..workers {
         set.spawn(work(
             queue.clone(),
@@ -107,6 +119,27 @@ where
         ));
     }
     set
+}
+
+/// Gives executions that were cut short their next attempt, as the policy allows: at start
+/// (what a crash or a shutdown interrupted) and then every [`REQUEUE_EVERY`] (on a shared
+/// database, what an instance that died was running, once its lease lapsed).
+async fn requeue_interrupted<Q: ExecutionQueue>(
+    queue: Q,
+    max_attempts: u32,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        match queue.retry_interrupted(max_attempts).await {
+            Ok(0) => {}
+            Ok(requeued) => tracing::info!(
+                requeued,
+                "interrupted executions queued for their next attempt"
+            ),
+            Err(error) => tracing::error!(%error, "could not queue interrupted executions again"),
+        }
+        let _ = tokio::time::timeout(REQUEUE_EVERY, stop.changed()).await;
+    }
 }
 
 async fn work<Q: ExecutionQueue + Clone>(

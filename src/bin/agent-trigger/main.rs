@@ -6,6 +6,7 @@
 //! - `agent-trigger keygen`: a new API key and its `sha256` line for the configuration.
 
 mod config;
+mod database;
 mod executions;
 mod executor;
 mod http;
@@ -16,14 +17,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use agent_trigger::queue::ExecutionQueue;
+use agent_trigger::postgres::PostgresStore;
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger, TriggerService};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, Database};
+use crate::database::ConfiguredStore;
 use crate::executor::Runner;
 
 /// Turns incoming webhooks into agent executions.
@@ -164,6 +166,31 @@ fn check(file: &Path) -> Result<(), Error> {
 }
 
 async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
+    let config = config::load(file, &process_env)?;
+    match &config.database {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(path)?;
+            serve_on(store, config, file, listen).await
+        }
+        Database::Postgres(url) => {
+            let mut options = PostgresStore::builder(url.clone());
+            if let Some(executor) = &config.executor {
+                options = options.lease(executor.lease);
+            }
+            let store = options.connect().await?;
+            serve_on(store, config, file, listen).await
+        }
+    }
+}
+
+/// Serves `config` from `store`: writes its keys and triggers, gives what a crash or a
+/// shutdown interrupted its next attempt, reloads at SIGHUP, and serves until told to stop.
+async fn serve_on<S: ConfiguredStore>(
+    store: S,
+    config: Config,
+    file: &Path,
+    listen: Option<SocketAddr>,
+) -> Result<(), Error> {
     let Config {
         listen: configured,
         database,
@@ -172,24 +199,11 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
         executor,
         keys,
         triggers,
-    } = config::load(file, &process_env)?;
-    let store = SqliteStore::open(&database)?;
+    } = config;
     store.replace_keys_and_triggers(keys, triggers).await?;
-    // What a crash or a shutdown interrupted gets its next attempt, as the policy allows.
-    if let Some(executor) = &executor
-        && executor.max_attempts > 1
-    {
-        let requeued = store.retry_interrupted(executor.max_attempts).await?;
-        if requeued > 0 {
-            tracing::info!(
-                requeued,
-                "interrupted executions queued for their next attempt"
-            );
-        }
-    }
     tracing::info!(
-        database = %database.display(),
-        triggers = store.triggers().len(),
+        %database,
+        triggers = store.trigger_count(),
         executor = executor.is_some(),
         "configuration loaded"
     );
@@ -215,7 +229,7 @@ async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(),
 /// What a reload cannot change: the server keeps these until it is restarted.
 struct Started {
     listen: SocketAddr,
-    database: PathBuf,
+    database: Database,
     body_limit: usize,
     retention: std::time::Duration,
     executor: Option<config::ExecutorConfig>,
@@ -224,7 +238,11 @@ struct Started {
 /// Installs the SIGHUP handler now (before the server says it listens, since a SIGHUP
 /// would otherwise end the process) and reloads the configuration at each one.
 #[cfg(unix)]
-fn reload_on_hangup(store: SqliteStore, file: PathBuf, started: Started) -> std::io::Result<()> {
+fn reload_on_hangup<S: ConfiguredStore>(
+    store: S,
+    file: PathBuf,
+    started: Started,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -236,14 +254,19 @@ fn reload_on_hangup(store: SqliteStore, file: PathBuf, started: Started) -> std:
 }
 
 #[cfg(not(unix))]
-fn reload_on_hangup(_store: SqliteStore, _file: PathBuf, _started: Started) -> std::io::Result<()> {
+fn reload_on_hangup<S: ConfiguredStore>(
+    _store: S,
+    _file: PathBuf,
+    _started: Started,
+) -> std::io::Result<()> {
     Ok(())
 }
 
 /// Reads the configuration again and swaps its keys, triggers and secrets in at once (one
 /// transaction, then one swap of the copy requests read; a request under way keeps the trigger
 /// it already has). A file with an error is refused whole and the running configuration stays.
-async fn reload(store: &SqliteStore, file: &Path, started: &Started) {
+/// On PostgreSQL the change reaches every instance (see `PostgresStore`).
+async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Started) {
     let config = match config::load(file, &process_env) {
         Ok(config) => config,
         Err(error) => {

@@ -1,0 +1,52 @@
+//! The configured database: a SQLite file for one server, or PostgreSQL for many. Both are
+//! the same [`Backend`](crate::http::Backend) to the rest of the server; this is where the two
+//! differ in how they are opened and written.
+
+use std::future::Future;
+
+use agent_trigger::postgres::PostgresStore;
+use agent_trigger::sqlite::SqliteStore;
+use agent_trigger::{ApiKeyRecord, KeyDigest, StoreError, Trigger};
+
+use crate::http::Backend;
+
+/// A backend whose keys and triggers the configuration writes.
+pub trait ConfiguredStore: Backend {
+    /// Replaces every key and trigger with the configuration's, in one transaction.
+    fn replace_keys_and_triggers(
+        &self,
+        keys: Vec<(KeyDigest, ApiKeyRecord)>,
+        triggers: Vec<Trigger>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many triggers the store serves now.
+    fn trigger_count(&self) -> usize;
+}
+
+impl ConfiguredStore for SqliteStore {
+    fn replace_keys_and_triggers(
+        &self,
+        keys: Vec<(KeyDigest, ApiKeyRecord)>,
+        triggers: Vec<Trigger>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::replace_keys_and_triggers(self, keys, triggers)
+    }
+
+    fn trigger_count(&self) -> usize {
+        self.triggers().len()
+    }
+}
+
+impl ConfiguredStore for PostgresStore {
+    fn replace_keys_and_triggers(
+        &self,
+        keys: Vec<(KeyDigest, ApiKeyRecord)>,
+        triggers: Vec<Trigger>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        PostgresStore::replace_keys_and_triggers(self, keys, triggers)
+    }
+
+    fn trigger_count(&self) -> usize {
+        self.triggers().len()
+    }
+}

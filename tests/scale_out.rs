@@ -1,0 +1,185 @@
+//! Several `agent-trigger serve` processes over one PostgreSQL database: copies of a delivery
+//! sent to all of them start one execution, every acknowledged execution runs exactly once,
+//! and the work of a process killed with `kill -9` is resolved by the others.
+#![cfg(feature = "server")]
+
+mod common;
+#[path = "common/server_process.rs"]
+mod server_process;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::postgres::TestSchema;
+use http::StatusCode;
+use server_process::*;
+
+/// Appends its execution id to `$OUT/ran.txt`, after `$1` seconds.
+const RECORDING_AGENT: &str =
+    "#!/bin/sh\nsleep \"$1\"\necho \"$AGENT_TRIGGER_EXECUTION_ID\" >> \"$OUT/ran.txt\"\n";
+
+/// A workspace whose executor runs the recording agent (sleeping `seconds` first).
+fn workspace(seconds: &str, extra: &str) -> Workspace {
+    let probe = Workspace::new("");
+    let agent = probe.path().join("agent.sh");
+    std::fs::write(&agent, RECORDING_AGENT).unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executor = format!(
+        "[executor]\ncommand = [\"{}\", \"{seconds}\"]\nworkers = 2\nenv = [\"OUT\"]\n{extra}",
+        agent.display()
+    );
+    // The agent stays with the probe's directory, which lives as long as the test.
+    std::mem::forget(probe);
+    Workspace::new(&executor)
+}
+
+async fn start_instances(schema: &TestSchema, workspace: &Workspace, count: usize) -> Vec<Server> {
+    // The schema exists and is migrated before the servers start.
+    drop(schema.store().await);
+    let url = schema.url_with_schema();
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        servers.push(
+            Server::start_with(workspace, &[("AGENT_TRIGGER_DATABASE_URL", url.as_str())]).await,
+        );
+    }
+    servers
+}
+
+fn ran(workspace: &Workspace) -> Vec<String> {
+    std::fs::read_to_string(workspace.path().join("ran.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_to_three_instances_at_once_run_exactly_once() {
+    let Some(schema) = TestSchema::new("copies_sent_to_three_instances_at_once").await else {
+        return;
+    };
+    let workspace = workspace("0", "");
+    let servers = start_instances(&schema, &workspace, 3).await;
+    let client = client();
+    let mut acknowledged = HashSet::new();
+    for round in 0..40 {
+        let key = format!("delivery-{round}");
+        let body = format!(r#"{{"round":{round}}}"#);
+        // Two copies to each instance, all at once.
+        let answers = futures_util::future::join_all((0..6).map(|copy| {
+            call(
+                &client,
+                delivery(&servers[copy % 3], KEY_A, &body, Some(&key)),
+            )
+        }))
+        .await;
+        let mut ids = HashSet::new();
+        let mut fresh = 0;
+        for answer in answers {
+            let (status, headers, json) = answer.unwrap();
+            assert_eq!(status, StatusCode::OK, "{json}");
+            ids.insert(json["executionId"].as_str().unwrap().to_owned());
+            if headers.get("idempotent-replayed").is_none() {
+                fresh += 1;
+            }
+        }
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: every copy names one execution"
+        );
+        assert_eq!(fresh, 1, "round {round}: all but one answer are replays");
+        acknowledged.extend(ids);
+    }
+    // Every acknowledged execution runs, on one instance or another, exactly once.
+    for _ in 0..300 {
+        if ran(&workspace).len() >= acknowledged.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = ran(&workspace);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in &runs {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        counts
+            .keys()
+            .map(|id| id.to_string())
+            .collect::<HashSet<_>>(),
+        acknowledged
+    );
+    assert!(counts.values().all(|&count| count == 1), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_instance_under_load_loses_no_acknowledged_execution() {
+    let Some(schema) = TestSchema::new("kill_9_of_one_instance_under_load").await else {
+        return;
+    };
+    // Agents take a second, so the killed instance holds some when it dies; a second attempt
+    // is allowed so that the survivors run those again once the lease lapses.
+    let workspace = workspace(
+        "1",
+        "max_attempts = 2\nretry_backoff_secs = 1\nlease_secs = 2\n",
+    );
+    let mut servers = start_instances(&schema, &workspace, 3).await;
+    let client = client();
+    let mut acknowledged = Vec::new();
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..120 {
+        let request = delivery(&servers[n % 3], KEY_A, &format!(r#"{{"n":{n}}}"#), None);
+        let client = client.clone();
+        sends.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * n as u64)).await;
+            call(&client, request).await
+        });
+    }
+    // Halfway through the load, the first instance dies without warning.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    servers[0].child.start_kill().unwrap();
+    servers[0].child.wait().await.unwrap();
+    while let Some(answer) = sends.join_next().await {
+        if let Ok((StatusCode::OK, _, json)) = answer.unwrap() {
+            acknowledged.push(json["executionId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(acknowledged.len() >= 80, "most deliveries reach a survivor");
+
+    // Every acknowledged execution is kept, and ends `done`: what the dead instance was
+    // running is interrupted once its lease lapses, then run again by a survivor.
+    let survivor = &servers[1];
+    let mut statuses = HashMap::new();
+    let mut second_attempts = 0;
+    for _ in 0..600 {
+        statuses.clear();
+        second_attempts = 0;
+        for id in &acknowledged {
+            let (status, _, json) = call(&client, status_request(survivor, Some(KEY_A), id))
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::OK, "acknowledged {id} is kept");
+            statuses.insert(id.clone(), json["status"].as_str().unwrap().to_owned());
+            if json["attempt"] == 2 {
+                second_attempts += 1;
+            }
+        }
+        if statuses.values().all(|status| status == "done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        statuses.values().all(|status| status == "done"),
+        "{statuses:?}"
+    );
+    assert!(
+        second_attempts >= 1,
+        "what the dead instance was running ran again"
+    );
+    let runs: HashSet<String> = ran(&workspace).into_iter().collect();
+    assert!(acknowledged.iter().all(|id| runs.contains(id)));
+}
