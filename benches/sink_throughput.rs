@@ -1,12 +1,16 @@
-//! Acknowledged executions per second through the whole service, with the in-memory sink and
-//! with the SQLite sink (every acknowledgement committed to disk), side by side in one run.
+//! Acknowledged executions per second through the whole service, with the in-memory sink, the
+//! SQLite sink and the PostgreSQL sink (every acknowledgement committed), side by side in one
+//! run.
 //!
 //! ```text
-//! cargo bench --features sqlite --bench sink_throughput
+//! cargo bench --features sqlite,postgres --bench sink_throughput
 //! ```
 //!
 //! Options through the environment: `DELIVERIES` (default 20000 per sink), `CONCURRENCY`
-//! (default 64 requests in flight), `ROUNDS` (default 3; the median is reported).
+//! (default 64 requests in flight), `ROUNDS` (default 3; the median is reported),
+//! `AGENT_TRIGGER_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`; the
+//! bench works in a schema of its own and drops it). Without the `postgres` feature, or with
+//! no server answering, the PostgreSQL row says so and the others run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,18 +103,82 @@ fn main() {
         tokio::spawn(async move { while executions.recv().await.is_some() {} });
         let memory_service = TriggerService::builder(sink, memory).backend_timeout(Duration::from_secs(60)).build();
 
+        #[cfg(feature = "postgres")]
+        let postgres = postgres::open(trigger(), &key).await;
+        #[cfg(feature = "postgres")]
+        let postgres_service = postgres
+            .as_ref()
+            .map(|(store, _)| TriggerService::new(store.clone(), store.clone()));
+
         let (mut memory_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
-        // Alternate the two so that drift on a noisy machine falls on both alike.
+        #[cfg(feature = "postgres")]
+        let mut postgres_rates = Vec::new();
+        // Alternate them so that drift on a noisy machine falls on all alike.
         for _ in 0..rounds {
             memory_rates.push(drive(memory_service.clone(), Arc::clone(&path), Arc::clone(&plaintext), deliveries, concurrency).await);
             sqlite_rates.push(drive(sqlite_service.clone(), Arc::clone(&path), Arc::clone(&plaintext), deliveries, concurrency).await);
+            #[cfg(feature = "postgres")]
+            if let Some(service) = &postgres_service {
+                postgres_rates.push(drive(service.clone(), Arc::clone(&path), Arc::clone(&plaintext), deliveries, concurrency).await);
+            }
         }
         let (memory_rate, sqlite_rate) = (median(memory_rates), median(sqlite_rates));
         println!("acknowledged executions per second ({deliveries} deliveries, {concurrency} in flight, median of {rounds} rounds)");
-        println!("  in-memory sink (ChannelSink):  {memory_rate:>10.0}");
-        println!("  SQLite sink (durable commits): {sqlite_rate:>10.0}");
-        println!("  ratio in-memory / SQLite:      {:>10.1}x", memory_rate / sqlite_rate);
+        println!("  in-memory sink (ChannelSink):      {memory_rate:>10.0}");
+        println!("  SQLite sink (durable commits):     {sqlite_rate:>10.0}");
+        #[cfg(feature = "postgres")]
+        match postgres_rates.is_empty() {
+            false => {
+                let postgres_rate = median(postgres_rates);
+                println!("  PostgreSQL sink (durable commits): {postgres_rate:>10.0}");
+                println!("  ratio in-memory / SQLite:          {:>10.1}x", memory_rate / sqlite_rate);
+                println!("  ratio PostgreSQL / SQLite:         {:>10.2}x", postgres_rate / sqlite_rate);
+                println!("  ratio in-memory / PostgreSQL:      {:>10.1}x", memory_rate / postgres_rate);
+            }
+            true => {
+                println!("  PostgreSQL sink:                   no server answered at {}", postgres::url());
+                println!("  ratio in-memory / SQLite:          {:>10.1}x", memory_rate / sqlite_rate);
+            }
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            println!("  PostgreSQL sink:                   not built (add --features postgres)");
+            println!("  ratio in-memory / SQLite:          {:>10.1}x", memory_rate / sqlite_rate);
+        }
         drop((sqlite_service, sqlite));
         let _ = std::fs::remove_dir_all(&directory);
+        #[cfg(feature = "postgres")]
+        if let Some((store, schema)) = postgres {
+            drop((postgres_service, store));
+            postgres::drop_schema(&schema).await;
+        }
     });
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use agent_trigger::postgres::PostgresStore;
+    use agent_trigger::{ApiKey, ApiKeyRecord, Trigger};
+    use uuid::Uuid;
+
+    pub fn url() -> String {
+        std::env::var("AGENT_TRIGGER_BENCH_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A store in a schema of its own, or `None` when no server answers.
+    pub async fn open(trigger: Trigger, key: &ApiKey) -> Option<(PostgresStore, String)> {
+        let schema = format!("bench_{}", Uuid::now_v7().simple());
+        let store = PostgresStore::builder(url()).schema(schema.clone()).connect().await.ok()?;
+        store.insert_trigger(trigger).await.unwrap();
+        store.insert_key(key.digest(), ApiKeyRecord::new("bench", "bench")).await.unwrap();
+        Some((store, schema))
+    }
+
+    pub async fn drop_schema(schema: &str) {
+        if let Ok((client, connection)) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            let _ = client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await;
+        }
+    }
 }
