@@ -8,6 +8,8 @@
 //!
 //! Options through the environment: `DELIVERIES` (default 20000 per sink), `CONCURRENCY`
 //! (default 64 requests in flight), `ROUNDS` (default 3; the median is reported),
+//! `IDEMPOTENCY_KEYS=1` (each request carries its own `Idempotency-Key`, as senders' delivery
+//! ids do, so that every sink also records and checks one key per delivery),
 //! `AGENT_TRIGGER_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`; the
 //! bench works in a schema of its own and drops it). Without the `postgres` feature, or with
 //! no server answering, the PostgreSQL row says so and the others run.
@@ -43,6 +45,7 @@ async fn drive<E: ExecutionSink, A: KeyStore>(
     deliveries: usize,
     concurrency: usize,
 ) -> f64 {
+    let with_keys = env_number("IDEMPOTENCY_KEYS", 0) == 1;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(concurrency);
     for task in 0..concurrency {
@@ -51,9 +54,13 @@ async fn drive<E: ExecutionSink, A: KeyStore>(
         let share = deliveries / concurrency + usize::from(task < deliveries % concurrency);
         tasks.push(tokio::spawn(async move {
             for _ in 0..share {
-                let request = Request::post(&*path)
+                let mut request = Request::post(&*path)
                     .header("authorization", format!("Bearer {key}"))
-                    .header("content-type", "application/json")
+                    .header("content-type", "application/json");
+                if with_keys {
+                    request = request.header("idempotency-key", Uuid::now_v7().to_string());
+                }
+                let request = request
                     .body(Full::new(Bytes::from_static(BODY.as_bytes())))
                     .unwrap();
                 let response = service.clone().oneshot(request).await.unwrap();
@@ -123,7 +130,8 @@ fn main() {
             }
         }
         let (memory_rate, sqlite_rate) = (median(memory_rates), median(sqlite_rates));
-        println!("acknowledged executions per second ({deliveries} deliveries, {concurrency} in flight, median of {rounds} rounds)");
+        let keys = if env_number("IDEMPOTENCY_KEYS", 0) == 1 { "each with an idempotency key" } else { "without ids" };
+        println!("acknowledged executions per second ({deliveries} deliveries {keys}, {concurrency} in flight, median of {rounds} rounds)");
         println!("  in-memory sink (ChannelSink):      {memory_rate:>10.0}");
         println!("  SQLite sink (durable commits):     {sqlite_rate:>10.0}");
         #[cfg(feature = "postgres")]

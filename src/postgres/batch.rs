@@ -1,9 +1,10 @@
 //! The acknowledgement path: deliveries gathered into batches, each batch kept by one
 //! transaction (one WAL flush), several batches in flight on separate connections.
 //!
-//! A batch takes four round trips whatever its size: `BEGIN`; the idempotency keys of all its
-//! new deliveries in one `INSERT … ON CONFLICT DO NOTHING RETURNING`; the executions in one
-//! `INSERT … SELECT FROM unnest(…)` that also notifies idle workers; `COMMIT`. Only when a key
+//! A batch takes three round trips whatever its size: `BEGIN` with the idempotency keys of all
+//! its new deliveries in one `INSERT … ON CONFLICT DO NOTHING RETURNING`; the executions in one
+//! `INSERT … SELECT FROM unnest(…)` that also notifies idle workers; `COMMIT` (two when no
+//! delivery carries an id). Statements are prepared once per connection. Only when a key
 //! is already taken does it read which execution holds it, which a statement of its own does
 //! so that it sees a copy that another instance committed while this one waited.
 
@@ -75,7 +76,7 @@ pub(super) async fn run(
 /// answers every one with an error: nothing is acknowledged that is not kept.
 async fn commit(pool: &Pool, batch: Vec<Submission>, work: &Notify, payload: &str) {
     let outcome = match pool.get().await {
-        Ok(mut client) => keep_retrying(&mut client, &batch, payload).await,
+        Ok(client) => keep_retrying(&client, &batch, payload).await,
         Err(error) => Err(Failure::Unavailable(error.to_string())),
     };
     match outcome {
@@ -118,7 +119,7 @@ enum Failure {
 }
 
 async fn keep_retrying(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     batch: &[Submission],
     payload: &str,
 ) -> Result<Vec<Option<Outcome>>, Failure> {
@@ -167,14 +168,89 @@ enum Role {
     CopyOf(usize),
 }
 
+const INSERT_KEYS: &str = "INSERT INTO delivery_keys (trigger_id, key, execution_id)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])
+     ON CONFLICT DO NOTHING RETURNING trigger_id, key";
+
+const FIND_KEYS: &str = "SELECT k.trigger_id, k.key, k.execution_id FROM delivery_keys AS k
+     JOIN unnest($1::uuid[], $2::text[]) AS c (trigger_id, key)
+         ON k.trigger_id = c.trigger_id AND k.key = c.key";
+
+const DELETE_KEYS: &str = "DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[])";
+
+/// One statement for the whole batch, which also notifies idle workers once.
+const INSERT_EXECUTIONS: &str = "WITH inserted AS (
+         INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+             caller_kind, caller_id, caller_tenant, input, received_at, status, created_at)
+         SELECT *, 'queued', now() FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[],
+             $11::timestamptz[])
+         RETURNING 1)
+     SELECT pg_notify($12, $13) WHERE EXISTS (SELECT 1 FROM inserted)";
+
+const TAKE_OUT: &str = "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
+     DELETE FROM executions WHERE id = ANY($1::uuid[])";
+
+/// Keeps a batch in one transaction. A transaction that does not commit is rolled back before
+/// the connection goes back to the pool.
 async fn keep(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     batch: &[Submission],
     payload: &str,
 ) -> Result<Kept, tokio_postgres::Error> {
-    let transaction = client.transaction().await?;
-    // After BEGIN: a caller that gave up by now (a deadline answered it) is not kept, so that
-    // its sender's retry does not run it twice.
+    let mut transaction = Pipelined {
+        client,
+        begun: false,
+    };
+    let kept = write(&mut transaction, batch, payload).await;
+    if transaction.begun {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    kept
+}
+
+/// A transaction whose `BEGIN` travels with its first statement, and whose statements are
+/// prepared once per connection: a batch without conflicts takes two round trips (three when
+/// its deliveries carry ids).
+struct Pipelined<'a> {
+    client: &'a deadpool_postgres::Object,
+    begun: bool,
+}
+
+impl Pipelined<'_> {
+    async fn query(
+        &mut self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.client.prepare_cached(statement).await?;
+        if self.begun {
+            return self.client.query(&statement, params).await;
+        }
+        self.begun = true;
+        let (_, rows) = tokio::try_join!(
+            self.client.batch_execute("BEGIN"),
+            self.client.query(&statement, params)
+        )?;
+        Ok(rows)
+    }
+
+    async fn commit(&mut self) -> Result<(), tokio_postgres::Error> {
+        if self.begun {
+            self.client.batch_execute("COMMIT").await?;
+            self.begun = false;
+        }
+        Ok(())
+    }
+}
+
+async fn write(
+    transaction: &mut Pipelined<'_>,
+    batch: &[Submission],
+    payload: &str,
+) -> Result<Kept, tokio_postgres::Error> {
+    // Just before the first statement: a caller that gave up by now (a deadline answered it)
+    // is not kept, so that its sender's retry does not run it twice.
     let keys: Vec<Vec<String>> = batch
         .iter()
         .map(|submission| submission.delivery.idempotency_keys().collect())
@@ -198,12 +274,7 @@ async fn keep(
         let ids: Vec<Uuid> = rows.iter().map(|row| row.2).collect();
         // Waits for a transaction that inserted the same key and has not ended yet.
         let inserted = transaction
-            .query(
-                "INSERT INTO delivery_keys (trigger_id, key, execution_id)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])
-                 ON CONFLICT DO NOTHING RETURNING trigger_id, key",
-                &[&triggers, &names, &ids],
-            )
+            .query(INSERT_KEYS, &[&triggers, &names, &ids])
             .await?;
         if inserted.len() < rows.len() {
             let inserted: std::collections::HashSet<(Uuid, String)> = inserted
@@ -219,15 +290,7 @@ async fn keep(
             // insert waited for.
             let triggers: Vec<Uuid> = conflicts.iter().map(|conflict| conflict.0).collect();
             let names: Vec<&str> = conflicts.iter().map(|conflict| conflict.1).collect();
-            for row in transaction
-                .query(
-                    "SELECT k.trigger_id, k.key, k.execution_id FROM delivery_keys AS k
-                     JOIN unnest($1::uuid[], $2::text[]) AS c (trigger_id, key)
-                         ON k.trigger_id = c.trigger_id AND k.key = c.key",
-                    &[&triggers, &names],
-                )
-                .await?
-            {
+            for row in transaction.query(FIND_KEYS, &[&triggers, &names]).await? {
                 let (trigger, key, execution): (Uuid, &str, Uuid) =
                     (row.get(0), row.get(1), row.get(2));
                 if let Some(conflict) = conflicts
@@ -238,7 +301,6 @@ async fn keep(
                 }
             }
             if taken.len() < conflicts.len() {
-                transaction.rollback().await?;
                 return Ok(Kept::KeyVanished);
             }
         }
@@ -279,16 +341,11 @@ async fn keep(
         outcomes.push(outcome);
     }
     if !replayed_firsts.is_empty() {
-        transaction
-            .execute(
-                "DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[])",
-                &[&replayed_firsts],
-            )
-            .await?;
+        transaction.query(DELETE_KEYS, &[&replayed_firsts]).await?;
     }
     if !new.ids.is_empty() {
-        new.insert(&transaction, payload).await?;
-        take_out_abandoned(&transaction, batch, &roles, &mut outcomes).await?;
+        new.insert(transaction, payload).await?;
+        take_out_abandoned(transaction, batch, &roles, &mut outcomes).await?;
     }
     transaction.commit().await?;
     Ok(Kept::Done(outcomes))
@@ -298,7 +355,7 @@ async fn keep(
 /// waited on a lock, say): their senders retry, and keeping them too would run them twice. One
 /// that a copy in the batch is answered with stays. What is left is the commit's round trip.
 async fn take_out_abandoned(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &mut Pipelined<'_>,
     batch: &[Submission],
     roles: &[Role],
     outcomes: &mut [Option<Outcome>],
@@ -321,13 +378,7 @@ async fn take_out_abandoned(
         }
     }
     if !abandoned.is_empty() {
-        transaction
-            .execute(
-                "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
-                 DELETE FROM executions WHERE id = ANY($1::uuid[])",
-                &[&abandoned],
-            )
-            .await?;
+        transaction.query(TAKE_OUT, &[&abandoned]).await?;
     }
     Ok(())
 }
@@ -391,23 +442,14 @@ impl<'a> NewExecutions<'a> {
         self.received.push(delivery.received_at);
     }
 
-    /// One statement for the whole batch, which also notifies idle workers once.
     async fn insert(
         &self,
-        transaction: &tokio_postgres::Transaction<'_>,
+        transaction: &mut Pipelined<'_>,
         payload: &str,
     ) -> Result<(), tokio_postgres::Error> {
         transaction
-            .execute(
-                "WITH inserted AS (
-                     INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-                         caller_kind, caller_id, caller_tenant, input, received_at, status,
-                         created_at)
-                     SELECT *, 'queued', now() FROM unnest($1::uuid[], $2::uuid[], $3::text[],
-                         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                         $10::bytea[], $11::timestamptz[])
-                     RETURNING 1)
-                 SELECT pg_notify($12, $13) WHERE EXISTS (SELECT 1 FROM inserted)",
+            .query(
+                INSERT_EXECUTIONS,
                 &[
                     &self.ids,
                     &self.triggers,
