@@ -64,7 +64,7 @@ async fn drive<E: ExecutionSink, A: KeyStore>(
                     .body(Full::new(Bytes::from_static(BODY.as_bytes())))
                     .unwrap();
                 let response = service.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), 200);
+                assert_eq!(response.status(), 200, "{:?}", response.headers());
             }
         }));
     }
@@ -106,7 +106,8 @@ fn main() {
                 .with_trigger(trigger())
                 .with_key(key.digest(), ApiKeyRecord::new("bench", "bench")),
         );
-        let (sink, mut executions) = ChannelSink::new(65_536);
+        // Room for a whole round: the drain below must never be what a round measures.
+        let (sink, mut executions) = ChannelSink::new(deliveries.max(65_536));
         tokio::spawn(async move { while executions.recv().await.is_some() {} });
         let memory_service = TriggerService::builder(sink, memory).backend_timeout(Duration::from_secs(60)).build();
 
@@ -177,16 +178,27 @@ mod postgres {
     /// A store in a schema of its own, or `None` when no server answers.
     pub async fn open(trigger: Trigger, key: &ApiKey) -> Option<(PostgresStore, String)> {
         let schema = format!("bench_{}", Uuid::now_v7().simple());
-        let store = PostgresStore::builder(url()).schema(schema.clone()).connect().await.ok()?;
+        let store = PostgresStore::builder(url())
+            .schema(schema.clone())
+            .connect()
+            .await
+            .ok()?;
         store.insert_trigger(trigger).await.unwrap();
-        store.insert_key(key.digest(), ApiKeyRecord::new("bench", "bench")).await.unwrap();
+        store
+            .insert_key(key.digest(), ApiKeyRecord::new("bench", "bench"))
+            .await
+            .unwrap();
         Some((store, schema))
     }
 
     pub async fn drop_schema(schema: &str) {
-        if let Ok((client, connection)) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&url(), tokio_postgres::NoTls).await
+        {
             tokio::spawn(connection);
-            let _ = client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await;
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await;
         }
     }
 }

@@ -188,7 +188,8 @@ const INSERT_EXECUTIONS: &str = "WITH inserted AS (
          RETURNING 1)
      SELECT pg_notify($12, $13) WHERE EXISTS (SELECT 1 FROM inserted)";
 
-const TAKE_OUT: &str = "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
+const TAKE_OUT: &str =
+    "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
      DELETE FROM executions WHERE id = ANY($1::uuid[])";
 
 /// Keeps a batch in one transaction. A transaction that does not commit is rolled back before
