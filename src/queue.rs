@@ -241,6 +241,15 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionStatus>, StoreError>> + Send;
 
+    /// Resolves once a cancel of this execution, which a worker of this process has claimed
+    /// and runs, was asked for through another process sharing the queue; the worker then ends
+    /// it and records it `cancelled`. A queue that only one process uses never needs to, and
+    /// the default never resolves.
+    fn cancel_requested(&self, id: &ExecutionId) -> impl Future<Output = ()> + Send {
+        let _ = id;
+        std::future::pending()
+    }
+
     /// Records the output a running execution has produced so far (its last bytes), so that it
     /// can be read before the execution ends.
     fn record_output(

@@ -353,3 +353,40 @@ async fn instances_starting_together_migrate_once() {
     assert_eq!(version, 1);
     drop(stores);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
+    let Some(schema) = TestSchema::new("a_cancel_asked_of_one_instance_reaches").await else {
+        return;
+    };
+    let (runner, api) = (schema.store().await, schema.store().await);
+    let Outcome::Started(id) = runner.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+        panic!("not started");
+    };
+    assert_eq!(runner.claim().await.unwrap().unwrap().id, id);
+    let asked = tokio::spawn({
+        let (runner, id) = (runner.clone(), id.clone());
+        async move { runner.cancel_requested(&id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!asked.is_finished(), "nobody asked yet");
+    assert_eq!(
+        api.cancel(&id).await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("the worker's instance hears of the cancel")
+        .unwrap();
+    runner
+        .finish(
+            &id,
+            ExecutionResult::new(ExecutionStatus::Cancelled, None, Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        api.execution(&id).await.unwrap().unwrap().status,
+        ExecutionStatus::Cancelled
+    );
+}

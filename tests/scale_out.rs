@@ -183,3 +183,40 @@ async fn kill_9_of_one_instance_under_load_loses_no_acknowledged_execution() {
     let runs: HashSet<String> = ran(&workspace).into_iter().collect();
     assert!(acknowledged.iter().all(|id| runs.contains(id)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_is_cancelled_through_another_instance() {
+    let Some(schema) = TestSchema::new("a_running_execution_is_cancelled_through_another").await
+    else {
+        return;
+    };
+    // One instance runs agents that take a minute; the other has no executor at all.
+    let running = workspace("60", "");
+    let api_only = Workspace::new("");
+    let url = schema.url_with_schema();
+    drop(schema.store().await);
+    let env = [("AGENT_TRIGGER_DATABASE_URL", url.as_str())];
+    let _runner = Server::start_with(&running, &env).await;
+    let api = Server::start_with(&api_only, &env).await;
+    let client = client();
+    let (_, _, json) = call(&client, delivery(&api, KEY_A, "{}", None))
+        .await
+        .unwrap();
+    let id = json["executionId"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let (_, _, json) = call(&client, status_request(&api, Some(KEY_A), &id))
+            .await
+            .unwrap();
+        if json["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cancel = http::Request::post(api.url(&format!("/api/executions/{id}/cancel")))
+        .header("authorization", format!("Bearer {KEY_A}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let (status, _, json) = call(&client, cancel).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["status"], "cancelled");
+}

@@ -1,7 +1,7 @@
 //! Executions in the database: claimed under leases by the workers of any instance, finished,
 //! listed and looked up.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -127,9 +127,9 @@ impl ExecutionQueue for PostgresStore {
             .map_err(database_error)?;
         let claimed = read_claimed(&row)?;
         // Held from before the commit, so that the renewal never misses it.
-        self.leases().insert(id, token);
+        self.hold(id, token);
         if let Err(error) = transaction.commit().await {
-            self.leases().remove(&id);
+            self.release(&ExecutionId::from(id));
             return Err(database_error(error));
         }
         Ok(Some(claimed))
@@ -267,17 +267,39 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         let status: Option<String> = client
             .query_opt(
-                // Queued: cancelled here and now. Anything else: as it is.
-                "UPDATE executions
-                 SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
-                     finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END
-                 WHERE id = $1 RETURNING status",
-                &[&id],
+                // Queued: cancelled here and now. Running: the instance whose worker runs it
+                // is told, and ends it. Anything else: as it is.
+                "WITH asked AS (
+                     UPDATE executions
+                     SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
+                         finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END,
+                         cancel_requested = cancel_requested OR status = 'running'
+                     WHERE id = $1 RETURNING status)
+                 SELECT status, CASE status WHEN 'running' THEN pg_notify($2, $3) END
+                 FROM asked",
+                &[&id, &CHANNEL, &format!("{}:cancel:{id}", self.inner.schema)],
             )
             .await
             .map_err(database_error)?
             .map(|row| row.get(0));
         Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+    }
+
+    fn cancel_requested(&self, id: &ExecutionId) -> impl std::future::Future<Output = ()> + Send {
+        let asked = id.as_uuid().and_then(|id| {
+            self.inner
+                .cancels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&id)
+                .cloned()
+        });
+        async move {
+            match asked {
+                Some(asked) => asked.notified().await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     async fn record_output(
@@ -377,9 +399,24 @@ impl PostgresStore {
         self.leases().get(&id).map(|token| (id, *token))
     }
 
+    /// Starts renewing the lease of a claim, and listening for a cancel of it.
+    fn hold(&self, id: Uuid, token: Uuid) {
+        self.leases().insert(id, token);
+        self.inner
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Arc::new(tokio::sync::Notify::new()));
+    }
+
     /// Like [`held`](Self::held), and stops renewing the lease.
     fn release(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
         let id = id.as_uuid()?;
+        self.inner
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
         self.leases().remove(&id).map(|token| (id, token))
     }
 

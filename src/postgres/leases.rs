@@ -1,5 +1,6 @@
-//! Leases: this instance renews the claims its workers hold, and any instance marks
-//! `interrupted` the executions whose lease lapsed (their worker, or its whole instance, died).
+//! Leases: this instance renews the claims its workers hold (and learns of cancels asked for
+//! them), and any instance marks `interrupted` the executions whose lease lapsed (their worker,
+//! or its whole instance, died).
 
 use std::sync::Weak;
 
@@ -32,16 +33,23 @@ async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
         .unzip();
     let lease = inner.lease.as_secs_f64();
     if !ids.is_empty() {
-        client
-            .execute(
+        // Renewing also brings back the cancels asked for, in case a notification was missed.
+        for row in client
+            .query(
                 "UPDATE executions SET lease_until = now() + make_interval(secs => $3)
                  FROM unnest($1::uuid[], $2::uuid[]) AS held (id, token)
                  WHERE executions.id = held.id AND executions.lease_owner = held.token
-                   AND executions.status = 'running'",
+                   AND executions.status = 'running'
+                 RETURNING executions.id, executions.cancel_requested",
                 &[&ids, &tokens, &lease],
             )
             .await
-            .map_err(database_error)?;
+            .map_err(database_error)?
+        {
+            if row.get::<_, bool>(1) {
+                inner.cancel_asked(row.get(0));
+            }
+        }
     }
     for row in client
         .query(

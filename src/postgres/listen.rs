@@ -74,15 +74,20 @@ async fn listen(
     }
     while let Some(payload) = received.recv().await {
         let Some(inner) = store.upgrade() else { break };
-        let Some((schema, what)) = payload.rsplit_once(':') else {
+        let Some((schema, what)) = payload.split_once(':') else {
             continue;
         };
         if schema != inner.schema {
             continue;
         }
-        match what {
-            "work" => wake_workers(&inner),
-            "config" => inner.config_changed.notify_one(),
+        match what.split_once(':') {
+            None if what == "work" => wake_workers(&inner),
+            None if what == "config" => inner.config_changed.notify_one(),
+            Some(("cancel", id)) => {
+                if let Ok(id) = uuid::Uuid::try_parse(id) {
+                    inner.cancel_asked(id);
+                }
+            }
             _ => {}
         }
     }

@@ -18,7 +18,9 @@
 //!   the instance renews every third of [`PostgresOptions::lease`] while the work runs. When an
 //!   instance dies its leases lapse, and any surviving instance marks those executions
 //!   `interrupted` (the server's retry policy may then queue them again). A worker that lost its
-//!   lease cannot record a result over a newer claim.
+//!   lease cannot record a result over a newer claim. A cancel asked of any instance reaches
+//!   the one whose worker runs the execution (a notification, and the lease renewal as a
+//!   fall-back).
 //! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
 //!   poll as a fall-back.
 //! - **Keys, triggers and secrets** are read from a copy in memory. Every change bumps a
@@ -184,6 +186,8 @@ struct Inner {
     work: Arc<Notify>,
     /// The executions this instance's workers hold, each with its claim's token.
     leases: Mutex<HashMap<Uuid, Uuid>>,
+    /// For each execution held here, signalled when a cancel of it was asked for.
+    cancels: Mutex<HashMap<Uuid, Arc<Notify>>>,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -271,6 +275,7 @@ impl PostgresStore {
             config_changed: Arc::new(Notify::new()),
             work,
             leases: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(HashMap::new()),
             tasks: Mutex::new(vec![batcher]),
         });
         // Started once the store exists: each holds it weakly, and ends when it is dropped.
@@ -297,6 +302,20 @@ impl PostgresStore {
             .leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Tells the worker running `id` here, if one does, that a cancel was asked for.
+    fn cancel_asked(&self, id: Uuid) {
+        if let Some(asked) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            asked.notify_one();
+        }
     }
 }
 

@@ -71,7 +71,8 @@ const MIGRATIONS: &[&str] = &[
         attempt       integer NOT NULL DEFAULT 1,
         not_before    timestamptz,
         lease_owner   uuid,                 -- the claim that holds it while it runs
-        lease_until   timestamptz
+        lease_until   timestamptz,
+        cancel_requested boolean NOT NULL DEFAULT false  -- for the worker that runs it
     );
     CREATE INDEX executions_queued ON executions (id) WHERE status = 'queued';
     CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';

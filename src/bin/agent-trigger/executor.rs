@@ -300,6 +300,8 @@ async fn run<Q: ExecutionQueue + Clone>(
         () = tokio::time::sleep(config.timeout) => Ended::TimedOut,
         _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
         () = cancel.notified() => Ended::Cancelled,
+        // Asked through another server sharing the queue.
+        () = queue.cancel_requested(&claimed.id) => Ended::Cancelled,
     };
     recording.abort();
     // Whatever the command left behind goes with it; then the command itself, if it is still
