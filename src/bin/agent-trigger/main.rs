@@ -1,4 +1,5 @@
-//! `agent-trigger`: the standalone webhook server on its embedded SQLite store.
+//! `agent-trigger`: the standalone webhook server, on its embedded SQLite store or on a
+//! PostgreSQL database that several servers share.
 //!
 //! - `agent-trigger`: demo mode, on `./agent-trigger.db` and `127.0.0.1:8080`.
 //! - `agent-trigger serve --config FILE [--listen ADDR]`: the configured server.
