@@ -1,10 +1,10 @@
 //! The acknowledgement path: deliveries gathered into batches, each batch kept by one
 //! transaction (one WAL flush), several batches in flight on separate connections.
 //!
-//! A batch takes three round trips whatever its size: `BEGIN` with the idempotency keys of all
-//! its new deliveries in one `INSERT … ON CONFLICT DO NOTHING RETURNING`; the executions in one
-//! `INSERT … SELECT FROM unnest(…)` that also notifies idle workers; `COMMIT` (two when no
-//! delivery carries an id). Statements are prepared once per connection. Only when a key
+//! A batch takes two round trips whatever its size: `BEGIN` with one statement that inserts
+//! the idempotency keys of all its new deliveries (`INSERT … SELECT FROM unnest(…) ON CONFLICT
+//! DO NOTHING`) and the executions of those whose keys all went in; then the notification that
+//! wakes idle workers with `COMMIT`. Statements are prepared once per connection. Only when a key
 //! is already taken does it read which execution holds it, which a statement of its own does
 //! so that it sees a copy that another instance committed while this one waited.
 
@@ -168,25 +168,35 @@ enum Role {
     CopyOf(usize),
 }
 
-const INSERT_KEYS: &str = "INSERT INTO delivery_keys (trigger_id, key, execution_id)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])
-     ON CONFLICT DO NOTHING RETURNING trigger_id, key";
+/// The whole batch in one statement: its idempotency keys, unless taken, and the executions
+/// of the deliveries whose every key went in (a delivery without keys always goes in). It
+/// returns the keys that went in; the others are redeliveries.
+const KEEP: &str = "WITH keys AS (
+         INSERT INTO delivery_keys (trigger_id, key, execution_id)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])
+         ON CONFLICT DO NOTHING RETURNING trigger_id, key, execution_id),
+     new AS (
+         SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[],
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[],
+             $14::timestamptz[], $15::bigint[])
+             AS d (id, trigger_id, tenant, source, action, delivery_id, caller_kind, caller_id,
+                   caller_tenant, input, received_at, key_count)
+         LEFT JOIN (SELECT execution_id, count(*) AS went_in FROM keys GROUP BY execution_id)
+             AS k ON k.execution_id = d.id
+         WHERE d.key_count = coalesce(k.went_in, 0)),
+     inserted AS (
+         INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+             caller_kind, caller_id, caller_tenant, input, received_at, status, created_at)
+         SELECT id, trigger_id, tenant, source, action, delivery_id, caller_kind, caller_id,
+             caller_tenant, input, received_at, 'queued', now()
+         FROM new)
+     SELECT trigger_id, key FROM keys";
 
 const FIND_KEYS: &str = "SELECT k.trigger_id, k.key, k.execution_id FROM delivery_keys AS k
      JOIN unnest($1::uuid[], $2::text[]) AS c (trigger_id, key)
          ON k.trigger_id = c.trigger_id AND k.key = c.key";
 
 const DELETE_KEYS: &str = "DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[])";
-
-/// One statement for the whole batch, which also notifies idle workers once.
-const INSERT_EXECUTIONS: &str = "WITH inserted AS (
-         INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-             caller_kind, caller_id, caller_tenant, input, received_at, status, created_at)
-         SELECT *, 'queued', now() FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[],
-             $11::timestamptz[])
-         RETURNING 1)
-     SELECT pg_notify($12, $13) WHERE EXISTS (SELECT 1 FROM inserted)";
 
 const TAKE_OUT: &str =
     "WITH keys AS (DELETE FROM delivery_keys WHERE execution_id = ANY($1::uuid[]))
@@ -210,9 +220,9 @@ async fn keep(
     kept
 }
 
-/// A transaction whose `BEGIN` travels with its first statement, and whose statements are
-/// prepared once per connection: a batch without conflicts takes two round trips (three when
-/// its deliveries carry ids).
+/// A transaction whose `BEGIN` travels with its first statement and whose notification
+/// travels with its `COMMIT`, and whose statements are prepared once per connection: a batch
+/// without conflicts takes two round trips.
 struct Pipelined<'a> {
     client: &'a deadpool_postgres::Object,
     begun: bool,
@@ -236,9 +246,20 @@ impl Pipelined<'_> {
         Ok(rows)
     }
 
-    async fn commit(&mut self) -> Result<(), tokio_postgres::Error> {
+    /// Commits, with a notification on [`CHANNEL`] carrying `notify` when there is one (in
+    /// the same round trip; it is delivered when the commit is).
+    async fn commit(&mut self, notify: Option<&str>) -> Result<(), tokio_postgres::Error> {
         if self.begun {
-            self.client.batch_execute("COMMIT").await?;
+            match notify {
+                // The payload is ours (a schema name and a word); quoted all the same.
+                Some(payload) => {
+                    let payload = payload.replace('\'', "''");
+                    self.client
+                        .batch_execute(&format!("NOTIFY {CHANNEL}, '{payload}'; COMMIT"))
+                        .await?;
+                }
+                None => self.client.batch_execute("COMMIT").await?,
+            }
             self.begun = false;
         }
         Ok(())
@@ -259,61 +280,67 @@ async fn write(
     let roles = assign_roles(batch, &keys);
 
     // Every key of every first delivery, sorted so that concurrent batches take the unique
-    // index's locks in one order (no deadlock between them).
+    // index's locks in one order (no deadlock between them), and every first delivery.
     let mut rows: Vec<(Uuid, &str, Uuid)> = Vec::new();
+    let mut firsts = NewExecutions::default();
     for (index, role) in roles.iter().enumerate() {
         if let Role::First(id) = role {
-            let trigger = batch[index].delivery.trigger_id;
-            rows.extend(keys[index].iter().map(|key| (trigger, key.as_str(), *id)));
+            let delivery = &batch[index].delivery;
+            rows.extend(
+                keys[index]
+                    .iter()
+                    .map(|key| (delivery.trigger_id, key.as_str(), *id)),
+            );
+            firsts.push(*id, delivery, keys[index].len());
         }
     }
+    if firsts.ids.is_empty() {
+        // Every caller gave up: nothing to keep.
+        return Ok(Kept::Done(roles.iter().map(|_| None).collect()));
+    }
     rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let triggers: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+    let names: Vec<&str> = rows.iter().map(|row| row.1).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.2).collect();
+    // Waits for a transaction that inserted one of the same keys and has not ended yet.
+    let inserted = firsts.keep(transaction, &triggers, &names, &ids).await?;
+
     let mut taken: HashMap<(Uuid, &str), Uuid> = HashMap::new();
-    if !rows.is_empty() {
-        let triggers: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
-        let names: Vec<&str> = rows.iter().map(|row| row.1).collect();
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.2).collect();
-        // Waits for a transaction that inserted the same key and has not ended yet.
-        let inserted = transaction
-            .query(INSERT_KEYS, &[&triggers, &names, &ids])
-            .await?;
-        if inserted.len() < rows.len() {
-            let inserted: std::collections::HashSet<(Uuid, String)> = inserted
+    if inserted.len() < rows.len() {
+        let inserted: std::collections::HashSet<(Uuid, String)> = inserted
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let conflicts: Vec<(Uuid, &str)> = rows
+            .iter()
+            .filter(|row| !inserted.contains(&(row.0, row.1.to_owned())))
+            .map(|row| (row.0, row.1))
+            .collect();
+        // A statement of its own, so that its snapshot includes the copy whose commit the
+        // insert waited for.
+        let triggers: Vec<Uuid> = conflicts.iter().map(|conflict| conflict.0).collect();
+        let names: Vec<&str> = conflicts.iter().map(|conflict| conflict.1).collect();
+        for row in transaction.query(FIND_KEYS, &[&triggers, &names]).await? {
+            let (trigger, key, execution): (Uuid, &str, Uuid) =
+                (row.get(0), row.get(1), row.get(2));
+            if let Some(conflict) = conflicts
                 .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect();
-            let conflicts: Vec<(Uuid, &str)> = rows
-                .iter()
-                .filter(|row| !inserted.contains(&(row.0, row.1.to_owned())))
-                .map(|row| (row.0, row.1))
-                .collect();
-            // A statement of its own, so that its snapshot includes the copy whose commit the
-            // insert waited for.
-            let triggers: Vec<Uuid> = conflicts.iter().map(|conflict| conflict.0).collect();
-            let names: Vec<&str> = conflicts.iter().map(|conflict| conflict.1).collect();
-            for row in transaction.query(FIND_KEYS, &[&triggers, &names]).await? {
-                let (trigger, key, execution): (Uuid, &str, Uuid) =
-                    (row.get(0), row.get(1), row.get(2));
-                if let Some(conflict) = conflicts
-                    .iter()
-                    .find(|conflict| conflict.0 == trigger && conflict.1 == key)
-                {
-                    taken.insert(*conflict, execution);
-                }
+                .find(|conflict| conflict.0 == trigger && conflict.1 == key)
+            {
+                taken.insert(*conflict, execution);
             }
-            if taken.len() < conflicts.len() {
-                return Ok(Kept::KeyVanished);
-            }
+        }
+        if taken.len() < conflicts.len() {
+            return Ok(Kept::KeyVanished);
         }
     }
 
-    // A first delivery one of whose keys is taken is a redelivery of that execution; the keys
-    // it did insert are removed again.
+    // A first delivery one of whose keys is taken is a redelivery of that execution (the
+    // statement did not insert it); the keys it did insert are removed again.
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
     // The execution each delivery is answered with, for the copies that follow it.
     let mut execution_of: Vec<Option<ExecutionId>> = Vec::with_capacity(batch.len());
     let mut replayed_firsts: Vec<Uuid> = Vec::new();
-    let mut new = NewExecutions::default();
     for (index, role) in roles.iter().enumerate() {
         let outcome = match role {
             Role::Abandoned => None,
@@ -328,10 +355,7 @@ async fn write(
                         replayed_firsts.push(*id);
                         Some(Outcome::Replayed(ExecutionId::from(*original)))
                     }
-                    None => {
-                        new.push(*id, &batch[index].delivery);
-                        Some(Outcome::Started(ExecutionId::from(*id)))
-                    }
+                    None => Some(Outcome::Started(ExecutionId::from(*id))),
                 }
             }
         };
@@ -344,11 +368,12 @@ async fn write(
     if !replayed_firsts.is_empty() {
         transaction.query(DELETE_KEYS, &[&replayed_firsts]).await?;
     }
-    if !new.ids.is_empty() {
-        new.insert(transaction, payload).await?;
-        take_out_abandoned(transaction, batch, &roles, &mut outcomes).await?;
-    }
-    transaction.commit().await?;
+    take_out_abandoned(transaction, batch, &roles, &mut outcomes).await?;
+    // One notification for the batch, sent with the commit: idle workers wake once it is in.
+    let started = outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Some(Outcome::Started(_))));
+    transaction.commit(started.then_some(payload)).await?;
     Ok(Kept::Done(outcomes))
 }
 
@@ -411,7 +436,7 @@ fn assign_roles(batch: &[Submission], keys: &[Vec<String>]) -> Vec<Role> {
     roles
 }
 
-/// The columns of the executions a batch starts, one array per column.
+/// The columns of a batch's first deliveries, one array per column, with how many keys each has.
 #[derive(Default)]
 struct NewExecutions<'a> {
     ids: Vec<Uuid>,
@@ -425,10 +450,11 @@ struct NewExecutions<'a> {
     caller_tenants: Vec<Option<&'a str>>,
     inputs: Vec<&'a [u8]>,
     received: Vec<SystemTime>,
+    key_counts: Vec<i64>,
 }
 
 impl<'a> NewExecutions<'a> {
-    fn push(&mut self, id: Uuid, delivery: &'a Delivery) {
+    fn push(&mut self, id: Uuid, delivery: &'a Delivery, keys: usize) {
         let (kind, caller_id, caller_tenant) = delivery.caller.columns();
         self.ids.push(id);
         self.triggers.push(delivery.trigger_id);
@@ -441,17 +467,25 @@ impl<'a> NewExecutions<'a> {
         self.caller_tenants.push(caller_tenant);
         self.inputs.push(&delivery.input);
         self.received.push(delivery.received_at);
+        self.key_counts
+            .push(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 
-    async fn insert(
+    /// Runs [`KEEP`] with these deliveries and their sorted keys; returns the keys that went in.
+    async fn keep(
         &self,
         transaction: &mut Pipelined<'_>,
-        payload: &str,
-    ) -> Result<(), tokio_postgres::Error> {
+        key_triggers: &[Uuid],
+        key_names: &[&str],
+        key_executions: &[Uuid],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         transaction
             .query(
-                INSERT_EXECUTIONS,
+                KEEP,
                 &[
+                    &key_triggers,
+                    &key_names,
+                    &key_executions,
                     &self.ids,
                     &self.triggers,
                     &self.tenants,
@@ -463,11 +497,9 @@ impl<'a> NewExecutions<'a> {
                     &self.caller_tenants,
                     &self.inputs,
                     &self.received,
-                    &CHANNEL,
-                    &payload,
+                    &self.key_counts,
                 ],
             )
-            .await?;
-        Ok(())
+            .await
     }
 }

@@ -74,12 +74,15 @@ const MIGRATIONS: &[&str] = &[
         lease_until   timestamptz,
         cancel_requested boolean NOT NULL DEFAULT false  -- for the worker that runs it
     );
-    CREATE INDEX executions_queued ON executions (id) WHERE status = 'queued';
+    -- Claims (queued, oldest first), counts by status, and expired leases.
+    CREATE INDEX executions_by_status ON executions (status, id);
     CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';
+    -- A trigger's running executions, for its cap.
     CREATE INDEX executions_by_trigger_status ON executions (trigger_id, status);
+    -- The executions API: a tenant's, newest first.
     CREATE INDEX executions_by_tenant ON executions (tenant, id);
+    -- Retention.
     CREATE INDEX executions_by_finished ON executions (finished_at) WHERE finished_at IS NOT NULL;
-    CREATE INDEX executions_by_status ON executions (status);
 
     CREATE TABLE delivery_keys (
         trigger_id    uuid NOT NULL,
