@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # The durable path of the main job against the in-memory one, in one run: the standalone server
 # on SQLite (a key-authenticated `webhook` trigger, no executor, a fresh database every round,
-# its default log level: one line per delivery, to /dev/null here) and examples/hyper.rs with
-# the in-memory sink, each on one worker thread pinned to CPU 0, wrk on CPU 1, in alternating
-# rounds. For each: requests per second, the server's CPU time per acknowledged request (user +
-# system, from /proc), and wrk's p99 latency; then the ratios. Not part of the tests.
+# its default log level: one line per delivery, to /dev/null here), the same server on
+# PostgreSQL (a fresh schema every round; skipped when no server answers at $PG_URL) and
+# examples/hyper.rs with the in-memory sink, each on one worker thread pinned to CPU 0, wrk on
+# CPU 1, in alternating rounds. For each: requests per second, the server's CPU time per
+# acknowledged request (user + system, from /proc; PostgreSQL's own processes are not counted,
+# and share the two cores), and wrk's p99 latency; then the ratios. Not part of the tests.
 #
 #   bash benches/durable.sh              # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+KINDS="sqlite memory"
+if command -v psql >/dev/null && psql "$PG_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  KINDS="sqlite postgres memory"
+else
+  echo "no PostgreSQL answers at $PG_URL: its rounds are skipped"
+fi
+schema=bench_durable_$$
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32 256}
 
@@ -23,7 +33,12 @@ source benches/loopback/load.sh
 work=$(mktemp -d)
 script="$work/post.lua"
 server=
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  rm -rf "$work"
+  [[ $KINDS == *postgres* ]] && psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" 2>/dev/null
+  true
+}
 trap cleanup EXIT
 write_wrk_script "$script"
 cat > "$work/server.toml" <<TOML
@@ -49,6 +64,12 @@ start() {
         ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3201 \
         >/dev/null 2>&1 &
       ;;
+    postgres)
+      psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" 2>/dev/null
+      AGENT_TRIGGER_DATABASE_URL="$PG_URL?options=-csearch_path%3D$schema" TOKIO_WORKER_THREADS=1 taskset -c 0 \
+        ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3203 \
+        >/dev/null 2>&1 &
+      ;;
     memory)
       TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3202 taskset -c 0 \
         ./target/release/examples/hyper >/dev/null 2>&1 &
@@ -68,6 +89,7 @@ start() {
 url() {
   case $1 in
     sqlite) echo "http://127.0.0.1:3201/api/trigger/webhook/$TRIGGER_ID" ;;
+    postgres) echo "http://127.0.0.1:3203/api/trigger/webhook/$TRIGGER_ID" ;;
     memory) echo "http://127.0.0.1:3202/api/trigger/webhook/$TRIGGER_ID" ;;
   esac
 }
@@ -78,7 +100,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A rps cpu p99
 for connections in $CONNECTIONS; do
   for round in $(seq "$ROUNDS"); do
-    for kind in sqlite memory; do
+    for kind in $KINDS; do
       start "$kind"
       before=$(ticks "$server")
       out=$(taskset -c 1 wrk -t1 -c"$connections" -d"$DURATION" --latency -s "$script" "$(url "$kind")")
@@ -111,4 +133,12 @@ for connections in $CONNECTIONS; do
   echo "       p99 by round: SQLite${p99[sqlite/$connections]}; in-memory${p99[memory/$connections]}"
   awk -v sr="$s_rps" -v mr="$m_rps" -v sc="$s_cpu" -v mc="$m_cpu" 'BEGIN {
     printf "       SQLite / in-memory: %.2fx the requests per second, %.2fx the CPU per request\n", sr / mr, sc / mc }'
+  if [[ $KINDS == *postgres* ]]; then
+    p_rps=$(echo "${rps[postgres/$connections]}" | median)
+    p_cpu=$(echo "${cpu[postgres/$connections]}" | median)
+    printf '       PostgreSQL server %8.0f req/s, %6.1f µs CPU (the server alone); p99 by round:%s\n' \
+      "$p_rps" "$p_cpu" "${p99[postgres/$connections]}"
+    awk -v pr="$p_rps" -v mr="$m_rps" -v pc="$p_cpu" -v mc="$m_cpu" -v sr="$s_rps" 'BEGIN {
+      printf "       PostgreSQL / in-memory: %.2fx the requests per second, %.2fx the CPU per request; PostgreSQL / SQLite: %.2fx the requests per second\n", pr / mr, pc / mc, pr / sr }'
+  fi
 done
