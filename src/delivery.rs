@@ -29,9 +29,9 @@ pub enum Caller {
     },
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "nats"))]
 impl Caller {
-    /// `(kind, id, tenant)`: how the durable stores keep a caller.
+    /// `(kind, id, tenant)`: how the durable stores and the JetStream messages keep a caller.
     pub(crate) fn columns(&self) -> (&'static str, &str, Option<&str>) {
         match self {
             Caller::ApiKey { key_id, tenant } => ("key", key_id, Some(tenant)),

@@ -1,0 +1,192 @@
+//! What the JetStream sink promises beyond the shared sink cases (`store_suite.rs`): one message
+//! per execution, acknowledged after the publish; one execution per delivery id across sink
+//! instances, for as long as the stream keeps the message; a stream that would break that is
+//! refused.
+#![cfg(feature = "nats")]
+
+mod common;
+
+use std::time::Duration;
+
+use agent_trigger::nats::headers;
+use agent_trigger::{Caller, Delivery, ExecutionSink, Outcome, Source};
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use bytes::Bytes;
+use common::nats::TestStream;
+use uuid::Uuid;
+
+fn delivery(trigger_id: Uuid, delivery_id: Option<&str>) -> Delivery {
+    let mut delivery = Delivery::new(
+        Source::Jira,
+        trigger_id,
+        "acme".into(),
+        Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: "acme".into(),
+        },
+        Bytes::from_static(br#"{"webhookEvent":"jira:issue_created"}"#),
+    );
+    delivery.delivery_id = delivery_id.map(Into::into);
+    delivery.action = Some("jira:issue_created".into());
+    delivery
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_one_message_that_a_consumer_reads_back() {
+    let Some(stream) = TestStream::new("a_delivery_is_one_message").await else {
+        return;
+    };
+    let sink = stream.sink().await;
+    let trigger = Uuid::now_v7();
+    let Outcome::Started(id) = sink.submit(delivery(trigger, Some("d-1"))).await.unwrap() else {
+        panic!("not started");
+    };
+    assert_eq!(
+        sink.submit(delivery(trigger, Some("d-1"))).await.unwrap(),
+        Outcome::Replayed(id.clone())
+    );
+
+    // A consumer on the executions subject gets exactly one message, and the delivery back.
+    let mut info = stream.context().get_stream(&stream.name).await.unwrap();
+    assert_eq!(info.info().await.unwrap().state.messages, 1);
+    let consumer = info
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("agents".to_owned()),
+            filter_subject: sink.executions_subject(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
+    let message = futures_util::StreamExt::next(&mut batch)
+        .await
+        .unwrap()
+        .unwrap();
+    let (read_id, read) =
+        headers::decode(message.headers.as_ref().unwrap(), message.payload.clone()).unwrap();
+    assert_eq!(read_id, id);
+    assert_eq!(read.trigger_id, trigger);
+    assert_eq!(read.delivery_id.as_deref(), Some("d-1"));
+    assert_eq!(read.action.as_deref(), Some("jira:issue_created"));
+    assert_eq!(read.input, delivery(trigger, None).input);
+    message.ack().await.unwrap();
+    assert!(futures_util::StreamExt::next(&mut batch).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_to_several_instances_at_once_start_one_execution() {
+    let Some(stream) = TestStream::new("copies_sent_to_several_instances").await else {
+        return;
+    };
+    let instances = [
+        stream.sink().await,
+        stream.sink().await,
+        stream.sink().await,
+    ];
+    let trigger = Uuid::now_v7();
+    for round in 0..30 {
+        let id = format!("delivery-{round}");
+        let mut copies = tokio::task::JoinSet::new();
+        for copy in 0..12 {
+            let (sink, id) = (instances[copy % 3].clone(), id.clone());
+            copies.spawn(async move { sink.submit(delivery(trigger, Some(&id))).await.unwrap() });
+        }
+        let (mut started, mut ids) = (0, Vec::new());
+        while let Some(outcome) = copies.join_next().await {
+            match outcome.unwrap() {
+                Outcome::Started(id) => {
+                    started += 1;
+                    ids.push(id);
+                }
+                Outcome::Replayed(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(started, 1, "round {round}: exactly one copy starts it");
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: every copy names the same execution"
+        );
+    }
+    let mut info = stream.context().get_stream(&stream.name).await.unwrap();
+    assert_eq!(info.info().await.unwrap().state.messages, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_remembered_until_the_stream_lets_the_message_go() {
+    let Some(stream) = TestStream::new("ids_are_remembered_until").await else {
+        return;
+    };
+    // Past JetStream's duplicate window (which the stream clips to its max_age), and up to
+    // the max_age itself.
+    let max_age = Duration::from_secs(2);
+    let sink = stream
+        .options()
+        .await
+        .max_age(max_age)
+        .connect()
+        .await
+        .unwrap();
+    let trigger = Uuid::now_v7();
+    let Outcome::Started(first) = sink.submit(delivery(trigger, Some("d"))).await.unwrap() else {
+        panic!("not started");
+    };
+    tokio::time::sleep(max_age / 2).await;
+    assert_eq!(
+        sink.submit(delivery(trigger, Some("d"))).await.unwrap(),
+        Outcome::Replayed(first.clone()),
+        "within the horizon"
+    );
+    // Once the message has aged out, the id is free again: a new execution.
+    let mut info = stream.context().get_stream(&stream.name).await.unwrap();
+    for _ in 0..100 {
+        if info.info().await.unwrap().state.messages == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(info.info().await.unwrap().state.messages, 0);
+    match sink.submit(delivery(trigger, Some("d"))).await.unwrap() {
+        Outcome::Started(second) => assert_ne!(second, first),
+        other => panic!("past the horizon the id starts anew, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_would_forget_acknowledged_messages_is_refused() {
+    let Some(stream) = TestStream::new("a_stream_that_would_forget").await else {
+        return;
+    };
+    stream
+        .context()
+        .create_stream(Config {
+            name: stream.name.clone(),
+            subjects: vec![format!("{}.>", stream.prefix)],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+    let error = stream.options().await.connect().await.unwrap_err();
+    assert!(error.to_string().contains("retention"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_answers_unavailable() {
+    let Some(stream) = TestStream::new("an_unreachable_server_answers_unavailable").await else {
+        return;
+    };
+    let sink = stream.sink().await;
+    // The stream goes away under the sink: publishes find no stream.
+    stream.context().delete_stream(&stream.name).await.unwrap();
+    match sink.submit(delivery(Uuid::now_v7(), Some("d"))).await {
+        Err(agent_trigger::SinkError::Unavailable { retry_after }) => {
+            assert_eq!(retry_after, Duration::from_secs(1));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
