@@ -1,9 +1,10 @@
 //! Acknowledged executions per second through the whole service, with the in-memory sink, the
-//! SQLite sink and the PostgreSQL sink (every acknowledgement committed), side by side in one
-//! run.
+//! SQLite sink, the PostgreSQL sink (every acknowledgement committed) and the JetStream sink
+//! (every acknowledgement after JetStream's publish ack), side by side in one run; then what
+//! each id the stream remembers costs the NATS server.
 //!
 //! ```text
-//! cargo bench --features sqlite,postgres --bench sink_throughput
+//! cargo bench --features sqlite,postgres,nats --bench sink_throughput
 //! ```
 //!
 //! Options through the environment: `DELIVERIES` (default 20000 per sink), `CONCURRENCY`
@@ -11,8 +12,9 @@
 //! `IDEMPOTENCY_KEYS=1` (each request carries its own `Idempotency-Key`, as senders' delivery
 //! ids do, so that every sink also records and checks one key per delivery),
 //! `AGENT_TRIGGER_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`; the
-//! bench works in a schema of its own and drops it). Without the `postgres` feature, or with
-//! no server answering, the PostgreSQL row says so and the others run.
+//! bench works in a schema of its own and drops it), `AGENT_TRIGGER_BENCH_NATS` (default
+//! `nats://127.0.0.1:4222`; a stream of its own, deleted after). Without a feature, or with no
+//! server answering, its row says so and the others run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,8 +111,18 @@ fn main() {
         // Room for a whole round: the drain below must never be what a round measures.
         let (sink, mut executions) = ChannelSink::new(deliveries.max(65_536));
         tokio::spawn(async move { while executions.recv().await.is_some() {} });
-        let memory_service = TriggerService::builder(sink, memory).backend_timeout(Duration::from_secs(60)).build();
+        let memory_service = TriggerService::builder(sink, Arc::clone(&memory)).backend_timeout(Duration::from_secs(60)).build();
 
+        #[cfg(feature = "nats")]
+        let jetstream = jetstream::open().await;
+        #[cfg(feature = "nats")]
+        let jetstream_service = jetstream.as_ref().map(|(sink, _)| {
+            TriggerService::builder(sink.clone(), Arc::clone(&memory))
+                .backend_timeout(Duration::from_secs(60))
+                .build()
+        });
+        #[cfg(feature = "nats")]
+        let (mut jetstream_rates, server_memory_before) = (Vec::new(), jetstream::server_memory());
         #[cfg(feature = "postgres")]
         let postgres = postgres::open(trigger(), &key).await;
         #[cfg(feature = "postgres")]
@@ -128,6 +140,10 @@ fn main() {
             #[cfg(feature = "postgres")]
             if let Some(service) = &postgres_service {
                 postgres_rates.push(drive(service.clone(), Arc::clone(&path), Arc::clone(&plaintext), deliveries, concurrency).await);
+            }
+            #[cfg(feature = "nats")]
+            if let Some(service) = &jetstream_service {
+                jetstream_rates.push(drive(service.clone(), Arc::clone(&path), Arc::clone(&plaintext), deliveries, concurrency).await);
             }
         }
         let (memory_rate, sqlite_rate) = (median(memory_rates), median(sqlite_rates));
@@ -154,6 +170,18 @@ fn main() {
             println!("  PostgreSQL sink:                   not built (add --features postgres)");
             println!("  ratio in-memory / SQLite:          {:>10.1}x", memory_rate / sqlite_rate);
         }
+        #[cfg(feature = "nats")]
+        match jetstream {
+            Some((_, name)) => {
+                let rate = median(jetstream_rates);
+                println!("  JetStream sink (publish acks):     {rate:>10.0}");
+                println!("  ratio JetStream / SQLite:          {:>10.2}x", rate / sqlite_rate);
+                jetstream::report_and_delete(&name, server_memory_before).await;
+            }
+            None => println!("  JetStream sink:                    no server answered at {}", jetstream::url()),
+        }
+        #[cfg(not(feature = "nats"))]
+        println!("  JetStream sink:                    not built (add --features nats)");
         drop((sqlite_service, sqlite));
         let _ = std::fs::remove_dir_all(&directory);
         #[cfg(feature = "postgres")]
@@ -200,5 +228,76 @@ mod postgres {
                 .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
                 .await;
         }
+    }
+}
+
+#[cfg(feature = "nats")]
+mod jetstream {
+    use agent_trigger::nats::JetStreamSink;
+    use uuid::Uuid;
+
+    pub fn url() -> String {
+        std::env::var("AGENT_TRIGGER_BENCH_NATS")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    }
+
+    /// A sink on a stream of its own, or `None` when no server answers.
+    pub async fn open() -> Option<(JetStreamSink, String)> {
+        let client = async_nats::connect(url()).await.ok()?;
+        let id = Uuid::now_v7().simple().to_string();
+        let name = format!("BENCH_{id}");
+        let sink = JetStreamSink::builder(client)
+            .stream(name.clone())
+            .subject_prefix(format!("bench_{id}"))
+            .connect()
+            .await
+            .ok()?;
+        Some((sink, name))
+    }
+
+    /// The local nats-server's resident memory in bytes, when it runs on this machine.
+    pub fn server_memory() -> Option<u64> {
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "nats-server" {
+                let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+                let kib: u64 = status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                return Some(kib * 1024);
+            }
+        }
+        None
+    }
+
+    /// What each remembered id (one message on a subject of its own) costs the server, then
+    /// the stream goes.
+    pub async fn report_and_delete(name: &str, memory_before: Option<u64>) {
+        let Ok(client) = async_nats::connect(url()).await else {
+            return;
+        };
+        let context = async_nats::jetstream::new(client);
+        if let Ok(mut stream) = context.get_stream(name).await
+            && let Ok(info) = stream.info().await
+        {
+            let (messages, bytes) = (info.state.messages, info.state.bytes);
+            println!(
+                "  JetStream stream: {messages} remembered ids, {:.0} bytes stored each ({:.0} MB per million)",
+                bytes as f64 / messages as f64,
+                bytes as f64 / messages as f64
+            );
+            if let (Some(before), Some(after)) = (memory_before, server_memory()) {
+                let grown = after.saturating_sub(before) as f64 / messages as f64;
+                println!(
+                    "  nats-server resident memory grew {grown:.0} bytes per remembered id ({:.0} MB per million)",
+                    grown
+                );
+            }
+        }
+        let _ = context.delete_stream(name).await;
     }
 }
