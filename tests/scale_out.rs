@@ -18,8 +18,9 @@ use server_process::*;
 const RECORDING_AGENT: &str =
     "#!/bin/sh\nsleep \"$1\"\necho \"$AGENT_TRIGGER_EXECUTION_ID\" >> \"$OUT/ran.txt\"\n";
 
-/// A workspace whose executor runs the recording agent (sleeping `seconds` first).
-fn workspace(seconds: &str, extra: &str) -> Workspace {
+/// A workspace whose executor runs the recording agent (sleeping `seconds` first), and the
+/// one the agent lives in (removed when dropped, so kept as long as the test runs).
+fn workspace(seconds: &str, extra: &str) -> (Workspace, Workspace) {
     let probe = Workspace::new("");
     let agent = probe.path().join("agent.sh");
     std::fs::write(&agent, RECORDING_AGENT).unwrap();
@@ -28,9 +29,7 @@ fn workspace(seconds: &str, extra: &str) -> Workspace {
         "[executor]\ncommand = [\"{}\", \"{seconds}\"]\nworkers = 2\nenv = [\"OUT\"]\n{extra}",
         agent.display()
     );
-    // The agent stays with the probe's directory, which lives as long as the test.
-    std::mem::forget(probe);
-    Workspace::new(&executor)
+    (Workspace::new(&executor), probe)
 }
 
 async fn start_instances(schema: &TestSchema, workspace: &Workspace, count: usize) -> Vec<Server> {
@@ -59,7 +58,7 @@ async fn copies_sent_to_three_instances_at_once_run_exactly_once() {
     let Some(schema) = TestSchema::new("copies_sent_to_three_instances_at_once").await else {
         return;
     };
-    let workspace = workspace("0", "");
+    let (workspace, _agent) = workspace("0", "");
     let servers = start_instances(&schema, &workspace, 3).await;
     let client = client();
     let mut acknowledged = HashSet::new();
@@ -122,7 +121,7 @@ async fn kill_9_of_one_instance_under_load_loses_no_acknowledged_execution() {
     };
     // Agents take a second, so the killed instance holds some when it dies; a second attempt
     // is allowed so that the survivors run those again once the lease lapses.
-    let workspace = workspace(
+    let (workspace, _agent) = workspace(
         "1",
         "max_attempts = 2\nretry_backoff_secs = 1\nlease_secs = 2\n",
     );
@@ -191,7 +190,7 @@ async fn a_running_execution_is_cancelled_through_another_instance() {
         return;
     };
     // One instance runs agents that take a minute; the other has no executor at all.
-    let running = workspace("60", "");
+    let (running, _agent) = workspace("60", "");
     let api_only = Workspace::new("");
     let url = schema.url_with_schema();
     drop(schema.store().await);

@@ -109,7 +109,8 @@ impl ExecutionQueue for PostgresStore {
                 .map_err(database_error)?
                 .get(0);
             if running >= i64::from(max_running) {
-                // Another instance filled the cap a moment ago; its finish wakes us again.
+                // Another instance filled the cap a moment ago: the workers' next look (a
+                // finish here, a notification or their poll) tries again.
                 return Ok(None);
             }
         }

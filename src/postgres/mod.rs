@@ -28,6 +28,8 @@
 //!   version every [`PostgresOptions::key_refresh`] in case it missed one. A change made on one
 //!   instance therefore takes effect on all of them within that bound (2 s by default), and
 //!   usually within milliseconds.
+//! - Keys are kept as SHA-256 digests. Signing secrets are kept as given (the HMAC needs
+//!   them): grant the database to the servers only, as you would the configuration.
 //! - TLS: the URL's `sslmode` applies as with libpq: `disable`; `prefer` (the default) and
 //!   `require` encrypt without checking the server's certificate; `verify-ca` and `verify-full`
 //!   check it and the server's name, against the Mozilla roots or the URL's `sslrootcert` file.
@@ -211,6 +213,10 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("agent-trigger");
         }
+        if config.get_connect_timeout().is_none() {
+            // An unreachable host fails the start, or a batch, in seconds rather than minutes.
+            config.connect_timeout(Duration::from_secs(5));
+        }
         if let Some(schema) = &options.schema {
             if !is_plain_identifier(schema) {
                 return Err(StoreError::new(format!(
@@ -366,13 +372,11 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-/// The server's message and detail when there is one: `Display` alone says only "db error".
+/// The server's message (`Display` alone says only "db error"). Not its detail, which can
+/// quote a row, and a row of `trigger_secrets` holds a secret.
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_owned(),
-        },
+        Some(db) => db.message().to_owned(),
         None => match std::error::Error::source(error) {
             Some(cause) => format!("{error}: {cause}"),
             None => error.to_string(),
