@@ -9,27 +9,13 @@ mod common;
 use std::time::Duration;
 
 use agent_trigger::nats::headers;
-use agent_trigger::{Caller, Delivery, ExecutionSink, Outcome, Source};
+use agent_trigger::{ExecutionSink, Outcome};
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use bytes::Bytes;
 use common::nats::TestStream;
-use uuid::Uuid;
+use common::{copies_start_one, key_delivery};
 
-fn delivery(trigger_id: Uuid, delivery_id: Option<&str>) -> Delivery {
-    let mut delivery = Delivery::new(
-        Source::Jira,
-        trigger_id,
-        "acme".into(),
-        Caller::ApiKey {
-            key_id: "ci".into(),
-            tenant: "acme".into(),
-        },
-        Bytes::from_static(br#"{"webhookEvent":"jira:issue_created"}"#),
-    );
-    delivery.delivery_id = delivery_id.map(Into::into);
-    delivery.action = Some("jira:issue_created".into());
-    delivery
-}
+const JIRA_EVENT: &str = r#"{"webhookEvent":"jira:issue_created"}"#;
+use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_is_one_message_that_a_consumer_reads_back() {
@@ -38,11 +24,17 @@ async fn a_delivery_is_one_message_that_a_consumer_reads_back() {
     };
     let sink = stream.sink().await;
     let trigger = Uuid::now_v7();
-    let Outcome::Started(id) = sink.submit(delivery(trigger, Some("d-1"))).await.unwrap() else {
+    let Outcome::Started(id) = sink
+        .submit(key_delivery(trigger, Some("d-1"), JIRA_EVENT))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
     assert_eq!(
-        sink.submit(delivery(trigger, Some("d-1"))).await.unwrap(),
+        sink.submit(key_delivery(trigger, Some("d-1"), JIRA_EVENT))
+            .await
+            .unwrap(),
         Outcome::Replayed(id.clone())
     );
 
@@ -69,7 +61,7 @@ async fn a_delivery_is_one_message_that_a_consumer_reads_back() {
     assert_eq!(read.trigger_id, trigger);
     assert_eq!(read.delivery_id.as_deref(), Some("d-1"));
     assert_eq!(read.action.as_deref(), Some("jira:issue_created"));
-    assert_eq!(read.input, delivery(trigger, None).input);
+    assert_eq!(read.input, key_delivery(trigger, None, JIRA_EVENT).input);
     message.ack().await.unwrap();
     assert!(futures_util::StreamExt::next(&mut batch).await.is_none());
 }
@@ -84,33 +76,7 @@ async fn copies_sent_to_several_instances_at_once_start_one_execution() {
         stream.sink().await,
         stream.sink().await,
     ];
-    let trigger = Uuid::now_v7();
-    for round in 0..30 {
-        let id = format!("delivery-{round}");
-        let mut copies = tokio::task::JoinSet::new();
-        for copy in 0..12 {
-            let (sink, id) = (instances[copy % 3].clone(), id.clone());
-            copies.spawn(async move { sink.submit(delivery(trigger, Some(&id))).await.unwrap() });
-        }
-        let (mut started, mut ids) = (0, Vec::new());
-        while let Some(outcome) = copies.join_next().await {
-            match outcome.unwrap() {
-                Outcome::Started(id) => {
-                    started += 1;
-                    ids.push(id);
-                }
-                Outcome::Replayed(id) => ids.push(id),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(started, 1, "round {round}: exactly one copy starts it");
-        ids.dedup();
-        assert_eq!(
-            ids.len(),
-            1,
-            "round {round}: every copy names the same execution"
-        );
-    }
+    copies_start_one(&instances, 30, 12).await;
     let mut info = stream.context().get_stream(&stream.name).await.unwrap();
     assert_eq!(info.info().await.unwrap().state.messages, 30);
 }
@@ -131,12 +97,18 @@ async fn ids_are_remembered_until_the_stream_lets_the_message_go() {
         .await
         .unwrap();
     let trigger = Uuid::now_v7();
-    let Outcome::Started(first) = sink.submit(delivery(trigger, Some("d"))).await.unwrap() else {
+    let Outcome::Started(first) = sink
+        .submit(key_delivery(trigger, Some("d"), JIRA_EVENT))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
     tokio::time::sleep(max_age / 2).await;
     assert_eq!(
-        sink.submit(delivery(trigger, Some("d"))).await.unwrap(),
+        sink.submit(key_delivery(trigger, Some("d"), JIRA_EVENT))
+            .await
+            .unwrap(),
         Outcome::Replayed(first.clone()),
         "within the horizon"
     );
@@ -149,7 +121,11 @@ async fn ids_are_remembered_until_the_stream_lets_the_message_go() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(info.info().await.unwrap().state.messages, 0);
-    match sink.submit(delivery(trigger, Some("d"))).await.unwrap() {
+    match sink
+        .submit(key_delivery(trigger, Some("d"), JIRA_EVENT))
+        .await
+        .unwrap()
+    {
         Outcome::Started(second) => assert_ne!(second, first),
         other => panic!("past the horizon the id starts anew, got {other:?}"),
     }
@@ -183,7 +159,10 @@ async fn an_unreachable_server_answers_unavailable() {
     let sink = stream.sink().await;
     // The stream goes away under the sink: publishes find no stream.
     stream.context().delete_stream(&stream.name).await.unwrap();
-    match sink.submit(delivery(Uuid::now_v7(), Some("d"))).await {
+    match sink
+        .submit(key_delivery(Uuid::now_v7(), Some("d"), JIRA_EVENT))
+        .await
+    {
         Err(agent_trigger::SinkError::Unavailable { retry_after }) => {
             assert_eq!(retry_after, Duration::from_secs(1));
         }

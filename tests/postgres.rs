@@ -10,29 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 use agent_trigger::postgres::PostgresStore;
 use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
 use agent_trigger::{
-    ApiKeyRecord, Caller, Delivery, ExecutionSink, Outcome, SigningSecret, SinkError, Source,
-    Trigger, TriggerService,
+    ApiKeyRecord, ExecutionSink, Outcome, SigningSecret, SinkError, Source, Trigger, TriggerService,
 };
-use bytes::Bytes;
 use common::postgres::TestSchema;
-use common::{full, send};
+use common::{copies_start_one, full, key_delivery, send};
 use http::{Request, StatusCode};
 use uuid::Uuid;
-
-fn delivery(trigger_id: Uuid, delivery_id: Option<&str>) -> Delivery {
-    let mut delivery = Delivery::new(
-        Source::Webhook,
-        trigger_id,
-        "acme".into(),
-        Caller::ApiKey {
-            key_id: "ci".into(),
-            tenant: "acme".into(),
-        },
-        Bytes::from_static(b"{}"),
-    );
-    delivery.delivery_id = delivery_id.map(Into::into);
-    delivery
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_sent_to_several_instances_at_once_start_one_execution() {
@@ -44,33 +27,7 @@ async fn copies_sent_to_several_instances_at_once_start_one_execution() {
         schema.store().await,
         schema.store().await,
     ];
-    let trigger = Uuid::now_v7();
-    for round in 0..20 {
-        let id = format!("delivery-{round}");
-        let mut copies = tokio::task::JoinSet::new();
-        for copy in 0..12 {
-            let (store, id) = (instances[copy % 3].clone(), id.clone());
-            copies.spawn(async move { store.submit(delivery(trigger, Some(&id))).await.unwrap() });
-        }
-        let (mut started, mut ids) = (0, Vec::new());
-        while let Some(outcome) = copies.join_next().await {
-            match outcome.unwrap() {
-                Outcome::Started(id) => {
-                    started += 1;
-                    ids.push(id);
-                }
-                Outcome::Replayed(id) => ids.push(id),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(started, 1, "round {round}: exactly one copy starts it");
-        ids.dedup();
-        assert_eq!(
-            ids.len(),
-            1,
-            "round {round}: every copy names the same execution"
-        );
-    }
+    copies_start_one(&instances, 20, 12).await;
     assert_eq!(
         instances[0].count(ExecutionStatus::Queued).await.unwrap(),
         20
@@ -131,7 +88,11 @@ async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses(
     let lease = Duration::from_millis(900);
     let doomed = schema.options().lease(lease).connect().await.unwrap();
     let survivor = schema.options().lease(lease).connect().await.unwrap();
-    let Outcome::Started(id) = doomed.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+    let Outcome::Started(id) = doomed
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
     assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
@@ -166,7 +127,11 @@ async fn a_worker_that_lost_its_lease_cannot_record_over_a_newer_claim() {
         return;
     };
     let (slow, other) = (schema.store().await, schema.store().await);
-    let Outcome::Started(id) = slow.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+    let Outcome::Started(id) = slow
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
     assert_eq!(slow.claim().await.unwrap().unwrap().id, id);
@@ -285,7 +250,7 @@ async fn a_full_queue_answers_unavailable_at_once_and_keeps_every_acknowledgemen
     for n in 0..submits {
         let store = store.clone();
         let id = format!("d{n}");
-        tasks.spawn(async move { store.submit(delivery(trigger, Some(&id))).await });
+        tasks.spawn(async move { store.submit(key_delivery(trigger, Some(&id), "{}")).await });
     }
     let mut unavailable = 0;
     while unavailable < submits - capacity - 512 - 1 {
@@ -360,7 +325,11 @@ async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
         return;
     };
     let (runner, api) = (schema.store().await, schema.store().await);
-    let Outcome::Started(id) = runner.submit(delivery(Uuid::now_v7(), None)).await.unwrap() else {
+    let Outcome::Started(id) = runner
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
         panic!("not started");
     };
     assert_eq!(runner.claim().await.unwrap().unwrap().id, id);

@@ -11,11 +11,11 @@ use std::time::Duration;
 use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{
-    ActionAllowlist, ApiKeyRecord, Caller, Delivery, ExecutionSink, KeyScope, KeyStore, Outcome,
-    SigningSecret, Source, Trigger, TriggerService,
+    ActionAllowlist, ApiKeyRecord, ExecutionSink, KeyScope, KeyStore, Outcome, SigningSecret,
+    Source, Trigger, TriggerService,
 };
 use bytes::Bytes;
-use common::{full, send};
+use common::{full, key_delivery, send};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -51,22 +51,6 @@ mod tempfile_dir {
     }
 }
 
-fn delivery(trigger_id: Uuid, delivery_id: Option<&str>, input: &'static str) -> Delivery {
-    let mut delivery = Delivery::new(
-        Source::Jira,
-        trigger_id,
-        "acme".into(),
-        Caller::ApiKey {
-            key_id: "ci".into(),
-            tenant: "acme".into(),
-        },
-        Bytes::from_static(input.as_bytes()),
-    );
-    delivery.delivery_id = delivery_id.map(Into::into);
-    delivery.action = Some("jira:issue_created".into());
-    delivery
-}
-
 fn started(outcome: Outcome) -> agent_trigger::ExecutionId {
     match outcome {
         Outcome::Started(id) => id,
@@ -82,7 +66,7 @@ async fn redeliveries_are_recognised_across_a_restart() {
         let store = SqliteStore::open(&path).unwrap();
         started(
             store
-                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .submit(key_delivery(trigger, Some("d-1"), "{}"))
                 .await
                 .unwrap(),
         )
@@ -90,7 +74,7 @@ async fn redeliveries_are_recognised_across_a_restart() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store
-            .submit(delivery(trigger, Some("d-1"), "{}"))
+            .submit(key_delivery(trigger, Some("d-1"), "{}"))
             .await
             .unwrap(),
         Outcome::Replayed(original)
@@ -98,7 +82,7 @@ async fn redeliveries_are_recognised_across_a_restart() {
     // The same delivery id on another trigger is another delivery.
     started(
         store
-            .submit(delivery(Uuid::now_v7(), Some("d-1"), "{}"))
+            .submit(key_delivery(Uuid::now_v7(), Some("d-1"), "{}"))
             .await
             .unwrap(),
     );
@@ -114,7 +98,7 @@ async fn concurrent_copies_start_exactly_one_and_every_acknowledgement_is_kept()
         let store = store.clone();
         let id = if n % 2 == 0 { Some("same") } else { None };
         tasks.push(tokio::spawn(async move {
-            store.submit(delivery(trigger, id, "{}")).await.unwrap()
+            store.submit(key_delivery(trigger, id, "{}")).await.unwrap()
         }));
     }
     let mut started_ids = Vec::new();
@@ -142,7 +126,7 @@ async fn executions_left_running_by_a_crash_are_interrupted_on_open() {
         let store = SqliteStore::open(&path).unwrap();
         started(
             store
-                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .submit(key_delivery(Uuid::now_v7(), None, "{}"))
                 .await
                 .unwrap(),
         );
@@ -251,7 +235,7 @@ async fn a_new_database_and_its_journal_are_private_to_their_owner() {
     // Created by the store, with a umask that would otherwise leave it readable by everyone.
     let store = SqliteStore::open(&path).unwrap();
     store
-        .submit(delivery(Uuid::now_v7(), None, "{}"))
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
         .await
         .unwrap();
     assert_eq!(mode(&path), 0o600);
@@ -414,7 +398,7 @@ async fn a_full_queue_answers_unavailable_at_once_and_keeps_every_acknowledgemen
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..submits {
         let store = store.clone();
-        tasks.spawn(async move { store.submit(delivery(trigger_id, None, "{}")).await });
+        tasks.spawn(async move { store.submit(key_delivery(trigger_id, None, "{}")).await });
     }
     let mut unavailable = 0;
     // Refusals come while the lock is still held: they do not wait for the database.

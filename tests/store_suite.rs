@@ -7,11 +7,11 @@ mod common;
 use std::time::SystemTime;
 
 use agent_trigger::{
-    ApiKey, ApiKeyRecord, Caller, Delivery, ExecutionId, ExecutionSink, KeyScope, KeyStore,
-    Outcome, SigningSecret, Source, Trigger, TriggerService,
+    ApiKey, ApiKeyRecord, Delivery, ExecutionId, ExecutionSink, KeyScope, KeyStore, Outcome,
+    SigningSecret, Source, Trigger, TriggerService,
 };
 use bytes::Bytes;
-use common::{full, send};
+use common::{full, key_delivery, send};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -24,59 +24,64 @@ pub(crate) trait Harness {
     async fn revoke_key(&self, id: &str);
 }
 
-mod memory_harness {
-    use super::*;
-    use agent_trigger::memory::{ChannelSink, Execution, MemoryKeyStore};
-    use tokio::sync::mpsc;
+/// Keys in memory with any sink: the harness of the stores that are a sink only.
+mod sink_harness {
+    use std::sync::Arc;
 
-    /// The in-memory key store and sink as one store.
+    use super::*;
+    use agent_trigger::memory::MemoryKeyStore;
+
+    /// The in-memory key store and a sink as one store.
     #[derive(Clone)]
-    pub struct MemoryStore {
-        keys: std::sync::Arc<MemoryKeyStore>,
-        sink: std::sync::Arc<ChannelSink>,
+    pub struct WithMemoryKeys<S> {
+        keys: Arc<MemoryKeyStore>,
+        sink: S,
     }
 
-    impl KeyStore for MemoryStore {
+    impl<S: Send + Sync + 'static> KeyStore for WithMemoryKeys<S> {
         async fn api_key(
             &self,
             digest: agent_trigger::KeyDigest,
-        ) -> Result<Option<std::sync::Arc<ApiKeyRecord>>, agent_trigger::StoreError> {
+        ) -> Result<Option<Arc<ApiKeyRecord>>, agent_trigger::StoreError> {
             self.keys.api_key(digest).await
         }
 
         async fn trigger(
             &self,
             id: Uuid,
-        ) -> Result<Option<std::sync::Arc<Trigger>>, agent_trigger::StoreError> {
+        ) -> Result<Option<Arc<Trigger>>, agent_trigger::StoreError> {
             self.keys.trigger(id).await
         }
     }
 
-    impl ExecutionSink for MemoryStore {
+    impl<S: ExecutionSink> ExecutionSink for WithMemoryKeys<S> {
         async fn submit(&self, delivery: Delivery) -> Result<Outcome, agent_trigger::SinkError> {
             self.sink.submit(delivery).await
         }
     }
 
-    pub struct Memory {
-        store: MemoryStore,
-        _executions: mpsc::Receiver<Execution>,
+    /// A sink with keys in memory, and what must live as long as the test (a channel's
+    /// receiving end, a stream to delete).
+    pub struct SinkOnly<S, Guard> {
+        store: WithMemoryKeys<S>,
+        _guard: Guard,
     }
 
-    pub async fn fresh(_test: &str) -> Option<Memory> {
-        let (sink, executions) = ChannelSink::new(100_000);
-        Some(Memory {
-            store: MemoryStore {
-                keys: std::sync::Arc::new(MemoryKeyStore::new()),
-                sink: std::sync::Arc::new(sink),
-            },
-            _executions: executions,
-        })
+    impl<S, Guard> SinkOnly<S, Guard> {
+        pub fn new(sink: S, guard: Guard) -> Self {
+            SinkOnly {
+                store: WithMemoryKeys {
+                    keys: Arc::new(MemoryKeyStore::new()),
+                    sink,
+                },
+                _guard: guard,
+            }
+        }
     }
 
-    impl Harness for Memory {
-        type Store = MemoryStore;
-        fn store(&self) -> MemoryStore {
+    impl<S: ExecutionSink + Clone, Guard> Harness for SinkOnly<S, Guard> {
+        type Store = WithMemoryKeys<S>;
+        fn store(&self) -> WithMemoryKeys<S> {
             self.store.clone()
         }
         async fn insert_trigger(&self, trigger: Trigger) {
@@ -88,6 +93,21 @@ mod memory_harness {
         async fn revoke_key(&self, id: &str) {
             assert!(self.store.keys.revoke_key(id));
         }
+    }
+}
+
+mod memory_harness {
+    use std::sync::Arc;
+
+    use super::sink_harness::SinkOnly;
+    use agent_trigger::memory::{ChannelSink, Execution};
+    use tokio::sync::mpsc;
+
+    pub async fn fresh(
+        _test: &str,
+    ) -> Option<SinkOnly<Arc<ChannelSink>, mpsc::Receiver<Execution>>> {
+        let (sink, executions) = ChannelSink::new(100_000);
+        Some(SinkOnly::new(Arc::new(sink), executions))
     }
 }
 
@@ -170,88 +190,15 @@ mod postgres_harness {
 
 #[cfg(feature = "nats")]
 mod jetstream_harness {
-    use super::*;
-    use agent_trigger::memory::MemoryKeyStore;
+    use super::sink_harness::SinkOnly;
+    use crate::common::nats::TestStream;
     use agent_trigger::nats::JetStreamSink;
-    use common::nats::TestStream;
 
-    /// The in-memory key store with the JetStream sink.
-    #[derive(Clone)]
-    pub struct JetStreamStore {
-        keys: std::sync::Arc<MemoryKeyStore>,
-        sink: JetStreamSink,
-    }
-
-    impl KeyStore for JetStreamStore {
-        async fn api_key(
-            &self,
-            digest: agent_trigger::KeyDigest,
-        ) -> Result<Option<std::sync::Arc<ApiKeyRecord>>, agent_trigger::StoreError> {
-            self.keys.api_key(digest).await
-        }
-
-        async fn trigger(
-            &self,
-            id: Uuid,
-        ) -> Result<Option<std::sync::Arc<Trigger>>, agent_trigger::StoreError> {
-            self.keys.trigger(id).await
-        }
-    }
-
-    impl ExecutionSink for JetStreamStore {
-        async fn submit(&self, delivery: Delivery) -> Result<Outcome, agent_trigger::SinkError> {
-            self.sink.submit(delivery).await
-        }
-    }
-
-    pub struct JetStream {
-        store: JetStreamStore,
-        _stream: TestStream,
-    }
-
-    pub async fn fresh(test: &str) -> Option<JetStream> {
+    pub async fn fresh(test: &str) -> Option<SinkOnly<JetStreamSink, TestStream>> {
         let stream = TestStream::new(test).await?;
         let sink = stream.sink().await;
-        Some(JetStream {
-            store: JetStreamStore {
-                keys: std::sync::Arc::new(MemoryKeyStore::new()),
-                sink,
-            },
-            _stream: stream,
-        })
+        Some(SinkOnly::new(sink, stream))
     }
-
-    impl Harness for JetStream {
-        type Store = JetStreamStore;
-        fn store(&self) -> JetStreamStore {
-            self.store.clone()
-        }
-        async fn insert_trigger(&self, trigger: Trigger) {
-            self.store.keys.insert_trigger(trigger);
-        }
-        async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey {
-            self.store.keys.generate_key(record)
-        }
-        async fn revoke_key(&self, id: &str) {
-            assert!(self.store.keys.revoke_key(id));
-        }
-    }
-}
-
-fn delivery(trigger_id: Uuid, delivery_id: Option<&str>, input: &'static str) -> Delivery {
-    let mut delivery = Delivery::new(
-        Source::Jira,
-        trigger_id,
-        "acme".into(),
-        Caller::ApiKey {
-            key_id: "ci".into(),
-            tenant: "acme".into(),
-        },
-        Bytes::from_static(input.as_bytes()),
-    );
-    delivery.delivery_id = delivery_id.map(Into::into);
-    delivery.action = Some("jira:issue_created".into());
-    delivery
 }
 
 fn started(outcome: Outcome) -> ExecutionId {
@@ -290,13 +237,13 @@ mod sink_cases {
         let trigger = Uuid::now_v7();
         let original = started(
             store
-                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .submit(key_delivery(trigger, Some("d-1"), "{}"))
                 .await
                 .unwrap(),
         );
         assert_eq!(
             store
-                .submit(delivery(trigger, Some("d-1"), "{}"))
+                .submit(key_delivery(trigger, Some("d-1"), "{}"))
                 .await
                 .unwrap(),
             Outcome::Replayed(original.clone())
@@ -304,14 +251,24 @@ mod sink_cases {
         // The same id on another trigger is another delivery.
         let other = started(
             store
-                .submit(delivery(Uuid::now_v7(), Some("d-1"), "{}"))
+                .submit(key_delivery(Uuid::now_v7(), Some("d-1"), "{}"))
                 .await
                 .unwrap(),
         );
         assert_ne!(other, original);
         // Deliveries without an id are each their own.
-        let a = started(store.submit(delivery(trigger, None, "{}")).await.unwrap());
-        let b = started(store.submit(delivery(trigger, None, "{}")).await.unwrap());
+        let a = started(
+            store
+                .submit(key_delivery(trigger, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        let b = started(
+            store
+                .submit(key_delivery(trigger, None, "{}"))
+                .await
+                .unwrap(),
+        );
         assert_ne!(a, b);
     }
 
@@ -327,7 +284,9 @@ mod sink_cases {
                 _ => None,
             };
             tasks.spawn(async move {
-                let outcome = store.submit(delivery(trigger, id.as_deref(), "{}")).await;
+                let outcome = store
+                    .submit(key_delivery(trigger, id.as_deref(), "{}"))
+                    .await;
                 (n % 4 == 0, outcome.unwrap())
             });
         }
@@ -430,6 +389,7 @@ mod queue_cases {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
+    use agent_trigger::Caller;
     use agent_trigger::queue::{ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus};
 
     use super::*;
@@ -446,13 +406,13 @@ mod queue_cases {
         let trigger = Uuid::now_v7();
         let first = started(
             store
-                .submit(delivery(trigger, None, r#"{"n":1}"#))
+                .submit(key_delivery(trigger, None, r#"{"n":1}"#))
                 .await
                 .unwrap(),
         );
         let second = started(
             store
-                .submit(delivery(trigger, None, r#"{"n":2}"#))
+                .submit(key_delivery(trigger, None, r#"{"n":2}"#))
                 .await
                 .unwrap(),
         );
@@ -527,7 +487,7 @@ mod queue_cases {
         tokio::time::sleep(Duration::from_millis(50)).await;
         started(
             store
-                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .submit(key_delivery(Uuid::now_v7(), None, "{}"))
                 .await
                 .unwrap(),
         );
@@ -545,7 +505,7 @@ mod queue_cases {
         let store = harness.store();
         let id = started(
             store
-                .submit(delivery(Uuid::now_v7(), None, "{}"))
+                .submit(key_delivery(Uuid::now_v7(), None, "{}"))
                 .await
                 .unwrap(),
         );
@@ -594,9 +554,19 @@ mod queue_cases {
                     .with_max_running(NonZeroU32::new(1).unwrap()),
             )
             .await;
-        let first = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
-        let second = started(store.submit(delivery(capped, None, "{}")).await.unwrap());
-        let other = started(store.submit(delivery(free, None, "{}")).await.unwrap());
+        let first = started(
+            store
+                .submit(key_delivery(capped, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        let second = started(
+            store
+                .submit(key_delivery(capped, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        let other = started(store.submit(key_delivery(free, None, "{}")).await.unwrap());
         assert_eq!(store.claim().await.unwrap().unwrap().id, first);
         // The capped trigger's second waits; another trigger's goes ahead of it.
         assert_eq!(store.claim().await.unwrap().unwrap().id, other);
@@ -615,14 +585,14 @@ mod queue_cases {
         for n in 0..5 {
             finished.push(started(
                 store
-                    .submit(delivery(trigger, Some(&format!("d{n}")), "{}"))
+                    .submit(key_delivery(trigger, Some(&format!("d{n}")), "{}"))
                     .await
                     .unwrap(),
             ));
         }
         let waiting = started(
             store
-                .submit(delivery(trigger, Some("waiting"), "{}"))
+                .submit(key_delivery(trigger, Some("waiting"), "{}"))
                 .await
                 .unwrap(),
         );
@@ -640,14 +610,14 @@ mod queue_cases {
         assert!(store.execution(&waiting).await.unwrap().is_some());
         assert!(matches!(
             store
-                .submit(delivery(trigger, Some("waiting"), "{}"))
+                .submit(key_delivery(trigger, Some("waiting"), "{}"))
                 .await
                 .unwrap(),
             Outcome::Replayed(_)
         ));
         assert!(matches!(
             store
-                .submit(delivery(trigger, Some("d0"), "{}"))
+                .submit(key_delivery(trigger, Some("d0"), "{}"))
                 .await
                 .unwrap(),
             Outcome::Started(_)
@@ -664,12 +634,12 @@ mod queue_cases {
         let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
         let a = started(
             store
-                .submit(delivery(one, Some("a"), r#"{"a":1}"#))
+                .submit(key_delivery(one, Some("a"), r#"{"a":1}"#))
                 .await
                 .unwrap(),
         );
-        let b = started(store.submit(delivery(two, None, "{}")).await.unwrap());
-        let c = started(store.submit(delivery(one, None, "{}")).await.unwrap());
+        let b = started(store.submit(key_delivery(two, None, "{}")).await.unwrap());
+        let c = started(store.submit(key_delivery(one, None, "{}")).await.unwrap());
 
         let ids = |records: Vec<agent_trigger::queue::ExecutionRecord>| {
             records
@@ -743,7 +713,7 @@ mod queue_cases {
             (copy, Bytes::from_static(br#"{"a":1}"#))
         );
         assert!(matches!(
-            store.submit(delivery(one, Some("a"), "{}")).await.unwrap(),
+            store.submit(key_delivery(one, Some("a"), "{}")).await.unwrap(),
             Outcome::Replayed(id) if id == a
         ));
     }

@@ -307,3 +307,64 @@ impl KeyStore for BrokenStore {
         }
     }
 }
+
+/// A `jira:issue_created` delivery of tenant `acme` by the bearer key `ci`, as a sink gets it.
+pub fn key_delivery(trigger_id: Uuid, delivery_id: Option<&str>, input: &'static str) -> Delivery {
+    let mut delivery = Delivery::new(
+        Source::Jira,
+        trigger_id,
+        TENANT.into(),
+        agent_trigger::Caller::ApiKey {
+            key_id: "ci".into(),
+            tenant: TENANT.into(),
+        },
+        Bytes::from_static(input.as_bytes()),
+    );
+    delivery.delivery_id = delivery_id.map(Into::into);
+    delivery.action = Some("jira:issue_created".into());
+    delivery
+}
+
+/// Sends `copies` copies of one delivery at once, spread over `instances` (sinks sharing one
+/// backend), `rounds` times over; each round must start exactly one execution and every copy
+/// must name it. Returns the executions started.
+pub async fn copies_start_one<S: ExecutionSink + Clone>(
+    instances: &[S],
+    rounds: usize,
+    copies: usize,
+) -> Vec<ExecutionId> {
+    let trigger = Uuid::now_v7();
+    let mut started_ids = Vec::new();
+    for round in 0..rounds {
+        let id = format!("delivery-{round}");
+        let mut sent = tokio::task::JoinSet::new();
+        for copy in 0..copies {
+            let (sink, id) = (instances[copy % instances.len()].clone(), id.clone());
+            sent.spawn(async move {
+                sink.submit(key_delivery(trigger, Some(&id), "{}"))
+                    .await
+                    .unwrap()
+            });
+        }
+        let (mut started, mut ids) = (0, Vec::new());
+        while let Some(outcome) = sent.join_next().await {
+            match outcome.unwrap() {
+                Outcome::Started(id) => {
+                    started += 1;
+                    started_ids.push(id.clone());
+                    ids.push(id);
+                }
+                Outcome::Replayed(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(started, 1, "round {round}: exactly one copy starts it");
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: every copy names the same execution"
+        );
+    }
+    started_ids
+}
