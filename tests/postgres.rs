@@ -122,11 +122,13 @@ async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_that_lost_its_lease_cannot_record_over_a_newer_claim() {
+async fn a_worker_that_lost_its_lease_is_stopped_and_cannot_record_over_a_newer_claim() {
     let Some(schema) = TestSchema::new("a_worker_that_lost_its_lease").await else {
         return;
     };
-    let (slow, other) = (schema.store().await, schema.store().await);
+    let lease = Duration::from_millis(900);
+    let slow = schema.options().lease(lease).connect().await.unwrap();
+    let other = schema.store().await;
     let Outcome::Started(id) = slow
         .submit(key_delivery(Uuid::now_v7(), None, "{}"))
         .await
@@ -145,6 +147,10 @@ async fn a_worker_that_lost_its_lease_cannot_record_over_a_newer_claim() {
         .await
         .unwrap();
     assert_eq!(other.claim().await.unwrap().unwrap().id, id);
+    // At its next renewal the instance finds the claim gone and stops the worker's command.
+    tokio::time::timeout(lease * 3, slow.cancel_requested(&id))
+        .await
+        .expect("the worker is told its claim is gone");
     slow.finish(
         &id,
         ExecutionResult::new(ExecutionStatus::Error, Some(1), b"late".to_vec()),

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::batch::{Submission, UNAVAILABLE_RETRY_AFTER};
-use super::{CHANNEL, PostgresStore, database_error};
+use super::{CHANNEL, Held, PostgresStore, database_error};
 use crate::queue::{
     ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
     ExecutionStatus,
@@ -132,6 +132,9 @@ impl ExecutionQueue for PostgresStore {
         if let Err(error) = transaction.commit().await {
             self.release(&ExecutionId::from(id));
             return Err(database_error(error));
+        }
+        if let Some(held) = self.leases().get_mut(&id) {
+            held.committed = true;
         }
         Ok(Some(claimed))
     }
@@ -397,12 +400,18 @@ impl PostgresStore {
     /// The execution and the token of this instance's claim on it, if it holds one.
     fn held(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
         let id = id.as_uuid()?;
-        self.leases().get(&id).map(|token| (id, *token))
+        self.leases().get(&id).map(|held| (id, held.token))
     }
 
     /// Starts renewing the lease of a claim, and listening for a cancel of it.
     fn hold(&self, id: Uuid, token: Uuid) {
-        self.leases().insert(id, token);
+        self.leases().insert(
+            id,
+            Held {
+                token,
+                committed: false,
+            },
+        );
         self.inner
             .cancels
             .lock()
@@ -418,7 +427,7 @@ impl PostgresStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
-        self.leases().remove(&id).map(|token| (id, token))
+        self.leases().remove(&id).map(|held| (id, held.token))
     }
 
     fn work_payload(&self) -> String {

@@ -1,7 +1,8 @@
 //! Leases: this instance renews the claims its workers hold (and learns of cancels asked for
-//! them), and any instance marks `interrupted` the executions whose lease lapsed (their worker,
-//! or its whole instance, died).
+//! them, and of claims it lost), and any instance marks `interrupted` the executions whose
+//! lease lapsed (their worker, or its whole instance, died).
 
+use std::collections::HashSet;
 use std::sync::Weak;
 
 use uuid::Uuid;
@@ -24,15 +25,18 @@ pub(super) async fn run(store: Weak<Inner>) {
 
 async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
     let client = inner.pool.get().await.map_err(pool_error)?;
-    let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = inner
+    let held: Vec<(Uuid, Uuid, bool)> = inner
         .leases
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
-        .map(|(id, token)| (*id, *token))
-        .unzip();
+        .map(|(id, held)| (*id, held.token, held.committed))
+        .collect();
     let lease = inner.lease.as_secs_f64();
-    if !ids.is_empty() {
+    if !held.is_empty() {
+        let ids: Vec<Uuid> = held.iter().map(|held| held.0).collect();
+        let tokens: Vec<Uuid> = held.iter().map(|held| held.1).collect();
+        let mut renewed = HashSet::new();
         // Renewing also brings back the cancels asked for, in case a notification was missed.
         for row in client
             .query(
@@ -46,8 +50,19 @@ async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
             .await
             .map_err(database_error)?
         {
+            let id: Uuid = row.get(0);
+            renewed.insert(id);
             if row.get::<_, bool>(1) {
-                inner.cancel_asked(row.get(0));
+                inner.cancel_asked(id);
+            }
+        }
+        // A committed claim that could not be renewed is gone (its lease lapsed while this
+        // instance was cut off, and another took the execution over): stop its agent, whose
+        // result would not be recorded anyway.
+        for (id, _, committed) in held {
+            if committed && !renewed.contains(&id) && inner.is_held(id) {
+                tracing::warn!(execution_id = %id, "the claim was lost: its command is stopped");
+                inner.cancel_asked(id);
             }
         }
     }

@@ -18,7 +18,8 @@
 //!   the instance renews every third of [`PostgresOptions::lease`] while the work runs. When an
 //!   instance dies its leases lapse, and any surviving instance marks those executions
 //!   `interrupted` (the server's retry policy may then queue them again). A worker that lost its
-//!   lease cannot record a result over a newer claim. A cancel asked of any instance reaches
+//!   lease cannot record a result over a newer claim, and its agent is stopped when the
+//!   renewal finds the claim gone. A cancel asked of any instance reaches
 //!   the one whose worker runs the execution (a notification, and the lease renewal as a
 //!   fall-back).
 //! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
@@ -186,8 +187,8 @@ struct Inner {
     /// Signalled by a notification that keys or triggers changed.
     config_changed: Arc<Notify>,
     work: Arc<Notify>,
-    /// The executions this instance's workers hold, each with its claim's token.
-    leases: Mutex<HashMap<Uuid, Uuid>>,
+    /// The executions this instance's workers hold.
+    leases: Mutex<HashMap<Uuid, Held>>,
     /// For each execution held here, signalled when a cancel of it was asked for.
     cancels: Mutex<HashMap<Uuid, Arc<Notify>>>,
     /// The batcher first, then the tasks that hold the store weakly.
@@ -303,7 +304,7 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
-    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Uuid>> {
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Held>> {
         self.inner
             .leases
             .lock()
@@ -311,7 +312,24 @@ impl PostgresStore {
     }
 }
 
+/// A claim this instance holds.
+#[derive(Clone, Copy)]
+struct Held {
+    /// Names the claim in the row: only its holder may renew it or record the result.
+    token: Uuid,
+    /// Whether the claim's transaction has committed (before that, the row does not show it).
+    committed: bool,
+}
+
 impl Inner {
+    /// Whether a worker here still holds `id` (it may have finished it since).
+    fn is_held(&self, id: Uuid) -> bool {
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id)
+    }
+
     /// Tells the worker running `id` here, if one does, that a cancel was asked for.
     fn cancel_asked(&self, id: Uuid) {
         if let Some(asked) = self
