@@ -77,8 +77,8 @@ const MIGRATIONS: &[&str] = &[
     -- Claims (queued, oldest first), counts by status, and expired leases.
     CREATE INDEX executions_by_status ON executions (status, id);
     CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';
-    -- A trigger's running executions, for its cap.
-    CREATE INDEX executions_by_trigger_status ON executions (trigger_id, status);
+    -- A trigger's running executions, for its cap (a queued execution does not enter it).
+    CREATE INDEX executions_running_by_trigger ON executions (trigger_id) WHERE status = 'running';
     -- The executions API: a tenant's, newest first.
     CREATE INDEX executions_by_tenant ON executions (tenant, id);
     -- Retention.
