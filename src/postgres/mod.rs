@@ -234,8 +234,11 @@ impl PostgresStore {
                 .map_err(database_error)?;
             drop(client);
             let _ = connection.await;
-            config.options(format!("-c search_path={schema}"));
+            add_option(&mut config, &format!("-c search_path={schema}"));
         }
+        // An acknowledgement promises a commit that survives a crash of the database server,
+        // whatever the server's or the role's default says.
+        add_option(&mut config, "-c synchronous_commit=on");
 
         let manager = Manager::from_config(
             config.clone(),
@@ -363,6 +366,15 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
+/// Adds a server option to those the URL already gave.
+fn add_option(config: &mut tokio_postgres::Config, option: &str) {
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {option}"),
+        _ => option.to_owned(),
+    };
+    config.options(options);
+}
+
 fn is_plain_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -399,5 +411,26 @@ fn describe(error: &tokio_postgres::Error) -> String {
             Some(cause) => format!("{error}: {cause}"),
             None => error.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_options_are_added_to_those_of_the_url() {
+        let mut config: tokio_postgres::Config =
+            "postgres://u@h/db?options=-c%20statement_timeout%3D5s"
+                .parse()
+                .unwrap();
+        add_option(&mut config, "-c synchronous_commit=on");
+        assert_eq!(
+            config.get_options(),
+            Some("-c statement_timeout=5s -c synchronous_commit=on")
+        );
+        let mut config: tokio_postgres::Config = "postgres://u@h/db".parse().unwrap();
+        add_option(&mut config, "-c synchronous_commit=on");
+        assert_eq!(config.get_options(), Some("-c synchronous_commit=on"));
     }
 }
