@@ -4,7 +4,8 @@
 //! [`ExecutionQueue`](crate::queue::ExecutionQueue).
 //!
 //! - **Acknowledged means committed.** A delivery is answered once the transaction that keeps
-//!   it has committed, with the server's `synchronous_commit` (keep it `on`). Concurrent
+//!   it has committed, with `synchronous_commit = on` (set for every session of the store,
+//!   whatever the server's default). Concurrent
 //!   deliveries share one transaction: the idempotency keys of a whole batch go in with one
 //!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`, the executions with another, and
 //!   the batch costs one WAL flush. While a batch commits the next one gathers; up to
