@@ -219,3 +219,48 @@ async fn a_running_execution_is_cancelled_through_another_instance() {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["status"], "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_by_a_reload_on_one_instance_stops_working_on_the_others() {
+    let Some(schema) = TestSchema::new("a_key_revoked_by_a_reload_on_one_instance").await else {
+        return;
+    };
+    let workspace = Workspace::new("");
+    let servers = start_instances(&schema, &workspace, 2).await;
+    let client = client();
+    let status = |server: &Server| {
+        let request = delivery(server, KEY_A, "{}", None);
+        let client = client.clone();
+        async move { call(&client, request).await.unwrap().0 }
+    };
+    assert_eq!(status(&servers[1]).await, StatusCode::OK);
+
+    // Key "a" leaves the configuration; only the first server is told to reload.
+    let config = workspace.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_a = text.replacen(
+        "[[keys]]\nid = \"a\"\ntenant = \"acme\"\nenv = \"TEST_KEY_A\"\n",
+        "",
+        1,
+    );
+    assert_ne!(without_a, text, "the fixture configuration has key a");
+    std::fs::write(&config, without_a).unwrap();
+    let pid = servers[0].child.id().unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The documented bound is 2 s after the reload; the reload itself takes a moment.
+    let reloaded = std::time::Instant::now();
+    while status(&servers[1]).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            reloaded.elapsed() < Duration::from_secs(4),
+            "the other server still takes the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&servers[0]).await, StatusCode::UNAUTHORIZED);
+}
