@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agent_trigger::postgres::PostgresStore;
 use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
 use agent_trigger::{
-    ApiKeyRecord, ExecutionSink, Outcome, SigningSecret, SinkError, Source, Trigger, TriggerService,
+    ApiKeyRecord, ExecutionSink, Outcome, SinkError, Source, Trigger, TriggerService,
 };
 use common::postgres::TestSchema;
-use common::{copies_start_one, full, key_delivery, send};
+use common::{copies_start_one, full, key_delivery, secret_for, send, signed_jira};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -182,50 +182,31 @@ async fn a_delivery_whose_caller_gave_up_is_not_kept() {
     let trigger_id = Uuid::now_v7();
     store
         .insert_trigger(
-            Trigger::new(trigger_id, "acme", Source::Jira)
-                .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap()),
+            Trigger::new(trigger_id, "acme", Source::Jira).with_secret(secret_for(Source::Jira)),
         )
         .await
         .unwrap();
     let service = TriggerService::builder(store.clone(), store.clone())
         .backend_timeout(Duration::from_millis(300))
         .build();
-    let body = r#"{"webhookEvent":"jira:issue_created"}"#;
-    let signed = || {
-        let secret = SigningSecret::new("2026-11", "jira-secret").unwrap();
-        let headers = agent_trigger::signature::sign(
-            Source::Jira,
-            &secret,
-            body.as_bytes(),
-            SystemTime::now(),
-            "",
-        )
-        .unwrap();
-        let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
-            .header("x-atlassian-webhook-identifier", "a")
-            .body(full(body))
-            .unwrap();
-        request.headers_mut().extend(headers);
-        request
-    };
     // Another session holds the executions table, so the delivery waits past its deadline.
     let mut locker = schema.client().await;
     let lock = locker.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE executions IN EXCLUSIVE MODE")
         .await
         .unwrap();
-    let answer = send(service.clone(), signed()).await;
+    let answer = send(service.clone(), signed_jira(trigger_id, "a")).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     lock.commit().await.unwrap();
 
     // Its retry is a new delivery: the one answered 503 was not kept.
-    let mut retry = send(service.clone(), signed()).await;
+    let mut retry = send(service.clone(), signed_jira(trigger_id, "a")).await;
     for _ in 0..50 {
         if retry.status == StatusCode::OK {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        retry = send(service.clone(), signed()).await;
+        retry = send(service.clone(), signed_jira(trigger_id, "a")).await;
     }
     assert_eq!(retry.status, StatusCode::OK);
     assert!(retry.headers.get("idempotent-replayed").is_none());

@@ -14,8 +14,7 @@ use agent_trigger::{
     ActionAllowlist, ApiKeyRecord, ExecutionSink, KeyScope, KeyStore, Outcome, SigningSecret,
     Source, Trigger, TriggerService,
 };
-use bytes::Bytes;
-use common::{full, key_delivery, send};
+use common::{JIRA_BODY, full, key_delivery, secret_for, send, signed_jira};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -297,8 +296,8 @@ async fn jira_service(
 ) {
     let store = SqliteStore::open(path).unwrap();
     let trigger_id = Uuid::now_v7();
-    let trigger = Trigger::new(trigger_id, "acme", Source::Jira)
-        .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap());
+    let trigger =
+        Trigger::new(trigger_id, "acme", Source::Jira).with_secret(secret_for(Source::Jira));
     store.insert_trigger(trigger).await.unwrap();
     let key = store
         .generate_key(ApiKeyRecord::new("ci", "acme"))
@@ -308,26 +307,6 @@ async fn jira_service(
         .backend_timeout(backend_timeout)
         .build();
     (store, service, trigger_id, key)
-}
-
-const JIRA_EVENT: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
-
-fn signed_jira(trigger_id: Uuid, delivery_id: &str) -> Request<http_body_util::Full<Bytes>> {
-    let secret = SigningSecret::new("2026-11", "jira-secret").unwrap();
-    let headers = agent_trigger::signature::sign(
-        Source::Jira,
-        &secret,
-        JIRA_EVENT.as_bytes(),
-        std::time::SystemTime::now(),
-        "",
-    )
-    .unwrap();
-    let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
-        .header("x-atlassian-webhook-identifier", delivery_id)
-        .body(full(JIRA_EVENT))
-        .unwrap();
-    request.headers_mut().extend(headers);
-    request
 }
 
 #[tokio::test]
@@ -345,7 +324,7 @@ async fn signatures_and_namespaced_ids_are_remembered_across_a_restart() {
         Request::post(format!("/api/trigger/jira/{trigger_id}"))
             .header("authorization", format!("Bearer {}", key.expose()))
             .header("x-atlassian-webhook-identifier", "a")
-            .body(full(JIRA_EVENT))
+            .body(full(JIRA_BODY))
             .unwrap()
     };
     let own = send(service.clone(), bearer()).await;

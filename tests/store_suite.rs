@@ -1,17 +1,14 @@
 //! One suite of store cases, run against every store: the in-memory one and the JetStream
-//! sink (the cases a sink alone can answer), SQLite and PostgreSQL (all of them). A new backend adds a harness and
-//! one line per case list.
+//! sink (the cases a sink alone can answer), SQLite and PostgreSQL (all of them). A new
+//! backend adds a harness and one line per case list.
 
 mod common;
 
-use std::time::SystemTime;
-
 use agent_trigger::{
     ApiKey, ApiKeyRecord, Delivery, ExecutionId, ExecutionSink, KeyScope, KeyStore, Outcome,
-    SigningSecret, Source, Trigger, TriggerService,
+    Source, Trigger, TriggerService,
 };
-use bytes::Bytes;
-use common::{full, key_delivery, send};
+use common::{JIRA_BODY, full, key_delivery, secret_for, send, signed_jira};
 use http::{Request, StatusCode};
 use uuid::Uuid;
 
@@ -208,26 +205,6 @@ fn started(outcome: Outcome) -> ExecutionId {
     }
 }
 
-const JIRA_EVENT: &str = r#"{"webhookEvent":"jira:issue_created","issue":{"key":"SEC-1"}}"#;
-
-fn signed_jira(trigger_id: Uuid, delivery_id: &str) -> Request<http_body_util::Full<Bytes>> {
-    let secret = SigningSecret::new("2026-11", "jira-secret").unwrap();
-    let headers = agent_trigger::signature::sign(
-        Source::Jira,
-        &secret,
-        JIRA_EVENT.as_bytes(),
-        SystemTime::now(),
-        "",
-    )
-    .unwrap();
-    let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
-        .header("x-atlassian-webhook-identifier", delivery_id)
-        .body(full(JIRA_EVENT))
-        .unwrap();
-    request.headers_mut().extend(headers);
-    request
-}
-
 /// Cases every store answers: what the contract asks of a sink and a key store.
 mod sink_cases {
     use super::*;
@@ -324,7 +301,7 @@ mod sink_cases {
         harness
             .insert_trigger(
                 Trigger::new(trigger_id, "acme", Source::Jira)
-                    .with_secret(SigningSecret::new("2026-11", "jira-secret").unwrap()),
+                    .with_secret(secret_for(Source::Jira)),
             )
             .await;
         let key = harness.generate_key(ApiKeyRecord::new("ci", "acme")).await;
@@ -340,7 +317,7 @@ mod sink_cases {
             Request::post(format!("/api/trigger/jira/{trigger_id}"))
                 .header("authorization", format!("Bearer {}", key.expose()))
                 .header("x-atlassian-webhook-identifier", "a")
-                .body(full(JIRA_EVENT))
+                .body(full(JIRA_BODY))
                 .unwrap()
         };
         let own = send(service.clone(), bearer()).await;
@@ -387,7 +364,9 @@ mod sink_cases {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod queue_cases {
     use std::num::NonZeroU32;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
 
     use agent_trigger::Caller;
     use agent_trigger::queue::{ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus};

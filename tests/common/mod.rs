@@ -54,6 +54,19 @@ pub fn signed_now(source: Source, body: &[u8]) -> http::HeaderMap {
     .unwrap()
 }
 
+/// A Jira delivery of [`JIRA_BODY`] with `delivery_id`, signed now with the fixture secret: a
+/// copy of it is byte for byte what a sender's redelivery would be (Jira signs no timestamp).
+pub fn signed_jira(trigger_id: Uuid, delivery_id: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
+        .header("x-atlassian-webhook-identifier", delivery_id)
+        .body(full(JIRA_BODY))
+        .unwrap();
+    request
+        .headers_mut()
+        .extend(signed_now(Source::Jira, JIRA_BODY.as_bytes()));
+    request
+}
+
 /// One tenant with one trigger per source (signed where the source signs) and one key.
 pub struct Fixture {
     pub store: Arc<MemoryKeyStore>,
