@@ -16,7 +16,7 @@ use crate::{
     StoreError, Trigger,
 };
 
-type KeysAndTriggers = (i64, Vec<(KeyDigest, ApiKeyRecord)>, Vec<Trigger>);
+type KeysAndTriggers = (Vec<(KeyDigest, ApiKeyRecord)>, Vec<Trigger>);
 
 impl PostgresStore {
     /// Writes keys and triggers with `change` in one transaction that bumps their version and
@@ -149,15 +149,11 @@ pub(super) async fn reload(
     inner: &Inner,
     client: &tokio_postgres::Client,
 ) -> Result<(), StoreError> {
-    let version: i64 = client
-        .query_one("SELECT version FROM config_version", &[])
-        .await
-        .map_err(database_error)?
-        .get(0);
+    let version = version(client).await.map_err(database_error)?;
     if version == inner.cached_version.load(Ordering::Acquire) {
         return Ok(());
     }
-    let (version, keys, triggers) = load(client).await.map_err(database_error)?;
+    let (keys, triggers) = load(client).await.map_err(database_error)?;
     inner.cache.replace_all(keys, triggers);
     inner.cached_version.store(version, Ordering::Release);
     Ok(())
@@ -278,17 +274,20 @@ async fn write_trigger(
     Ok(())
 }
 
-/// The version and every key and trigger, read in one snapshot.
+/// The version of the keys and triggers. Read it before [`load`]: a change that lands between
+/// the two then moves the version past the one the copy is recorded at, and is loaded at the
+/// next check.
+pub(super) async fn version(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT version FROM config_version", &[])
+        .await?
+        .get(0))
+}
+
+/// Every key and trigger, one statement per table.
 pub(super) async fn load(
     client: &tokio_postgres::Client,
 ) -> Result<KeysAndTriggers, tokio_postgres::Error> {
-    // One statement per table, each its own snapshot: the version is read first, so a change
-    // that lands between the reads is loaded again at the next check.
-    let version: i64 = client
-        .query_one("SELECT version FROM config_version", &[])
-        .await?
-        .get(0);
-
     let mut keys = Vec::new();
     for row in client
         .query(
@@ -383,5 +382,5 @@ pub(super) async fn load(
         }
         triggers.push(trigger);
     }
-    Ok((version, keys, triggers))
+    Ok((keys, triggers))
 }

@@ -262,7 +262,8 @@ impl PostgresStore {
             .await
             .map_err(database_error)?
             .get(0);
-        let (version, keys, triggers) = keys::load(&client).await.map_err(database_error)?;
+        let version = keys::version(&client).await.map_err(database_error)?;
+        let (keys, triggers) = keys::load(&client).await.map_err(database_error)?;
         drop(client);
         let cache = MemoryKeyStore::new();
         cache.replace_all(keys, triggers);
