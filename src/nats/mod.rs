@@ -196,7 +196,7 @@ impl JetStreamSink {
             })
             .await
             .map_err(|error| StoreError::new(format!("stream {}: {error}", options.stream)))?;
-        check(stream.cached_info().config.clone(), &subjects)
+        check(&stream.cached_info().config, &subjects)
             .map_err(|problem| StoreError::new(format!("stream {}: {problem}", options.stream)))?;
         Ok(JetStreamSink {
             inner: Arc::new(Inner {
@@ -319,7 +319,7 @@ impl fmt::Debug for JetStreamSink {
 }
 
 /// Why a stream's settings break the sink's promises, if they do.
-fn check(config: Config, subjects: &str) -> Result<(), String> {
+fn check(config: &Config, subjects: &str) -> Result<(), String> {
     if !config.subjects.iter().any(|subject| subject == subjects) {
         return Err(format!(
             "it does not take {subjects} (its subjects: {:?})",
@@ -380,7 +380,7 @@ mod tests {
             max_bytes: 1 << 30,
             ..Config::default()
         };
-        assert_eq!(check(good.clone(), subjects), Ok(()));
+        assert_eq!(check(&good, subjects), Ok(()));
         for (broken, reason) in [
             (
                 Config {
@@ -418,7 +418,7 @@ mod tests {
                 "does not take",
             ),
         ] {
-            let problem = check(broken, subjects).unwrap_err();
+            let problem = check(&broken, subjects).unwrap_err();
             assert!(problem.contains(reason), "{problem}");
         }
     }
