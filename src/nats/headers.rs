@@ -106,7 +106,7 @@ pub fn decode(headers: &HeaderMap, payload: Bytes) -> Result<(ExecutionId, Deliv
 }
 
 /// The execution id of a message the sink published.
-pub fn execution_id(headers: &HeaderMap) -> Result<ExecutionId, SinkError> {
+pub(crate) fn execution_id(headers: &HeaderMap) -> Result<ExecutionId, SinkError> {
     required(headers, EXECUTION_ID).map(ExecutionId::from)
 }
 

@@ -208,11 +208,6 @@ impl JetStreamSink {
         })
     }
 
-    /// The stream's name.
-    pub fn stream_name(&self) -> &str {
-        &self.inner.name
-    }
-
     /// The subject consumers filter on: every execution this sink publishes.
     pub fn executions_subject(&self) -> String {
         format!("{}.executions.>", self.inner.prefix)
