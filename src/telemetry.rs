@@ -82,11 +82,17 @@ impl DeliveryTelemetry {
     /// Closes the delivery's record with its answer: one log line, and the metrics.
     pub(crate) fn finish(&self, answer: &Answer) {
         if !self.span.is_disabled() {
-            if let Answer::Started(id) | Answer::Replayed(id) = answer {
-                self.span.record("execution_id", field::display(id));
+            // One record for the three fields: each record is a trip through the subscriber.
+            let (outcome, status) = (answer.outcome(), answer.status().as_u16());
+            match answer {
+                Answer::Started(id) | Answer::Replayed(id) => tracing::record_all!(
+                    self.span,
+                    execution_id = %id,
+                    outcome = outcome,
+                    status = status
+                ),
+                _ => tracing::record_all!(self.span, outcome = outcome, status = status),
             }
-            self.span.record("outcome", answer.outcome());
-            self.span.record("status", answer.status().as_u16());
             tracing::info!(parent: &self.span, "webhook delivery");
         } else if anyone_listens() {
             // No subscriber took the span; the line still reaches a subscriber that filters
@@ -144,7 +150,18 @@ impl DeliveryRecord {
         if self.span.is_disabled() {
             return;
         }
-        self.span.record("delivery_id", delivery_id);
-        self.span.record("action", action);
+        // Only what is there, in one record: recording nothing still reaches the subscriber.
+        match (delivery_id, action) {
+            (Some(delivery_id), Some(action)) => {
+                tracing::record_all!(self.span, delivery_id = delivery_id, action = action);
+            }
+            (Some(delivery_id), None) => {
+                self.span.record("delivery_id", delivery_id);
+            }
+            (None, Some(action)) => {
+                self.span.record("action", action);
+            }
+            (None, None) => {}
+        }
     }
 }

@@ -2,15 +2,20 @@
 //! health check and the metrics.
 
 use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
-use agent_trigger::{KeyStore, TriggerService};
+use std::convert::Infallible;
+use std::future::Future;
+
+use agent_trigger::{KeyStore, TriggerLayer, TriggerService};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::json;
+use tower::Service;
 
 use crate::executions;
 use crate::executor::Running;
@@ -30,14 +35,23 @@ pub struct Api<S> {
 }
 
 /// The whole application, behind the server's limits; `metrics` renders `/metrics`.
+///
+/// The trigger endpoint sits in front of the router ([`TriggerLayer`]), as in an embedding
+/// host: a delivery skips the router's matching and path captures, which the other routes need.
 pub fn app<S: Backend>(
     api: Api<S>,
     triggers: TriggerService<S, S>,
     limits: Limits,
     metrics: PrometheusHandle,
-) -> Router {
-    Router::new()
-        .route_service("/api/trigger/{source}/{trigger_id}", triggers)
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let routes = Router::new()
         .route("/api/executions", get(executions::list::<S>))
         .route("/api/executions/{execution_id}", get(executions::show::<S>))
         .route(
@@ -55,19 +69,20 @@ pub fn app<S: Backend>(
             get(move |State(api): State<Api<S>>| prometheus_text(api, metrics.clone())),
         )
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})) })
-        .with_state(api)
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(move |error| {
-                    limits::refusal(error, limits.request_timeout)
-                }))
-                .load_shed()
-                // Global: every route's copy of the layers shares the one count.
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    limits.max_in_flight,
-                ))
-                .timeout(limits.request_timeout),
-        )
+        .with_state(api);
+    // `HandleError` drives the stack below it with `poll_ready` before each `call`, as the
+    // load shedding and the concurrency limit need.
+    tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(move |error| {
+            limits::refusal(error, limits.request_timeout)
+        }))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_in_flight,
+        ))
+        .timeout(limits.request_timeout)
+        .layer(TriggerLayer::new(triggers))
+        .service(routes)
 }
 
 /// How long the health check waits for the database.

@@ -418,12 +418,21 @@ async fn serve<S: http::Backend>(
 /// requests in flight finish (within the request deadline). Connections past the cap are closed
 /// at accept; one whose first request head has not arrived within the header deadline is
 /// closed then.
-async fn accept_until(
+async fn accept_until<A>(
     listener: tokio::net::TcpListener,
-    app: axum::Router,
+    app: A,
     limits: limits::Limits,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) where
+    A: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    A::Future: Send + 'static,
+{
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     use hyper_util::server::graceful::GracefulShutdown;
