@@ -31,9 +31,17 @@ fn anyone_listens() -> bool {
 }
 
 /// The telemetry of one delivery, from its start to its answer.
+///
+/// Its fields reach a subscriber in one of two shapes. A subscriber that takes the delivery's
+/// span gets the span, its fields recorded as they are learned, and one event inside it at the
+/// answer. One that takes events but not this span (a per-layer filter, as the standalone
+/// server's log has) gets one flat event with every field instead: the cheaper line, since no
+/// span is built, recorded into, entered or closed.
 #[derive(Debug)]
 pub(crate) struct DeliveryTelemetry {
     span: Span,
+    /// Nobody takes the span but someone takes events: the answer's event carries every field.
+    flat: bool,
     source: Source,
     trigger_id: Uuid,
     #[cfg(feature = "metrics")]
@@ -42,7 +50,8 @@ pub(crate) struct DeliveryTelemetry {
 
 impl DeliveryTelemetry {
     pub(crate) fn start(source: Source, trigger_id: Uuid) -> Self {
-        let span = if anyone_listens() {
+        let listening = anyone_listens();
+        let span = if listening {
             tracing::info_span!(
                 "webhook_delivery",
                 source = source.as_str(),
@@ -58,6 +67,7 @@ impl DeliveryTelemetry {
             Span::none()
         };
         DeliveryTelemetry {
+            flat: listening && span.is_disabled(),
             span,
             source,
             trigger_id,
@@ -72,15 +82,19 @@ impl DeliveryTelemetry {
         (!self.span.is_disabled()).then(|| self.span.enter())
     }
 
-    /// What the pipeline records into the delivery's span as it learns it.
+    /// What the pipeline records as it learns it; handed back to [`finish`](Self::finish).
     pub(crate) fn record(&self) -> DeliveryRecord {
         DeliveryRecord {
             span: self.span.clone(),
+            flat: self.flat,
+            caller: None,
+            delivery_id: None,
+            action: None,
         }
     }
 
     /// Closes the delivery's record with its answer: one log line, and the metrics.
-    pub(crate) fn finish(&self, answer: &Answer) {
+    pub(crate) fn finish(&self, answer: &Answer, record: &DeliveryRecord) {
         if !self.span.is_disabled() {
             // One record for the three fields: each record is a trip through the subscriber.
             let (outcome, status) = (answer.outcome(), answer.status().as_u16());
@@ -94,12 +108,20 @@ impl DeliveryTelemetry {
                 _ => tracing::record_all!(self.span, outcome = outcome, status = status),
             }
             tracing::info!(parent: &self.span, "webhook delivery");
-        } else if anyone_listens() {
-            // No subscriber took the span; the line still reaches a subscriber that filters
-            // spans out, and `log` through `tracing`'s bridge.
+        } else if self.flat {
+            // No subscriber took the span: the line carries its fields itself, for a
+            // subscriber that filters spans out, and for `log` through `tracing`'s bridge.
+            let execution_id = match answer {
+                Answer::Started(id) | Answer::Replayed(id) => Some(id),
+                _ => None,
+            };
             tracing::info!(
                 source = self.source.as_str(),
                 trigger_id = %self.trigger_id,
+                caller = record.caller.as_ref().map(|caller| field::display(CallerName(caller))),
+                delivery_id = record.delivery_id.as_deref(),
+                action = record.action.as_deref(),
+                execution_id = execution_id.map(field::display),
                 outcome = answer.outcome(),
                 status = answer.status().as_u16(),
                 "webhook delivery"
@@ -121,32 +143,38 @@ impl DeliveryTelemetry {
     }
 }
 
-/// The delivery's span as the pipeline sees it: it names the caller and the event once they
-/// are known. From [`DeliveryTelemetry::record`].
+/// The delivery's record as the pipeline sees it: it names the caller and the event once they
+/// are known, into the span, or kept for the flat line when nobody takes the span. From
+/// [`DeliveryTelemetry::record`].
 #[derive(Debug)]
 pub(crate) struct DeliveryRecord {
     span: Span,
+    flat: bool,
+    caller: Option<Caller>,
+    delivery_id: Option<String>,
+    action: Option<String>,
 }
 
 impl DeliveryRecord {
     /// Names the caller: the key's or the secret's id, never the secret.
-    pub(crate) fn caller(&self, caller: &Caller) {
-        // Recording into a disabled span still costs a trip through `tracing`'s `log` bridge.
-        if self.span.is_disabled() {
-            return;
+    pub(crate) fn caller(&mut self, caller: &Caller) {
+        if self.flat {
+            self.caller = Some(caller.clone());
+        } else if !self.span.is_disabled() {
+            self.span
+                .record("caller", field::display(CallerName(caller)));
         }
-        match caller {
-            Caller::ApiKey { key_id, .. } => self
-                .span
-                .record("caller", field::display(format_args!("key:{key_id}"))),
-            Caller::Signature { secret_id } => self
-                .span
-                .record("caller", field::display(format_args!("secret:{secret_id}"))),
-        };
+        // Recording into a disabled span would still cost a trip through `tracing`'s `log`
+        // bridge, for nobody.
     }
 
     /// What the delivery is about, once the body is read.
-    pub(crate) fn event(&self, delivery_id: Option<&str>, action: Option<&str>) {
+    pub(crate) fn event(&mut self, delivery_id: Option<&str>, action: Option<&str>) {
+        if self.flat {
+            self.delivery_id = delivery_id.map(str::to_owned);
+            self.action = action.map(str::to_owned);
+            return;
+        }
         if self.span.is_disabled() {
             return;
         }
@@ -162,6 +190,18 @@ impl DeliveryRecord {
                 self.span.record("action", action);
             }
             (None, None) => {}
+        }
+    }
+}
+
+/// A caller as the log names it: `key:<key id>` or `secret:<secret id>`.
+struct CallerName<'c>(&'c Caller);
+
+impl std::fmt::Display for CallerName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Caller::ApiKey { key_id, .. } => write!(f, "key:{key_id}"),
+            Caller::Signature { secret_id } => write!(f, "secret:{secret_id}"),
         }
     }
 }

@@ -154,11 +154,16 @@ async fn a_subscriber_that_takes_events_but_not_spans_still_gets_one_line_per_de
     let fixture = Fixture::new();
     let (triggers, _executions) = fixture.channel_service();
     let body = r#"{"webhookEvent":"jira:issue_created"}"#;
-    let response = triggers
-        .oneshot(fixture.bearer_request(Source::Jira, body))
-        .await
+    let request = fixture
+        .bearer(Source::Jira, body)
+        .header("x-atlassian-webhook-identifier", "delivery-7")
+        .body(full(body))
         .unwrap();
+    let response = triggers.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let answer = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let execution_id = answer["executionId"].as_str().unwrap();
 
     let trace = captured.text();
     let lines: Vec<&str> = trace
@@ -179,6 +184,15 @@ async fn a_subscriber_that_takes_events_but_not_spans_still_gets_one_line_per_de
         "{trace}"
     );
     assert!(lines[0].contains("status=200"), "{trace}");
+    // With no span to hold them, the line itself carries what the span would have.
+    for field in [
+        "caller=key:ci".to_owned(),
+        "delivery_id=\"delivery-7\"".to_owned(),
+        "action=\"jira:issue_created\"".to_owned(),
+        format!("execution_id={execution_id}"),
+    ] {
+        assert!(lines[0].contains(&field), "no {field} in {trace}");
+    }
     assert!(
         !trace.contains(fixture.key.expose()),
         "the API key reached a trace"

@@ -9,11 +9,11 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, Response};
 
 use crate::response::{Answer, ResponseBody};
-use crate::telemetry::DeliveryTelemetry;
+use crate::telemetry::{DeliveryRecord, DeliveryTelemetry};
 
 /// The pipeline's steps from credentials to sink: the answer, and the request's header map to
 /// write it into.
-type Running = Pin<Box<dyn Future<Output = (Answer, HeaderMap)> + Send>>;
+type Running = Pin<Box<dyn Future<Output = (Answer, HeaderMap, DeliveryRecord)> + Send>>;
 
 /// Response future of [`TriggerService`](super::TriggerService).
 ///
@@ -53,7 +53,7 @@ impl Future for ResponseFuture {
             State::Ready(response) => response.take().expect("polled after completion"),
             State::Running(pipeline, telemetry) => {
                 let _entered = telemetry.enter();
-                let (answer, headers) =
+                let (answer, headers, record) =
                     match catch_unwind(AssertUnwindSafe(|| pipeline.as_mut().poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(finished)) => finished,
@@ -64,12 +64,12 @@ impl Future for ResponseFuture {
                                 .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
                                 .unwrap_or("a non-string payload");
                             tracing::error!(panic = message, "webhook delivery panicked");
-                            (Answer::Internal, HeaderMap::new())
+                            (Answer::Internal, HeaderMap::new(), telemetry.record())
                         }
                     };
                 // The answer stands even if a subscriber or recorder panics on the record: the
                 // delivery may already have started an execution.
-                let _ = catch_unwind(AssertUnwindSafe(|| telemetry.finish(&answer)));
+                let _ = catch_unwind(AssertUnwindSafe(|| telemetry.finish(&answer, &record)));
                 answer.into_response(headers)
             }
         };

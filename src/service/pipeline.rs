@@ -70,7 +70,7 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 }
 
 /// The remaining steps, from *credentials* to *sink*, and the answer with the request's header
-/// map, emptied by the response it is written into.
+/// map, emptied by the response it is written into, and the delivery's record for its log line.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would copy its arguments into its future a second time"
@@ -83,7 +83,7 @@ pub(crate) fn accept<E, A, B>(
     source: Source,
     trigger_id: Uuid,
     record: DeliveryRecord,
-) -> impl Future<Output = (Answer, HeaderMap)>
+) -> impl Future<Output = (Answer, HeaderMap, DeliveryRecord)>
 where
     E: ExecutionSink,
     A: KeyStore,
@@ -97,10 +97,11 @@ where
             source,
             trigger_id,
         };
-        let answer = match steps(&shared, request, body, record).await {
+        let mut record = record;
+        let answer = match steps(&shared, request, body, &mut record).await {
             Ok(answer) | Err(answer) => answer,
         };
-        (answer, headers)
+        (answer, headers, record)
     }
 }
 
@@ -114,7 +115,7 @@ fn steps<'r, E, A, B>(
     shared: &'r Shared<E, A>,
     request: RequestHead<'r>,
     body: B,
-    record: DeliveryRecord,
+    record: &'r mut DeliveryRecord,
 ) -> impl Future<Output = Result<Answer, Answer>> + 'r
 where
     E: ExecutionSink,
