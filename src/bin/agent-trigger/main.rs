@@ -116,8 +116,8 @@ fn main() -> ExitCode {
 /// field of the delivery (see the crate's telemetry), which costs the request about half of
 /// what building, recording into and closing a span per delivery costs.
 fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
     use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let levels =
