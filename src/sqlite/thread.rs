@@ -32,6 +32,12 @@ pub(super) fn run(mut connection: Connection, mut commands: Receiver<Command>, w
         match command {
             Command::Call(call) => call(&mut connection),
             Command::Submit { delivery, reply } => {
+                // Group commit: a request worker woke this thread with the first delivery and
+                // may be about to send more. Letting it run first (when it shares this core)
+                // puts them in this group, under one commit and one fsync, rather than each
+                // in a group of one. Where nothing else waits for the core this returns at
+                // once.
+                std::thread::yield_now();
                 let mut group = vec![(delivery, reply)];
                 let mut next_call = None;
                 while group.len() < MAX_GROUP {
