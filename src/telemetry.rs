@@ -158,14 +158,14 @@ pub(crate) struct DeliveryRecord {
 impl DeliveryRecord {
     /// Names the caller: the key's or the secret's id, never the secret.
     pub(crate) fn caller(&mut self, caller: &Caller) {
+        // A disabled span is left alone: recording into it would still cost a trip through
+        // `tracing`'s `log` bridge, for nobody.
         if self.flat {
             self.caller = Some(caller.clone());
         } else if !self.span.is_disabled() {
             self.span
                 .record("caller", field::display(CallerName(caller)));
         }
-        // Recording into a disabled span would still cost a trip through `tracing`'s `log`
-        // bridge, for nobody.
     }
 
     /// What the delivery is about, once the body is read.

@@ -1,10 +1,10 @@
 //! The server's routes: the trigger endpoint, the executions API, the OpenAPI document, the
 //! health check and the metrics.
 
-use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
 use std::convert::Infallible;
 use std::future::Future;
 
+use agent_trigger::queue::{ExecutionQueue, ExecutionStatus};
 use agent_trigger::{KeyStore, TriggerLayer, TriggerService};
 use axum::Router;
 use axum::extract::State;
