@@ -41,19 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 write_wrk_script "$script"
-cat > "$work/server.toml" <<TOML
-database = "durable.db"
-
-[[keys]]
-id = "bench"
-tenant = "bench"
-env = "API_KEY"
-
-[[triggers]]
-id = "$TRIGGER_ID"
-tenant = "bench"
-source = "webhook"
-TOML
+write_server_config "$work/server.toml" durable.db
 
 # Starts one server on CPU 0 and waits until it answers; sets $server.
 start() {

@@ -20,42 +20,18 @@ cargo build --release --quiet --example hyper --example loopback-servers
 mkdir -p target/profile
 
 source benches/loopback/load.sh
+source benches/loopback/callgrind.sh
 export TOKIO_WORKER_THREADS=1   # the example on one worker thread, like the other two
-script=$(mktemp --suffix=.lua)
-trap 'rm -f "$script"' EXIT
-write_wrk_script "$script"
+WRK_SCRIPT=$(mktemp --suffix=.lua)
+trap 'rm -f "$WRK_SCRIPT"' EXIT
+write_wrk_script "$WRK_SCRIPT"
 
-# Prints the server's instructions per request: counting is zeroed after a warm-up load,
-# and the count dumped after a measured one, so start-up and warm-up drop out. It runs in a
-# command substitution's subshell, which stops its own server however it ends.
+# The server's instructions per request, from `callgrind_count NAME PORT SOURCE COMMAND...`.
 count() {
   local name=$1 port=$2 source=$3; shift 3
-  server=
-  trap '[ -n "$server" ] && kill "$server" 2>/dev/null' EXIT
-  local out="target/profile/loopback-$name.out"
-  rm -f "$out" "$out".*
-  LISTEN_ADDR="127.0.0.1:$port" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
-    >/dev/null 2>&1 &
-  server=$!
-  local url="http://127.0.0.1:$port/api/trigger/$source/$TRIGGER_ID"
-  for _ in $(seq 100); do
-    curl -s -o /dev/null -X POST "$url" && break
-    sleep 0.2
-  done
-  wrk -t1 -c"$CONNECTIONS" -d3s -s "$script" "$url" >/dev/null
-  callgrind_control -z "$server" >/dev/null 2>&1
-  local requests
-  requests=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$url" | awk '/requests in/ {print $1}')
-  callgrind_control -d "$server" >/dev/null 2>&1
-  kill "$server"
-  wait "$server" 2>/dev/null || true
-  server=
-  local dump
-  dump=$(ls -t "$out".* | head -1)
-  mv "$dump" "$out"
-  rm -f "$out".*
-  local total
-  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  local requests total
+  read -r requests total < <(callgrind_count "loopback-$name" "$port" \
+    "/api/trigger/$source/$TRIGGER_ID" "$@")
   echo $((total / requests))
 }
 

@@ -16,3 +16,21 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $API_KEY"
 LUA
 }
+
+# `write_server_config FILE DATABASE`: the standalone server's configuration for this load: the
+# key above (read from API_KEY) and one `webhook` trigger with its TRIGGER_ID.
+write_server_config() {
+  cat > "$1" <<TOML
+database = "$2"
+
+[[keys]]
+id = "bench"
+tenant = "bench"
+env = "API_KEY"
+
+[[triggers]]
+id = "$TRIGGER_ID"
+tenant = "bench"
+source = "webhook"
+TOML
+}
