@@ -109,6 +109,14 @@ impl Answer {
         }
     }
 
+    /// The execution the delivery started or replayed, if any.
+    pub(crate) fn execution_id(&self) -> Option<&ExecutionId> {
+        match self {
+            Answer::Started(id) | Answer::Replayed(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// A short name of the outcome for logs and metrics.
     pub(crate) fn outcome(&self) -> &'static str {
         match self {

@@ -98,30 +98,26 @@ impl DeliveryTelemetry {
         if !self.span.is_disabled() {
             // One record for the three fields: each record is a trip through the subscriber.
             let (outcome, status) = (answer.outcome(), answer.status().as_u16());
-            match answer {
-                Answer::Started(id) | Answer::Replayed(id) => tracing::record_all!(
+            match answer.execution_id() {
+                Some(id) => tracing::record_all!(
                     self.span,
                     execution_id = %id,
                     outcome = outcome,
                     status = status
                 ),
-                _ => tracing::record_all!(self.span, outcome = outcome, status = status),
+                None => tracing::record_all!(self.span, outcome = outcome, status = status),
             }
             tracing::info!(parent: &self.span, "webhook delivery");
         } else if self.flat {
             // No subscriber took the span: the line carries its fields itself, for a
             // subscriber that filters spans out, and for `log` through `tracing`'s bridge.
-            let execution_id = match answer {
-                Answer::Started(id) | Answer::Replayed(id) => Some(id),
-                _ => None,
-            };
             tracing::info!(
                 source = self.source.as_str(),
                 trigger_id = %self.trigger_id,
                 caller = record.caller.as_ref().map(|caller| field::display(CallerName(caller))),
                 delivery_id = record.delivery_id.as_deref(),
                 action = record.action.as_deref(),
-                execution_id = execution_id.map(field::display),
+                execution_id = answer.execution_id().map(field::display),
                 outcome = answer.outcome(),
                 status = answer.status().as_u16(),
                 "webhook delivery"
