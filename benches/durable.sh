@@ -6,7 +6,8 @@
 # examples/hyper.rs with the in-memory sink, each on one worker thread pinned to CPU 0, wrk on
 # CPU 1, in alternating rounds. For each: requests per second, the server's CPU time per
 # acknowledged request (user + system, from /proc; PostgreSQL's own processes are not counted,
-# and share the two cores), and wrk's p99 latency; then the ratios. Not part of the tests.
+# and share the two cores), and wrk's p99 latency; then the ratios, and the ceiling that the
+# disk's sync latency puts on SQLite's requests per second. Not part of the tests.
 #
 #   bash benches/durable.sh              # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
 set -euo pipefail
@@ -108,6 +109,12 @@ for connections in $CONNECTIONS; do
   done
 done
 
+# The disk's sync latency where the database lives: 500 writes of 4 KiB over a file that
+# exists already, each synced (O_DSYNC), as a WAL that is being reused is written.
+dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 status=none
+sync_us=$(dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 oflag=dsync conv=notrunc 2>&1 |
+  awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") print int($(i - 1) / 500 * 1e6) }')
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "medians over $ROUNDS rounds of $DURATION (server on CPU 0, wrk on CPU 1):"
@@ -121,6 +128,13 @@ for connections in $CONNECTIONS; do
   echo "       p99 by round: SQLite${p99[sqlite/$connections]}; in-memory${p99[memory/$connections]}"
   awk -v sr="$s_rps" -v mr="$m_rps" -v sc="$s_cpu" -v mc="$m_cpu" 'BEGIN {
     printf "       SQLite / in-memory: %.2fx the requests per second, %.2fx the CPU per request\n", sr / mr, sc / mc }'
+  # SQLite commits one group at a time and a group's requests wait for its sync, so when every
+  # connection's request is in each group, a round trip of all of them takes the sync plus
+  # their CPU on the server's one core.
+  awk -v c="$connections" -v f="$sync_us" -v sc="$s_cpu" -v mc="$m_cpu" -v mr="$m_rps" 'BEGIN {
+    bound = c / ((f + c * sc) / 1e6); at = c / ((f + c * mc) / 1e6)
+    printf "       a sync takes %d µs here: one commit at a time allows at most %.0f req/s at the server'"'"'s CPU (%.2fx the example),\n", f, bound, bound / mr
+    printf "       %.0f req/s (%.2fx) were it as cheap as the example\n", at, at / mr }'
   if [[ $KINDS == *postgres* ]]; then
     p_rps=$(echo "${rps[postgres/$connections]}" | median)
     p_cpu=$(echo "${cpu[postgres/$connections]}" | median)
