@@ -12,7 +12,7 @@ mod executions;
 mod executor;
 mod http;
 mod limits;
-mod log_fields;
+mod log_format;
 mod retention;
 
 use std::net::SocketAddr;
@@ -116,8 +116,8 @@ fn main() -> ExitCode {
 /// The log takes no spans: each delivery's line is then one flat event that carries every
 /// field of the delivery (see the crate's telemetry). A span per delivery, built, recorded
 /// into, entered and closed, cost the request about 20 000 instructions; the flat line cost
-/// about 12 000, and 8 800 with the text format's fields written by [`log_fields`]
-/// (`benches/durable_profile.sh`). The span's other use, naming the delivery in
+/// about 12 000, and 7 000 with the text format's timestamp and fields written by
+/// [`log_format`] (`benches/durable_profile.sh`). The span's other use, naming the delivery in
 /// the lines logged while it is handled, is not needed here: such a line (a backend failure)
 /// is followed by the delivery's own line, with its answer.
 fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
@@ -132,7 +132,9 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::BufWriter::new(std::io::stderr()));
-    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
+    let logs = tracing_subscriber::fmt::layer()
+        .with_timer(log_format::LineTime)
+        .with_writer(writer);
     let registry = tracing_subscriber::registry();
     if std::env::var("AGENT_TRIGGER_LOG_FORMAT").is_ok_and(|format| format == "json") {
         registry
@@ -141,7 +143,7 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     } else {
         registry
             .with(
-                logs.fmt_fields(log_fields::LineFields)
+                logs.fmt_fields(log_format::LineFields)
                     .with_ansi(colour)
                     .with_filter(filter),
             )
