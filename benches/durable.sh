@@ -112,7 +112,7 @@ done
 # The disk's sync latency where the database lives: 500 writes of 4 KiB over a file that
 # exists already, each synced (O_DSYNC), as a WAL that is being reused is written.
 dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 status=none
-sync_us=$(dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 oflag=dsync conv=notrunc 2>&1 |
+sync_us=$(LC_ALL=C dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 oflag=dsync conv=notrunc 2>&1 |
   awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") print int($(i - 1) / 500 * 1e6) }')
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
