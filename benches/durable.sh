@@ -25,11 +25,9 @@ schema=bench_durable_$$
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32 256}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
-cargo build --release --quiet --features server --bin agent-trigger --example hyper
-
 source benches/loopback/load.sh
+need_load_tools
+cargo build --release --quiet --features server --bin agent-trigger --example hyper
 
 work=$(mktemp -d)
 script="$work/post.lua"

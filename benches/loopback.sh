@@ -12,11 +12,9 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
-cargo build --release --quiet --example hyper --example loopback-servers
-
 source benches/loopback/load.sh
+need_load_tools
+cargo build --release --quiet --example hyper --example loopback-servers
 
 script=$(mktemp --suffix=.lua)
 pids=()

@@ -1,6 +1,6 @@
-# The load both loopback scripts send, sourced by them: the servers' key and trigger (read from
-# the environment by each server), the ~240-byte Jira body, and `write_wrk_script FILE`, which
-# writes the wrk script that posts it with the bearer key.
+# The load the loopback and durable scripts send, sourced by them: the servers' key and trigger
+# (read from the environment by each server), the ~240-byte Jira body, `write_wrk_script FILE`,
+# which writes the wrk script that posts it with the bearer key, and `need_load_tools`.
 
 export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
 export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
@@ -33,4 +33,10 @@ id = "$TRIGGER_ID"
 tenant = "bench"
 source = "webhook"
 TOML
+}
+
+# `need_load_tools`: wrk, installed when missing, and taskset, which pins servers and load.
+need_load_tools() {
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 }
