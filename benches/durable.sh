@@ -63,14 +63,7 @@ start() {
       ;;
   esac
   server=$!
-  for _ in $(seq 100); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$(url "$1")" \
-      -H 'Content-Type: application/json' -H "Authorization: Bearer $API_KEY" -d "$BODY" || true)
-    [ "$status" = 200 ] && return
-    sleep 0.1
-  done
-  echo "$1 did not answer 200" >&2
-  exit 1
+  await_acceptance "$1" "$(url "$1")"
 }
 
 url() {
@@ -81,17 +74,14 @@ url() {
   esac
 }
 
-# The server's user + system CPU time so far, in clock ticks.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 declare -A rps cpu p99
 for connections in $CONNECTIONS; do
   for round in $(seq "$ROUNDS"); do
     for kind in $KINDS; do
       start "$kind"
-      before=$(ticks "$server")
+      before=$(cpu_ticks "$server")
       out=$(taskset -c 1 wrk -t1 -c"$connections" -d"$DURATION" --latency -s "$script" "$(url "$kind")")
-      after=$(ticks "$server")
+      after=$(cpu_ticks "$server")
       kill "$server"; wait "$server" 2>/dev/null || true; server=
       requests=$(echo "$out" | awk '/requests in/ {print $1}')
       rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

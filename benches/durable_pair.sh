@@ -61,18 +61,11 @@ round() {
   TOKIO_WORKER_THREADS=1 taskset -c 0 "$1" serve --config "$work/server.toml" \
     --listen 127.0.0.1:3204 >/dev/null 2>&1 &
   server=$!
-  local status
-  for _ in $(seq 100); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url" -H 'Content-Type: application/json' \
-      -H "Authorization: Bearer $API_KEY" -d "$BODY" || true)
-    [ "$status" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$status" = 200 ] || { echo "$1 did not answer 200" >&2; exit 1; }
+  await_acceptance "$1" "$url"
   local before after out
-  before=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  before=$(cpu_ticks "$server")
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$work/post.lua" "$url")
-  after=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  after=$(cpu_ticks "$server")
   kill "$server"; wait "$server" 2>/dev/null || true; server=
   read -r rate cpu < <(echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     /requests in/ { n = $1 } /Requests\/sec/ { rate = $2 }

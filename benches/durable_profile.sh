@@ -14,13 +14,12 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8s}
 CONNECTIONS=${CONNECTIONS:-32}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+source benches/loopback/load.sh
+source benches/loopback/callgrind.sh
+need_profile_tools
 cargo build --release --quiet --features server --bin agent-trigger --example hyper
 
-source benches/loopback/load.sh
 export TOKIO_WORKER_THREADS=1
-source benches/loopback/callgrind.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 WRK_SCRIPT="$work/post.lua"

@@ -14,13 +14,11 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
-cargo build --release --quiet --example hyper --example loopback-servers
-mkdir -p target/profile
-
 source benches/loopback/load.sh
 source benches/loopback/callgrind.sh
+need_profile_tools
+cargo build --release --quiet --example hyper --example loopback-servers
+
 export TOKIO_WORKER_THREADS=1   # the example on one worker thread, like the other two
 WRK_SCRIPT=$(mktemp --suffix=.lua)
 trap 'rm -f "$WRK_SCRIPT"' EXIT

@@ -1,4 +1,10 @@
-# Sourced by the profile scripts: `callgrind_count NAME PORT PATH COMMAND...` runs COMMAND
+# Sourced by the profile scripts. `need_profile_tools`: wrk and valgrind, installed when missing.
+need_profile_tools() {
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+}
+
+# `callgrind_count NAME PORT PATH COMMAND...` runs COMMAND
 # under callgrind with LISTEN_ADDR=127.0.0.1:PORT, loads it with wrk (the script in
 # $WRK_SCRIPT, $CONNECTIONS connections) at PATH, and prints `REQUESTS INSTRUCTIONS`: the
 # requests of a measured run of $DURATION and the user-space instructions it took. Counting is
