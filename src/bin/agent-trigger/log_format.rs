@@ -157,7 +157,6 @@ impl VisitFmt for LineVisitor<'_> {
 mod tests {
     use std::io;
     use std::sync::{Arc, Mutex, PoisonError};
-
     use std::time::{Duration, UNIX_EPOCH};
 
     use tracing_subscriber::fmt::format::{DefaultFields, Writer};
