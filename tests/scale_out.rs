@@ -253,14 +253,20 @@ async fn a_key_revoked_by_a_reload_on_one_instance_stops_working_on_the_others()
             .unwrap()
             .success()
     );
-    // The documented bound is 2 s after the reload; the reload itself takes a moment.
+    // The documented bound is 2 s after the reload, on every server, the reloading one
+    // included: the other may see the commit's notification before the reloading server has
+    // swapped its own copy. The reload itself takes a moment.
     let reloaded = std::time::Instant::now();
-    while status(&servers[1]).await != StatusCode::UNAUTHORIZED {
-        assert!(
-            reloaded.elapsed() < Duration::from_secs(4),
-            "the other server still takes the revoked key"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for (server, which) in [
+        (&servers[1], "the other server"),
+        (&servers[0], "the reloading server"),
+    ] {
+        while status(server).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                reloaded.elapsed() < Duration::from_secs(4),
+                "{which} still takes the revoked key"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    assert_eq!(status(&servers[0]).await, StatusCode::UNAUTHORIZED);
 }
