@@ -8,6 +8,7 @@
     rust_2018_idioms
 )]
 
+mod authorize;
 mod body;
 mod credentials;
 mod delivery;
@@ -41,6 +42,7 @@ mod store;
 pub mod telemetry;
 mod validation;
 
+pub use crate::authorize::{AuthorizeError, authorize};
 pub use crate::delivery::{Caller, Delivery, ExecutionId};
 pub use crate::key::{API_KEY_PREFIX, ApiKey, InvalidDigest, KeyDigest, bearer_token};
 pub use crate::layer::TriggerLayer;

@@ -1,6 +1,7 @@
-//! The endpoint's OpenAPI 3.1 document: the spec's operation with every answer the contract
-//! adds (401, 404, 405, 413, 415, 503, the `Idempotent-Replayed` header), and the standalone
-//! server's execution status operation.
+//! The trigger endpoint's OpenAPI 3.1 document: the spec's operation with every answer the
+//! contract adds (401, 404, 405, 413, 415, 503, the `Idempotent-Replayed` header). It describes
+//! what [`TriggerService`](crate::TriggerService) serves and nothing else; a host that adds
+//! routes (the standalone server does) adds their paths to a copy of it.
 //!
 //! ```
 //! let document: serde_json::Value = serde_json::from_str(agent_trigger::openapi::DOCUMENT).unwrap();
@@ -9,6 +10,12 @@
 //! ```
 
 /// The document as JSON text, ready to serve as `application/json`.
+///
+/// ```
+/// let document: serde_json::Value = serde_json::from_str(agent_trigger::openapi::DOCUMENT).unwrap();
+/// let paths: Vec<_> = document["paths"].as_object().unwrap().keys().collect();
+/// assert_eq!(paths, ["/api/trigger/{source}/{triggerId}"]);
+/// ```
 pub const DOCUMENT: &str = include_str!("openapi.json");
 
 #[cfg(test)]

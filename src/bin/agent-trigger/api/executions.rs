@@ -1,20 +1,22 @@
-//! The executions API: list, show, cancel and replay, each with the bearer keys of the trigger
+//! The executions API: list, show, cancel and replay, with the bearer keys of the trigger
 //! endpoint. A key sees only its tenant's executions, and a key scoped to some triggers only
 //! those triggers' ones; any other execution looks exactly like an unknown one.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus};
-use agent_trigger::{ApiKeyRecord, ExecutionId, KeyDigest, KeyScope, bearer_token};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::http::{Api, Backend, json_response};
+use super::extract::{ApiQuery, Authorized};
+use super::respond::{self, json_response};
+use super::state::Api;
+use crate::store::Backend;
 
 /// A page of the list holds this many executions unless `limit` says otherwise.
 const DEFAULT_PAGE: usize = 20;
@@ -60,40 +62,46 @@ impl ExecutionBody {
     }
 }
 
+/// The list's query string. Unknown parameters are ignored, as HTTP APIs usually do.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    trigger_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "status")]
+    status: Option<ExecutionStatus>,
+    limit: Option<usize>,
+    cursor: Option<Uuid>,
+}
+
+/// An execution status by its API name (`queued`, `running`, …).
+fn status<'de, D: Deserializer<'de>>(names: D) -> Result<Option<ExecutionStatus>, D::Error> {
+    let name = String::deserialize(names)?;
+    name.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{name:?} is not an execution status")))
+}
+
 /// `GET /api/executions?triggerId=&status=&limit=&cursor=`: the key's executions, newest
 /// first; `nextCursor` fetches the page after.
 pub async fn list<S: Backend>(
     State(api): State<Api<S>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Authorized(key): Authorized,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Response {
-    let key = match authorized(&api.store, &headers).await {
-        Ok(key) => key,
-        Err(answer) => return answer,
-    };
-    let params = match ListParams::parse(query.as_deref().unwrap_or("")) {
-        Ok(params) => params,
-        Err(message) => {
-            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }));
-        }
-    };
-    let mut query = ExecutionQuery::new(key.tenant(), params.limit);
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be from 1 to {MAX_PAGE}"),
+        );
+    }
+    let mut query = ExecutionQuery::new(key.tenant(), limit);
     query.status = params.status;
     query.before = params.cursor.map(ExecutionId::from);
-    query.triggers = match (key.scope(), params.trigger_id) {
-        (KeyScope::Tenant, None) => None,
-        (scope, Some(trigger)) => Some(if scope.includes(trigger) {
-            vec![trigger]
-        } else {
-            Vec::new()
-        }),
-        (KeyScope::Triggers(ids), None) => Some(ids.clone()),
-        // A scope this server does not know grants nothing.
-        (_, None) => Some(Vec::new()),
-    };
+    query.triggers = visible_triggers(&key, params.trigger_id);
     match api.store.list(&query).await {
         Ok(records) => {
-            let next = (records.len() == params.limit)
+            let next = (records.len() == limit)
                 .then(|| records.last().map(|record| record.id.to_string()))
                 .flatten();
             let executions: Vec<_> = records
@@ -105,17 +113,32 @@ pub async fn list<S: Backend>(
                 &json!({ "executions": executions, "nextCursor": next }),
             )
         }
-        Err(error) => internal(&error),
+        Err(error) => respond::internal("executions API", &error),
+    }
+}
+
+/// The triggers a list may show: `None` for all of the tenant's.
+fn visible_triggers(key: &ApiKeyRecord, asked: Option<Uuid>) -> Option<Vec<Uuid>> {
+    match (key.scope(), asked) {
+        (KeyScope::Tenant, None) => None,
+        (scope, Some(trigger)) => Some(if scope.includes(trigger) {
+            vec![trigger]
+        } else {
+            Vec::new()
+        }),
+        (KeyScope::Triggers(ids), None) => Some(ids.clone()),
+        // A scope this server does not know grants nothing.
+        (_, None) => Some(Vec::new()),
     }
 }
 
 /// `GET /api/executions/{executionId}`: one execution, with its attempt and kept output.
 pub async fn show<S: Backend>(
     State(api): State<Api<S>>,
+    Authorized(key): Authorized,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    match visible(&api, &headers, &id).await {
+    match visible(&api, &key, &id).await {
         Ok(record) => json_response(StatusCode::OK, &ExecutionBody::new(record, true)),
         Err(answer) => answer,
     }
@@ -126,17 +149,17 @@ pub async fn show<S: Backend>(
 /// execution that already ended otherwise answers `409`; one already cancelled answers as it is.
 pub async fn cancel<S: Backend>(
     State(api): State<Api<S>>,
+    Authorized(key): Authorized,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let record = match visible(&api, &headers, &id).await {
+    let record = match visible(&api, &key, &id).await {
         Ok(record) => record,
         Err(answer) => return answer,
     };
     let status = match api.store.cancel(&record.id).await {
         Ok(Some(status)) => status,
         Ok(None) => return not_found(),
-        Err(error) => return internal(&error),
+        Err(error) => return respond::internal("executions API", &error),
     };
     match status {
         ExecutionStatus::Cancelled => {}
@@ -146,16 +169,16 @@ pub async fn cancel<S: Backend>(
             }
         }
         _ => {
-            return json_response(
+            return respond::error(
                 StatusCode::CONFLICT,
-                &json!({"error": format!("the execution already ended ({status})")}),
+                format!("the execution already ended ({status})"),
             );
         }
     }
     match api.store.execution(&record.id).await {
         Ok(Some(record)) => json_response(StatusCode::OK, &ExecutionBody::new(record, true)),
         Ok(None) => not_found(),
-        Err(error) => internal(&error),
+        Err(error) => respond::internal("executions API", &error),
     }
 }
 
@@ -169,23 +192,23 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
         match api.store.execution(id).await {
             Ok(Some(record)) if record.status != ExecutionStatus::Running => return Ok(()),
             Ok(_) => {}
-            Err(error) => return Err(internal(&error)),
+            Err(error) => return Err(respond::internal("executions API", &error)),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(json_response(
+    Err(respond::error(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({"error": "the execution did not end in time; try again"}),
+        "the execution did not end in time; try again",
     ))
 }
 
 /// `POST /api/executions/{executionId}/replay`: a new execution with the same input.
 pub async fn replay<S: Backend>(
     State(api): State<Api<S>>,
+    Authorized(key): Authorized,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let record = match visible(&api, &headers, &id).await {
+    let record = match visible(&api, &key, &id).await {
         Ok(record) => record,
         Err(answer) => return answer,
     };
@@ -195,17 +218,16 @@ pub async fn replay<S: Backend>(
             &json!({"executionId": copy.to_string(), "replayOf": record.id.to_string()}),
         ),
         Ok(None) => not_found(),
-        Err(error) => internal(&error),
+        Err(error) => respond::internal("executions API", &error),
     }
 }
 
-/// The execution `id`, when the request's key may see it; otherwise the answer to give.
+/// The execution `id`, when `key` may see it; otherwise the answer to give.
 async fn visible<S: Backend>(
     api: &Api<S>,
-    headers: &HeaderMap,
+    key: &ApiKeyRecord,
     id: &str,
 ) -> Result<ExecutionRecord, Response> {
-    let key = authorized(&api.store, headers).await?;
     let Ok(id) = Uuid::try_parse(id) else {
         return Err(not_found());
     };
@@ -216,80 +238,7 @@ async fn visible<S: Backend>(
             Ok(record)
         }
         Ok(_) => Err(not_found()),
-        Err(error) => Err(internal(&error)),
-    }
-}
-
-/// The request's API key, when it has a usable one; otherwise the `401`.
-async fn authorized<S: Backend>(
-    store: &S,
-    headers: &HeaderMap,
-) -> Result<Arc<ApiKeyRecord>, Response> {
-    let Some(token) = bearer_token(headers) else {
-        return Err(unauthorized(
-            "Bearer",
-            "missing credentials: send Authorization: Bearer <api key>",
-        ));
-    };
-    match store.api_key(KeyDigest::of_token(token)).await {
-        Ok(Some(key)) if key.is_usable(SystemTime::now()) => Ok(key),
-        Ok(_) => Err(unauthorized(
-            r#"Bearer error="invalid_token""#,
-            "invalid API key",
-        )),
-        Err(error) => Err(internal(&error)),
-    }
-}
-
-/// The list's query string, checked.
-struct ListParams {
-    trigger_id: Option<Uuid>,
-    status: Option<ExecutionStatus>,
-    limit: usize,
-    cursor: Option<Uuid>,
-}
-
-impl ListParams {
-    fn parse(query: &str) -> Result<Self, String> {
-        let mut params = ListParams {
-            trigger_id: None,
-            status: None,
-            limit: DEFAULT_PAGE,
-            cursor: None,
-        };
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match &*name {
-                "triggerId" => {
-                    params.trigger_id = Some(
-                        Uuid::try_parse(&value)
-                            .map_err(|_| "triggerId must be a trigger id (a UUID)".to_owned())?,
-                    );
-                }
-                "status" => {
-                    params.status = Some(
-                        value
-                            .parse()
-                            .map_err(|_| format!("status {value:?} is not an execution status"))?,
-                    );
-                }
-                "limit" => {
-                    params.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|limit| (1..=MAX_PAGE).contains(limit))
-                        .ok_or_else(|| format!("limit must be from 1 to {MAX_PAGE}"))?;
-                }
-                "cursor" => {
-                    params.cursor = Some(
-                        Uuid::try_parse(&value)
-                            .map_err(|_| "cursor must be a nextCursor from a page".to_owned())?,
-                    );
-                }
-                // Unknown parameters are ignored, as HTTP APIs usually do.
-                _ => {}
-            }
-        }
-        Ok(params)
+        Err(error) => Err(respond::internal("executions API", &error)),
     }
 }
 
@@ -298,25 +247,5 @@ fn rfc3339(at: SystemTime) -> String {
 }
 
 fn not_found() -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"error": "execution not found"}),
-    )
-}
-
-fn unauthorized(challenge: &'static str, message: &str) -> Response {
-    let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }));
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
-    response
-}
-
-fn internal(error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(%error, "executions API: the database failed");
-    json_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"error": "internal error"}),
-    )
+    respond::error(StatusCode::NOT_FOUND, "execution not found")
 }

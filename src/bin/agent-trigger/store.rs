@@ -1,14 +1,19 @@
-//! The configured database: a SQLite file for one server, or PostgreSQL for many. Both are
-//! the same [`Backend`](crate::http::Backend) to the rest of the server; this is where the two
-//! differ in how they are opened and written.
+//! What the server runs on: one store that holds keys and triggers and keeps executions. The
+//! configured database is a SQLite file for one server or PostgreSQL for many; both are the same
+//! [`Backend`] to the rest of the server, and this is where the two differ in how they are
+//! opened and written.
 
 use std::future::Future;
 
 use agent_trigger::postgres::PostgresStore;
+use agent_trigger::queue::ExecutionQueue;
 use agent_trigger::sqlite::SqliteStore;
-use agent_trigger::{ApiKeyRecord, KeyDigest, StoreError, Trigger};
+use agent_trigger::{ApiKeyRecord, KeyDigest, KeyStore, StoreError, Trigger};
 
-use crate::http::Backend;
+/// A store the routes, workers and retention share: keys and triggers, and the execution queue.
+pub trait Backend: KeyStore + ExecutionQueue + Clone {}
+
+impl<S: KeyStore + ExecutionQueue + Clone> Backend for S {}
 
 /// A backend whose keys and triggers the configuration writes.
 pub trait ConfiguredStore: Backend {

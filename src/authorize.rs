@@ -1,0 +1,173 @@
+//! Bearer-key authentication for the routes a host serves beside the trigger endpoint (an
+//! executions view, an admin page): the same keys, the same checks and the same `401` answers
+//! as the endpoint's bearer path.
+//!
+//! ```
+//! use agent_trigger::memory::MemoryKeyStore;
+//! use agent_trigger::{ApiKey, ApiKeyRecord, AuthorizeError, authorize};
+//! use http::{HeaderMap, StatusCode};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryKeyStore::new();
+//! let key = ApiKey::generate();
+//! store.insert_key(key.digest(), ApiKeyRecord::new("ops", "acme"));
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("authorization", format!("Bearer {}", key.expose()).parse().unwrap());
+//! let record = authorize(&headers, &store).await.unwrap();
+//! assert_eq!(record.tenant(), "acme");
+//!
+//! let refused = authorize(&HeaderMap::new(), &store).await.unwrap_err();
+//! assert!(matches!(refused, AuthorizeError::MissingCredentials));
+//! assert_eq!(refused.into_response().status(), StatusCode::UNAUTHORIZED);
+//! # });
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::key::{bearer_token_bytes, is_well_formed_token};
+use crate::{ApiKeyRecord, KeyDigest, KeyStore, ResponseBody, StoreError};
+
+/// The API key a request's `Authorization: Bearer …` header names, when it is known and usable
+/// (not revoked, not expired). What the key may see (its tenant, its scope) is the caller's to
+/// check against the resource; this only says whose request it is.
+///
+/// The token is hashed and looked up exactly as the trigger endpoint does it, so a host route
+/// and the endpoint accept and refuse the same keys.
+pub async fn authorize<A: KeyStore>(
+    headers: &http::HeaderMap,
+    store: &A,
+) -> Result<Arc<ApiKeyRecord>, AuthorizeError> {
+    let token = bearer_token_bytes(headers).ok_or(AuthorizeError::MissingCredentials)?;
+    if !is_well_formed_token(token) {
+        return Err(AuthorizeError::InvalidKey);
+    }
+    let key = store
+        .api_key(KeyDigest::of_token(token))
+        .await
+        .map_err(AuthorizeError::Store)?;
+    key.filter(|key| key.is_usable(SystemTime::now()))
+        .ok_or(AuthorizeError::InvalidKey)
+}
+
+/// Why [`authorize`] accepted no key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AuthorizeError {
+    /// No `Authorization: Bearer …` header.
+    MissingCredentials,
+    /// A bearer token that is malformed, unknown, revoked or expired.
+    InvalidKey,
+    /// The key store failed; the cause is for the log, never for the caller.
+    Store(StoreError),
+}
+
+impl AuthorizeError {
+    /// The HTTP status of [`into_response`](Self::into_response): `401`, or `500` for a
+    /// failing store.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthorizeError::MissingCredentials | AuthorizeError::InvalidKey => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthorizeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The answer to send: a `401` with its `WWW-Authenticate` challenge (RFC 6750), or
+    /// `500 {"error":"internal error"}` after logging the store's failure. JSON, not cached.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let (challenge, body): (Option<&'static str>, &'static [u8]) = match &self {
+            AuthorizeError::MissingCredentials => (
+                Some("Bearer"),
+                br#"{"error":"missing credentials: send Authorization: Bearer <api key>"}"#,
+            ),
+            AuthorizeError::InvalidKey => (
+                Some(r#"Bearer error="invalid_token""#),
+                br#"{"error":"invalid API key"}"#,
+            ),
+            AuthorizeError::Store(error) => {
+                tracing::error!(%error, "authorization: the key store failed");
+                (None, br#"{"error":"internal error"}"#)
+            }
+        };
+        let mut response = Response::new(Full::new(Bytes::from_static(body)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = challenge {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}
+
+impl fmt::Display for AuthorizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthorizeError::MissingCredentials => f.write_str("no bearer API key"),
+            AuthorizeError::InvalidKey => f.write_str("invalid API key"),
+            AuthorizeError::Store(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AuthorizeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuthorizeError::Store(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApiKey;
+    use crate::memory::MemoryKeyStore;
+    use http::HeaderMap;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_usable_key_is_accepted_and_others_get_the_endpoints_401s() {
+        let store = MemoryKeyStore::new();
+        let (live, revoked) = (ApiKey::generate(), ApiKey::generate());
+        store.insert_key(live.digest(), ApiKeyRecord::new("live", "acme"));
+        store.insert_key(revoked.digest(), ApiKeyRecord::new("old", "acme").revoked());
+
+        let key = authorize(&bearer(live.expose()), &store).await.unwrap();
+        assert_eq!(key.id(), "live");
+
+        for (headers, challenge) in [
+            (HeaderMap::new(), "Bearer"),
+            (bearer(revoked.expose()), r#"Bearer error="invalid_token""#),
+            (bearer("atk_unknown"), r#"Bearer error="invalid_token""#),
+            (bearer(""), r#"Bearer error="invalid_token""#),
+        ] {
+            let response = authorize(&headers, &store)
+                .await
+                .unwrap_err()
+                .into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[WWW_AUTHENTICATE], challenge);
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The `[executor]` table: the command run once per execution, its workers, timeout, retries,
+//! lease, and the environment it gets.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::RawExecutor;
+use super::locate::{ConfigError, Locator};
+
+const DEFAULT_WORKERS: usize = 2;
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// More workers than this is a typo, not a plan: each one may run a command.
+const MAX_WORKERS: usize = 1024;
+/// Attempts per execution at most.
+const MAX_ATTEMPTS: u32 = 100;
+const DEFAULT_RETRY_BACKOFF_SECS: u64 = 30;
+const DEFAULT_LEASE_SECS: u64 = 30;
+const MAX_LEASE_SECS: u64 = 60 * 60;
+/// The variables every command gets from the server's environment, when set.
+pub const BASE_ENVIRONMENT: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+/// How executions are run.
+#[derive(Clone, PartialEq)]
+pub struct ExecutorConfig {
+    pub command: Vec<String>,
+    pub workers: usize,
+    pub timeout: Duration,
+    /// Attempts per execution: 1 (the default) runs it once, since agents have side effects.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; each later one waits twice the one before.
+    pub retry_backoff: Duration,
+    /// On PostgreSQL, how long a claim holds an execution without being renewed: how soon
+    /// the other servers resolve what a server that died was running.
+    pub lease: Duration,
+    /// What the command's environment holds besides [`BASE_ENVIRONMENT`] and the execution's
+    /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
+    /// `[executor.environment]`.
+    pub environment: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The environment's values may be credentials of the agent's own: names only.
+        let names: Vec<&str> = self
+            .environment
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        f.debug_struct("ExecutorConfig")
+            .field("command", &self.command)
+            .field("workers", &self.workers)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("lease", &self.lease)
+            .field("environment", &names)
+            .finish()
+    }
+}
+
+/// The table, checked; `secret_variables` are the variables the file reads keys and secrets
+/// from, which the command never gets.
+pub fn check(
+    locate: &Locator<'_>,
+    raw: &RawExecutor,
+    secret_variables: &HashSet<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExecutorConfig, ConfigError> {
+    let command = raw.command.get_ref();
+    if command.is_empty() || command[0].is_empty() {
+        return Err(locate.at(
+            &raw.command,
+            "executor.command must name a program".to_owned(),
+        ));
+    }
+    let workers = match &raw.workers {
+        Some(workers) if *workers.get_ref() == 0 => {
+            return Err(locate.at(workers, "executor.workers must be at least 1".to_owned()));
+        }
+        Some(workers) if *workers.get_ref() > MAX_WORKERS => {
+            return Err(locate.at(
+                workers,
+                format!("executor.workers must be at most {MAX_WORKERS}"),
+            ));
+        }
+        Some(workers) => *workers.get_ref(),
+        None => DEFAULT_WORKERS,
+    };
+    let timeout = match &raw.timeout_secs {
+        Some(timeout) if *timeout.get_ref() == 0 => {
+            return Err(locate.at(
+                timeout,
+                "executor.timeout_secs must be at least 1".to_owned(),
+            ));
+        }
+        Some(timeout) => locate.bounded_duration(timeout, "executor.timeout_secs")?,
+        None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+    };
+    let max_attempts = match &raw.max_attempts {
+        Some(attempts) if !(1..=MAX_ATTEMPTS).contains(attempts.get_ref()) => {
+            return Err(locate.at(
+                attempts,
+                format!("executor.max_attempts must be from 1 to {MAX_ATTEMPTS}"),
+            ));
+        }
+        Some(attempts) => *attempts.get_ref(),
+        None => 1,
+    };
+    let retry_backoff = match &raw.retry_backoff_secs {
+        Some(seconds) if *seconds.get_ref() == 0 => {
+            return Err(locate.at(
+                seconds,
+                "executor.retry_backoff_secs must be at least 1".to_owned(),
+            ));
+        }
+        Some(seconds) => locate.bounded_duration(seconds, "executor.retry_backoff_secs")?,
+        None => Duration::from_secs(DEFAULT_RETRY_BACKOFF_SECS),
+    };
+    let lease = match &raw.lease_secs {
+        Some(seconds) if !(1..=MAX_LEASE_SECS).contains(seconds.get_ref()) => {
+            return Err(locate.at(
+                seconds,
+                format!("executor.lease_secs must be from 1 to {MAX_LEASE_SECS}"),
+            ));
+        }
+        Some(seconds) => Duration::from_secs(*seconds.get_ref()),
+        None => Duration::from_secs(DEFAULT_LEASE_SECS),
+    };
+    let mut environment = Vec::new();
+    if let Some(names) = &raw.env {
+        for name in names.get_ref() {
+            check_variable_name(locate, names, name)?;
+            if secret_variables.contains(name.as_str()) {
+                return Err(locate.at(
+                    names,
+                    format!("{name} holds a key or signing secret of this configuration: it is never passed to the command"),
+                ));
+            }
+            if let Some(value) = env(name) {
+                environment.push((name.clone(), value));
+            }
+        }
+    }
+    if let Some(set) = &raw.environment {
+        for (name, value) in set.get_ref() {
+            check_variable_name(locate, set, name)?;
+            if value.contains('\0') {
+                return Err(locate.at(set, format!("the value of {name} holds a NUL byte")));
+            }
+            environment.push((name.clone(), value.clone()));
+        }
+    }
+    Ok(ExecutorConfig {
+        command: command.clone(),
+        workers,
+        timeout,
+        max_attempts,
+        retry_backoff,
+        lease,
+        environment,
+    })
+}
+
+/// A name a command's environment can hold, and not one of the execution's own variables.
+fn check_variable_name<T>(
+    locate: &Locator<'_>,
+    at: &Spanned<T>,
+    name: &str,
+) -> Result<(), ConfigError> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(locate.at(at, format!("{name:?} is not an environment variable name")));
+    }
+    if name.starts_with("AGENT_TRIGGER_") {
+        return Err(locate.at(
+            at,
+            format!("{name} is set by the executor for each execution"),
+        ));
+    }
+    Ok(())
+}

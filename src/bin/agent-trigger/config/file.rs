@@ -1,0 +1,97 @@
+//! The configuration file as TOML gives it: every table and field with its place in the file
+//! (`Spanned`), unknown fields refused. The checks that turn it into a
+//! [`Config`](super::Config) live beside each table's own type.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<Spanned<String>>,
+    pub database: Option<Spanned<String>>,
+    pub body_limit_bytes: Option<Spanned<u64>>,
+    pub retention_days: Option<Spanned<u64>>,
+    pub limits: Option<RawLimits>,
+    pub executor: Option<RawExecutor>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub triggers: Vec<RawTrigger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_connections: Option<Spanned<u64>>,
+    pub header_timeout_secs: Option<Spanned<u64>>,
+    pub request_timeout_secs: Option<Spanned<u64>>,
+    pub max_in_flight: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecutor {
+    pub command: Spanned<Vec<String>>,
+    pub workers: Option<Spanned<usize>>,
+    pub timeout_secs: Option<Spanned<u64>>,
+    pub max_attempts: Option<Spanned<u32>>,
+    pub retry_backoff_secs: Option<Spanned<u64>>,
+    pub lease_secs: Option<Spanned<u64>>,
+    /// Variables of the server's environment passed through by name.
+    pub env: Option<Spanned<Vec<String>>>,
+    /// Variables set to these values.
+    pub environment: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: Spanned<String>,
+    pub tenant: Spanned<String>,
+    pub sha256: Option<Spanned<String>>,
+    pub env: Option<Spanned<String>>,
+    pub triggers: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    pub id: Spanned<String>,
+    pub tenant: Spanned<String>,
+    pub source: Spanned<String>,
+    pub enabled: Option<bool>,
+    pub actions: Option<Vec<String>>,
+    pub replay_window_secs: Option<Spanned<u64>>,
+    /// `N/s`, `N/min` or `N/h`.
+    pub rate_limit: Option<Spanned<String>>,
+    pub max_running: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub secrets: Vec<RawSecret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub id: Spanned<String>,
+    pub env: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
+}
+
+impl RawConfig {
+    /// The environment variables the file reads keys and signing secrets from: never passed
+    /// to a command.
+    pub fn secret_variables(&self) -> std::collections::HashSet<&str> {
+        let keys = self.keys.iter().filter_map(|key| key.env.as_ref());
+        let secrets = self
+            .triggers
+            .iter()
+            .flat_map(|trigger| &trigger.secrets)
+            .filter_map(|secret| secret.env.as_ref());
+        keys.chain(secrets)
+            .map(|name| name.get_ref().as_str())
+            .collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! One execution of the configured command: its cleared environment and the execution's
+//! variables, its process group, the input on stdin, the timeout, and the tail of its output,
+//! recorded while it runs and kept with the result.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use agent_trigger::ExecutionId;
+use agent_trigger::queue::{ClaimedExecution, ExecutionQueue, ExecutionResult, ExecutionStatus};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{BASE_ENVIRONMENT, ExecutorConfig};
+
+/// How much output is kept per execution.
+pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+
+/// How often a running command's output so far is recorded, for the executions API to show.
+const OUTPUT_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs one execution to its end: exit, timeout, or shutdown.
+pub async fn run<Q: ExecutionQueue + Clone>(
+    queue: &Q,
+    config: &ExecutorConfig,
+    claimed: ClaimedExecution,
+    stop: &mut watch::Receiver<bool>,
+    cancel: &Notify,
+) -> ExecutionResult {
+    let delivery = &claimed.delivery;
+    let mut command = Command::new(&config.command[0]);
+    command.args(&config.command[1..]).env_clear();
+    for name in BASE_ENVIRONMENT {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    #[cfg(unix)]
+    command.process_group(0);
+    let spawned = command
+        .envs(config.environment.iter().map(|(name, value)| (name, value)))
+        .env("AGENT_TRIGGER_EXECUTION_ID", claimed.id.to_string())
+        .env("AGENT_TRIGGER_SOURCE", delivery.source.as_str())
+        .env("AGENT_TRIGGER_TRIGGER_ID", delivery.trigger_id.to_string())
+        .env(
+            "AGENT_TRIGGER_ACTION",
+            delivery.action.as_deref().unwrap_or(""),
+        )
+        .env(
+            "AGENT_TRIGGER_DELIVERY_ID",
+            delivery.delivery_id.as_deref().unwrap_or(""),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            let message = format!(
+                "[agent-trigger] could not start {:?}: {error}\n",
+                config.command[0]
+            );
+            return ExecutionResult::new(ExecutionStatus::Error, None, message.into_bytes());
+        }
+    };
+
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let mut readers = JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.spawn(collect(stdout, Arc::clone(&tail)));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.spawn(collect(stderr, Arc::clone(&tail)));
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = delivery.input.clone();
+        // A command that does not read its input is not an error: ignore a closed pipe.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+
+    let recording = tokio::spawn(record_output(
+        queue.clone(),
+        claimed.id.clone(),
+        Arc::clone(&tail),
+    ));
+    let group = ProcessGroup::of(&child);
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        () = tokio::time::sleep(config.timeout) => Ended::TimedOut,
+        _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
+        () = cancel.notified() => Ended::Cancelled,
+        // Asked through another server sharing the queue.
+        () = queue.cancel_requested(&claimed.id) => Ended::Cancelled,
+    };
+    recording.abort();
+    // Whatever the command left behind goes with it; then the command itself, if it is still
+    // there (where process groups are unknown, it is all there is to end).
+    group.end();
+    if !matches!(ended, Ended::Exited(_)) {
+        let _ = child.kill().await;
+    }
+    // The pipes close when the command and anything it started are gone; do not wait forever
+    // on a grandchild that kept them open.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    let mut output = std::mem::take(&mut *tail.lock().unwrap_or_else(PoisonError::into_inner));
+
+    match ended {
+        Ended::Exited(Ok(status)) if status.success() => {
+            ExecutionResult::new(ExecutionStatus::Done, status.code(), output.into_bytes())
+        }
+        Ended::Exited(Ok(status)) => {
+            if status.code().is_none() {
+                output.push(b"[agent-trigger] the command was killed by a signal\n");
+            }
+            ExecutionResult::new(ExecutionStatus::Error, status.code(), output.into_bytes())
+        }
+        Ended::Exited(Err(error)) => {
+            output.push(
+                format!("[agent-trigger] waiting for the command failed: {error}\n").as_bytes(),
+            );
+            ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
+        }
+        Ended::TimedOut => {
+            output.push(
+                format!(
+                    "[agent-trigger] killed after the {} s timeout\n",
+                    config.timeout.as_secs()
+                )
+                .as_bytes(),
+            );
+            ExecutionResult::new(ExecutionStatus::Error, None, output.into_bytes())
+        }
+        Ended::Cancelled => {
+            output.push(b"[agent-trigger] cancelled\n");
+            ExecutionResult::new(ExecutionStatus::Cancelled, None, output.into_bytes())
+        }
+        Ended::Stopped => {
+            output.push(b"[agent-trigger] interrupted: the server is shutting down\n");
+            ExecutionResult::new(ExecutionStatus::Interrupted, None, output.into_bytes())
+        }
+    }
+}
+
+/// The process group a command leads (it was spawned with `process_group(0)`).
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        ProcessGroup(child.id())
+    }
+
+    /// Kills every process left in the group.
+    fn end(&self) {
+        #[cfg(unix)]
+        if let Some(pid) = self
+            .0
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // ESRCH, the group being empty already, is the usual answer.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+enum Ended {
+    Cancelled,
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Stopped,
+}
+
+async fn collect(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
+    let mut buffer = [0u8; 8192];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        tail.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(&buffer[..read]);
+    }
+}
+
+/// Records the output so far every [`OUTPUT_EVERY`] while it grows; aborted when the command
+/// ends, whose result then records the whole tail.
+async fn record_output<Q: ExecutionQueue>(queue: Q, id: ExecutionId, tail: Arc<Mutex<Tail>>) {
+    let mut recorded = 0;
+    loop {
+        tokio::time::sleep(OUTPUT_EVERY).await;
+        let snapshot = {
+            let tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+            (tail.pushed != recorded).then(|| (tail.pushed, tail.bytes.iter().copied().collect()))
+        };
+        if let Some((pushed, bytes)) = snapshot {
+            if let Err(error) = queue.record_output(&id, bytes).await {
+                tracing::warn!(execution_id = %id, %error, "could not record the output so far");
+            }
+            recorded = pushed;
+        }
+    }
+}
+
+/// The last [`OUTPUT_TAIL_BYTES`] of the output, and how many bytes came in all.
+#[derive(Default)]
+struct Tail {
+    bytes: VecDeque<u8>,
+    pushed: u64,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.pushed += bytes.len() as u64;
+        let bytes = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL_BYTES)..];
+        let overflow = (self.bytes.len() + bytes.len()).saturating_sub(OUTPUT_TAIL_BYTES);
+        self.bytes.drain(..overflow);
+        self.bytes.extend(bytes);
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut tail = Tail::default();
+        tail.push(&vec![b'a'; OUTPUT_TAIL_BYTES - 1]);
+        tail.push(b"xyz");
+        let bytes = tail.into_bytes();
+        assert_eq!(bytes.len(), OUTPUT_TAIL_BYTES);
+        assert!(bytes.ends_with(b"axyz"));
+        let mut tail = Tail::default();
+        tail.push(&vec![b'b'; OUTPUT_TAIL_BYTES * 2]);
+        tail.push(b"!");
+        let bytes = tail.into_bytes();
+        assert_eq!(bytes.len(), OUTPUT_TAIL_BYTES);
+        assert_eq!(bytes.last(), Some(&b'!'));
+    }
+}

@@ -1,0 +1,66 @@
+//! SIGHUP: the configuration read again, its keys, triggers and secrets swapped in at once.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Startup};
+use crate::store::ConfiguredStore;
+
+/// Installs the SIGHUP handler now (before the server says it listens, since a SIGHUP would
+/// otherwise end the process) and reloads the configuration at each one. `started` is what the
+/// server was built from, which a reload cannot change.
+#[cfg(unix)]
+pub fn on_hangup<S: ConfiguredStore>(
+    store: S,
+    file: PathBuf,
+    started: Startup,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reload(&store, &file, &started).await;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn on_hangup<S: ConfiguredStore>(
+    _store: S,
+    _file: PathBuf,
+    _started: Startup,
+) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Reads the configuration again and swaps its keys, triggers and secrets in at once (one
+/// transaction, then one swap of the copy requests read; a request under way keeps the trigger
+/// it already has). A file with an error is refused whole and the running configuration stays.
+/// On PostgreSQL the change reaches every instance (see `PostgresStore`).
+async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Startup) {
+    let config = match config::load(file, &crate::process_env) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    if config.startup != *started {
+        tracing::warn!(
+            "listen, database, body_limit_bytes, retention_days, [limits] or [executor] changed: they take effect at the next start"
+        );
+    }
+    let (keys, triggers) = (
+        config.reloadable.keys.len(),
+        config.reloadable.triggers.len(),
+    );
+    match store
+        .replace_keys_and_triggers(config.reloadable.keys, config.reloadable.triggers)
+        .await
+    {
+        Ok(()) => tracing::info!(keys, triggers, "configuration reloaded"),
+        Err(error) => {
+            tracing::error!(%error, "configuration not reloaded; the running one stays");
+        }
+    }
+}
