@@ -11,10 +11,14 @@ Usage: python3 .ci/check_architecture.py [REPO]    (REPO defaults to this checko
    words of the same shape count too. Not names: words that start with `/` (routes) or hold
    anything else (`api/<resource>.rs`, `{prefix}/{source}`, `*.rs` are patterns).
 
-   Where a name is looked for, first match wins:
-   - in a table row, under the nearest directory named before it in the same row (a row
-     about `sqlite/` that names `keys.rs` means `src/sqlite/keys.rs`);
-   - under `src/`, under `src/bin/agent-trigger/`, and at the repository's root.
+   Where a name is looked for:
+   - A bare name (no `/` but a trailing one: `keys.rs`, `api/`) that has a directory for
+     context is looked for there and only there. Its context is the nearest directory named
+     before it in the same table row (a row about `sqlite/` that names `keys.rs` means
+     `src/sqlite/keys.rs`), or else the directory that the nearest heading above it names
+     (under "## The server (`src/bin/agent-trigger/`)", `store.rs` means the server's).
+   - Any other name is looked for under its context directory, if it has one, then under
+     `src/`, under `src/bin/agent-trigger/` and at the repository's root; the first match wins.
 
 2. The server's modules (`src/bin/agent-trigger/**.rs`) import each other in no circle.
 
@@ -62,9 +66,11 @@ def is_name(word):
 
 
 def names_in(markdown):
-    """(line number, name, row directories before it) for every name the page holds."""
+    """(line number, name, context directories, outermost first) for every name the page
+    holds."""
     found = []
     fenced = False
+    heading = []
     for number, line in enumerate(markdown.splitlines(), start=1):
         if line.lstrip().startswith("```"):
             fenced = not fenced
@@ -73,28 +79,37 @@ def names_in(markdown):
             for match in BARE.finditer(line):
                 word = match.group(0).rstrip(".")
                 if is_name(word):
-                    found.append((number, word, []))
+                    found.append((number, word, list(heading)))
+            continue
+        words = [word for word in re.findall(r"`([^`]+)`", line) if is_name(word)]
+        if line.startswith("#"):
+            for word in words:
+                found.append((number, word, []))
+            heading = [word for word in words if word.endswith("/")][:1]
             continue
         in_row = line.lstrip().startswith("|")
-        directories = []
-        for word in re.findall(r"`([^`]+)`", line):
-            if not is_name(word):
-                continue
-            found.append((number, word, list(directories) if in_row else []))
+        context = list(heading)
+        for word in words:
+            found.append((number, word, list(context)))
             if in_row and word.endswith("/"):
-                directories.append(word)
+                context.append(word)
     return found
 
 
-def locate(root, name, directories):
-    """The existing path `name` means, or None."""
+def is_bare(name):
+    return "/" not in name.rstrip("/")
+
+
+def locate(root, name, context):
+    """The existing path `name` means in `context`, or None."""
     bases = []
-    if directories:
-        # The nearest directory named before it in the row, itself looked for the same way.
-        nearest = locate(root, directories[-1], directories[:-1])
-        if nearest is not None:
-            bases.append(nearest)
-    bases.extend(os.path.join(root, base) for base in BASES)
+    if context:
+        directory = locate(root, context[-1], context[:-1])
+        if directory is None:
+            return None
+        bases.append(directory)
+    if not (context and is_bare(name)):
+        bases.extend(os.path.join(root, base) for base in BASES)
     for base in bases:
         path = os.path.normpath(os.path.join(base, name.rstrip("/")))
         if name.endswith("/") and os.path.isdir(path):
@@ -110,9 +125,9 @@ def check_names(root):
         markdown = file.read()
     problems = []
     names = names_in(markdown)
-    for number, name, directories in names:
-        if locate(root, name, directories) is None:
-            where = f" (in the row under {directories[-1]})" if directories else ""
+    for number, name, context in names:
+        if locate(root, name, context) is None:
+            where = f" (looked for under {context[-1]})" if context else ""
             problems.append(f"ARCHITECTURE.md:{number}: `{name}` does not exist{where}")
     return problems, len(names)
 
