@@ -1,23 +1,25 @@
-//! Bearer-key authentication for the routes a host serves beside the trigger endpoint (an
+//! Bearer-key authorization for the routes a host serves beside the trigger endpoint (an
 //! executions view, an admin page): the same keys, the same checks and the same `401` answers
-//! as the endpoint's bearer path.
+//! as the endpoint's bearer path, and the [`Right`] the route needs.
 //!
 //! ```
 //! use agent_trigger::memory::MemoryKeyStore;
-//! use agent_trigger::{ApiKey, ApiKeyRecord, AuthorizeError, authorize};
+//! use agent_trigger::{ApiKey, ApiKeyRecord, AuthorizeError, Right, authorize};
 //! use http::{HeaderMap, StatusCode};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = MemoryKeyStore::new();
 //! let key = ApiKey::generate();
-//! store.insert_key(key.digest(), ApiKeyRecord::new("ops", "acme"));
+//! store.insert_key(key.digest(), ApiKeyRecord::new("ops", "acme").with_rights([Right::Read]));
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.insert("authorization", format!("Bearer {}", key.expose()).parse().unwrap());
-//! let record = authorize(&headers, &store).await.unwrap();
+//! let record = authorize(&headers, &store, Right::Read).await.unwrap();
 //! assert_eq!(record.tenant(), "acme");
+//! let refused = authorize(&headers, &store, Right::Operate).await.unwrap_err();
+//! assert!(matches!(refused, AuthorizeError::Forbidden(Right::Operate)));
 //!
-//! let refused = authorize(&HeaderMap::new(), &store).await.unwrap_err();
+//! let refused = authorize(&HeaderMap::new(), &store, Right::Read).await.unwrap_err();
 //! assert!(matches!(refused, AuthorizeError::MissingCredentials));
 //! assert_eq!(refused.into_response().status(), StatusCode::UNAUTHORIZED);
 //! # });
@@ -33,17 +35,18 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::key::{bearer_token_bytes, is_well_formed_token};
-use crate::{ApiKeyRecord, KeyDigest, KeyStore, ResponseBody, StoreError};
+use crate::{ApiKeyRecord, KeyDigest, KeyStore, ResponseBody, Right, StoreError};
 
-/// The API key a request's `Authorization: Bearer …` header names, when it is known and usable
-/// (not revoked, not expired). What the key may see (its tenant, its scope) is the caller's to
-/// check against the resource; this only says whose request it is.
+/// The API key a request's `Authorization: Bearer …` header names, when it is known, usable
+/// (not revoked, not expired) and holds `right`. What the key may see (its tenant, its scope)
+/// is the caller's to check against the resource.
 ///
 /// The token is hashed and looked up exactly as the trigger endpoint does it, so a host route
 /// and the endpoint accept and refuse the same keys.
 pub async fn authorize<A: KeyStore>(
     headers: &http::HeaderMap,
     store: &A,
+    right: Right,
 ) -> Result<Arc<ApiKeyRecord>, AuthorizeError> {
     let token = bearer_token_bytes(headers).ok_or(AuthorizeError::MissingCredentials)?;
     if !is_well_formed_token(token) {
@@ -53,8 +56,13 @@ pub async fn authorize<A: KeyStore>(
         .api_key(KeyDigest::of_token(token))
         .await
         .map_err(AuthorizeError::Store)?;
-    key.filter(|key| key.is_usable(SystemTime::now()))
-        .ok_or(AuthorizeError::InvalidKey)
+    let key = key
+        .filter(|key| key.is_usable(SystemTime::now()))
+        .ok_or(AuthorizeError::InvalidKey)?;
+    if !key.can(right) {
+        return Err(AuthorizeError::Forbidden(right));
+    }
+    Ok(key)
 }
 
 /// Why [`authorize`] accepted no key.
@@ -65,26 +73,42 @@ pub enum AuthorizeError {
     MissingCredentials,
     /// A bearer token that is malformed, unknown, revoked or expired.
     InvalidKey,
+    /// A usable key without the right the route needs. A route about one resource should
+    /// answer as for an unknown one (`404`), so that the key learns nothing about it; a list
+    /// answers `403`, which [`into_response`](Self::into_response) gives.
+    Forbidden(Right),
     /// The key store failed; the cause is for the log, never for the caller.
     Store(StoreError),
 }
 
 impl AuthorizeError {
-    /// The HTTP status of [`into_response`](Self::into_response): `401`, or `500` for a
-    /// failing store.
+    /// The HTTP status of [`into_response`](Self::into_response): `401`, `403` for a key
+    /// without the right, or `500` for a failing store.
     pub fn status(&self) -> StatusCode {
         match self {
             AuthorizeError::MissingCredentials | AuthorizeError::InvalidKey => {
                 StatusCode::UNAUTHORIZED
             }
+            AuthorizeError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthorizeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The answer to send: a `401` with its `WWW-Authenticate` challenge (RFC 6750), or
-    /// `500 {"error":"internal error"}` after logging the store's failure. JSON, not cached.
+    /// The answer to send: a `401` with its `WWW-Authenticate` challenge (RFC 6750), `403
+    /// {"error"}` naming the missing right, or `500 {"error":"internal error"}` after logging
+    /// the store's failure. JSON, not cached.
     pub fn into_response(self) -> Response<ResponseBody> {
         let (challenge, body): (Option<&'static str>, &'static [u8]) = match &self {
+            AuthorizeError::Forbidden(Right::Invoke) => {
+                (None, br#"{"error":"this key may not invoke triggers"}"#)
+            }
+            AuthorizeError::Forbidden(Right::Read) => {
+                (None, br#"{"error":"this key may not read"}"#)
+            }
+            AuthorizeError::Forbidden(Right::Operate) => (
+                None,
+                br#"{"error":"this key may not cancel, replay or redeliver"}"#,
+            ),
             AuthorizeError::MissingCredentials => (
                 Some("Bearer"),
                 br#"{"error":"missing credentials: send Authorization: Bearer <api key>"}"#,
@@ -115,6 +139,7 @@ impl fmt::Display for AuthorizeError {
         match self {
             AuthorizeError::MissingCredentials => f.write_str("no bearer API key"),
             AuthorizeError::InvalidKey => f.write_str("invalid API key"),
+            AuthorizeError::Forbidden(right) => write!(f, "the key may not {}", right.as_str()),
             AuthorizeError::Store(error) => error.fmt(f),
         }
     }
@@ -152,8 +177,23 @@ mod tests {
         store.insert_key(live.digest(), ApiKeyRecord::new("live", "acme"));
         store.insert_key(revoked.digest(), ApiKeyRecord::new("old", "acme").revoked());
 
-        let key = authorize(&bearer(live.expose()), &store).await.unwrap();
+        let key = authorize(&bearer(live.expose()), &store, Right::Operate)
+            .await
+            .unwrap();
         assert_eq!(key.id(), "live");
+
+        let invoker = ApiKey::generate();
+        store.insert_key(
+            invoker.digest(),
+            ApiKeyRecord::new("sender", "acme").with_rights([Right::Invoke]),
+        );
+        for right in [Right::Read, Right::Operate] {
+            let refused = authorize(&bearer(invoker.expose()), &store, right)
+                .await
+                .unwrap_err();
+            assert!(matches!(refused, AuthorizeError::Forbidden(denied) if denied == right));
+            assert_eq!(refused.into_response().status(), StatusCode::FORBIDDEN);
+        }
 
         for (headers, challenge) in [
             (HeaderMap::new(), "Bearer"),
@@ -161,7 +201,7 @@ mod tests {
             (bearer("atk_unknown"), r#"Bearer error="invalid_token""#),
             (bearer(""), r#"Bearer error="invalid_token""#),
         ] {
-            let response = authorize(&headers, &store)
+            let response = authorize(&headers, &store, Right::Read)
                 .await
                 .unwrap_err()
                 .into_response();

@@ -52,7 +52,9 @@ pub use crate::service::{TriggerService, TriggerServiceBuilder};
 pub use crate::signature::SignatureError;
 pub use crate::sink::{ExecutionSink, Outcome, SinkError};
 pub use crate::source::{Source, UnknownSource};
-pub use crate::store::{ActionAllowlist, ApiKeyRecord, KeyScope, KeyStore, StoreError, Trigger};
+pub use crate::store::{
+    ActionAllowlist, ApiKeyRecord, KeyScope, KeyStore, Right, StoreError, Trigger, UnknownRight,
+};
 
 /// The boxed error type used for causes from host code and request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

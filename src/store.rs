@@ -119,6 +119,73 @@ impl KeyScope {
     }
 }
 
+/// What an API key may do. A key holds any subset; [`ApiKeyRecord::new`] gives all three, and
+/// a key pasted into a sender's settings should hold only [`Right::Invoke`].
+///
+/// ```
+/// use agent_trigger::{ApiKeyRecord, Right};
+///
+/// let sender = ApiKeyRecord::new("jira", "acme").with_rights([Right::Invoke]);
+/// assert!(sender.can(Right::Invoke));
+/// assert!(!sender.can(Right::Read));
+/// assert!(ApiKeyRecord::new("ops", "acme").can(Right::Operate));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Right {
+    /// Call the trigger endpoint.
+    Invoke,
+    /// List and show executions, deliveries and triggers.
+    Read,
+    /// Cancel, replay and redeliver.
+    Operate,
+}
+
+impl Right {
+    /// Every right, in the order of their names.
+    pub const ALL: [Right; 3] = [Right::Invoke, Right::Read, Right::Operate];
+
+    /// The right's name in a configuration (`invoke`, `read`, `operate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Right::Invoke => "invoke",
+            Right::Read => "read",
+            Right::Operate => "operate",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Right::Invoke => 1,
+            Right::Read => 2,
+            Right::Operate => 4,
+        }
+    }
+}
+
+impl std::str::FromStr for Right {
+    type Err = UnknownRight;
+
+    fn from_str(name: &str) -> Result<Self, UnknownRight> {
+        Right::ALL
+            .into_iter()
+            .find(|right| right.as_str() == name)
+            .ok_or(UnknownRight)
+    }
+}
+
+/// A name that is not one of [`Right::ALL`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownRight;
+
+impl fmt::Display for UnknownRight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a right: invoke, read or operate")
+    }
+}
+
+impl std::error::Error for UnknownRight {}
+
 /// A stored API key: never the plaintext, only what the service needs to decide.
 ///
 /// ```
@@ -140,10 +207,16 @@ pub struct ApiKeyRecord {
     scope: KeyScope,
     expires_at: Option<SystemTime>,
     revoked: bool,
+    /// A bit per [`Right`].
+    rights: u8,
 }
 
+/// Every right's bit.
+const ALL_RIGHTS: u8 = 0b111;
+
 impl ApiKeyRecord {
-    /// A key named `id` that may invoke every trigger of `tenant`, never expiring.
+    /// A key named `id` that may invoke every trigger of `tenant` and read and operate their
+    /// executions, never expiring.
     pub fn new(id: impl Into<Arc<str>>, tenant: impl Into<Arc<str>>) -> Self {
         ApiKeyRecord {
             id: id.into(),
@@ -151,7 +224,24 @@ impl ApiKeyRecord {
             scope: KeyScope::Tenant,
             expires_at: None,
             revoked: false,
+            rights: ALL_RIGHTS,
         }
+    }
+
+    /// Limits what the key may do to `rights`.
+    pub fn with_rights(mut self, rights: impl IntoIterator<Item = Right>) -> Self {
+        self.rights = rights.into_iter().fold(0, |bits, right| bits | right.bit());
+        self
+    }
+
+    /// Whether the key holds `right`.
+    pub fn can(&self, right: Right) -> bool {
+        self.rights & right.bit() != 0
+    }
+
+    /// The rights the key holds.
+    pub fn rights(&self) -> impl Iterator<Item = Right> + '_ {
+        Right::ALL.into_iter().filter(|right| self.can(*right))
     }
 
     /// Limits the triggers the key may invoke.
@@ -202,9 +292,25 @@ impl ApiKeyRecord {
         !self.revoked && self.expires_at.is_none_or(|end| now < end)
     }
 
-    /// Whether this key may invoke `trigger`: same tenant, and within the key's scope.
+    /// Whether this key may invoke `trigger`: it holds [`Right::Invoke`], same tenant, and
+    /// within the key's scope.
     pub fn may_invoke(&self, trigger: &Trigger) -> bool {
-        *self.tenant == *trigger.tenant && self.scope.includes(trigger.id)
+        self.can(Right::Invoke)
+            && *self.tenant == *trigger.tenant
+            && self.scope.includes(trigger.id)
+    }
+
+    /// The rights as stored: a bit per right (invoke 1, read 2, operate 4).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn rights_bits(&self) -> u8 {
+        self.rights
+    }
+
+    /// The rights from their stored bits; unknown bits are dropped.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn with_rights_bits(mut self, bits: u8) -> Self {
+        self.rights = bits & ALL_RIGHTS;
+        self
     }
 
     pub(crate) fn shared_id(&self) -> Arc<str> {

@@ -189,11 +189,11 @@ async fn write_key(
     };
     transaction
         .execute(
-            "INSERT INTO api_keys (id, tenant, digest, triggers, expires_at, revoked)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO api_keys (id, tenant, digest, triggers, expires_at, revoked, rights)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, digest = excluded.digest,
                  triggers = excluded.triggers, expires_at = excluded.expires_at,
-                 revoked = excluded.revoked",
+                 revoked = excluded.revoked, rights = excluded.rights",
             &[
                 &record.id(),
                 &record.tenant(),
@@ -201,6 +201,7 @@ async fn write_key(
                 &triggers,
                 &record.expires_at(),
                 &record.is_revoked(),
+                &i16::from(record.rights_bits()),
             ],
         )
         .await?;
@@ -291,7 +292,7 @@ pub(super) async fn load(
     let mut keys = Vec::new();
     for row in client
         .query(
-            "SELECT id, tenant, digest, triggers, expires_at, revoked FROM api_keys",
+            "SELECT id, tenant, digest, triggers, expires_at, revoked, rights FROM api_keys",
             &[],
         )
         .await?
@@ -312,6 +313,8 @@ pub(super) async fn load(
         if row.get::<_, bool>(5) {
             record = record.revoked();
         }
+        // Only the three low bits are rights; anything else is dropped.
+        record = record.with_rights_bits(row.get::<_, i16>(6).to_le_bytes()[0]);
         keys.push((KeyDigest::from_bytes(digest), record));
     }
 

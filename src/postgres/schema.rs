@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX delivery_keys_by_execution ON delivery_keys (execution_id);
     ",
+    // 2: what each key may do, a bit per right (invoke 1, read 2, operate 4).
+    "
+    ALTER TABLE api_keys ADD COLUMN rights smallint NOT NULL DEFAULT 7;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -135,9 +135,11 @@ fn write_key(
         ),
     };
     transaction.execute(
-        "INSERT INTO api_keys (id, tenant, digest, triggers, expires_at, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO api_keys (id, tenant, digest, triggers, expires_at, revoked, rights)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, digest = excluded.digest,
-             triggers = excluded.triggers, expires_at = excluded.expires_at, revoked = excluded.revoked",
+             triggers = excluded.triggers, expires_at = excluded.expires_at,
+             revoked = excluded.revoked, rights = excluded.rights",
         params![
             record.id(),
             record.tenant(),
@@ -145,6 +147,7 @@ fn write_key(
             triggers,
             record.expires_at().map(unix_millis),
             record.is_revoked(),
+            record.rights_bits(),
         ],
     )?;
     Ok(())
@@ -205,8 +208,9 @@ type KeysAndTriggers = (Vec<(KeyDigest, ApiKeyRecord)>, Vec<Trigger>);
 
 pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Result<KeysAndTriggers> {
     let mut keys = Vec::new();
-    let mut statement = connection
-        .prepare("SELECT id, tenant, digest, triggers, expires_at, revoked FROM api_keys")?;
+    let mut statement = connection.prepare(
+        "SELECT id, tenant, digest, triggers, expires_at, revoked, rights FROM api_keys",
+    )?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let digest: Vec<u8> = row.get(2)?;
@@ -232,6 +236,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         if row.get::<_, bool>(5)? {
             record = record.revoked();
         }
+        record = record.with_rights_bits(row.get(6)?);
         keys.push((KeyDigest::from_bytes(digest), record));
     }
 

@@ -102,6 +102,10 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX executions_by_trigger_status;
     CREATE INDEX executions_running_by_trigger ON executions (trigger_id) WHERE status = 'running';
     ",
+    // 8: what each key may do, a bit per right (invoke 1, read 2, operate 4).
+    "
+    ALTER TABLE api_keys ADD COLUMN rights INTEGER NOT NULL DEFAULT 7;
+    ",
 ];
 
 /// The schema version this build writes.

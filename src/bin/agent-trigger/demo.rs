@@ -8,10 +8,9 @@ use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger};
 use uuid::Uuid;
 
-use crate::Error;
 use crate::config::{self, Database, Startup};
 use crate::executor::Runner;
-use crate::server;
+use crate::server::{self, Error};
 
 /// The tenant of demo mode's key and triggers.
 const DEMO_TENANT: &str = "demo";
@@ -23,7 +22,7 @@ pub async fn run(listen: Option<SocketAddr>) -> Result<(), Error> {
     let startup = Startup::demo(
         Database::Sqlite(database.to_owned()),
         listen,
-        &crate::process_env,
+        &config::process_env,
     )?;
     let store = SqliteStore::open(database)?;
     let mut triggers: Vec<_> = store

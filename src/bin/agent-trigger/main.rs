@@ -19,6 +19,8 @@ macro_rules! say {
 
 mod api;
 mod config;
+#[cfg(target_os = "linux")]
+mod containment;
 mod demo;
 mod executor;
 mod listener;
@@ -66,13 +68,43 @@ enum Command {
     },
     /// Print a new API key and the line that configures it.
     Keygen,
+    /// Run a command inside the executor's sandbox (the executor's own use).
+    #[cfg(target_os = "linux")]
+    #[command(name = "sandboxed-exec", hide = true)]
+    SandboxedExec {
+        /// Directories the command may read and execute from, besides the system's.
+        #[arg(long)]
+        read: Vec<PathBuf>,
+        /// Directories the command may write in.
+        #[arg(long)]
+        write: Vec<PathBuf>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
-
-/// What a command that fails tells the operator.
-type Error = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(target_os = "linux")]
+    if let Some(Command::SandboxedExec {
+        read,
+        write,
+        command,
+    }) = &cli.command
+    {
+        eprintln!(
+            "agent-trigger: {}",
+            containment::exec_sandboxed(read, write, command)
+        );
+        return ExitCode::FAILURE;
+    }
+    // Before the runtime's threads exist, so that each of them inherits it.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = containment::harden_process() {
+        eprintln!("agent-trigger: cannot protect the process: {error}");
+        return ExitCode::FAILURE;
+    }
     // Held until the process ends: dropping it writes out the lines still queued.
     let _logs = logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -92,6 +124,8 @@ fn main() -> ExitCode {
             keygen();
             Ok(())
         }
+        #[cfg(target_os = "linux")]
+        Some(Command::SandboxedExec { .. }) => unreachable!("handled before the runtime starts"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,11 +134,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Reads the variables a configuration names from the process's environment.
-fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 /// `agent-trigger keygen`.
@@ -118,8 +147,8 @@ fn keygen() {
 
 /// `agent-trigger check`: the checks `serve` makes of the file (and of the environment
 /// variables it names), with the same located errors, and nothing started.
-fn check(file: &Path) -> Result<(), Error> {
-    let config = config::load(file, &process_env)?;
+fn check(file: &Path) -> Result<(), server::Error> {
+    let config = config::load(file, &config::process_env)?;
     println!(
         "{}: OK ({} keys, {} triggers, {})",
         file.display(),

@@ -38,7 +38,7 @@ pub fn on_hangup<S: ConfiguredStore>(
 /// it already has). A file with an error is refused whole and the running configuration stays.
 /// On PostgreSQL the change reaches every instance (see `PostgresStore`).
 async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Startup) {
-    let config = match config::load(file, &crate::process_env) {
+    let config = match config::load(file, &config::process_env) {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "configuration not reloaded; the running one stays");

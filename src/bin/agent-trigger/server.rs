@@ -12,11 +12,23 @@ use tokio::sync::watch;
 use crate::config::{Config, Database, Startup};
 use crate::executor::{self, Runner};
 use crate::store::{Backend, ConfiguredStore};
-use crate::{Error, api, listener, reload, retention};
+use crate::{api, listener, reload, retention};
+
+/// What a command that fails tells the operator.
+pub type Error = Box<dyn std::error::Error>;
 
 /// `agent-trigger serve`: the configuration in `file` on its database, until SIGTERM or SIGINT.
 pub async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
-    let config = crate::config::load(file, &crate::process_env)?;
+    let config = crate::config::load(file, &crate::config::process_env)?;
+    #[cfg(target_os = "linux")]
+    if let Some(executor) = &config.startup.executor {
+        crate::containment::check_start(
+            executor,
+            &config.startup.database,
+            file,
+            config.reloadable.secrets_in_file,
+        )?;
+    }
     match &config.startup.database {
         Database::Sqlite(path) => {
             let store = SqliteStore::open(path)?;
@@ -45,6 +57,18 @@ async fn serve_on<S: ConfiguredStore>(
         startup,
         reloadable,
     } = config;
+    let every_right: Vec<&str> = reloadable
+        .keys
+        .iter()
+        .filter(|(_, key)| key.rights().count() == agent_trigger::Right::ALL.len())
+        .map(|(_, key)| key.id())
+        .collect();
+    if !every_right.is_empty() {
+        tracing::info!(
+            keys = every_right.join(", "),
+            "these keys may invoke, read and operate: give senders keys with can = [\"invoke\"]"
+        );
+    }
     store
         .replace_keys_and_triggers(reloadable.keys, reloadable.triggers)
         .await?;

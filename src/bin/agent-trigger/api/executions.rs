@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus};
-use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope};
+use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope, Right};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::extract::{ApiQuery, Authorized};
+use super::extract::{ApiQuery, Authorized, OperateExecution, ReadExecution, ReadList};
 use super::respond::{self, json_response};
 use super::state::Api;
 use crate::store::Backend;
@@ -85,7 +85,7 @@ fn status<'de, D: Deserializer<'de>>(names: D) -> Result<Option<ExecutionStatus>
 /// first; `nextCursor` fetches the page after.
 pub async fn list<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key): Authorized,
+    Authorized(key, _): Authorized<ReadList>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Response {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
@@ -135,7 +135,7 @@ fn visible_triggers(key: &ApiKeyRecord, asked: Option<Uuid>) -> Option<Vec<Uuid>
 /// `GET /api/executions/{executionId}`: one execution, with its attempt and kept output.
 pub async fn show<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key): Authorized,
+    Authorized(key, _): Authorized<ReadExecution>,
     Path(id): Path<String>,
 ) -> Response {
     match visible(&api, &key, &id).await {
@@ -147,9 +147,10 @@ pub async fn show<S: Backend>(
 /// `POST /api/executions/{executionId}/cancel`: a queued execution is cancelled at once; a
 /// running one's command is ended, with everything it started, by the worker running it. An
 /// execution that already ended otherwise answers `409`; one already cancelled answers as it is.
+/// The answer carries the output only for a key that may also read.
 pub async fn cancel<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key): Authorized,
+    Authorized(key, _): Authorized<OperateExecution>,
     Path(id): Path<String>,
 ) -> Response {
     let record = match visible(&api, &key, &id).await {
@@ -176,7 +177,10 @@ pub async fn cancel<S: Backend>(
         }
     }
     match api.store.execution(&record.id).await {
-        Ok(Some(record)) => json_response(StatusCode::OK, &ExecutionBody::new(record, true)),
+        Ok(Some(record)) => json_response(
+            StatusCode::OK,
+            &ExecutionBody::new(record, key.can(Right::Read)),
+        ),
         Ok(None) => not_found(),
         Err(error) => respond::internal("executions API", &error),
     }
@@ -205,7 +209,7 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
 /// `POST /api/executions/{executionId}/replay`: a new execution with the same input.
 pub async fn replay<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key): Authorized,
+    Authorized(key, _): Authorized<OperateExecution>,
     Path(id): Path<String>,
 ) -> Response {
     let record = match visible(&api, &key, &id).await {
@@ -246,6 +250,7 @@ fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-fn not_found() -> Response {
+/// The answer for an execution that is unknown or not the key's to see.
+pub fn not_found() -> Response {
     respond::error(StatusCode::NOT_FOUND, "execution not found")
 }

@@ -3,9 +3,10 @@
 //! the trigger endpoint does) and the query string ([`ApiQuery`], serde through axum's
 //! `Query`, refused as JSON).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use agent_trigger::ApiKeyRecord;
+use agent_trigger::{ApiKeyRecord, AuthorizeError, Right};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -16,18 +17,60 @@ use super::respond;
 use super::state::Api;
 use crate::store::Backend;
 
-/// The request's usable API key; a request without one is answered `401` (or `500` when the
-/// store fails) before the handler runs.
-pub struct Authorized(pub Arc<ApiKeyRecord>);
+/// The request's usable API key holding the right `R` asks for; a request without one is
+/// answered before the handler runs: `401`, `500` when the store fails, and for a key without
+/// the right what `R` says (a route about one resource answers as for an unknown one).
+pub struct Authorized<R>(pub Arc<ApiKeyRecord>, pub PhantomData<R>);
 
-impl<S: Backend + Send + Sync> FromRequestParts<Api<S>> for Authorized {
+/// What a route needs of its caller's key, and how it refuses a key without it.
+pub trait Requirement {
+    /// The right the route needs.
+    const RIGHT: Right;
+
+    /// The answer to a usable key without [`RIGHT`](Self::RIGHT).
+    fn refusal(refused: AuthorizeError) -> Response {
+        refused.into_response().into_response()
+    }
+}
+
+/// Reading a list: `403` without the right.
+pub struct ReadList;
+
+impl Requirement for ReadList {
+    const RIGHT: Right = Right::Read;
+}
+
+/// Reading one execution: `404`, as for an unknown one, without the right.
+pub struct ReadExecution;
+
+impl Requirement for ReadExecution {
+    const RIGHT: Right = Right::Read;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        super::executions::not_found()
+    }
+}
+
+/// Cancelling or replaying one execution: `404`, as for an unknown one, without the right.
+pub struct OperateExecution;
+
+impl Requirement for OperateExecution {
+    const RIGHT: Right = Right::Operate;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        super::executions::not_found()
+    }
+}
+
+impl<R: Requirement, S: Backend + Send + Sync> FromRequestParts<Api<S>> for Authorized<R> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, api: &Api<S>) -> Result<Self, Response> {
-        agent_trigger::authorize(&parts.headers, &api.store)
-            .await
-            .map(Authorized)
-            .map_err(|refused| refused.into_response().into_response())
+        match agent_trigger::authorize(&parts.headers, &api.store, R::RIGHT).await {
+            Ok(key) => Ok(Authorized(key, PhantomData)),
+            Err(refused @ AuthorizeError::Forbidden(_)) => Err(R::refusal(refused)),
+            Err(refused) => Err(refused.into_response().into_response()),
+        }
     }
 }
 

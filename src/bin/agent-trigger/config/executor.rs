@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -39,6 +40,31 @@ pub struct ExecutorConfig {
     /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
     /// `[executor.environment]`.
     pub environment: Vec<(String, String)>,
+    /// The account commands run as; `None`: the server's own.
+    pub user: Option<Account>,
+    /// Whether each command starts inside the Landlock allow-list.
+    pub sandbox: Sandbox,
+    /// Directories a sandboxed command may write in besides its scratch directory.
+    pub writable: Vec<PathBuf>,
+}
+
+/// An account commands run as: `[executor] user` and `group`, looked up when the file loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// The user's home directory: the command's `HOME`.
+    pub home: PathBuf,
+}
+
+/// `[executor] sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Commands can reach what their user can.
+    None,
+    /// Commands start inside a Landlock filesystem allow-list.
+    Landlock,
 }
 
 impl fmt::Debug for ExecutorConfig {
@@ -57,6 +83,9 @@ impl fmt::Debug for ExecutorConfig {
             .field("retry_backoff", &self.retry_backoff)
             .field("lease", &self.lease)
             .field("environment", &names)
+            .field("user", &self.user)
+            .field("sandbox", &self.sandbox)
+            .field("writable", &self.writable)
             .finish()
     }
 }
@@ -153,7 +182,50 @@ pub fn check(
             environment.push((name.clone(), value.clone()));
         }
     }
+    let user = raw
+        .user
+        .as_ref()
+        .map(|user| account(locate, user, raw.group.as_ref()))
+        .transpose()?;
+    if let (None, Some(group)) = (&raw.user, &raw.group) {
+        return Err(locate.at(group, "executor.group needs executor.user".to_owned()));
+    }
+    let sandbox = match &raw.sandbox {
+        None => Sandbox::None,
+        Some(name) if name.get_ref() == "landlock" => Sandbox::Landlock,
+        Some(name) => {
+            return Err(locate.at(
+                name,
+                format!(
+                    "executor.sandbox {:?} is not a sandbox: the one there is is \"landlock\"",
+                    name.get_ref()
+                ),
+            ));
+        }
+    };
+    let mut writable = Vec::new();
+    if let Some(directories) = &raw.writable {
+        if sandbox == Sandbox::None {
+            return Err(locate.at(
+                directories,
+                "executor.writable needs sandbox = \"landlock\"".to_owned(),
+            ));
+        }
+        for directory in directories.get_ref() {
+            let path = PathBuf::from(directory);
+            if !path.is_absolute() {
+                return Err(locate.at(
+                    directories,
+                    format!("executor.writable: {directory:?} is not an absolute path"),
+                ));
+            }
+            writable.push(path);
+        }
+    }
     Ok(ExecutorConfig {
+        user,
+        sandbox,
+        writable,
         command: command.clone(),
         workers,
         timeout,
@@ -161,6 +233,44 @@ pub fn check(
         retry_backoff,
         lease,
         environment,
+    })
+}
+
+/// The account `user` names (and `group`, else the user's own group), from the system's
+/// user database.
+fn account(
+    locate: &Locator<'_>,
+    user: &Spanned<String>,
+    group: Option<&Spanned<String>>,
+) -> Result<Account, ConfigError> {
+    let found = nix::unistd::User::from_name(user.get_ref())
+        .map_err(|error| locate.at(user, format!("executor.user: cannot look it up: {error}")))?
+        .ok_or_else(|| {
+            locate.at(
+                user,
+                format!("executor.user {:?} is not an account here", user.get_ref()),
+            )
+        })?;
+    let gid = match group {
+        Some(group) => nix::unistd::Group::from_name(group.get_ref())
+            .map_err(|error| {
+                locate.at(group, format!("executor.group: cannot look it up: {error}"))
+            })?
+            .ok_or_else(|| {
+                locate.at(
+                    group,
+                    format!("executor.group {:?} is not a group here", group.get_ref()),
+                )
+            })?
+            .gid
+            .as_raw(),
+        None => found.gid.as_raw(),
+    };
+    Ok(Account {
+        name: found.name,
+        uid: found.uid.as_raw(),
+        gid,
+        home: found.dir,
     })
 }
 

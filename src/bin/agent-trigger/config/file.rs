@@ -44,6 +44,13 @@ pub struct RawExecutor {
     pub env: Option<Spanned<Vec<String>>>,
     /// Variables set to these values.
     pub environment: Option<Spanned<BTreeMap<String, String>>>,
+    /// The account commands run as, and optionally its group.
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    /// `"landlock"`: each command starts inside a filesystem allow-list.
+    pub sandbox: Option<Spanned<String>>,
+    /// Directories a sandboxed command may also write in.
+    pub writable: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +61,8 @@ pub struct RawKey {
     pub sha256: Option<Spanned<String>>,
     pub env: Option<Spanned<String>>,
     pub triggers: Option<Spanned<Vec<String>>>,
+    /// `invoke`, `read`, `operate`: what the key may do (all three when absent).
+    pub can: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -93,5 +102,13 @@ impl RawConfig {
         keys.chain(secrets)
             .map(|name| name.get_ref().as_str())
             .collect()
+    }
+
+    /// Whether a signing secret is written in the file (`value = "…"`).
+    pub fn holds_secret_values(&self) -> bool {
+        self.triggers
+            .iter()
+            .flat_map(|trigger| &trigger.secrets)
+            .any(|secret| secret.value.is_some())
     }
 }

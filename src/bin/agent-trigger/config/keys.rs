@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use agent_trigger::{ApiKeyRecord, KeyDigest, KeyScope, Trigger};
+use agent_trigger::{ApiKeyRecord, KeyDigest, KeyScope, Right, Trigger};
 
 use super::file::RawKey;
 use super::locate::{ConfigError, Locator};
@@ -78,6 +78,19 @@ pub fn check(
                 }
                 record = record.with_scope(KeyScope::Triggers(scope));
             }
+        }
+        if let Some(rights) = &entry.can {
+            let mut granted = Vec::new();
+            for name in rights.get_ref() {
+                let right: Right = name.parse().map_err(|_| {
+                    locate.at(
+                        rights,
+                        format!("can: {name:?} is not one of \"invoke\", \"read\", \"operate\""),
+                    )
+                })?;
+                granted.push(right);
+            }
+            record = record.with_rights(granted);
         }
         keys.push((digest, record));
     }

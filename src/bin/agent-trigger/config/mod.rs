@@ -24,7 +24,7 @@ use std::time::Duration;
 use agent_trigger::{ApiKeyRecord, KeyDigest, Trigger};
 
 pub use self::database::{DEFAULT_DATABASE, Database};
-pub use self::executor::{BASE_ENVIRONMENT, ExecutorConfig};
+pub use self::executor::{Account, BASE_ENVIRONMENT, ExecutorConfig, Sandbox};
 use self::file::RawConfig;
 pub use self::limits::Limits;
 pub use self::locate::ConfigError;
@@ -85,10 +85,18 @@ impl Startup {
 pub struct Reloadable {
     pub keys: Vec<(KeyDigest, ApiKeyRecord)>,
     pub triggers: Vec<Trigger>,
+    /// Whether the file itself holds a secret (`value = "…"`): then it must stay out of the
+    /// commands' reach.
+    pub secrets_in_file: bool,
 }
 
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("the default address parses")
+}
+
+/// Reads the variables a configuration names from the process's environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Reads and checks `file`; `env` looks up environment variables (a parameter so that tests
@@ -160,7 +168,11 @@ pub fn parse(
             limits,
             executor,
         },
-        reloadable: Reloadable { keys, triggers },
+        reloadable: Reloadable {
+            keys,
+            triggers,
+            secrets_in_file: raw.holds_secret_values(),
+        },
     })
 }
 

@@ -3,6 +3,7 @@
 //! recorded while it runs and kept with the result.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::process::Command;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{BASE_ENVIRONMENT, ExecutorConfig};
+use crate::config::{BASE_ENVIRONMENT, ExecutorConfig, Sandbox};
 
 /// How much output is kept per execution.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
@@ -31,12 +32,25 @@ pub async fn run<Q: ExecutionQueue + Clone>(
     cancel: &Notify,
 ) -> ExecutionResult {
     let delivery = &claimed.delivery;
-    let mut command = Command::new(&config.command[0]);
-    command.args(&config.command[1..]).env_clear();
+    let scratch = match Scratch::for_command(config, &claimed.id) {
+        Ok(scratch) => scratch,
+        Err(error) => {
+            let message = format!("[agent-trigger] could not make a scratch directory: {error}\n");
+            return ExecutionResult::new(ExecutionStatus::Error, None, message.into_bytes());
+        }
+    };
+    let mut command = contained_command(config, scratch.path());
+    command.env_clear();
     for name in BASE_ENVIRONMENT {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
+    }
+    if let Some(account) = &config.user {
+        command.env("HOME", &account.home);
+    }
+    if let Some(scratch) = scratch.path() {
+        command.current_dir(scratch).env("TMPDIR", scratch);
     }
     #[cfg(unix)]
     command.process_group(0);
@@ -147,6 +161,76 @@ pub async fn run<Q: ExecutionQueue + Clone>(
         Ended::Stopped => {
             output.push(b"[agent-trigger] interrupted: the server is shutting down\n");
             ExecutionResult::new(ExecutionStatus::Interrupted, None, output.into_bytes())
+        }
+    }
+}
+
+/// The command as configured, run as `[executor] user` and inside the sandbox when those are
+/// set (see `containment.rs`).
+fn contained_command(config: &ExecutorConfig, scratch: Option<&Path>) -> Command {
+    // The program is found before the command moves to its scratch directory.
+    let program = match scratch {
+        Some(_) if config.command[0].contains('/') => std::path::absolute(&config.command[0])
+            .unwrap_or_else(|_| config.command[0].clone().into()),
+        _ => PathBuf::from(&config.command[0]),
+    };
+    #[cfg(target_os = "linux")]
+    let mut command = match (config.sandbox, scratch) {
+        (Sandbox::Landlock, Some(scratch)) => {
+            let mut sandboxed = config.clone();
+            sandboxed.command[0] = program.to_string_lossy().into_owned();
+            let mut command =
+                Command::new(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
+            command.args(crate::containment::sandboxed_arguments(&sandboxed, scratch));
+            command
+        }
+        _ => {
+            let mut command = Command::new(&program);
+            command.args(&config.command[1..]);
+            command
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let mut command = {
+        let mut command = Command::new(&program);
+        command.args(&config.command[1..]);
+        command
+    };
+    #[cfg(unix)]
+    if let Some(account) = &config.user {
+        // As root, std clears the supplementary groups before it switches.
+        command.uid(account.uid).gid(account.gid);
+    }
+    command
+}
+
+/// A command's own scratch directory, when it runs as another user or sandboxed: its working
+/// directory and `TMPDIR`, owned by its account, removed when the execution ends.
+struct Scratch(Option<PathBuf>);
+
+impl Scratch {
+    fn for_command(config: &ExecutorConfig, id: &ExecutionId) -> std::io::Result<Self> {
+        if config.user.is_none() && config.sandbox == Sandbox::None {
+            return Ok(Scratch(None));
+        }
+        let path = std::env::temp_dir().join(format!("agent-trigger-{id}"));
+        std::fs::create_dir_all(&path)?;
+        #[cfg(unix)]
+        if let Some(account) = &config.user {
+            std::os::unix::fs::chown(&path, Some(account.uid), Some(account.gid))?;
+        }
+        Ok(Scratch(Some(path)))
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.0.as_deref()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_dir_all(path);
         }
     }
 }

@@ -1,0 +1,296 @@
+//! Keeping the commands the executor runs away from the server's secrets. A command reads text
+//! an attacker can write, so whatever it can reach, a prompt injection can print: the server's
+//! environment (`/proc/<server>/environ`), its configuration file (named in
+//! `/proc/<server>/cmdline`) and its database.
+//!
+//! - At start, before any thread exists, the server makes itself non-dumpable (its `/proc`
+//!   files then belong to root, out of reach of a process of the same user), sets
+//!   `no_new_privs` (inherited by every command: no setuid program gives one root) and a umask
+//!   that keeps the files it creates (the SQLite database) to itself.
+//! - [`check_start`] refuses what would leave a command next to the secrets: a root server
+//!   running commands as root without saying so, a database or a configuration holding secrets
+//!   that the command's account can read, a sandbox whose allow-list would include them.
+//! - Commands run as `[executor] user` (supplementary groups cleared), and with `sandbox =
+//!   "landlock"` through [`exec_sandboxed`]: the server runs its own binary, which restricts
+//!   itself to the allow-list and then becomes the command.
+
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Account, Database, ExecutorConfig, Sandbox};
+
+/// Directories a sandboxed command may read and execute from.
+const SYSTEM_DIRECTORIES: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
+];
+
+/// Devices a sandboxed command may read and write.
+const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"];
+
+/// The name of the hidden subcommand that runs a command inside the sandbox.
+pub const SANDBOX_SUBCOMMAND: &str = "sandboxed-exec";
+
+/// Makes the process non-dumpable, sets `no_new_privs` and a umask of `077`. Called first in
+/// `main`, so that every thread (and so every command) inherits `no_new_privs`.
+pub fn harden_process() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    rustix::thread::set_no_new_privs(true)?;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    Ok(())
+}
+
+/// What is refused at start, with the reason; and the one warning line about a command that
+/// runs as the server's own user.
+pub fn check_start(
+    executor: &ExecutorConfig,
+    database: &Database,
+    config_file: &Path,
+    secrets_in_file: bool,
+) -> Result<(), String> {
+    let server_uid = rustix::process::geteuid().as_raw();
+    match &executor.user {
+        None if server_uid == 0 => {
+            return Err("the server runs as root and [executor] names no user: commands would run as root, next to every secret. Set [executor] user to an unprivileged account (or user = \"root\" to run them as root anyway)".to_owned());
+        }
+        Some(account) if account.uid == 0 => tracing::warn!(
+            "[executor] user = \"root\": commands run as root and can read every secret the server holds"
+        ),
+        Some(account) if account.uid != server_uid && server_uid != 0 && !may_switch_user() => {
+            return Err(format!(
+                "[executor] user = {:?}: this server cannot run commands as another user (it is not root and lacks CAP_SETUID)",
+                account.name
+            ));
+        }
+        _ => {}
+    }
+    let other_account = executor
+        .user
+        .as_ref()
+        .filter(|account| account.uid != server_uid && account.uid != 0);
+    if let Some(account) = other_account {
+        let mut secrets: Vec<PathBuf> = database_files(database);
+        if secrets_in_file {
+            secrets.push(config_file.to_owned());
+        }
+        for file in secrets {
+            if readable_by(&file, account) {
+                return Err(format!(
+                    "{} is readable by [executor] user {:?}: commands could read its secrets (make it readable by the server's account only, e.g. chmod 600)",
+                    file.display(),
+                    account.name
+                ));
+            }
+        }
+    } else if executor.user.is_none() && executor.sandbox == Sandbox::None {
+        tracing::warn!(
+            "commands run as the server's own user and can read what it can: set [executor] user to another account, or sandbox = \"landlock\""
+        );
+    }
+    if executor.sandbox == Sandbox::Landlock {
+        landlock_available()?;
+        let mut kept_out = database_files(database);
+        kept_out.push(config_file.to_owned());
+        for allowed in allowed_directories(executor) {
+            let Ok(allowed) = allowed.canonicalize() else {
+                continue;
+            };
+            for file in &kept_out {
+                let file = file.canonicalize().unwrap_or_else(|_| file.clone());
+                if file.starts_with(&allowed) {
+                    return Err(format!(
+                        "sandbox = \"landlock\" would let commands reach {} through {}: keep the database and the configuration outside the command's directory, [executor] writable and {}",
+                        file.display(),
+                        allowed.display(),
+                        SYSTEM_DIRECTORIES.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process holds the capability to run commands as another user.
+fn may_switch_user() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|sets| {
+        sets.effective
+            .contains(rustix::thread::CapabilitySet::SETUID)
+    })
+}
+
+/// The files of `database` that hold secrets: a SQLite file and its journal files. A PostgreSQL
+/// database is the server's to protect with the role's password.
+fn database_files(database: &Database) -> Vec<PathBuf> {
+    match database {
+        Database::Sqlite(path) => ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .map(|suffix| {
+                let mut name = path.clone().into_os_string();
+                name.push(suffix);
+                PathBuf::from(name)
+            })
+            .filter(|file| file.exists())
+            .collect(),
+        Database::Postgres(_) => Vec::new(),
+    }
+}
+
+/// Whether `account` (with no supplementary groups) may read `file`, by its mode bits.
+fn readable_by(file: &Path, account: &Account) -> bool {
+    let Ok(metadata) = std::fs::metadata(file) else {
+        return false;
+    };
+    let mode = metadata.mode();
+    if metadata.uid() == account.uid {
+        mode & 0o400 != 0
+    } else if metadata.gid() == account.gid {
+        mode & 0o040 != 0
+    } else {
+        mode & 0o004 != 0
+    }
+}
+
+/// Every directory a sandboxed command may reach besides its scratch directory: the system's,
+/// the command's own, and `[executor] writable`.
+fn allowed_directories(executor: &ExecutorConfig) -> Vec<PathBuf> {
+    let mut directories: Vec<PathBuf> = SYSTEM_DIRECTORIES.iter().map(PathBuf::from).collect();
+    directories.extend(command_directory(&executor.command[0]));
+    directories.extend(executor.writable.iter().cloned());
+    directories
+}
+
+/// The directory holding the program, when it is named by a path rather than found on `PATH`.
+fn command_directory(program: &str) -> Option<PathBuf> {
+    let path = Path::new(program);
+    if path.components().count() < 2 {
+        return None;
+    }
+    let absolute = std::path::absolute(path).ok()?;
+    absolute.parent().map(Path::to_owned)
+}
+
+/// The arguments that run `command` inside the sandbox: the server's own binary with
+/// [`SANDBOX_SUBCOMMAND`], the directories the command may read and those it may write.
+pub fn sandboxed_arguments(executor: &ExecutorConfig, scratch: &Path) -> Vec<OsString> {
+    let mut arguments: Vec<OsString> = vec![SANDBOX_SUBCOMMAND.into()];
+    if let Some(directory) = command_directory(&executor.command[0]) {
+        arguments.push("--read".into());
+        arguments.push(directory.into());
+    }
+    for directory in std::iter::once(scratch).chain(executor.writable.iter().map(PathBuf::as_path))
+    {
+        arguments.push("--write".into());
+        arguments.push(directory.into());
+    }
+    arguments.push("--".into());
+    arguments.extend(executor.command.iter().map(OsString::from));
+    arguments
+}
+
+/// Whether the kernel enforces Landlock: a start-up error otherwise, never a silent no-op.
+fn landlock_available() -> Result<(), String> {
+    use landlock::{ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr};
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|ruleset| ruleset.create())
+        .map(drop)
+        .map_err(|error| {
+            format!("sandbox = \"landlock\", but this kernel does not enforce Landlock: {error}")
+        })
+}
+
+/// The hidden subcommand: restricts this process to the system directories and `read` (read
+/// and execute) and `write` (everything), then replaces itself with `command`. Returns only on
+/// failure.
+pub fn exec_sandboxed(read: &[PathBuf], write: &[PathBuf], command: &[OsString]) -> String {
+    use std::os::unix::process::CommandExt;
+
+    use landlock::{
+        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, path_beneath_rules,
+    };
+    let abi = ABI::V1;
+    let existing = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
+        paths.into_iter().filter(|path| path.exists()).collect()
+    };
+    let readable = existing(
+        SYSTEM_DIRECTORIES
+            .iter()
+            .map(PathBuf::from)
+            .chain(read.iter().cloned())
+            .collect(),
+    );
+    let devices = existing(DEVICES.iter().map(PathBuf::from).collect());
+    let writable = existing(write.to_vec());
+    let restricted = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|ruleset| ruleset.create())
+        .and_then(|ruleset| {
+            ruleset.add_rules(path_beneath_rules(&readable, AccessFs::from_read(abi)))
+        })
+        .and_then(|ruleset| {
+            ruleset.add_rules(path_beneath_rules(&devices, AccessFs::from_file(abi)))
+        })
+        .and_then(|ruleset| {
+            ruleset.add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi)))
+        })
+        .and_then(|ruleset| ruleset.restrict_self());
+    match restricted {
+        Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => {}
+        Ok(status) => return format!("the sandbox is not enforced ({:?})", status.ruleset),
+        Err(error) => return format!("cannot set up the sandbox: {error}"),
+    }
+    let Some((program, arguments)) = command.split_first() else {
+        return "no command to run".to_owned();
+    };
+    let error = std::process::Command::new(program).args(arguments).exec();
+    format!("could not start {program:?}: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_named_by_path_brings_its_directory_into_the_allow_list() {
+        assert_eq!(command_directory("sh"), None);
+        assert_eq!(
+            command_directory("/srv/agent/run.sh"),
+            Some(PathBuf::from("/srv/agent"))
+        );
+    }
+
+    #[test]
+    fn readability_follows_the_mode_bits_for_owner_group_and_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = std::env::temp_dir().join(format!("containment-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let file = directory.join("secrets");
+        std::fs::write(&file, "x").unwrap();
+        let metadata = std::fs::metadata(&file).unwrap();
+        let stranger = Account {
+            name: "stranger".to_owned(),
+            uid: metadata.uid().wrapping_add(4242),
+            gid: metadata.gid().wrapping_add(4242),
+            home: PathBuf::from("/"),
+        };
+        let same_group = Account {
+            gid: metadata.gid(),
+            ..stranger.clone()
+        };
+        for (mode, stranger_reads, group_reads) in [
+            (0o600, false, false),
+            (0o640, false, true),
+            (0o644, true, true),
+            (0o604, true, false),
+        ] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by(&file, &stranger), stranger_reads, "{mode:o}");
+            assert_eq!(readable_by(&file, &same_group), group_reads, "{mode:o}");
+        }
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+}
