@@ -8,17 +8,16 @@
 //!
 //! This file only dispatches; each concern has a module named for it.
 
-/// Prints a line for whoever started the server. Unlike `println!`, a closed stdout (the
-/// server piped into `head`, say) does not end the process.
+/// Prints a line for whoever started the server (see `console.rs`).
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        crate::console::say(&format!($($arg)*))
+    };
 }
 
 mod api;
 mod config;
+mod console;
 #[cfg(target_os = "linux")]
 mod containment;
 mod demo;

@@ -45,6 +45,20 @@ async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Startup) {
             return;
         }
     };
+    // The running executor keeps passing through what it passed at start: a secret newly read
+    // from one of those variables would reach every command.
+    if let Some(executor) = &started.executor
+        && let Some(name) = executor
+            .passed_through
+            .iter()
+            .find(|name| config.reloadable.secret_variables.contains(name))
+    {
+        tracing::error!(
+            variable = %name,
+            "configuration not reloaded: it reads a key or secret from a variable the running [executor] env passes to every command; the running one stays"
+        );
+        return;
+    }
     if config.startup != *started {
         tracing::warn!(
             "listen, database, body_limit_bytes, retention_days, [limits] or [executor] changed: they take effect at the next start"

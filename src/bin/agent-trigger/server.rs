@@ -79,7 +79,10 @@ async fn serve_on<S: ConfiguredStore>(
         "configuration loaded"
     );
     reload::on_hangup(store.clone(), file.to_owned(), startup.clone())?;
-    let runner = startup.executor.clone().map(Runner::Command);
+    let runner = startup
+        .executor
+        .clone()
+        .map(|executor| Runner::Command(Box::new(executor)));
     let mut startup = startup;
     if let Some(listen) = listen {
         startup.listen = listen;

@@ -24,6 +24,8 @@ const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
 /// How long a cancel waits for the worker to end a running execution before it answers.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// How often a cancel reads an execution that another server runs, until it has ended.
+const REMOTE_CANCEL_POLL: Duration = Duration::from_millis(200);
 
 /// One execution as the API shows it; `output` only when one is asked for by id.
 #[derive(Serialize)]
@@ -186,24 +188,31 @@ pub async fn cancel<S: Backend>(
     }
 }
 
-/// Signals the worker running `id`, then waits (boundedly) until it has recorded the end.
+/// Signals the worker running `id`, then waits (boundedly) until the end is recorded: for a
+/// worker of this server, until it says so; for one of another server sharing the database,
+/// by reading the execution again every [`REMOTE_CANCEL_POLL`].
 async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), Response> {
     let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-    let mut signalled = false;
-    while tokio::time::Instant::now() < deadline {
+    loop {
         // A worker registers an execution just after claiming it: try again until it has.
-        signalled = signalled || api.running.cancel(id);
+        match api.running.cancel(id) {
+            Some(mut recorded) => {
+                let _ = tokio::time::timeout_at(deadline, recorded.changed()).await;
+            }
+            None => tokio::time::sleep(REMOTE_CANCEL_POLL).await,
+        }
         match api.store.execution(id).await {
             Ok(Some(record)) if record.status != ExecutionStatus::Running => return Ok(()),
             Ok(_) => {}
             Err(error) => return Err(respond::internal("executions API", &error)),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(respond::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the execution did not end in time; try again",
+            ));
+        }
     }
-    Err(respond::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the execution did not end in time; try again",
-    ))
 }
 
 /// `POST /api/executions/{executionId}/replay`: a new execution with the same input.

@@ -115,6 +115,7 @@ mod tests {
                 request_timeout: Duration::from_secs(3),
                 max_in_flight: 4,
                 max_connections: 8,
+                ..Limits::default()
             }
         );
         for (name, value) in [

@@ -40,6 +40,8 @@ pub struct ExecutorConfig {
     /// own `AGENT_TRIGGER_*` variables: `[executor] env` passed through, then
     /// `[executor.environment]`.
     pub environment: Vec<(String, String)>,
+    /// The names `[executor] env` passes through from the server's environment.
+    pub passed_through: Vec<String>,
     /// The account commands run as; `None`: the server's own.
     pub user: Option<Account>,
     /// Whether each command starts inside the Landlock allow-list.
@@ -83,6 +85,7 @@ impl fmt::Debug for ExecutorConfig {
             .field("retry_backoff", &self.retry_backoff)
             .field("lease", &self.lease)
             .field("environment", &names)
+            .field("passed_through", &self.passed_through)
             .field("user", &self.user)
             .field("sandbox", &self.sandbox)
             .field("writable", &self.writable)
@@ -223,6 +226,10 @@ pub fn check(
         }
     }
     Ok(ExecutorConfig {
+        passed_through: raw
+            .env
+            .as_ref()
+            .map_or_else(Vec::new, |names| names.get_ref().clone()),
         user,
         sandbox,
         writable,

@@ -29,6 +29,8 @@ pub struct RawLimits {
     pub header_timeout_secs: Option<Spanned<u64>>,
     pub request_timeout_secs: Option<Spanned<u64>>,
     pub max_in_flight: Option<Spanned<u64>>,
+    pub idle_timeout_secs: Option<Spanned<u64>>,
+    pub max_connections_per_peer: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,12 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed gracefully (HTTP/2:
+    /// GOAWAY), whether or not it answers pings.
+    pub idle_timeout: Duration,
+    /// Connections open at once from one peer address; none by default, since load balancers
+    /// and loopback clients share one address.
+    pub max_connections_per_peer: Option<usize>,
 }
 
 impl Default for Limits {
@@ -35,6 +41,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 512,
             max_connections: 1024,
+            idle_timeout: Duration::from_secs(10),
+            max_connections_per_peer: None,
         }
     }
 }
@@ -68,6 +76,13 @@ pub fn check(locate: &Locator<'_>, raw: Option<&RawLimits>) -> Result<Limits, Co
     }
     if let Some(value) = &raw.max_connections {
         limits.max_connections = count(value, "max_connections")?;
+    }
+    if let Some(value) = &raw.idle_timeout_secs {
+        limits.idle_timeout =
+            locate.seconds(value, "limits.idle_timeout_secs", MAX_TIMEOUT_SECS)?;
+    }
+    if let Some(value) = &raw.max_connections_per_peer {
+        limits.max_connections_per_peer = Some(count(value, "max_connections_per_peer")?);
     }
     Ok(limits)
 }

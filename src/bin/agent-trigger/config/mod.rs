@@ -88,6 +88,8 @@ pub struct Reloadable {
     /// Whether the file itself holds a secret (`value = "…"`): then it must stay out of the
     /// commands' reach.
     pub secrets_in_file: bool,
+    /// The environment variables the file reads keys and secrets from.
+    pub secret_variables: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -172,6 +174,11 @@ pub fn parse(
             keys,
             triggers,
             secrets_in_file: raw.holds_secret_values(),
+            secret_variables: raw
+                .secret_variables()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         },
     })
 }
@@ -292,7 +299,7 @@ value = "old secret"
 
     #[test]
     fn every_limit_is_set_in_the_file_and_its_variable_overrides_it() {
-        let text = "[limits]\nmax_connections = 64\nheader_timeout_secs = 5\nrequest_timeout_secs = 20\nmax_in_flight = 32";
+        let text = "[limits]\nmax_connections = 64\nheader_timeout_secs = 5\nrequest_timeout_secs = 20\nmax_in_flight = 32\nidle_timeout_secs = 7\nmax_connections_per_peer = 16";
         let limits = parse(Path::new("c.toml"), text, &env)
             .unwrap()
             .startup
@@ -304,6 +311,8 @@ value = "old secret"
                 request_timeout: Duration::from_secs(20),
                 max_in_flight: 32,
                 max_connections: 64,
+                idle_timeout: Duration::from_secs(7),
+                max_connections_per_peer: Some(16),
             }
         );
         let fewer = |name: &str| (name == "AGENT_TRIGGER_MAX_CONNECTIONS").then(|| "8".to_owned());

@@ -10,7 +10,6 @@
 mod command;
 mod running;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,7 +37,7 @@ const REQUEUE_EVERY: Duration = Duration::from_secs(5);
 /// What runs an execution.
 pub enum Runner {
     /// The configured command, by `workers` workers.
-    Command(ExecutorConfig),
+    Command(Box<ExecutorConfig>),
     /// Demo mode's built-in executor: one worker that prints each execution's input and marks
     /// it `done`, so that a newcomer sees the whole cycle.
     Demo,
@@ -114,16 +113,17 @@ async fn work<Q: ExecutionQueue + Clone>(
             Ok(Some(claimed)) => {
                 let (id, attempt) = (claimed.id.clone(), claimed.attempt);
                 metrics::gauge!(RUNNING).increment(1.0);
-                let cancel = running.start(&id);
+                // Held until the end is recorded below: a cancel waits for that.
+                let registration = running.start(&id);
                 let (mut result, max_attempts, backoff) = match &*runner {
                     Runner::Command(config) => (
-                        command::run(&queue, config, claimed, &mut stop, &cancel).await,
+                        command::run(&queue, config, claimed, &mut stop, &registration.cancel)
+                            .await,
                         config.max_attempts,
                         config.retry_backoff,
                     ),
                     Runner::Demo => (run_demo(&claimed), 1, Duration::ZERO),
                 };
-                running.end(&id);
                 metrics::gauge!(RUNNING).decrement(1.0);
                 if result.status == ExecutionStatus::Error && attempt < max_attempts {
                     let wait = next_wait(backoff, attempt);
@@ -171,9 +171,7 @@ fn next_wait(base: Duration, attempt: u32) -> Duration {
 fn run_demo(claimed: &ClaimedExecution) -> ExecutionResult {
     let delivery = &claimed.delivery;
     let input = String::from_utf8_lossy(&delivery.input);
-    // Not println!: a closed stdout must not end the worker.
-    let _ = writeln!(
-        std::io::stdout().lock(),
+    say!(
         "demo executor: execution {} ({} {}) received {input}",
         claimed.id,
         delivery.source,
