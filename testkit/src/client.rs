@@ -1,5 +1,4 @@
-//! A real HTTP client over loopback, for the framework tests.
-#![allow(dead_code)]
+//! A real HTTP client over loopback.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

@@ -1,13 +1,12 @@
-//! The two comparison servers of `benches/loopback.sh`: `bare` is hyper answering a fixed
-//! `{"executionId":…}` after reading the body (the floor of this stack), `axum` is the
+//! The two comparison servers of `benches/scripts/loopback.sh`: `bare` is hyper answering a
+//! fixed `{"executionId":…}` after reading the body (the floor of this stack), `axum` is the
 //! idiomatic axum handler over the same stores as the service. Both serve on one worker thread.
 //!
 //! ```text
 //! API_KEY=… TRIGGER_ID=… cargo run --release --example loopback-servers -- bare 127.0.0.1:3101
 //! ```
 
-#[path = "../support/mod.rs"]
-mod support;
+pub mod support;
 
 use std::convert::Infallible;
 

@@ -1,5 +1,4 @@
 //! The real `agent-trigger` binary in a temporary workspace, and a client for it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -8,9 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -70,6 +66,21 @@ impl Drop for Workspace {
     }
 }
 
+/// The `agent-trigger` binary cargo built for the running test: `CARGO_BIN_EXE_agent-trigger`
+/// when cargo sets it at run time, as recent versions do, else where cargo puts a package's
+/// binaries, one directory above the test's own (`target/<profile>/deps/..`).
+pub fn program() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_agent-trigger") {
+        return path.into();
+    }
+    let test = std::env::current_exe().expect("the test knows its own path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    profile.join(format!("agent-trigger{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// A running server and the address it listens on.
 pub struct Server {
     pub child: Child,
@@ -92,7 +103,7 @@ impl Server {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
+        let mut child = Command::new(program())
             .args(["serve", "--config"])
             .arg(workspace.path().join("config.toml"))
             .args(["--listen", "127.0.0.1:0"])
@@ -124,10 +135,11 @@ impl Server {
     }
 }
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub use crate::client::HttpClient;
 
+/// An HTTP/1.1 client.
 pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    crate::client::http1()
 }
 
 pub async fn call(

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 /// Whether `text` is one JSON text with no picked field (a path of keys from `paths`) twice in
 /// one object. Nesting is not limited here: callers bound it themselves.
-pub(crate) fn accepts(text: &[u8], paths: &[&[&str]]) -> bool {
+pub fn accepts(text: &[u8], paths: &[&[&str]]) -> bool {
     let mut deserializer = serde_json::Deserializer::from_slice(text);
     deserializer.disable_recursion_limit();
     // A raw value is only checked for its grammar; `valid` then decodes its strings.
