@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
 # User-space instructions per request on the loopback, counted by callgrind in each server of
-# benches/loopback.sh while wrk loads it: unlike requests per second, these counts barely move
-# when the machine is busy, so they show how much work the service adds to bare hyper's. The
-# kernel's share (the same syscalls for every server) is not counted, and under valgrind
-# SHA-256 runs in software (about 3 500 of the service's count; natively the CPU's SHA
-# extensions do it in a few hundred). Not part of the tests.
+# loopback.sh while wrk loads it: unlike requests per second, these counts barely move when the
+# machine is busy, so they show how much work the service adds to bare hyper's. The kernel's
+# share (the same syscalls for every server) is not counted, and under valgrind SHA-256 runs in
+# software, where natively the CPU's SHA extensions do it. Not part of the tests.
 #
-#   bash benches/loopback_profile.sh      # DURATION=10s CONNECTIONS=16 by default
+#   bash benches/scripts/loopback_profile.sh    # DURATION=10s CONNECTIONS=16 by default
 #   callgrind_annotate --inclusive=yes target/profile/loopback-service.out | less
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 
-source benches/loopback/load.sh
-source benches/loopback/callgrind.sh
+source benches/scripts/lib.sh
 need_profile_tools
 cargo build --release --quiet --example hyper --example loopback-servers
 

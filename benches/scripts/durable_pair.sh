@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Two builds of the standalone server on SQLite against each other, in alternating rounds (the
-# setup of benches/durable.sh: a key-authenticated `webhook` trigger, no executor, the default
-# log, a fresh database every round, one worker thread pinned to CPU 0, wrk on CPU 1): for each
-# round, requests per second and the server's CPU time per acknowledged request; then the
-# medians and in how many pairs the second build used less CPU. Timings on these machines drift
-# by tens of percent within minutes, so a change is judged by pairs run together, not by runs
-# made apart. Not part of the tests.
+# setup of durable.sh: a key-authenticated `webhook` trigger, no executor, the default log, a
+# fresh database every round, one worker thread pinned to CPU 0, wrk on CPU 1): for each round,
+# requests per second and the server's CPU time per acknowledged request; then the medians and
+# in how many pairs the second build used less CPU. Timings on a shared machine drift by tens of
+# percent within minutes, so a change is judged by pairs run together, not by runs made apart.
+# Not part of the tests.
 #
-#   bash benches/durable_pair.sh REV            # REV's build (first) against the working tree's
-#   bash benches/durable_pair.sh BIN_A BIN_B    # two agent-trigger binaries already built
+#   bash benches/scripts/durable_pair.sh REV          # REV's build (first), the working tree's
+#   bash benches/scripts/durable_pair.sh BIN_A BIN_B  # two agent-trigger binaries already built
 #   ROUNDS=4 DURATION=5s CONNECTIONS=256 by default
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-256}
 
-source benches/loopback/load.sh
+source benches/scripts/lib.sh
 need_load_tools
 
 work=$(mktemp -d)
@@ -81,7 +81,6 @@ for r in $(seq "$ROUNDS"); do
   echo "pair $r: $rate_a req/s, $cpu_a µs | $rate_b req/s, $cpu_b µs"
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "$CONNECTIONS connections, $ROUNDS pairs of $DURATION (server on CPU 0, wrk on CPU 1), medians:"
 for i in 0 1; do

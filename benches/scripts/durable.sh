@@ -9,9 +9,9 @@
 # and share the two cores), and wrk's p99 latency; then the ratios, and the ceiling that the
 # disk's sync latency puts on SQLite's requests per second. Not part of the tests.
 #
-#   bash benches/durable.sh              # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
+#   bash benches/scripts/durable.sh     # ROUNDS=3 DURATION=5s CONNECTIONS="32 256" by default
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-3}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -25,7 +25,7 @@ schema=bench_durable_$$
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32 256}
 
-source benches/loopback/load.sh
+source benches/scripts/lib.sh
 need_load_tools
 cargo build --release --quiet --features server --bin agent-trigger --example hyper
 
@@ -103,7 +103,6 @@ dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 status=none
 sync_us=$(LC_ALL=C dd if=/dev/zero of="$work/sync.probe" bs=4k count=500 oflag=dsync conv=notrunc 2>&1 |
   awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") print int($(i - 1) / 500 * 1e6) }')
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "medians over $ROUNDS rounds of $DURATION (server on CPU 0, wrk on CPU 1):"
 for connections in $CONNECTIONS; do

@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # User-space instructions per acknowledged request, counted by callgrind, in the standalone
-# server on SQLite (the setup of benches/durable.sh: a key-authenticated `webhook` trigger, no
-# executor, its default log, a fresh database) and in examples/hyper.rs with the in-memory
-# sink, while wrk loads each; then where the server's count goes. Counts repeat where timings
+# server on SQLite (the setup of durable.sh: a key-authenticated `webhook` trigger, no executor,
+# its default log, a fresh database) and in examples/hyper.rs with the in-memory sink, while wrk
+# loads each; then where the server's count goes. Counts repeat where timings
 # on a shared machine do not; the kernel's share (the sockets, the WAL's writes and fsyncs)
 # is not counted, and under valgrind SHA-256 runs in software. Not part of the tests.
 #
-#   bash benches/durable_profile.sh       # DURATION=8s CONNECTIONS=32 by default
+#   bash benches/scripts/durable_profile.sh     # DURATION=8s CONNECTIONS=32 by default
 #   callgrind_annotate --inclusive=yes target/profile/durable-server.out | less
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-8s}
 CONNECTIONS=${CONNECTIONS:-32}
 
-source benches/loopback/load.sh
-source benches/loopback/callgrind.sh
+source benches/scripts/lib.sh
 need_profile_tools
 cargo build --release --quiet --features server --bin agent-trigger --example hyper
 

@@ -4,15 +4,15 @@
 # TriggerLayer). Each server runs one worker thread pinned to CPU 0; wrk runs on CPU 1. Rounds
 # alternate between the servers; the medians and ratios are printed. Not part of the tests.
 #
-#   bash benches/loopback.sh            # ROUNDS=5 DURATION=5s CONNECTIONS=32 by default
+#   bash benches/scripts/loopback.sh    # ROUNDS=5 DURATION=5s CONNECTIONS=32 by default
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 
-source benches/loopback/load.sh
+source benches/scripts/lib.sh
 need_load_tools
 cargo build --release --quiet --example hyper --example loopback-servers
 
@@ -44,7 +44,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bare=$(echo "${results[3101]}" | median)
 axum=$(echo "${results[3102]}" | median)
 service=$(echo "${results[3103]}" | median)

@@ -2,18 +2,20 @@
 # Instructions per accepted request inside the service, and in the JSON scan alone, counted by
 # callgrind: unlike times, these counts repeat exactly for the same build, however busy the
 # machine is, so they show whether a change to the hot path made it do less. Not a timing: the
-# SHA-256 of the bearer token runs in software under valgrind (about 3 600 of the count), where
-# natively it uses the CPU's SHA extensions. Last, the scan's instructions per byte of the 1 MiB
-# document that `benches/pipeline.rs` validates, and of the same document pretty-printed.
+# SHA-256 of the bearer token runs in software under valgrind, where natively it uses the CPU's
+# SHA extensions. Last, the scan's instructions per byte of the 1 MiB document that
+# `benches/pipeline.rs` validates, and of the same document pretty-printed; and sonic-rs
+# validating the same bodies, for comparison.
 #
-#   bash benches/profile.sh             # N=5000 requests by default, LARGE=5 of the 1 MiB
+#   bash benches/scripts/profile.sh     # N=5000 requests by default, LARGE=5 of the 1 MiB
 #   callgrind_annotate --inclusive=yes target/profile/service.out | less   # where they go
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 N=${N:-5000}
 LARGE=${LARGE:-5}
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+source benches/scripts/lib.sh
+install_missing valgrind valgrind
 binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*allocations[^"]*\)".*/\1/p' | tail -1)
 [ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
