@@ -1,6 +1,6 @@
-//! A service over in-memory stores with one trigger per source (signed where the source
-//! signs), a key, a sink that accepts everything, and the invariants every answer must keep.
-#![allow(dead_code)]
+//! What the fuzz targets share: a service over in-memory stores with one trigger per source
+//! (signed where the source signs), a key, a sink that accepts everything, and the invariants
+//! every answer must keep.
 
 use std::sync::OnceLock;
 use std::time::SystemTime;
