@@ -8,12 +8,13 @@
 #   bash benches/scripts/fuzz_all.sh                        # MINUTES=5 per target by default
 #   MINUTES=60 bash benches/scripts/fuzz_all.sh service json_body
 #
-# Inputs worth keeping as seeds go back through cmin, so that the seeds stay few:
-#   cd fuzz && cargo +nightly fuzz cmin TARGET seeds/TARGET corpus/TARGET
+# The seeds stay few (at most a thousand in all): an input worth keeping in git, such as a fixed
+# crash's, is copied into fuzz/seeds/TARGET by hand; the working corpus is what grows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 MINUTES=${MINUTES:-5}
+seconds=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
 
 source benches/scripts/lib.sh
 need_cargo_fuzz
@@ -34,7 +35,7 @@ for target in "${targets[@]}"; do
   status=ok
   # The first directory is the one new inputs are written to; the seeds are only read.
   if ! cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time=$((MINUTES * 60)) -print_final_stats=1 >"$log" 2>&1; then
+    -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     status=CRASHED
     crashed+=("$target")
     tail -n 40 "$log"
