@@ -48,18 +48,18 @@ start() {
     sqlite)
       rm -f "$work"/durable.db*
       TOKIO_WORKER_THREADS=1 taskset -c 0 \
-        ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3201 \
+        "$TARGET_DIR/release/agent-trigger" serve --config "$work/server.toml" --listen 127.0.0.1:3201 \
         >/dev/null 2>&1 &
       ;;
     postgres)
       psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" 2>/dev/null
       AGENT_TRIGGER_DATABASE_URL="$PG_URL?options=-csearch_path%3D$schema" TOKIO_WORKER_THREADS=1 taskset -c 0 \
-        ./target/release/agent-trigger serve --config "$work/server.toml" --listen 127.0.0.1:3203 \
+        "$TARGET_DIR/release/agent-trigger" serve --config "$work/server.toml" --listen 127.0.0.1:3203 \
         >/dev/null 2>&1 &
       ;;
     memory)
       TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3202 taskset -c 0 \
-        ./target/release/examples/hyper >/dev/null 2>&1 &
+        "$TARGET_DIR/release/examples/hyper" >/dev/null 2>&1 &
       ;;
   esac
   server=$!

@@ -35,10 +35,10 @@ case $# in
     # The revision builds in a worktree of its own, into a target directory kept between runs.
     git worktree add --quiet --detach "$work/revision" "$1"
     cargo build --release --quiet --features server --bin agent-trigger \
-      --manifest-path "$work/revision/Cargo.toml" --target-dir target/pair
-    cp target/pair/release/agent-trigger "$work/first"
+      --manifest-path "$work/revision/Cargo.toml" --target-dir "$TARGET_DIR/pair"
+    cp "$TARGET_DIR/pair/release/agent-trigger" "$work/first"
     cargo build --release --quiet --features server --bin agent-trigger
-    first="$work/first" second=./target/release/agent-trigger
+    first="$work/first" second="$TARGET_DIR/release/agent-trigger"
     names=("$1" "working tree")
     ;;
   2)

@@ -35,12 +35,12 @@ share() {
 }
 
 read -r example_requests example_total < <(callgrind_count durable-example 3212 \
-  "/api/trigger/webhook/$TRIGGER_ID" ./target/release/examples/hyper)
+  "/api/trigger/webhook/$TRIGGER_ID" "$TARGET_DIR/release/examples/hyper")
 read -r server_requests server_total < <(callgrind_count durable-server 3211 \
-  "/api/trigger/webhook/$TRIGGER_ID" ./target/release/agent-trigger serve \
+  "/api/trigger/webhook/$TRIGGER_ID" "$TARGET_DIR/release/agent-trigger" serve \
   --config "$work/server.toml" --listen 127.0.0.1:3211)
-example=target/profile/durable-example.out
-server=target/profile/durable-server.out
+example="$TARGET_DIR/profile/durable-example.out"
+server="$TARGET_DIR/profile/durable-server.out"
 
 printf 'instructions per acknowledged request (%s connections):\n' "$CONNECTIONS"
 printf '  in-memory example  %7d\n' $((example_total / example_requests))

@@ -4,6 +4,9 @@
 # server's configuration. Then the tools they need, waiting for a server, its CPU time,
 # medians, and callgrind's count of a server's instructions under load.
 
+# Where cargo builds, and so where the scripts find what it built and leave their profiles.
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
 export API_KEY="atk_loopback_benchmark_key_0123456789abcdefghij"
 export TRIGGER_ID="01936f1c-1c52-7a57-8f7e-9d438d2b8f1d"
 # The example's stand-in runner drains executions without printing them.
@@ -87,14 +90,14 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[i
 # connections) at PATH, and prints `REQUESTS INSTRUCTIONS`: the requests of a measured run of
 # $DURATION and the user-space instructions it took. Counting is zeroed after a warm-up load and
 # dumped after the measured one, so start-up and warm-up drop out; the dump stays in
-# target/profile/NAME.out. Call it in a command substitution: its subshell stops its own server
-# however it ends.
+# $TARGET_DIR/profile/NAME.out. Call it in a command substitution: its subshell stops its own
+# server however it ends.
 callgrind_count() {
   local name=$1 port=$2 path=$3; shift 3
   server=
   trap '[ -n "$server" ] && kill "$server" 2>/dev/null' EXIT
-  local out="target/profile/$name.out"
-  mkdir -p target/profile
+  local out="$TARGET_DIR/profile/$name.out"
+  mkdir -p "$TARGET_DIR/profile"
   rm -f "$out" "$out".*
   LISTEN_ADDR="127.0.0.1:$port" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
     >/dev/null 2>&1 &

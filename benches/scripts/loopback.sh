@@ -22,10 +22,10 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -f "$script"; }
 trap cleanup EXIT
 write_wrk_script "$script"
 
-taskset -c 0 ./target/release/examples/loopback-servers bare 127.0.0.1:3101 >/dev/null & pids+=($!)
-taskset -c 0 ./target/release/examples/loopback-servers axum 127.0.0.1:3102 >/dev/null & pids+=($!)
+taskset -c 0 "$TARGET_DIR/release/examples/loopback-servers" bare 127.0.0.1:3101 >/dev/null & pids+=($!)
+taskset -c 0 "$TARGET_DIR/release/examples/loopback-servers" axum 127.0.0.1:3102 >/dev/null & pids+=($!)
 # One worker thread, like the other two servers.
-TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3103 taskset -c 0 ./target/release/examples/hyper >/dev/null & pids+=($!)
+TOKIO_WORKER_THREADS=1 LISTEN_ADDR=127.0.0.1:3103 taskset -c 0 "$TARGET_DIR/release/examples/hyper" >/dev/null & pids+=($!)
 sleep 1
 
 declare -A names=([3101]="bare hyper (floor)" [3102]="axum idiomatic handler" [3103]="examples/hyper.rs (service)")

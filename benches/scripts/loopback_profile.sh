@@ -31,10 +31,10 @@ count() {
   echo $((total / requests))
 }
 
-bare=$(count bare 3111 jira ./target/release/examples/loopback-servers bare 127.0.0.1:3111)
-axum=$(count axum 3112 jira ./target/release/examples/loopback-servers axum 127.0.0.1:3112)
+bare=$(count bare 3111 jira "$TARGET_DIR/release/examples/loopback-servers" bare 127.0.0.1:3111)
+axum=$(count axum 3112 jira "$TARGET_DIR/release/examples/loopback-servers" axum 127.0.0.1:3112)
 # The example reads its address from LISTEN_ADDR; its TRIGGER_ID is its `webhook` trigger.
-service=$(count service 3113 webhook ./target/release/examples/hyper)
+service=$(count service 3113 webhook "$TARGET_DIR/release/examples/hyper")
 echo "user-space instructions per request under wrk ($CONNECTIONS connections, $DURATION):"
 printf '  %-30s %8d\n' "bare hyper (floor)" "$bare" "axum idiomatic handler" "$axum" "examples/hyper.rs (service)" "$service"
 awk -v s="$service" -v b="$bare" -v a="$axum" 'BEGIN {

@@ -19,7 +19,7 @@ install_missing valgrind valgrind
 binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*allocations[^"]*\)".*/\1/p' | tail -1)
 [ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
-mkdir -p target/profile
+mkdir -p "$TARGET_DIR/profile"
 
 # The bench sends requests of its own (warm-up, the allocation count) before the rounds of
 # PROFILE_LOOP, PROFILE_LARGE or PROFILE_PRETTY, so each count is a run with them less a base
@@ -32,14 +32,14 @@ base() {
   local out=$1; shift
   PROFILE_LOOP=0 PROFILE_LARGE=0 PROFILE_PRETTY=0 PROFILE_SONIC=0 PROFILE_SONIC_LARGE=0 \
     valgrind --tool=callgrind \
-    --callgrind-out-file="target/profile/$out-base.out" "$@" "$binary" >/dev/null 2>&1
-  total "target/profile/$out-base.out"
+    --callgrind-out-file="$TARGET_DIR/profile/$out-base.out" "$@" "$binary" >/dev/null 2>&1
+  total "$TARGET_DIR/profile/$out-base.out"
 }
 count() {
   local out=$1 base=$2 loop=$3 rounds=$4; shift 4
-  env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="target/profile/$out.out" \
-    "$@" "$binary" >"target/profile/$out.txt" 2>&1
-  echo $(( ($(total "target/profile/$out.out") - base) / rounds ))
+  env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="$TARGET_DIR/profile/$out.out" \
+    "$@" "$binary" >"$TARGET_DIR/profile/$out.txt" 2>&1
+  echo $(( ($(total "$TARGET_DIR/profile/$out.out") - base) / rounds ))
 }
 in_service="--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
 in_scan="--toggle-collect=agent_trigger::json::scan"
@@ -51,7 +51,7 @@ echo "instructions per accepted request: $service in the service, $scan of them 
 large=$(count large "$scan_base" PROFILE_LARGE "$LARGE" "$in_scan")
 awk -v total="$large" 'BEGIN { printf "JSON scan of the 1 MiB document: %.2f instructions per byte\n", total / 1048576 }'
 pretty=$(count pretty "$scan_base" PROFILE_PRETTY "$LARGE" "$in_scan")
-size=$(awk '/pretty-printed document/ {print $3}' target/profile/pretty.txt)
+size=$(awk '/pretty-printed document/ {print $3}' "$TARGET_DIR/profile/pretty.txt")
 awk -v total="$pretty" -v size="$size" 'BEGIN {
   printf "JSON scan of the same document pretty-printed (%d bytes): %.2f instructions per byte\n", size, total / size }'
 # sonic-rs validating the same bodies (serde's IgnoredAny), for comparison: the whole run's
