@@ -12,8 +12,7 @@
 //! comparison, `PROFILE_SONIC=N` and `PROFILE_SONIC_LARGE=N` validate the Jira body and the
 //! 1 MiB document N times with sonic-rs (`IgnoredAny`), outside any service.
 
-#[path = "support/mod.rs"]
-mod support;
+pub mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -6,8 +6,7 @@
 //! cargo bench --bench pipeline
 //! ```
 
-#[path = "support/mod.rs"]
-mod support;
+pub mod support;
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};

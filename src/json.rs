@@ -6,13 +6,13 @@
 //! passed on as bytes, never converted), and lone surrogates in `\u` escapes are refused, so
 //! that every string is valid Unicode. A picked field that appears twice in one object is
 //! refused too: readers disagree on which copy counts (the pipeline would read the first, most
-//! agents the last). Nesting is limited to [`MAX_NESTING`] with an explicit stack, never recursion. Strings
-//! are skipped sixteen bytes at a time with SIMD comparisons, and are the only place UTF-8 is
-//! checked (nothing else may hold a byte outside ASCII); escaped strings that are picked out are
-//! unescaped with `serde_json`. Compact JSON takes the fewest steps: whitespace is looked for
-//! only where the next byte is not the one compact JSON has there. Speed is counted by
-//! `benches/profile.sh` (instructions per byte of a dense 1 MiB document) and timed by
-//! `benches/pipeline.rs` beside serde_json and simd-json.
+//! agents the last). Nesting is limited to [`MAX_NESTING`] with an explicit stack, never
+//! recursion. Strings are skipped sixteen bytes at a time with SIMD comparisons, and are the
+//! only place UTF-8 is checked (nothing else may hold a byte outside ASCII); escaped strings that
+//! are picked out are unescaped with `serde_json`. Compact JSON takes the fewest steps:
+//! whitespace is looked for only where the next byte is not the one compact JSON has there. The
+//! scan is counted by `benches/scripts/profile.sh` and timed by `benches/pipeline.rs` beside
+//! serde_json, simd-json and sonic-rs.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -687,13 +687,10 @@ impl<'b> Scanner<'b> {
     }
 }
 
-/// The reference the scan is held to in tests and fuzzing.
-#[cfg(test)]
-#[path = "../tests/support/json_reference.rs"]
-mod reference;
-
 #[cfg(test)]
 mod tests {
+    // The reference the scan is held to, here and in the `json_body` fuzz target.
+    use agent_trigger_testkit::json_reference as reference;
     use proptest::prelude::*;
     use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! The contract's authentication rows (§1: credentials, API key, trigger, signature; §6: keys),
 //! one test or more per row, through the tower `Service` API with real requests.
 
-mod common;
+pub mod common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};

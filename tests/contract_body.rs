@@ -1,7 +1,7 @@
 //! The contract's body rows (§1: size, content type, JSON, Slack's handshake; §2: the input),
 //! one test or more per row, through the tower `Service` API with real requests.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,7 @@
 //! The contract's duplicates (§5): redeliveries, copies arriving together, the two namespaces
 //! of delivery ids, and signature replays, through the tower `Service` API with real requests.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 

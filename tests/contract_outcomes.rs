@@ -1,7 +1,7 @@
 //! The contract's last rows (§1: disabled triggers, filters, the sink's answers), faults, and
 //! the shape of every answer, through the tower `Service` API with real requests.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,7 +1,7 @@
 //! The contract's first rows (§1: route, method, path parameters; §3: the shape of their
 //! issues), one test or more per row, through the tower `Service` API with real requests.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 

@@ -3,12 +3,9 @@
 //! memory bounded, deep nesting is refused, and raw header bytes are never echoed.
 #![cfg(all(feature = "server", target_os = "linux"))]
 
-#[path = "common/server_process.rs"]
-mod server_process;
-
 use std::time::{Duration, Instant};
 
-use server_process::*;
+use agent_trigger_testkit::server_process::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -4,7 +4,7 @@
 //! refused.
 #![cfg(feature = "nats")]
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 

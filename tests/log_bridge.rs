@@ -3,7 +3,7 @@
 //! subscriber nor a logger could see it). The logger is process-wide, so this file holds the
 //! only test that installs one.
 
-mod common;
+pub mod common;
 
 use std::sync::Mutex;
 

@@ -1,7 +1,7 @@
 //! The `metrics` feature: deliveries counted by source, outcome and status, and timed.
 #![cfg(feature = "metrics")]
 
-mod common;
+pub mod common;
 
 use std::future::Future;
 

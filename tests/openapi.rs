@@ -1,6 +1,6 @@
 //! Real answers of every status validate against the crate's own OpenAPI document.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

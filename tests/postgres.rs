@@ -3,7 +3,7 @@
 //! only for what is kept. The cases every store shares are in `store_suite.rs`.
 #![cfg(feature = "postgres")]
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Properties over many generated inputs: signatures round-trip for every scheme and break on
 //! any change, bad path parameters always get zod-shaped issues, and only hyphenated UUIDs pass.
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

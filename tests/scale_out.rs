@@ -3,16 +3,14 @@
 //! and the work of a process killed with `kill -9` is resolved by the others.
 #![cfg(feature = "server")]
 
-mod common;
-#[path = "common/server_process.rs"]
-mod server_process;
+pub mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use agent_trigger_testkit::server_process::*;
 use common::postgres::TestSchema;
 use http::StatusCode;
-use server_process::*;
 
 /// Appends its execution id to `$OUT/ran.txt`, after `$1` seconds.
 const RECORDING_AGENT: &str =

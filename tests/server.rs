@@ -2,18 +2,15 @@
 //! tenant isolation of the status endpoint, the executor, configuration errors and shutdown.
 #![cfg(all(feature = "server", unix))]
 
-#[path = "common/server_process.rs"]
-mod server_process;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agent_trigger_testkit::server_process::{self, *};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
-use server_process::*;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 

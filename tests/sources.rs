@@ -1,7 +1,7 @@
 //! Every sender's signature scheme, replay window, delivery id and action (contract §4–5),
 //! with signatures computed here from each provider's documented algorithm.
 
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

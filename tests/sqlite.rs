@@ -3,7 +3,7 @@
 //! every store shares are in `store_suite.rs`.
 #![cfg(feature = "sqlite")]
 
-mod common;
+pub mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;

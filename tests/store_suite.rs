@@ -2,7 +2,7 @@
 //! sink (the cases a sink alone can answer), SQLite and PostgreSQL (all of them). A new
 //! backend adds a harness and one line per case list.
 
-mod common;
+pub mod common;
 
 use agent_trigger::{
     ApiKey, ApiKeyRecord, Delivery, ExecutionId, ExecutionSink, KeyScope, KeyStore, Outcome,

@@ -1,7 +1,7 @@
 //! The service under a typical tower-http stack (request ids, sensitive headers, tracing,
 //! panic catching, timeouts), and what reaches the trace: everything useful, never the key.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! What the benchmarks share: the same stores, the same do-nothing sink, the same requests, and
-//! the axum handler a user would write instead of using the service.
-#![allow(dead_code)] // Each bench uses its own part.
+//! the axum handler a user would write instead of using the service. Each bench declares this
+//! module `pub mod support;`, so the parts one bench leaves unused are not dead code.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -32,8 +32,8 @@ pub const SLACK_BODY: &str = r#"{"token":"z26uFbvR1xHJEdHE1OQiO6t8","team_id":"T
 /// A sink that acknowledges everything with the same id and keeps nothing.
 pub struct NullSink(ExecutionId);
 
-impl NullSink {
-    pub fn new() -> Self {
+impl Default for NullSink {
+    fn default() -> Self {
         NullSink(ExecutionId::from(Uuid::from_u128(
             0x0193_6f1c_1c52_7a57_8f7e_9d43_8d2b_8f1d,
         )))
@@ -72,7 +72,7 @@ impl World {
             );
         World {
             store: Arc::new(store),
-            sink: Arc::new(NullSink::new()),
+            sink: Arc::new(NullSink::default()),
             key,
             jira,
             slack,
@@ -129,6 +129,12 @@ impl World {
             .unwrap();
         request.headers_mut().extend(headers);
         request
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

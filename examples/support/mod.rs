@@ -1,7 +1,6 @@
 //! What the example servers share: reading the environment, building the stores, printing how
 //! to call the endpoint, logging executions, serving a tower service with hyper-util, and
 //! stopping on a signal. The framework-specific mounting lives in each example.
-#![allow(dead_code)] // Each example uses its own part.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,10 +1,8 @@
 //! The Authorization header: any bytes parse without panicking, and only the exact key is let in.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
 use agent_trigger::Source;
+use agent_trigger_fuzz as common;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::Full;

@@ -5,13 +5,11 @@
 //! signature), and never a replay across namespaces.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
 use std::collections::HashMap;
 
 use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
 use agent_trigger::{ApiKey, ApiKeyRecord, Source, Trigger, TriggerService};
+use agent_trigger_fuzz as common;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use http::{Request, StatusCode};

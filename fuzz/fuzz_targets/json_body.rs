@@ -3,12 +3,9 @@
 //! reference accepts it (nesting within 128), and an accepted body reaches the sink unchanged.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-#[path = "../../tests/support/json_reference.rs"]
-mod reference;
-
 use agent_trigger::Source;
+use agent_trigger_fuzz as common;
+use agent_trigger_testkit::json_reference as reference;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;

@@ -2,9 +2,7 @@
 //! 400 lists one zod issue per bad parameter.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
+use agent_trigger_fuzz as common;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;

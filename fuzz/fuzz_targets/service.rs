@@ -3,9 +3,7 @@
 //! only for the valid key or a valid signature (the fuzzer cannot forge an HMAC).
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
+use agent_trigger_fuzz as common;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use http::Request;

@@ -2,10 +2,8 @@
 //! unless it carries the real HMAC, which is checked by signing the same bytes here.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
 use agent_trigger::{Source, signature};
+use agent_trigger_fuzz as common;
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -2,10 +2,8 @@
 //! input or refused with a 400, never anything else.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
 use agent_trigger::Source;
+use agent_trigger_fuzz as common;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;

@@ -1,6 +1,5 @@
 //! A JetStream stream of its own for each test, deleted afterwards, or a visible skip when no
 //! NATS server answers (a failure under `CI=true`).
-#![allow(dead_code)]
 
 use std::time::Duration;
 

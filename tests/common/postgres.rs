@@ -1,6 +1,5 @@
 //! A PostgreSQL schema of its own for each test, dropped afterwards, or a visible skip when no
 //! server answers (a failure under `CI=true`).
-#![allow(dead_code)]
 
 use std::time::Duration;
 

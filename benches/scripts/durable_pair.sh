@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Two builds of the standalone server on SQLite against each other, in alternating rounds (the
+# setup of durable.sh: a key-authenticated `webhook` trigger, no executor, the default log, a
+# fresh database every round, one worker thread pinned to CPU 0, wrk on CPU 1): for each round,
+# requests per second and the server's CPU time per acknowledged request; then the medians and
+# in how many pairs the second build used less CPU. Timings on a shared machine drift by tens of
+# percent within minutes, so a change is judged by pairs run together, not by runs made apart.
+# Not part of the tests.
+#
+#   bash benches/scripts/durable_pair.sh REV          # REV's build (first), the working tree's
+#   bash benches/scripts/durable_pair.sh BIN_A BIN_B  # two agent-trigger binaries already built
+#   ROUNDS=4 DURATION=5s CONNECTIONS=256 by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-4}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-256}
+
+source benches/scripts/lib.sh
+need_load_tools
+
+work=$(mktemp -d)
+server=
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  git worktree remove --force "$work/revision" 2>/dev/null
+  rm -rf "$work"
+  true
+}
+trap cleanup EXIT
+
+case $# in
+  1)
+    # The revision builds in a worktree of its own, into a target directory kept between runs.
+    git worktree add --quiet --detach "$work/revision" "$1"
+    cargo build --release --quiet --features server --bin agent-trigger \
+      --manifest-path "$work/revision/Cargo.toml" --target-dir "$TARGET_DIR/pair"
+    cp "$TARGET_DIR/pair/release/agent-trigger" "$work/first"
+    cargo build --release --quiet --features server --bin agent-trigger
+    first="$work/first" second="$TARGET_DIR/release/agent-trigger"
+    names=("$1" "working tree")
+    ;;
+  2)
+    first=$1 second=$2
+    names=("$1" "$2")
+    ;;
+  *)
+    echo "usage: $0 REV | $0 BIN_A BIN_B" >&2
+    exit 2
+    ;;
+esac
+
+write_wrk_script "$work/post.lua"
+write_server_config "$work/server.toml" "$work/durable.db"
+url="http://127.0.0.1:3204/api/trigger/webhook/$TRIGGER_ID"
+
+# One round of one binary; sets $rate (requests per second) and $cpu (µs of CPU per request).
+round() {
+  rm -f "$work"/durable.db*
+  TOKIO_WORKER_THREADS=1 taskset -c 0 "$1" serve --config "$work/server.toml" \
+    --listen 127.0.0.1:3204 >/dev/null 2>&1 &
+  server=$!
+  await_acceptance "$1" "$url"
+  local before after out
+  before=$(cpu_ticks "$server")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$work/post.lua" "$url")
+  after=$(cpu_ticks "$server")
+  kill "$server"; wait "$server" 2>/dev/null || true; server=
+  read -r rate cpu < <(echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ { n = $1 } /Requests\/sec/ { rate = $2 }
+    END { printf "%.0f %.1f\n", rate, t / hz * 1e6 / n }')
+}
+
+rates=("" "") cpus=("" "") fewer=0
+for r in $(seq "$ROUNDS"); do
+  round "$first"; rate_a=$rate cpu_a=$cpu
+  round "$second"; rate_b=$rate cpu_b=$cpu
+  rates[0]+=" $rate_a" cpus[0]+=" $cpu_a" rates[1]+=" $rate_b" cpus[1]+=" $cpu_b"
+  awk -v a="$cpu_a" -v b="$cpu_b" 'BEGIN { exit !(b < a) }' && fewer=$((fewer + 1))
+  echo "pair $r: $rate_a req/s, $cpu_a µs | $rate_b req/s, $cpu_b µs"
+done
+
+echo
+echo "$CONNECTIONS connections, $ROUNDS pairs of $DURATION (server on CPU 0, wrk on CPU 1), medians:"
+for i in 0 1; do
+  printf '  %-40s %8.0f req/s, %6.1f µs CPU per request\n' "${names[$i]}" \
+    "$(echo "${rates[$i]}" | median)" "$(echo "${cpus[$i]}" | median)"
+done
+echo "  the second used less CPU in $fewer of $ROUNDS pairs"
