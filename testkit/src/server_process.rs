@@ -21,7 +21,11 @@ pub const TRIGGER_B: &str = "0b4d7e0e-2d8c-4f43-9a51-3e1f6c7a9b20";
 pub struct Workspace(PathBuf);
 
 impl Workspace {
+    /// A workspace whose configuration holds `executor` (an `[executor]` table, or nothing).
+    /// An executor without `user` runs its commands as the test's own account: as root (CI),
+    /// `user = "root"`, which a root server requires to be said.
     pub fn new(executor: &str) -> Self {
+        let executor = as_the_tests_own_account(executor);
         let dir = std::env::temp_dir().join(format!("agent-trigger-server-{}", Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = format!(
@@ -63,6 +67,23 @@ source = "jira-automation"
 impl Drop for Workspace {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `executor` with `user = "root"` added to its `[executor]` table when the test runs as root
+/// and the table names no user.
+fn as_the_tests_own_account(executor: &str) -> String {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    let names_a_user = executor
+        .lines()
+        .any(|line| line.trim_start().starts_with("user"));
+    if is_root && !names_a_user && executor.contains("[executor]") {
+        executor.replacen("[executor]", "[executor]\nuser = \"root\"", 1)
+    } else {
+        executor.to_owned()
     }
 }
 
