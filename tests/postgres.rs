@@ -295,15 +295,29 @@ async fn instances_starting_together_migrate_once() {
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap();
-    let version: i64 = schema
+    // The same one version as an instance that migrated alone writes.
+    let Some(alone) = TestSchema::new("instances_starting_together_migrate_once_alone").await
+    else {
+        return;
+    };
+    drop(alone.store().await);
+    let together = schema_versions(&schema).await;
+    assert_eq!(together, schema_versions(&alone).await);
+    assert_eq!(together.len(), 1);
+    drop(stores);
+}
+
+/// The rows of the schema's version table.
+async fn schema_versions(schema: &TestSchema) -> Vec<i64> {
+    schema
         .client()
         .await
-        .query_one("SELECT version FROM agent_trigger_schema", &[])
+        .query("SELECT version FROM agent_trigger_schema", &[])
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(version, 1);
-    drop(stores);
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
