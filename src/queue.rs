@@ -107,7 +107,7 @@ pub struct ExecutionRecord {
     pub finished_at: Option<SystemTime>,
     /// The command's exit code, when it exited by itself.
     pub exit_code: Option<i32>,
-    /// The last bytes of its output.
+    /// The last bytes of its output; empty in the records of [`ExecutionQueue::list`].
     pub output_tail: Vec<u8>,
     /// Which attempt this is (or was, once it ended): 1 for the first.
     pub attempt: u32,
@@ -227,7 +227,9 @@ pub trait ExecutionQueue: ExecutionSink {
         max_attempts: u32,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// The executions `query` selects, newest first.
+    /// The executions `query` selects, newest first, without their output: each record's
+    /// `output_tail` is empty (a page of them would otherwise read every output only to drop
+    /// it). [`execution`](Self::execution) gives one execution with its output.
     fn list(
         &self,
         query: &ExecutionQuery,

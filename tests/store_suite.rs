@@ -696,6 +696,35 @@ mod queue_cases {
             Outcome::Replayed(id) if id == a
         ));
     }
+
+    pub async fn a_list_leaves_the_output_to_the_execution_by_id<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let id = started(
+            store
+                .submit(key_delivery(Uuid::now_v7(), None, r#"{"big":"input"}"#))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+        store.finish(&id, done()).await.unwrap();
+        let listed = store.list(&ExecutionQuery::new("acme", 10)).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id.clone(), listed[0].status),
+            (id.clone(), ExecutionStatus::Done)
+        );
+        assert!(
+            listed[0].output_tail.is_empty(),
+            "a list does not carry output"
+        );
+        assert_eq!(
+            store.execution(&id).await.unwrap().unwrap().output_tail,
+            b"ok\n"
+        );
+    }
 }
 
 /// `#[tokio::test]` for each case against one harness.
@@ -739,6 +768,7 @@ macro_rules! queue_cases {
                 a_trigger_at_its_cap_of_running_executions_waits_queued,
                 pruning_deletes_finished_executions_with_their_keys,
                 listing_cancelling_and_replaying,
+                a_list_leaves_the_output_to_the_execution_by_id,
             ]
         );
     };

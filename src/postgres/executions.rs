@@ -20,6 +20,10 @@ use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, St
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, output_tail, attempt";
 
+/// The same without the output (NULL in its place): a list leaves it, and its TOAST, unread.
+const LIST_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
+     started_at, finished_at, exit_code, NULL::bytea, attempt";
+
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
         let (reply, answer) = oneshot::channel();
@@ -237,7 +241,7 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM executions
+                "SELECT {LIST_COLUMNS} FROM executions
                  WHERE tenant = $1
                    AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
                    AND ($3::text IS NULL OR status = $3)

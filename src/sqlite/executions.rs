@@ -192,9 +192,11 @@ impl ExecutionQueue for SqliteStore {
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.call(move |connection| {
             connection
+                // Without the output (NULL in its place) nor the input: a page of a hundred
+                // would otherwise read megabytes only to drop them.
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail, attempt
+                            finished_at, exit_code, NULL, attempt
                      FROM executions
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
