@@ -245,8 +245,10 @@ pub trait ExecutionQueue: ExecutionSink {
 
     /// Resolves once a cancel of this execution, which a worker of this process has claimed
     /// and runs, was asked for through another process sharing the queue; the worker then ends
-    /// it and records it `cancelled`. A queue that only one process uses never needs to, and
-    /// the default never resolves.
+    /// it and records it `cancelled`. It resolves only on what the queue itself recorded (a
+    /// [`cancel`](Self::cancel) of this attempt, or the claim taken over by another worker),
+    /// never on a signal alone that others than the queue's users could send. A queue that
+    /// only one process uses never needs to, and the default never resolves.
     fn cancel_requested(&self, id: &ExecutionId) -> impl Future<Output = ()> + Send {
         let _ = id;
         std::future::pending()

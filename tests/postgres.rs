@@ -360,3 +360,46 @@ async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
         ExecutionStatus::Cancelled
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_alone_does_not_cancel_a_running_execution() {
+    let Some(schema) = TestSchema::new("a_notification_alone_does_not_cancel").await else {
+        return;
+    };
+    let store = schema.store().await;
+    let Outcome::Started(id) = store
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+    let asked = tokio::spawn({
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.cancel_requested(&id).await }
+    });
+    // Any role that may connect may notify, without any right on the tables.
+    schema
+        .client()
+        .await
+        .execute(
+            "SELECT pg_notify('agent_trigger', $1)",
+            &[&format!("{}:cancel:{id}", schema.name)],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !asked.is_finished(),
+        "a notification without a cancel in the table cancels nothing"
+    );
+    assert_eq!(
+        store.cancel(&id).await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("a real cancel is heard")
+        .unwrap();
+}

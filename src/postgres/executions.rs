@@ -294,18 +294,34 @@ impl ExecutionQueue for PostgresStore {
     }
 
     fn cancel_requested(&self, id: &ExecutionId) -> impl std::future::Future<Output = ()> + Send {
-        let asked = id.as_uuid().and_then(|id| {
-            self.inner
+        let held = id.as_uuid().and_then(|id| {
+            let asked = self
+                .inner
                 .cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&id)
-                .cloned()
+                .cloned()?;
+            let token = self.leases().get(&id)?.token;
+            Some((id, token, asked))
         });
+        let store = self.clone();
         async move {
-            match asked {
-                Some(asked) => asked.notified().await,
-                None => std::future::pending().await,
+            let Some((id, token, asked)) = held else {
+                return std::future::pending().await;
+            };
+            loop {
+                // A notification (or a renewal) is a wake-up only: any role that may connect
+                // can send one. What the row says decides.
+                asked.notified().await;
+                match store.cancel_is_due(id, token).await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    // The next renewal asks again.
+                    Err(error) => {
+                        tracing::warn!(execution_id = %id, %error, "could not check for a cancel");
+                    }
+                }
             }
         }
     }
@@ -432,6 +448,25 @@ impl PostgresStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
         self.leases().remove(&id).map(|held| (id, held.token))
+    }
+
+    /// Whether the worker holding `id` under `token` must end it: a cancel of it is recorded,
+    /// or the claim is no longer this worker's (its lease lapsed and it was taken over, or the
+    /// execution is gone).
+    async fn cancel_is_due(&self, id: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT cancel_requested OR lease_owner IS DISTINCT FROM $2 OR status <> 'running'
+                 FROM executions WHERE id = $1",
+            )
+            .await
+            .map_err(database_error)?;
+        Ok(client
+            .query_opt(&statement, &[&id, &token])
+            .await
+            .map_err(database_error)?
+            .is_none_or(|row| row.get(0)))
     }
 
     fn work_payload(&self) -> String {

@@ -22,7 +22,9 @@
 //!   lease cannot record a result over a newer claim, and its agent is stopped when the
 //!   renewal finds the claim gone. A cancel asked of any instance reaches
 //!   the one whose worker runs the execution (a notification, and the lease renewal as a
-//!   fall-back).
+//!   fall-back). A notification only wakes: the worker's instance reads the execution's row,
+//!   and ends it only when a cancel is recorded there, so a role that can connect and notify
+//!   but not write the table cancels nothing.
 //! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
 //!   poll as a fall-back.
 //! - **Keys, triggers and secrets** are read from a copy in memory. Every change bumps a
