@@ -212,7 +212,9 @@ pub trait ExecutionQueue: ExecutionSink {
     fn work_queued(&self) -> impl Future<Output = ()> + Send;
 
     /// Records a failed attempt of a claimed execution and queues it again, to be claimed no
-    /// sooner than `not_before`, as its next attempt.
+    /// sooner than `not_before`, as its next attempt. A cancel asked of the attempt that failed
+    /// does not carry over to the next (here and in
+    /// [`retry_interrupted`](Self::retry_interrupted)).
     fn retry(
         &self,
         id: &ExecutionId,

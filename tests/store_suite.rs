@@ -161,7 +161,13 @@ mod postgres_harness {
 
     pub async fn fresh(test: &str) -> Option<Postgres> {
         let schema = TestSchema::new(test).await?;
-        let store = schema.store().await;
+        // Leases renewed every second, so that what a renewal brings back shows within a case.
+        let store = schema
+            .options()
+            .lease(std::time::Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap();
         Some(Postgres {
             store,
             _schema: schema,
@@ -725,6 +731,58 @@ mod queue_cases {
             b"ok\n"
         );
     }
+
+    pub async fn a_retry_does_not_inherit_a_cancel_asked_of_the_attempt_before<H: Harness>(
+        harness: &H,
+    ) where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let id = started(
+            store
+                .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+                .await
+                .unwrap(),
+        );
+        // Longer than the PostgreSQL harness takes to renew its leases, which brings back the
+        // cancels asked for.
+        let quiet = Duration::from_millis(1500);
+
+        // A cancel is asked while the first attempt runs, which fails before its worker hears
+        // of it: the retry policy queues it again.
+        assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+        assert_eq!(
+            store.cancel(&id).await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        let failed = ExecutionResult::new(ExecutionStatus::Error, Some(1), Vec::new());
+        store.retry(&id, failed, SystemTime::now()).await.unwrap();
+        let second = store.claim().await.unwrap().unwrap();
+        assert_eq!((second.id, second.attempt), (id.clone(), 2));
+        assert!(
+            tokio::time::timeout(quiet, store.cancel_requested(&id))
+                .await
+                .is_err(),
+            "the second attempt is not cancelled by the first one's cancel"
+        );
+
+        // Likewise for an attempt cut short and queued again by the interrupted retry.
+        assert_eq!(
+            store.cancel(&id).await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        let cut = ExecutionResult::new(ExecutionStatus::Interrupted, None, Vec::new());
+        store.finish(&id, cut).await.unwrap();
+        assert_eq!(store.retry_interrupted(3).await.unwrap(), 1);
+        let third = store.claim().await.unwrap().unwrap();
+        assert_eq!((third.id, third.attempt), (id.clone(), 3));
+        assert!(
+            tokio::time::timeout(quiet, store.cancel_requested(&id))
+                .await
+                .is_err(),
+            "the third attempt is not cancelled by the second one's cancel"
+        );
+    }
 }
 
 /// `#[tokio::test]` for each case against one harness.
@@ -769,6 +827,7 @@ macro_rules! queue_cases {
                 pruning_deletes_finished_executions_with_their_keys,
                 listing_cancelling_and_replaying,
                 a_list_leaves_the_output_to_the_execution_by_id,
+                a_retry_does_not_inherit_a_cancel_asked_of_the_attempt_before,
             ]
         );
     };

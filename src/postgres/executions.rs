@@ -190,9 +190,10 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
+                // A cancel asked of the attempt that failed is not the next attempt's.
                 "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = $3,
                      exit_code = $4, output_tail = $5, started_at = NULL, finished_at = NULL,
-                     lease_owner = NULL, lease_until = NULL
+                     lease_owner = NULL, lease_until = NULL, cancel_requested = false
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -215,7 +216,8 @@ impl ExecutionQueue for PostgresStore {
             .query_one(
                 "WITH requeued AS (
                      UPDATE executions SET status = 'queued', attempt = attempt + 1,
-                         not_before = NULL, started_at = NULL, finished_at = NULL
+                         not_before = NULL, started_at = NULL, finished_at = NULL,
+                         cancel_requested = false
                      WHERE status = 'interrupted' AND attempt < $1 RETURNING 1)
                  SELECT count(*), pg_notify($2, $3) FROM requeued",
                 &[&max_attempts, &CHANNEL, &self.work_payload()],
