@@ -19,7 +19,12 @@ use crate::StoreError;
 
 /// The URL's settings that TLS depends on: each may be given once. The driver keeps the last
 /// of two, which would let a later `sslmode=disable` quietly undo an earlier `verify-full`.
-const GIVEN_ONCE: &[&str] = &["sslmode", "sslrootcert", "sslnegotiation", "channel_binding"];
+const GIVEN_ONCE: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslnegotiation",
+    "channel_binding",
+];
 
 /// The connection settings for `url` and the connector that does what its `sslmode` asked.
 /// Refused when the driver would read another `sslmode` from the URL than the one given (a
@@ -177,7 +182,8 @@ mod tests {
 
     #[test]
     fn verifying_modes_and_the_root_certificate_leave_the_url() {
-        let (url, _, _) = split("postgres://u@h/db?sslmode=verify-full&application_name=x").unwrap();
+        let (url, _, _) =
+            split("postgres://u@h/db?sslmode=verify-full&application_name=x").unwrap();
         assert_eq!(url, "postgres://u@h/db?sslmode=require&application_name=x");
         let (url, _, _) = split("postgres://u@h/db?sslmode=prefer").unwrap();
         assert_eq!(url, "postgres://u@h/db?sslmode=prefer");
@@ -213,8 +219,7 @@ mod tests {
     #[test]
     fn a_url_the_driver_reads_with_another_mode_is_refused() {
         // The '@' in the value makes the driver read all before it as the user name.
-        let Err(error) =
-            connection("postgres://h/db?sslmode=verify-full&application_name=a@b")
+        let Err(error) = connection("postgres://h/db?sslmode=verify-full&application_name=a@b")
         else {
             panic!("accepted")
         };
