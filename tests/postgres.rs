@@ -341,7 +341,7 @@ async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!asked.is_finished(), "nobody asked yet");
     assert_eq!(
-        api.cancel(&id).await.unwrap(),
+        api.cancel(&id, "ops").await.unwrap(),
         Some(ExecutionStatus::Running)
     );
     tokio::time::timeout(Duration::from_secs(5), asked)
@@ -395,7 +395,7 @@ async fn a_notification_alone_does_not_cancel_a_running_execution() {
         "a notification without a cancel in the table cancels nothing"
     );
     assert_eq!(
-        store.cancel(&id).await.unwrap(),
+        store.cancel(&id, "ops").await.unwrap(),
         Some(ExecutionStatus::Running)
     );
     tokio::time::timeout(Duration::from_secs(5), asked)

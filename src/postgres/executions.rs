@@ -13,16 +13,18 @@ use super::batch::{Submission, UNAVAILABLE_RETRY_AFTER};
 use super::{CHANNEL, Held, PostgresStore, database_error};
 use crate::queue::{
     ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
-    ExecutionStatus,
+    ExecutionStatus, ReplayOutcome,
 };
 use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
-     started_at, finished_at, exit_code, output_tail, attempt";
+     started_at, finished_at, exit_code, output_tail, attempt, replay_of, replayed_by, \
+     cancelled_by";
 
 /// The same without the output (NULL in its place): a list leaves it, and its TOAST, unread.
 const LIST_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
-     started_at, finished_at, exit_code, NULL::bytea, attempt";
+     started_at, finished_at, exit_code, NULL::bytea, attempt, replay_of, replayed_by, \
+     cancelled_by";
 
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
@@ -80,6 +82,7 @@ impl ExecutionQueue for PostgresStore {
                  LEFT JOIN triggers ON triggers.id = queued.trigger_id
                  WHERE queued.status = 'queued'
                    AND (queued.not_before IS NULL OR queued.not_before <= now())
+                   AND triggers.enabled IS NOT false
                    AND (triggers.max_running IS NULL OR triggers.max_running > (
                        SELECT count(*) FROM executions AS running
                        WHERE running.trigger_id = queued.trigger_id
@@ -151,8 +154,10 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         let updated = client
             .execute(
+                // Who asked for a cancel stays only if it was one that ended it.
                 "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
-                     finished_at = now(), lease_owner = NULL, lease_until = NULL
+                     finished_at = now(), lease_owner = NULL, lease_until = NULL,
+                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -193,7 +198,8 @@ impl ExecutionQueue for PostgresStore {
                 // A cancel asked of the attempt that failed is not the next attempt's.
                 "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = $3,
                      exit_code = $4, output_tail = $5, started_at = NULL, finished_at = NULL,
-                     lease_owner = NULL, lease_until = NULL, cancel_requested = false
+                     lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+                     cancelled_by = NULL
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -217,7 +223,7 @@ impl ExecutionQueue for PostgresStore {
                 "WITH requeued AS (
                      UPDATE executions SET status = 'queued', attempt = attempt + 1,
                          not_before = NULL, started_at = NULL, finished_at = NULL,
-                         cancel_requested = false
+                         cancel_requested = false, cancelled_by = NULL
                      WHERE status = 'interrupted' AND attempt < $1 RETURNING 1)
                  SELECT count(*), pg_notify($2, $3) FROM requeued",
                 &[&max_attempts, &CHANNEL, &self.work_payload()],
@@ -270,7 +276,11 @@ impl ExecutionQueue for PostgresStore {
             .collect()
     }
 
-    async fn cancel(&self, id: &ExecutionId) -> Result<Option<ExecutionStatus>, StoreError> {
+    async fn cancel(
+        &self,
+        id: &ExecutionId,
+        by: &str,
+    ) -> Result<Option<ExecutionStatus>, StoreError> {
         let Some(id) = id.as_uuid() else {
             return Ok(None);
         };
@@ -283,11 +293,18 @@ impl ExecutionQueue for PostgresStore {
                      UPDATE executions
                      SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
                          finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END,
-                         cancel_requested = cancel_requested OR status = 'running'
+                         cancel_requested = cancel_requested OR status = 'running',
+                         cancelled_by = CASE WHEN status IN ('queued', 'running')
+                             THEN coalesce(cancelled_by, $4) ELSE cancelled_by END
                      WHERE id = $1 RETURNING status)
                  SELECT status, CASE status WHEN 'running' THEN pg_notify($2, $3) END
                  FROM asked",
-                &[&id, &CHANNEL, &format!("{}:cancel:{id}", self.inner.schema)],
+                &[
+                    &id,
+                    &CHANNEL,
+                    &format!("{}:cancel:{id}", self.inner.schema),
+                    &by,
+                ],
             )
             .await
             .map_err(database_error)?
@@ -347,33 +364,49 @@ impl ExecutionQueue for PostgresStore {
         Ok(())
     }
 
-    async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
+    async fn replay(&self, id: &ExecutionId, by: &str) -> Result<ReplayOutcome, StoreError> {
         let Some(original) = id.as_uuid() else {
-            return Ok(None);
+            return Ok(ReplayOutcome::NotFound);
         };
         let copy = Uuid::now_v7();
         let client = self.client().await?;
-        let copied: i64 = client
+        // The trigger's row is locked (shared) for the statement: a removal or a replacement
+        // of the triggers waits for it, or it for them, and then sees the replay, or the replay
+        // sees the trigger gone.
+        let row = client
             .query_one(
-                "WITH copied AS (
+                "WITH original AS (
+                     SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
+                            caller_tenant, input
+                     FROM executions WHERE id = $1),
+                 trigger AS (
+                     SELECT triggers.enabled FROM triggers
+                     JOIN original ON triggers.id = original.trigger_id
+                     FOR KEY SHARE OF triggers),
+                 copied AS (
                      INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                          caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at)
+                         created_at, replay_of, replayed_by)
                      SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now()
-                     FROM executions WHERE id = $1
+                            caller_tenant, input, 'queued', now(), now(), id, $3
+                     FROM original WHERE (SELECT enabled FROM trigger)
                      RETURNING 1)
-                 SELECT count(*), pg_notify($3, $4) FROM copied",
-                &[&original, &copy, &CHANNEL, &self.work_payload()],
+                 SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
+                        CASE WHEN EXISTS (SELECT FROM copied) THEN pg_notify($4, $5) END",
+                &[&original, &copy, &by, &CHANNEL, &self.work_payload()],
             )
             .await
-            .map_err(database_error)?
-            .get(0);
-        if copied == 0 {
-            return Ok(None);
-        }
-        self.inner.work.notify_one();
-        Ok(Some(ExecutionId::from(copy)))
+            .map_err(database_error)?;
+        let outcome = match (row.get::<_, bool>(0), row.get::<_, Option<bool>>(1)) {
+            (false, _) => ReplayOutcome::NotFound,
+            (true, None) => ReplayOutcome::TriggerRemoved,
+            (true, Some(false)) => ReplayOutcome::TriggerDisabled,
+            (true, Some(true)) => {
+                self.inner.work.notify_one();
+                ReplayOutcome::Started(ExecutionId::from(copy))
+            }
+        };
+        Ok(outcome)
     }
 
     async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
@@ -496,6 +529,12 @@ fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
             .map_err(database_error)?
             .unwrap_or_default(),
         attempt: attempt.max(0).unsigned_abs(),
+        replay_of: row
+            .try_get::<_, Option<Uuid>>(12)
+            .map_err(database_error)?
+            .map(ExecutionId::from),
+        replayed_by: row.try_get(13).map_err(database_error)?,
+        cancelled_by: row.try_get(14).map_err(database_error)?,
     })
 }
 
