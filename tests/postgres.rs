@@ -403,3 +403,45 @@ async fn a_notification_alone_does_not_cancel_a_running_execution() {
         .expect("a real cancel is heard")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_of_an_execution_whose_cancel_was_asked_ends_it_cancelled() {
+    let Some(schema) = TestSchema::new("a_lapsed_lease_of_a_cancelled_execution").await else {
+        return;
+    };
+    let lease = Duration::from_millis(900);
+    let doomed = schema.options().lease(lease).connect().await.unwrap();
+    let survivor = schema.options().lease(lease).connect().await.unwrap();
+    let Outcome::Started(id) = doomed
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
+    assert_eq!(
+        survivor.cancel(&id, "ops").await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    // Its instance dies before its worker could end it.
+    drop(doomed);
+    let died = Instant::now();
+    let record = loop {
+        let record = survivor.execution(&id).await.unwrap().unwrap();
+        if record.status != ExecutionStatus::Running {
+            break record;
+        }
+        assert!(
+            died.elapsed() < lease * 4,
+            "the lapsed lease was not resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (record.status, record.cancelled_by.as_deref()),
+        (ExecutionStatus::Cancelled, Some("ops"))
+    );
+    // Ended as asked: the retry policy does not run it again.
+    assert_eq!(survivor.retry_interrupted(3).await.unwrap(), 0);
+}
