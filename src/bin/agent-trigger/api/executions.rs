@@ -215,7 +215,8 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
     ))
 }
 
-/// `POST /api/executions/{executionId}/replay`: a new execution with the same input.
+/// `POST /api/executions/{executionId}/replay`: a new execution with the same input, recorded
+/// with the key that asked; `409` when the execution's trigger is disabled or was removed.
 pub async fn replay<S: Backend>(
     State(api): State<Api<S>>,
     Authorized(key, _): Authorized<OperateExecution>,
