@@ -27,7 +27,8 @@ pub enum ExecutionStatus {
     Interrupted,
     /// It failed on every attempt its retry policy allowed.
     Failed,
-    /// Someone cancelled it before it ended.
+    /// Someone cancelled it before it ended, or its trigger was removed while it waited queued
+    /// (its output then says `[agent-trigger] cancelled: its trigger was removed`).
     Cancelled,
 }
 
@@ -107,10 +108,37 @@ pub struct ExecutionRecord {
     pub finished_at: Option<SystemTime>,
     /// The command's exit code, when it exited by itself.
     pub exit_code: Option<i32>,
-    /// The last bytes of its output.
+    /// The last bytes of its output; empty in the records of [`ExecutionQueue::list`].
     pub output_tail: Vec<u8>,
     /// Which attempt this is (or was, once it ended): 1 for the first.
     pub attempt: u32,
+    /// The execution this one replays, when it is a replay.
+    pub replay_of: Option<ExecutionId>,
+    /// Who asked for the replay (a key id), when it is one.
+    pub replayed_by: Option<String>,
+    /// Who cancelled it (a key id): set when it is, or is being, cancelled on someone's
+    /// request; `None` for an execution that ended any other way, or was cancelled because its
+    /// trigger was removed.
+    pub cancelled_by: Option<String>,
+}
+
+/// The output of a queued execution cancelled because its trigger was removed (a
+/// configuration that no longer has it replaced the keys and triggers).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const TRIGGER_REMOVED: &str = "[agent-trigger] cancelled: its trigger was removed\n";
+
+/// What [`ExecutionQueue::replay`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayOutcome {
+    /// A new execution is queued, with this id.
+    Started(ExecutionId),
+    /// There is no execution with that id.
+    NotFound,
+    /// The execution's trigger is disabled: nothing is queued.
+    TriggerDisabled,
+    /// The execution's trigger no longer exists: nothing is queued.
+    TriggerRemoved,
 }
 
 /// Which executions [`ExecutionQueue::list`] returns: one tenant's, newest first.
@@ -195,9 +223,11 @@ pub trait ExecutionQueue: ExecutionSink {
         id: &ExecutionId,
     ) -> impl Future<Output = Result<Option<ExecutionRecord>, StoreError>> + Send;
 
-    /// Marks the oldest queued execution whose time has come, and whose trigger runs fewer than
-    /// its [`max_running`](crate::Trigger::max_running), `running` and hands it over, or `None`
-    /// when none is ready.
+    /// Marks the oldest queued execution whose time has come, whose trigger is not disabled
+    /// (its executions wait until it is enabled again) and runs fewer than its
+    /// [`max_running`](crate::Trigger::max_running), `running` and hands it over, or `None`
+    /// when none is ready. Replays are queued executions like any other: they count against
+    /// the cap.
     fn claim(&self) -> impl Future<Output = Result<Option<ClaimedExecution>, StoreError>> + Send;
 
     /// Records how a claimed execution ended.
@@ -212,7 +242,9 @@ pub trait ExecutionQueue: ExecutionSink {
     fn work_queued(&self) -> impl Future<Output = ()> + Send;
 
     /// Records a failed attempt of a claimed execution and queues it again, to be claimed no
-    /// sooner than `not_before`, as its next attempt.
+    /// sooner than `not_before`, as its next attempt. A cancel asked of the attempt that failed
+    /// does not carry over to the next (here and in
+    /// [`retry_interrupted`](Self::retry_interrupted)).
     fn retry(
         &self,
         id: &ExecutionId,
@@ -227,7 +259,9 @@ pub trait ExecutionQueue: ExecutionSink {
         max_attempts: u32,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// The executions `query` selects, newest first.
+    /// The executions `query` selects, newest first, without their output: each record's
+    /// `output_tail` is empty (a page of them would otherwise read every output only to drop
+    /// it). [`execution`](Self::execution) gives one execution with its output.
     fn list(
         &self,
         query: &ExecutionQuery,
@@ -235,16 +269,21 @@ pub trait ExecutionQueue: ExecutionSink {
 
     /// Cancels a queued execution at once (`cancelled`); returns its status after the call, or
     /// `None` when there is no such execution. A `running` one is left to the worker that runs
-    /// it, which ends its command and records it `cancelled`.
+    /// it, which ends its command and records it `cancelled`. `by` (a key id) is recorded as
+    /// [`cancelled_by`](ExecutionRecord::cancelled_by) of a queued or running one (the first
+    /// to ask, if several do); it stays only if the execution does end `cancelled`.
     fn cancel(
         &self,
         id: &ExecutionId,
+        by: &str,
     ) -> impl Future<Output = Result<Option<ExecutionStatus>, StoreError>> + Send;
 
     /// Resolves once a cancel of this execution, which a worker of this process has claimed
     /// and runs, was asked for through another process sharing the queue; the worker then ends
-    /// it and records it `cancelled`. A queue that only one process uses never needs to, and
-    /// the default never resolves.
+    /// it and records it `cancelled`. It resolves only on what the queue itself recorded (a
+    /// [`cancel`](Self::cancel) of this attempt, or the claim taken over by another worker),
+    /// never on a signal alone that others than the queue's users could send. A queue that
+    /// only one process uses never needs to, and the default never resolves.
     fn cancel_requested(&self, id: &ExecutionId) -> impl Future<Output = ()> + Send {
         let _ = id;
         std::future::pending()
@@ -259,11 +298,14 @@ pub trait ExecutionQueue: ExecutionSink {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Queues a new execution with the same trigger, caller, action and input as `id` (and no
-    /// delivery id); returns its id, or `None` when there is no such execution.
+    /// delivery id), recording `id` as its [`replay_of`](ExecutionRecord::replay_of) and `by`
+    /// (a key id) as its [`replayed_by`](ExecutionRecord::replayed_by). Refused, with nothing
+    /// queued, when the trigger is disabled or no longer exists.
     fn replay(
         &self,
         id: &ExecutionId,
-    ) -> impl Future<Output = Result<Option<ExecutionId>, StoreError>> + Send;
+        by: &str,
+    ) -> impl Future<Output = Result<ReplayOutcome, StoreError>> + Send;
 
     /// How many executions have this status now.
     fn count(

@@ -295,15 +295,29 @@ async fn instances_starting_together_migrate_once() {
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap();
-    let version: i64 = schema
+    // The same one version as an instance that migrated alone writes.
+    let Some(alone) = TestSchema::new("instances_starting_together_migrate_once_alone").await
+    else {
+        return;
+    };
+    drop(alone.store().await);
+    let together = schema_versions(&schema).await;
+    assert_eq!(together, schema_versions(&alone).await);
+    assert_eq!(together.len(), 1);
+    drop(stores);
+}
+
+/// The rows of the schema's version table.
+async fn schema_versions(schema: &TestSchema) -> Vec<i64> {
+    schema
         .client()
         .await
-        .query_one("SELECT version FROM agent_trigger_schema", &[])
+        .query("SELECT version FROM agent_trigger_schema", &[])
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(version, 1);
-    drop(stores);
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +341,7 @@ async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!asked.is_finished(), "nobody asked yet");
     assert_eq!(
-        api.cancel(&id).await.unwrap(),
+        api.cancel(&id, "ops").await.unwrap(),
         Some(ExecutionStatus::Running)
     );
     tokio::time::timeout(Duration::from_secs(5), asked)
@@ -345,4 +359,89 @@ async fn a_cancel_asked_of_one_instance_reaches_the_worker_on_another() {
         api.execution(&id).await.unwrap().unwrap().status,
         ExecutionStatus::Cancelled
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_alone_does_not_cancel_a_running_execution() {
+    let Some(schema) = TestSchema::new("a_notification_alone_does_not_cancel").await else {
+        return;
+    };
+    let store = schema.store().await;
+    let Outcome::Started(id) = store
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+    let asked = tokio::spawn({
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.cancel_requested(&id).await }
+    });
+    // Any role that may connect may notify, without any right on the tables.
+    schema
+        .client()
+        .await
+        .execute(
+            "SELECT pg_notify('agent_trigger', $1)",
+            &[&format!("{}:cancel:{id}", schema.name)],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !asked.is_finished(),
+        "a notification without a cancel in the table cancels nothing"
+    );
+    assert_eq!(
+        store.cancel(&id, "ops").await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("a real cancel is heard")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_of_an_execution_whose_cancel_was_asked_ends_it_cancelled() {
+    let Some(schema) = TestSchema::new("a_lapsed_lease_of_a_cancelled_execution").await else {
+        return;
+    };
+    let lease = Duration::from_millis(900);
+    let doomed = schema.options().lease(lease).connect().await.unwrap();
+    let survivor = schema.options().lease(lease).connect().await.unwrap();
+    let Outcome::Started(id) = doomed
+        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
+    assert_eq!(
+        survivor.cancel(&id, "ops").await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    // Its instance dies before its worker could end it.
+    drop(doomed);
+    let died = Instant::now();
+    let record = loop {
+        let record = survivor.execution(&id).await.unwrap().unwrap();
+        if record.status != ExecutionStatus::Running {
+            break record;
+        }
+        assert!(
+            died.elapsed() < lease * 4,
+            "the lapsed lease was not resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (record.status, record.cancelled_by.as_deref()),
+        (ExecutionStatus::Cancelled, Some("ops"))
+    );
+    // Ended as asked: the retry policy does not run it again.
+    assert_eq!(survivor.retry_interrupted(3).await.unwrap(), 0);
 }

@@ -19,6 +19,9 @@ pub(crate) trait Harness {
     async fn insert_trigger(&self, trigger: Trigger);
     async fn generate_key(&self, record: ApiKeyRecord) -> ApiKey;
     async fn revoke_key(&self, id: &str);
+    /// Replaces every key and trigger: no keys, these triggers (a configuration reloaded).
+    async fn replace_keys_and_triggers(&self, triggers: Vec<Trigger>);
+    async fn remove_trigger(&self, id: Uuid);
 }
 
 /// Keys in memory with any sink: the harness of the stores that are a sink only.
@@ -90,6 +93,12 @@ mod sink_harness {
         async fn revoke_key(&self, id: &str) {
             assert!(self.store.keys.revoke_key(id));
         }
+        async fn replace_keys_and_triggers(&self, triggers: Vec<Trigger>) {
+            self.store.keys.replace_all(Vec::new(), triggers);
+        }
+        async fn remove_trigger(&self, id: Uuid) {
+            assert!(self.store.keys.remove_trigger(id));
+        }
     }
 }
 
@@ -145,6 +154,15 @@ mod sqlite_harness {
         async fn revoke_key(&self, id: &str) {
             assert!(self.store.revoke_key(id).await.unwrap());
         }
+        async fn replace_keys_and_triggers(&self, triggers: Vec<Trigger>) {
+            self.store
+                .replace_keys_and_triggers(Vec::new(), triggers)
+                .await
+                .unwrap();
+        }
+        async fn remove_trigger(&self, id: Uuid) {
+            assert!(self.store.remove_trigger(id).await.unwrap());
+        }
     }
 }
 
@@ -161,7 +179,13 @@ mod postgres_harness {
 
     pub async fn fresh(test: &str) -> Option<Postgres> {
         let schema = TestSchema::new(test).await?;
-        let store = schema.store().await;
+        // Leases renewed every second, so that what a renewal brings back shows within a case.
+        let store = schema
+            .options()
+            .lease(std::time::Duration::from_secs(3))
+            .connect()
+            .await
+            .unwrap();
         Some(Postgres {
             store,
             _schema: schema,
@@ -181,6 +205,15 @@ mod postgres_harness {
         }
         async fn revoke_key(&self, id: &str) {
             assert!(self.store.revoke_key(id).await.unwrap());
+        }
+        async fn replace_keys_and_triggers(&self, triggers: Vec<Trigger>) {
+            self.store
+                .replace_keys_and_triggers(Vec::new(), triggers)
+                .await
+                .unwrap();
+        }
+        async fn remove_trigger(&self, id: Uuid) {
+            assert!(self.store.remove_trigger(id).await.unwrap());
         }
     }
 }
@@ -369,12 +402,21 @@ mod queue_cases {
     use bytes::Bytes;
 
     use agent_trigger::Caller;
-    use agent_trigger::queue::{ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus};
+    use agent_trigger::queue::{
+        ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus, ReplayOutcome,
+    };
 
     use super::*;
 
     fn done() -> ExecutionResult {
         ExecutionResult::new(ExecutionStatus::Done, Some(0), b"ok\n".to_vec())
+    }
+
+    fn replayed(outcome: ReplayOutcome) -> ExecutionId {
+        match outcome {
+            ReplayOutcome::Started(id) => id,
+            other => panic!("expected a replay, got {other:?}"),
+        }
     }
 
     pub async fn executions_are_claimed_oldest_first_finished_and_recorded<H: Harness>(harness: &H)
@@ -611,6 +653,9 @@ mod queue_cases {
     {
         let store = harness.store();
         let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        harness
+            .insert_trigger(Trigger::new(one, "acme", Source::Jira))
+            .await;
         let a = started(
             store
                 .submit(key_delivery(one, Some("a"), r#"{"a":1}"#))
@@ -656,7 +701,7 @@ mod queue_cases {
         );
 
         assert_eq!(
-            store.cancel(&b).await.unwrap(),
+            store.cancel(&b, "ops").await.unwrap(),
             Some(ExecutionStatus::Cancelled)
         );
         let mut cancelled = ExecutionQuery::new("acme", 10);
@@ -665,24 +710,30 @@ mod queue_cases {
             ids(store.list(&cancelled).await.unwrap()),
             std::slice::from_ref(&b)
         );
-        assert_eq!(store.cancel(&ExecutionId::new_v7()).await.unwrap(), None);
+        assert_eq!(
+            store.cancel(&ExecutionId::new_v7(), "ops").await.unwrap(),
+            None
+        );
 
         // A running one is left to its worker.
         let claimed = store.claim().await.unwrap().unwrap();
         assert_eq!(claimed.id, a);
         assert_eq!(
-            store.cancel(&a).await.unwrap(),
+            store.cancel(&a, "ops").await.unwrap(),
             Some(ExecutionStatus::Running)
         );
 
-        let copy = store.replay(&a).await.unwrap().unwrap();
+        let copy = replayed(store.replay(&a, "ops").await.unwrap());
         assert_ne!(copy, a);
         let record = store.execution(&copy).await.unwrap().unwrap();
         assert_eq!(
             (record.status, record.trigger_id),
             (ExecutionStatus::Queued, one)
         );
-        assert_eq!(store.replay(&ExecutionId::new_v7()).await.unwrap(), None);
+        assert_eq!(
+            store.replay(&ExecutionId::new_v7(), "ops").await.unwrap(),
+            ReplayOutcome::NotFound
+        );
         // The copy runs with the original's input; the original's id stays the original's.
         let next = store.claim().await.unwrap().unwrap();
         assert_eq!(next.id, c);
@@ -695,6 +746,380 @@ mod queue_cases {
             store.submit(key_delivery(one, Some("a"), "{}")).await.unwrap(),
             Outcome::Replayed(id) if id == a
         ));
+    }
+
+    pub async fn a_list_leaves_the_output_to_the_execution_by_id<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let id = started(
+            store
+                .submit(key_delivery(Uuid::now_v7(), None, r#"{"big":"input"}"#))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+        store.finish(&id, done()).await.unwrap();
+        let listed = store.list(&ExecutionQuery::new("acme", 10)).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id.clone(), listed[0].status),
+            (id.clone(), ExecutionStatus::Done)
+        );
+        assert!(
+            listed[0].output_tail.is_empty(),
+            "a list does not carry output"
+        );
+        assert_eq!(
+            store.execution(&id).await.unwrap().unwrap().output_tail,
+            b"ok\n"
+        );
+    }
+
+    pub async fn a_retry_does_not_inherit_a_cancel_asked_of_the_attempt_before<H: Harness>(
+        harness: &H,
+    ) where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let id = started(
+            store
+                .submit(key_delivery(Uuid::now_v7(), None, "{}"))
+                .await
+                .unwrap(),
+        );
+        // Longer than the PostgreSQL harness takes to renew its leases, which brings back the
+        // cancels asked for.
+        let quiet = Duration::from_millis(1500);
+
+        // A cancel is asked while the first attempt runs, which fails before its worker hears
+        // of it: the retry policy queues it again.
+        assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+        assert_eq!(
+            store.cancel(&id, "ops").await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        let failed = ExecutionResult::new(ExecutionStatus::Error, Some(1), Vec::new());
+        store.retry(&id, failed, SystemTime::now()).await.unwrap();
+        let second = store.claim().await.unwrap().unwrap();
+        assert_eq!((second.id, second.attempt), (id.clone(), 2));
+        assert_eq!(
+            store.execution(&id).await.unwrap().unwrap().cancelled_by,
+            None
+        );
+        assert!(
+            tokio::time::timeout(quiet, store.cancel_requested(&id))
+                .await
+                .is_err(),
+            "the second attempt is not cancelled by the first one's cancel"
+        );
+
+        // Likewise for an attempt cut short and queued again by the interrupted retry.
+        assert_eq!(
+            store.cancel(&id, "ops").await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        let cut = ExecutionResult::new(ExecutionStatus::Interrupted, None, Vec::new());
+        store.finish(&id, cut).await.unwrap();
+        assert_eq!(store.retry_interrupted(3).await.unwrap(), 1);
+        let third = store.claim().await.unwrap().unwrap();
+        assert_eq!((third.id, third.attempt), (id.clone(), 3));
+        assert!(
+            tokio::time::timeout(quiet, store.cancel_requested(&id))
+                .await
+                .is_err(),
+            "the third attempt is not cancelled by the second one's cancel"
+        );
+    }
+
+    pub async fn replays_and_cancels_record_the_key_that_asked<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        harness
+            .insert_trigger(Trigger::new(trigger, "acme", Source::Jira))
+            .await;
+        let submit = || async {
+            started(
+                store
+                    .submit(key_delivery(trigger, None, r#"{"n":1}"#))
+                    .await
+                    .unwrap(),
+            )
+        };
+        let (queued, ran, raced) = (submit().await, submit().await, submit().await);
+        let record = store.execution(&queued).await.unwrap().unwrap();
+        assert_eq!(
+            (record.replay_of, record.replayed_by, record.cancelled_by),
+            (None, None, None)
+        );
+
+        // A queued one: cancelled at once, by the first key that asked.
+        assert_eq!(
+            store.cancel(&queued, "ops").await.unwrap(),
+            Some(ExecutionStatus::Cancelled)
+        );
+        store.cancel(&queued, "late").await.unwrap();
+        let record = store.execution(&queued).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.cancelled_by.as_deref()),
+            (ExecutionStatus::Cancelled, Some("ops"))
+        );
+
+        // A running one keeps who asked when its worker records the cancel...
+        assert_eq!(store.claim().await.unwrap().unwrap().id, ran);
+        assert_eq!(
+            store.cancel(&ran, "ops").await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        let cancelled = ExecutionResult::new(ExecutionStatus::Cancelled, None, Vec::new());
+        store.finish(&ran, cancelled).await.unwrap();
+        let record = store.execution(&ran).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.cancelled_by.as_deref()),
+            (ExecutionStatus::Cancelled, Some("ops"))
+        );
+        // ... but not when it ended otherwise before the worker heard of it.
+        assert_eq!(store.claim().await.unwrap().unwrap().id, raced);
+        store.cancel(&raced, "ops").await.unwrap();
+        store.finish(&raced, done()).await.unwrap();
+        let record = store.execution(&raced).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.cancelled_by),
+            (ExecutionStatus::Done, None)
+        );
+        // An execution that ended is not cancelled, and no one is recorded.
+        assert_eq!(
+            store.cancel(&raced, "ops").await.unwrap(),
+            Some(ExecutionStatus::Done)
+        );
+        assert_eq!(
+            store.execution(&raced).await.unwrap().unwrap().cancelled_by,
+            None
+        );
+
+        // A replay names what it replays and who asked, and is cancelled by no one yet.
+        let copy = replayed(store.replay(&queued, "ci").await.unwrap());
+        let record = store.execution(&copy).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                record.status,
+                record.replay_of,
+                record.replayed_by.as_deref(),
+                record.cancelled_by,
+            ),
+            (
+                ExecutionStatus::Queued,
+                Some(queued.clone()),
+                Some("ci"),
+                None
+            )
+        );
+        // And a list shows them too.
+        let listed = store.list(&ExecutionQuery::new("acme", 10)).await.unwrap();
+        assert_eq!(listed[0].id, copy);
+        assert_eq!(
+            (
+                listed[0].replay_of.as_ref(),
+                listed[0].replayed_by.as_deref()
+            ),
+            (Some(&queued), Some("ci"))
+        );
+        let original = listed.iter().find(|record| record.id == queued).unwrap();
+        assert_eq!(original.cancelled_by.as_deref(), Some("ops"));
+    }
+
+    pub async fn a_replay_of_a_disabled_or_removed_trigger_is_refused<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        harness
+            .insert_trigger(Trigger::new(trigger, "acme", Source::Jira))
+            .await;
+        let id = started(
+            store
+                .submit(key_delivery(trigger, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        harness
+            .insert_trigger(Trigger::new(trigger, "acme", Source::Jira).enabled(false))
+            .await;
+        assert_eq!(
+            store.replay(&id, "ops").await.unwrap(),
+            ReplayOutcome::TriggerDisabled
+        );
+        harness.replace_keys_and_triggers(Vec::new()).await;
+        assert_eq!(
+            store.replay(&id, "ops").await.unwrap(),
+            ReplayOutcome::TriggerRemoved
+        );
+        assert_eq!(
+            store
+                .replay(&ExecutionId::from("run-42"), "ops")
+                .await
+                .unwrap(),
+            ReplayOutcome::NotFound
+        );
+        // Nothing was queued by the refusals.
+        let listed = store.list(&ExecutionQuery::new("acme", 10)).await.unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+
+    pub async fn a_replay_counts_against_its_triggers_cap_of_running_executions<H: Harness>(
+        harness: &H,
+    ) where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        harness
+            .insert_trigger(
+                Trigger::new(trigger, "acme", Source::Jira)
+                    .with_max_running(NonZeroU32::new(1).unwrap()),
+            )
+            .await;
+        let id = started(
+            store
+                .submit(key_delivery(trigger, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, id);
+        let copy = replayed(store.replay(&id, "ops").await.unwrap());
+        assert!(
+            store.claim().await.unwrap().is_none(),
+            "the replay waits while the trigger is at its cap"
+        );
+        store.finish(&id, done()).await.unwrap();
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!(claimed.id, copy);
+        // And, running, it holds the cap against the next one.
+        let again = replayed(store.replay(&id, "ops").await.unwrap());
+        assert!(store.claim().await.unwrap().is_none());
+        store.finish(&copy, done()).await.unwrap();
+        assert_eq!(store.claim().await.unwrap().unwrap().id, again);
+    }
+
+    pub async fn a_disabled_triggers_executions_wait_until_it_is_enabled_again<H: Harness>(
+        harness: &H,
+    ) where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let (paused, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let trigger = |id, enabled| Trigger::new(id, "acme", Source::Jira).enabled(enabled);
+        harness
+            .replace_keys_and_triggers(vec![trigger(paused, true), trigger(other, true)])
+            .await;
+        let waiting = started(
+            store
+                .submit(key_delivery(paused, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        harness
+            .replace_keys_and_triggers(vec![trigger(paused, false), trigger(other, true)])
+            .await;
+        let later = started(store.submit(key_delivery(other, None, "{}")).await.unwrap());
+        // Another trigger's goes ahead of it.
+        assert_eq!(store.claim().await.unwrap().unwrap().id, later);
+        assert!(store.claim().await.unwrap().is_none());
+        assert_eq!(
+            store.execution(&waiting).await.unwrap().unwrap().status,
+            ExecutionStatus::Queued
+        );
+        // Enabled again: it runs, and an idle worker is told. (What earlier wake-ups left is
+        // taken first.)
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), store.work_queued()).await;
+        let woken = tokio::spawn({
+            let store = store.clone();
+            async move { store.work_queued().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        harness
+            .replace_keys_and_triggers(vec![trigger(paused, true), trigger(other, true)])
+            .await;
+        tokio::time::timeout(Duration::from_secs(5), woken)
+            .await
+            .expect("an idle worker is woken")
+            .unwrap();
+        assert_eq!(store.claim().await.unwrap().unwrap().id, waiting);
+    }
+
+    pub async fn a_removed_triggers_queued_executions_end_cancelled<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let (removed, kept, unknown) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let trigger = |id| Trigger::new(id, "acme", Source::Jira);
+        harness
+            .replace_keys_and_triggers(vec![trigger(removed), trigger(kept)])
+            .await;
+        let running = started(
+            store
+                .submit(key_delivery(removed, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, running);
+        let queued = started(
+            store
+                .submit(key_delivery(removed, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        let other = started(store.submit(key_delivery(kept, None, "{}")).await.unwrap());
+        // Of a trigger this store never had (a sink used without its key store): left alone.
+        let stray = started(
+            store
+                .submit(key_delivery(unknown, None, "{}"))
+                .await
+                .unwrap(),
+        );
+
+        harness.replace_keys_and_triggers(vec![trigger(kept)]).await;
+        let record = store.execution(&queued).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.cancelled_by),
+            (ExecutionStatus::Cancelled, None)
+        );
+        assert!(record.finished_at.is_some());
+        assert!(
+            String::from_utf8_lossy(&record.output_tail).contains("its trigger was removed"),
+            "{:?}",
+            String::from_utf8_lossy(&record.output_tail)
+        );
+        // The running one is its worker's to end; the others still wait.
+        for (id, status) in [
+            (&running, ExecutionStatus::Running),
+            (&other, ExecutionStatus::Queued),
+            (&stray, ExecutionStatus::Queued),
+        ] {
+            assert_eq!(store.execution(id).await.unwrap().unwrap().status, status);
+        }
+        // A replay of it is refused, and a reload with the same triggers changes nothing.
+        assert_eq!(
+            store.replay(&queued, "ops").await.unwrap(),
+            ReplayOutcome::TriggerRemoved
+        );
+        harness.replace_keys_and_triggers(vec![trigger(kept)]).await;
+        assert_eq!(
+            store.execution(&other).await.unwrap().unwrap().status,
+            ExecutionStatus::Queued
+        );
+        // Removing one trigger alone does the same.
+        harness.remove_trigger(kept).await;
+        let record = store.execution(&other).await.unwrap().unwrap();
+        assert_eq!(record.status, ExecutionStatus::Cancelled);
+        assert!(String::from_utf8_lossy(&record.output_tail).contains("its trigger was removed"));
     }
 }
 
@@ -739,6 +1164,13 @@ macro_rules! queue_cases {
                 a_trigger_at_its_cap_of_running_executions_waits_queued,
                 pruning_deletes_finished_executions_with_their_keys,
                 listing_cancelling_and_replaying,
+                a_list_leaves_the_output_to_the_execution_by_id,
+                a_retry_does_not_inherit_a_cancel_asked_of_the_attempt_before,
+                replays_and_cancels_record_the_key_that_asked,
+                a_replay_of_a_disabled_or_removed_trigger_is_refused,
+                a_replay_counts_against_its_triggers_cap_of_running_executions,
+                a_disabled_triggers_executions_wait_until_it_is_enabled_again,
+                a_removed_triggers_queued_executions_end_cancelled,
             ]
         );
     };

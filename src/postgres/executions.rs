@@ -13,12 +13,18 @@ use super::batch::{Submission, UNAVAILABLE_RETRY_AFTER};
 use super::{CHANNEL, Held, PostgresStore, database_error};
 use crate::queue::{
     ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
-    ExecutionStatus,
+    ExecutionStatus, ReplayOutcome,
 };
 use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
-     started_at, finished_at, exit_code, output_tail, attempt";
+     started_at, finished_at, exit_code, output_tail, attempt, replay_of, replayed_by, \
+     cancelled_by";
+
+/// The same without the output (NULL in its place): a list leaves it, and its TOAST, unread.
+const LIST_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
+     started_at, finished_at, exit_code, NULL::bytea, attempt, replay_of, replayed_by, \
+     cancelled_by";
 
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
@@ -76,6 +82,7 @@ impl ExecutionQueue for PostgresStore {
                  LEFT JOIN triggers ON triggers.id = queued.trigger_id
                  WHERE queued.status = 'queued'
                    AND (queued.not_before IS NULL OR queued.not_before <= now())
+                   AND triggers.enabled IS NOT false
                    AND (triggers.max_running IS NULL OR triggers.max_running > (
                        SELECT count(*) FROM executions AS running
                        WHERE running.trigger_id = queued.trigger_id
@@ -147,8 +154,10 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         let updated = client
             .execute(
+                // Who asked for a cancel stays only if it was one that ended it.
                 "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
-                     finished_at = now(), lease_owner = NULL, lease_until = NULL
+                     finished_at = now(), lease_owner = NULL, lease_until = NULL,
+                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -186,9 +195,11 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
+                // A cancel asked of the attempt that failed is not the next attempt's.
                 "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = $3,
                      exit_code = $4, output_tail = $5, started_at = NULL, finished_at = NULL,
-                     lease_owner = NULL, lease_until = NULL
+                     lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+                     cancelled_by = NULL
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -211,7 +222,8 @@ impl ExecutionQueue for PostgresStore {
             .query_one(
                 "WITH requeued AS (
                      UPDATE executions SET status = 'queued', attempt = attempt + 1,
-                         not_before = NULL, started_at = NULL, finished_at = NULL
+                         not_before = NULL, started_at = NULL, finished_at = NULL,
+                         cancel_requested = false, cancelled_by = NULL
                      WHERE status = 'interrupted' AND attempt < $1 RETURNING 1)
                  SELECT count(*), pg_notify($2, $3) FROM requeued",
                 &[&max_attempts, &CHANNEL, &self.work_payload()],
@@ -237,7 +249,7 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM executions
+                "SELECT {LIST_COLUMNS} FROM executions
                  WHERE tenant = $1
                    AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
                    AND ($3::text IS NULL OR status = $3)
@@ -264,7 +276,11 @@ impl ExecutionQueue for PostgresStore {
             .collect()
     }
 
-    async fn cancel(&self, id: &ExecutionId) -> Result<Option<ExecutionStatus>, StoreError> {
+    async fn cancel(
+        &self,
+        id: &ExecutionId,
+        by: &str,
+    ) -> Result<Option<ExecutionStatus>, StoreError> {
         let Some(id) = id.as_uuid() else {
             return Ok(None);
         };
@@ -277,11 +293,18 @@ impl ExecutionQueue for PostgresStore {
                      UPDATE executions
                      SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
                          finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END,
-                         cancel_requested = cancel_requested OR status = 'running'
+                         cancel_requested = cancel_requested OR status = 'running',
+                         cancelled_by = CASE WHEN status IN ('queued', 'running')
+                             THEN coalesce(cancelled_by, $4) ELSE cancelled_by END
                      WHERE id = $1 RETURNING status)
                  SELECT status, CASE status WHEN 'running' THEN pg_notify($2, $3) END
                  FROM asked",
-                &[&id, &CHANNEL, &format!("{}:cancel:{id}", self.inner.schema)],
+                &[
+                    &id,
+                    &CHANNEL,
+                    &format!("{}:cancel:{id}", self.inner.schema),
+                    &by,
+                ],
             )
             .await
             .map_err(database_error)?
@@ -290,18 +313,34 @@ impl ExecutionQueue for PostgresStore {
     }
 
     fn cancel_requested(&self, id: &ExecutionId) -> impl std::future::Future<Output = ()> + Send {
-        let asked = id.as_uuid().and_then(|id| {
-            self.inner
+        let held = id.as_uuid().and_then(|id| {
+            let asked = self
+                .inner
                 .cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&id)
-                .cloned()
+                .cloned()?;
+            let token = self.leases().get(&id)?.token;
+            Some((id, token, asked))
         });
+        let store = self.clone();
         async move {
-            match asked {
-                Some(asked) => asked.notified().await,
-                None => std::future::pending().await,
+            let Some((id, token, asked)) = held else {
+                return std::future::pending().await;
+            };
+            loop {
+                // A notification (or a renewal) is a wake-up only: any role that may connect
+                // can send one. What the row says decides.
+                asked.notified().await;
+                match store.cancel_is_due(id, token).await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    // The next renewal asks again.
+                    Err(error) => {
+                        tracing::warn!(execution_id = %id, %error, "could not check for a cancel");
+                    }
+                }
             }
         }
     }
@@ -325,33 +364,49 @@ impl ExecutionQueue for PostgresStore {
         Ok(())
     }
 
-    async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
+    async fn replay(&self, id: &ExecutionId, by: &str) -> Result<ReplayOutcome, StoreError> {
         let Some(original) = id.as_uuid() else {
-            return Ok(None);
+            return Ok(ReplayOutcome::NotFound);
         };
         let copy = Uuid::now_v7();
         let client = self.client().await?;
-        let copied: i64 = client
+        // The trigger's row is locked (shared) for the statement: a removal or a replacement
+        // of the triggers waits for it, or it for them, and then sees the replay, or the replay
+        // sees the trigger gone.
+        let row = client
             .query_one(
-                "WITH copied AS (
+                "WITH original AS (
+                     SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
+                            caller_tenant, input
+                     FROM executions WHERE id = $1),
+                 trigger AS (
+                     SELECT triggers.enabled FROM triggers
+                     JOIN original ON triggers.id = original.trigger_id
+                     FOR KEY SHARE OF triggers),
+                 copied AS (
                      INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                          caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at)
+                         created_at, replay_of, replayed_by)
                      SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now()
-                     FROM executions WHERE id = $1
+                            caller_tenant, input, 'queued', now(), now(), id, $3
+                     FROM original WHERE (SELECT enabled FROM trigger)
                      RETURNING 1)
-                 SELECT count(*), pg_notify($3, $4) FROM copied",
-                &[&original, &copy, &CHANNEL, &self.work_payload()],
+                 SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
+                        CASE WHEN EXISTS (SELECT FROM copied) THEN pg_notify($4, $5) END",
+                &[&original, &copy, &by, &CHANNEL, &self.work_payload()],
             )
             .await
-            .map_err(database_error)?
-            .get(0);
-        if copied == 0 {
-            return Ok(None);
-        }
-        self.inner.work.notify_one();
-        Ok(Some(ExecutionId::from(copy)))
+            .map_err(database_error)?;
+        let outcome = match (row.get::<_, bool>(0), row.get::<_, Option<bool>>(1)) {
+            (false, _) => ReplayOutcome::NotFound,
+            (true, None) => ReplayOutcome::TriggerRemoved,
+            (true, Some(false)) => ReplayOutcome::TriggerDisabled,
+            (true, Some(true)) => {
+                self.inner.work.notify_one();
+                ReplayOutcome::Started(ExecutionId::from(copy))
+            }
+        };
+        Ok(outcome)
     }
 
     async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
@@ -430,6 +485,25 @@ impl PostgresStore {
         self.leases().remove(&id).map(|held| (id, held.token))
     }
 
+    /// Whether the worker holding `id` under `token` must end it: a cancel of it is recorded,
+    /// or the claim is no longer this worker's (its lease lapsed and it was taken over, or the
+    /// execution is gone).
+    async fn cancel_is_due(&self, id: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT cancel_requested OR lease_owner IS DISTINCT FROM $2 OR status <> 'running'
+                 FROM executions WHERE id = $1",
+            )
+            .await
+            .map_err(database_error)?;
+        Ok(client
+            .query_opt(&statement, &[&id, &token])
+            .await
+            .map_err(database_error)?
+            .is_none_or(|row| row.get(0)))
+    }
+
     fn work_payload(&self) -> String {
         format!("{}:work", self.inner.schema)
     }
@@ -455,6 +529,12 @@ fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
             .map_err(database_error)?
             .unwrap_or_default(),
         attempt: attempt.max(0).unsigned_abs(),
+        replay_of: row
+            .try_get::<_, Option<Uuid>>(12)
+            .map_err(database_error)?
+            .map(ExecutionId::from),
+        replayed_by: row.try_get(13).map_err(database_error)?,
+        cancelled_by: row.try_get(14).map_err(database_error)?,
     })
 }
 

@@ -11,6 +11,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{CHANNEL, Inner, PostgresStore, database_error};
+use crate::queue::TRIGGER_REMOVED;
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
     StoreError, Trigger,
@@ -83,20 +84,33 @@ impl PostgresStore {
         .await
     }
 
-    /// Removes a trigger; `false` when there is none. Its executions are kept.
+    /// Removes a trigger; `false` when there is none. Its executions are kept; those still
+    /// queued end `cancelled`, saying why.
     pub async fn remove_trigger(&self, id: Uuid) -> Result<bool, StoreError> {
         self.change_keys_and_triggers(async |transaction| {
-            Ok(transaction
+            let removed = transaction
                 .execute("DELETE FROM triggers WHERE id = $1", &[&id])
                 .await?
-                > 0)
+                > 0;
+            if removed {
+                transaction
+                    .execute(
+                        "UPDATE executions SET status = 'cancelled', finished_at = now(),
+                             output_tail = $2
+                         WHERE status = 'queued' AND trigger_id = $1",
+                        &[&id, &TRIGGER_REMOVED.as_bytes()],
+                    )
+                    .await?;
+            }
+            Ok(removed)
         })
         .await
     }
 
     /// Replaces every key and trigger with these, in one transaction (for hosts whose
     /// configuration file is the source of truth). Instances that start with the same
-    /// configuration may all call it: the last one wins, with the same content.
+    /// configuration may all call it: the last one wins, with the same content. The queued
+    /// executions of a trigger that is not among these end `cancelled`, saying why.
     pub async fn replace_keys_and_triggers(
         &self,
         keys: Vec<(KeyDigest, ApiKeyRecord)>,
@@ -109,6 +123,17 @@ impl PostgresStore {
                 .execute(
                     "LOCK TABLE api_keys, triggers, trigger_secrets IN EXCLUSIVE MODE",
                     &[],
+                )
+                .await?;
+            let kept: Vec<Uuid> = triggers.iter().map(Trigger::id).collect();
+            transaction
+                .execute(
+                    "UPDATE executions SET status = 'cancelled', finished_at = now(),
+                         output_tail = $2
+                     WHERE status = 'queued'
+                       AND trigger_id IN (SELECT id FROM triggers)
+                       AND NOT trigger_id = ANY($1)",
+                    &[&kept, &TRIGGER_REMOVED.as_bytes()],
                 )
                 .await?;
             transaction

@@ -1,6 +1,7 @@
 //! Leases: this instance renews the claims its workers hold (and learns of cancels asked for
 //! them, and of claims it lost), and any instance marks `interrupted` the executions whose
-//! lease lapsed (their worker, or its whole instance, died).
+//! lease lapsed (their worker, or its whole instance, died), or `cancelled` those of them
+//! whose cancel was asked for.
 
 use std::collections::HashSet;
 use std::sync::Weak;
@@ -66,19 +67,22 @@ async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
             }
         }
     }
+    // One whose cancel was asked for ends as asked (and is not retried), the others are
+    // interrupted.
     for row in client
         .query(
-            "UPDATE executions SET status = 'interrupted', finished_at = now(),
-                 lease_owner = NULL, lease_until = NULL
+            "UPDATE executions
+             SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'interrupted' END,
+                 finished_at = now(), lease_owner = NULL, lease_until = NULL
              WHERE status = 'running' AND lease_until < now()
-             RETURNING id",
+             RETURNING id, status",
             &[],
         )
         .await
         .map_err(database_error)?
     {
-        let id: Uuid = row.get(0);
-        tracing::warn!(execution_id = %id, "its worker stopped renewing its lease: interrupted");
+        let (id, status): (Uuid, &str) = (row.get(0), row.get(1));
+        tracing::warn!(execution_id = %id, status, "its worker stopped renewing its lease");
     }
     Ok(())
 }

@@ -82,7 +82,11 @@ async fn listen(
         }
         match what.split_once(':') {
             None if what == "work" => wake_workers(&inner),
-            None if what == "config" => inner.config_changed.notify_one(),
+            None if what == "config" => {
+                inner.config_changed.notify_one();
+                // A trigger enabled again, or with a higher cap, may have executions ready.
+                wake_workers(&inner);
+            }
             Some(("cancel", id)) => {
                 if let Ok(id) = uuid::Uuid::try_parse(id) {
                     inner.cancel_asked(id);

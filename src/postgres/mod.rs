@@ -22,7 +22,9 @@
 //!   lease cannot record a result over a newer claim, and its agent is stopped when the
 //!   renewal finds the claim gone. A cancel asked of any instance reaches
 //!   the one whose worker runs the execution (a notification, and the lease renewal as a
-//!   fall-back).
+//!   fall-back). A notification only wakes: the worker's instance reads the execution's row,
+//!   and ends it only when a cancel is recorded there, so a role that can connect and notify
+//!   but not write the table cancels nothing.
 //! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
 //!   poll as a fall-back.
 //! - **Keys, triggers and secrets** are read from a copy in memory. Every change bumps a
@@ -35,6 +37,8 @@
 //! - TLS: the URL's `sslmode` applies as with libpq: `disable`; `prefer` (the default) and
 //!   `require` encrypt without checking the server's certificate; `verify-ca` and `verify-full`
 //!   check it and the server's name, against the Mozilla roots or the URL's `sslrootcert` file.
+//!   A URL that gives `sslmode`, `sslrootcert`, `sslnegotiation` or `channel_binding` twice is
+//!   refused, as is one the driver would read with another `sslmode` than it gives.
 //!
 //! ```no_run
 //! use agent_trigger::postgres::PostgresStore;
@@ -208,10 +212,7 @@ impl PostgresStore {
     }
 
     async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
-        let (url, tls) = tls::split(&options.url)?;
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::new(format!("the database URL: {error}")))?;
+        let (mut config, tls) = tls::connection(&options.url)?;
         if config.get_application_name().is_none() {
             config.application_name("agent-trigger");
         }

@@ -96,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE api_keys ADD COLUMN rights smallint NOT NULL DEFAULT 7;
     ",
+    // 3: who asked: the execution a replay replays and the key that asked for it, and the key
+    // that cancelled an execution.
+    "
+    ALTER TABLE executions
+        ADD COLUMN replay_of uuid,
+        ADD COLUMN replayed_by text,
+        ADD COLUMN cancelled_by text;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -15,7 +15,7 @@ use super::{FULL_RETRY_AFTER, SqliteStore};
 use crate::Caller;
 use crate::queue::{
     ClaimedExecution, ExecutionQuery, ExecutionQueue, ExecutionRecord, ExecutionResult,
-    ExecutionStatus,
+    ExecutionStatus, ReplayOutcome,
 };
 use crate::{Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
@@ -46,7 +46,8 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail, attempt
+                            finished_at, exit_code, output_tail, attempt, replay_of, replayed_by,
+                            cancelled_by
                      FROM executions WHERE id = ?1",
                 )?
                 .query_row(params![id], read_record)
@@ -65,6 +66,7 @@ impl ExecutionQueue for SqliteStore {
                          LEFT JOIN triggers ON triggers.id = queued.trigger_id
                          WHERE queued.status = 'queued'
                            AND (queued.not_before IS NULL OR queued.not_before <= ?1)
+                           AND coalesce(triggers.enabled, 1)
                            AND (triggers.max_running IS NULL OR triggers.max_running > (
                                SELECT count(*) FROM executions AS running
                                WHERE running.trigger_id = queued.trigger_id
@@ -84,7 +86,9 @@ impl ExecutionQueue for SqliteStore {
         self.call(move |connection| {
             connection
                 .prepare_cached(
-                    "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5
+                    // Who asked for a cancel stays only if it was one that ended it.
+                    "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5,
+                         cancelled_by = CASE ?2 WHEN 'cancelled' THEN cancelled_by END
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -146,7 +150,8 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = ?2,
-                         exit_code = ?3, output_tail = ?4, started_at = NULL, finished_at = NULL
+                         exit_code = ?3, output_tail = ?4, started_at = NULL, finished_at = NULL,
+                         cancelled_by = NULL
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -167,7 +172,7 @@ impl ExecutionQueue for SqliteStore {
             .call(move |connection| {
                 connection.execute(
                     "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = NULL,
-                         started_at = NULL, finished_at = NULL
+                         started_at = NULL, finished_at = NULL, cancelled_by = NULL
                      WHERE status = 'interrupted' AND attempt < ?1",
                     params![max_attempts],
                 )
@@ -192,9 +197,12 @@ impl ExecutionQueue for SqliteStore {
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.call(move |connection| {
             connection
+                // Without the output (NULL in its place) nor the input: a page of a hundred
+                // would otherwise read megabytes only to drop them.
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail, attempt
+                            finished_at, exit_code, NULL, attempt, replay_of, replayed_by,
+                            cancelled_by
                      FROM executions
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
@@ -211,19 +219,26 @@ impl ExecutionQueue for SqliteStore {
         .await
     }
 
-    async fn cancel(&self, id: &ExecutionId) -> Result<Option<ExecutionStatus>, StoreError> {
-        let id = id.to_string();
+    async fn cancel(
+        &self,
+        id: &ExecutionId,
+        by: &str,
+    ) -> Result<Option<ExecutionStatus>, StoreError> {
+        let (id, by) = (id.to_string(), by.to_owned());
         let status: Option<String> = self
             .call(move |connection| {
-                // Queued: cancelled here and now. Anything else: as it is.
+                // Queued: cancelled here and now. Running: its worker is told (by the caller)
+                // and records the end. Anything else: as it is.
                 connection
                     .prepare_cached(
                         "UPDATE executions
                          SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
-                             finished_at = CASE status WHEN 'queued' THEN ?2 ELSE finished_at END
+                             finished_at = CASE status WHEN 'queued' THEN ?2 ELSE finished_at END,
+                             cancelled_by = CASE WHEN status IN ('queued', 'running')
+                                 THEN coalesce(cancelled_by, ?3) ELSE cancelled_by END
                          WHERE id = ?1 RETURNING status",
                     )?
-                    .query_row(params![id, unix_millis(SystemTime::now())], |row| {
+                    .query_row(params![id, unix_millis(SystemTime::now()), by], |row| {
                         row.get(0)
                     })
                     .optional()
@@ -249,27 +264,46 @@ impl ExecutionQueue for SqliteStore {
         .await
     }
 
-    async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
-        let (original, copy) = (id.to_string(), ExecutionId::new_v7());
+    async fn replay(&self, id: &ExecutionId, by: &str) -> Result<ReplayOutcome, StoreError> {
+        let (original, copy, by) = (id.to_string(), ExecutionId::new_v7(), by.to_owned());
         let copy_text = copy.to_string();
-        let copied = self
+        let outcome = self
             .call(move |connection| {
+                let transaction = connection.transaction()?;
+                // The trigger as it is now: NULL when it no longer exists.
+                let found: Option<Option<bool>> = transaction
+                    .prepare_cached(
+                        "SELECT triggers.enabled FROM executions
+                         LEFT JOIN triggers ON triggers.id = executions.trigger_id
+                         WHERE executions.id = ?1",
+                    )?
+                    .query_row(params![original], |row| row.get(0))
+                    .optional()?;
+                let outcome = match found {
+                    None => return Ok(ReplayOutcome::NotFound),
+                    Some(None) => return Ok(ReplayOutcome::TriggerRemoved),
+                    Some(Some(false)) => return Ok(ReplayOutcome::TriggerDisabled),
+                    Some(Some(true)) => ReplayOutcome::Started(copy),
+                };
                 let now = unix_millis(SystemTime::now());
-                connection.prepare_cached(
-                    "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-                         caller_kind, caller_id, caller_tenant, input, status, received_at, created_at)
-                     SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', ?3, ?3
-                     FROM executions WHERE id = ?1",
-                )?
-                .execute(params![original, copy_text, now])
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+                             caller_kind, caller_id, caller_tenant, input, status, received_at,
+                             created_at, replay_of, replayed_by)
+                         SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
+                                caller_tenant, input, 'queued', ?3, ?3, id, ?4
+                         FROM executions WHERE id = ?1",
+                    )?
+                    .execute(params![original, copy_text, now, by])?;
+                transaction.commit()?;
+                Ok(outcome)
             })
             .await?;
-        if copied == 0 {
-            return Ok(None);
+        if let ReplayOutcome::Started(_) = outcome {
+            self.inner.work.notify_one();
         }
-        self.inner.work.notify_one();
-        Ok(Some(copy))
+        Ok(outcome)
     }
 
     async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
@@ -306,6 +340,9 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         exit_code: row.get(9)?,
         output_tail: row.get::<_, Option<Vec<u8>>>(10)?.unwrap_or_default(),
         attempt: row.get(11)?,
+        replay_of: row.get::<_, Option<String>>(12)?.map(ExecutionId::from),
+        replayed_by: row.get(13)?,
+        cancelled_by: row.get(14)?,
     })
 }
 

@@ -3,13 +3,14 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::codec::{from_unix_millis, unix_millis};
+use crate::queue::TRIGGER_REMOVED;
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
     StoreError, Trigger,
@@ -33,6 +34,9 @@ impl SqliteStore {
             })
             .await?;
         self.inner.cache.replace_all(keys, triggers);
+        // A trigger enabled again, or with a higher cap, may have executions ready to claim.
+        self.inner.work.notify_waiters();
+        self.inner.work.notify_one();
         Ok(result)
     }
 
@@ -73,25 +77,56 @@ impl SqliteStore {
             .await
     }
 
-    /// Removes a trigger; `false` when there is none. Its executions are kept.
+    /// Removes a trigger; `false` when there is none. Its executions are kept; those still
+    /// queued end `cancelled`, saying why.
     pub async fn remove_trigger(&self, id: Uuid) -> Result<bool, StoreError> {
         self.change_keys_and_triggers(move |transaction| {
-            Ok(transaction.execute(
-                "DELETE FROM triggers WHERE id = ?1",
-                params![id.to_string()],
-            )? > 0)
+            let id = id.to_string();
+            let removed =
+                transaction.execute("DELETE FROM triggers WHERE id = ?1", params![id])? > 0;
+            if removed {
+                transaction.execute(
+                    "UPDATE executions SET status = 'cancelled', finished_at = ?2, output_tail = ?3
+                     WHERE status = 'queued' AND trigger_id = ?1",
+                    params![
+                        id,
+                        unix_millis(SystemTime::now()),
+                        TRIGGER_REMOVED.as_bytes()
+                    ],
+                )?;
+            }
+            Ok(removed)
         })
         .await
     }
 
     /// Replaces every key and trigger with these, in one transaction (for a host whose
-    /// configuration file is the source of truth).
+    /// configuration file is the source of truth). The queued executions of a trigger that is
+    /// not among these end `cancelled`, saying why.
     pub async fn replace_keys_and_triggers(
         &self,
         keys: Vec<(KeyDigest, ApiKeyRecord)>,
         triggers: Vec<Trigger>,
     ) -> Result<(), StoreError> {
         self.change_keys_and_triggers(move |transaction| {
+            let kept = serde_json::to_string(
+                &triggers
+                    .iter()
+                    .map(|trigger| trigger.id().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .expect("a list of strings serialises");
+            transaction.execute(
+                "UPDATE executions SET status = 'cancelled', finished_at = ?2, output_tail = ?3
+                 WHERE status = 'queued'
+                   AND trigger_id IN (SELECT id FROM triggers)
+                   AND trigger_id NOT IN (SELECT value FROM json_each(?1))",
+                params![
+                    kept,
+                    unix_millis(SystemTime::now()),
+                    TRIGGER_REMOVED.as_bytes()
+                ],
+            )?;
             transaction.execute_batch(
                 "DELETE FROM api_keys; DELETE FROM trigger_secrets; DELETE FROM triggers;",
             )?;

@@ -106,6 +106,13 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE api_keys ADD COLUMN rights INTEGER NOT NULL DEFAULT 7;
     ",
+    // 9: who asked: the execution a replay replays and the key that asked for it, and the key
+    // that cancelled an execution.
+    "
+    ALTER TABLE executions ADD COLUMN replay_of TEXT;
+    ALTER TABLE executions ADD COLUMN replayed_by TEXT;
+    ALTER TABLE executions ADD COLUMN cancelled_by TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus};
+use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus, ReplayOutcome};
 use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope, Right};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -41,6 +41,9 @@ struct ExecutionBody {
     finished_at: Option<String>,
     exit_code: Option<i32>,
     attempt: u32,
+    replay_of: Option<String>,
+    replayed_by: Option<String>,
+    cancelled_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<String>,
 }
@@ -59,6 +62,9 @@ impl ExecutionBody {
             finished_at: record.finished_at.map(rfc3339),
             exit_code: record.exit_code,
             attempt: record.attempt,
+            replay_of: record.replay_of.map(|id| id.to_string()),
+            replayed_by: record.replayed_by,
+            cancelled_by: record.cancelled_by,
             output,
         }
     }
@@ -159,8 +165,11 @@ pub async fn cancel<S: Backend>(
         Ok(record) => record,
         Err(answer) => return answer,
     };
-    let status = match api.store.cancel(&record.id).await {
-        Ok(Some(status)) => status,
+    let status = match api.store.cancel(&record.id, key.id()).await {
+        Ok(Some(status)) => {
+            tracing::info!(execution_id = %record.id, key_id = key.id(), %status, "cancel asked");
+            status
+        }
         Ok(None) => return not_found(),
         Err(error) => return respond::internal("executions API", &error),
     };
@@ -215,7 +224,8 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
     }
 }
 
-/// `POST /api/executions/{executionId}/replay`: a new execution with the same input.
+/// `POST /api/executions/{executionId}/replay`: a new execution with the same input, recorded
+/// with the key that asked; `409` when the execution's trigger is disabled or was removed.
 pub async fn replay<S: Backend>(
     State(api): State<Api<S>>,
     Authorized(key, _): Authorized<OperateExecution>,
@@ -225,12 +235,22 @@ pub async fn replay<S: Backend>(
         Ok(record) => record,
         Err(answer) => return answer,
     };
-    match api.store.replay(&record.id).await {
-        Ok(Some(copy)) => json_response(
-            StatusCode::OK,
-            &json!({"executionId": copy.to_string(), "replayOf": record.id.to_string()}),
-        ),
-        Ok(None) => not_found(),
+    match api.store.replay(&record.id, key.id()).await {
+        Ok(ReplayOutcome::Started(copy)) => {
+            tracing::info!(execution_id = %copy, replay_of = %record.id, key_id = key.id(), "replay queued");
+            json_response(
+                StatusCode::OK,
+                &json!({"executionId": copy.to_string(), "replayOf": record.id.to_string()}),
+            )
+        }
+        Ok(ReplayOutcome::NotFound) => not_found(),
+        Ok(ReplayOutcome::TriggerDisabled) => {
+            respond::error(StatusCode::CONFLICT, "the execution's trigger is disabled")
+        }
+        Ok(ReplayOutcome::TriggerRemoved) => {
+            respond::error(StatusCode::CONFLICT, "the execution's trigger was removed")
+        }
+        Ok(_) => respond::error(StatusCode::CONFLICT, "the execution cannot be replayed"),
         Err(error) => respond::internal("executions API", &error),
     }
 }
