@@ -494,8 +494,22 @@ impl Trigger {
             .map(|rate| (rate.count, rate.period))
     }
 
-    /// Counts one delivery against the rate; `Err` with how long until there is room.
-    pub(crate) fn admit(&self) -> Result<(), Duration> {
+    /// Counts one delivery against the rate; `Err` with how long until there is room. The
+    /// service counts every delivery it accepts; a host that starts executions of the trigger
+    /// by another route (a replay) counts them here, so that they share one budget.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use std::time::Duration;
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira)
+    ///     .with_rate_limit(NonZeroU32::new(1).unwrap(), Duration::from_secs(3600));
+    /// assert!(trigger.admit().is_ok());
+    /// assert!(trigger.clone().admit().is_err());
+    /// ```
+    pub fn admit(&self) -> Result<(), Duration> {
         use governor::clock::{Clock, DefaultClock};
         let Some(rate) = &self.rate_limit else {
             return Ok(());

@@ -338,3 +338,45 @@ async fn a_sandbox_whose_allow_list_holds_the_database_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_would_read_a_secret_from_a_variable_the_commands_get_is_refused() {
+    const SHARED: &str = "atk_shared_with_every_command_000000000000";
+    const OTHER: &str = "atk_from_a_variable_of_its_own_0000000000";
+    let workspace = Workspace::new("[executor]\ncommand = [\"/bin/true\"]\nenv = [\"SHARED\"]");
+    let server = Server::start_with(&workspace, &[("SHARED", SHARED), ("OTHER", OTHER)]).await;
+    let file = workspace.path().join("config.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let with_key = |variable: &str| {
+        format!("{original}\n[[keys]]\nid = \"added\"\ntenant = \"acme\"\nenv = \"{variable}\"\n")
+    };
+    let reload_and_try = |token: &'static str| {
+        let pid = server.child.id().unwrap().to_string();
+        let server = &server;
+        async move {
+            let status = std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let mut last = StatusCode::UNAUTHORIZED;
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                last = call(&client(), delivery(server, token, "{}", None))
+                    .await
+                    .unwrap()
+                    .0;
+                if last == StatusCode::OK {
+                    break;
+                }
+            }
+            last
+        }
+    };
+
+    std::fs::write(&file, with_key("SHARED")).unwrap();
+    assert_eq!(reload_and_try(SHARED).await, StatusCode::UNAUTHORIZED);
+    // Reloads themselves work: the same key from a variable of its own is taken.
+    std::fs::write(&file, with_key("OTHER")).unwrap();
+    assert_eq!(reload_and_try(OTHER).await, StatusCode::OK);
+}

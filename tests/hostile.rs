@@ -346,3 +346,35 @@ async fn one_request_past_the_in_flight_cap_is_shed_at_once_with_retry_after() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(holder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_with_no_open_stream_is_closed_after_the_idle_timeout_though_it_answers_pings()
+ {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let workspace = Workspace::new("[limits]\nidle_timeout_secs = 1");
+    let server = Server::start(&workspace).await;
+    let stream = TcpStream::connect(&server.address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let id = uuid::Uuid::now_v7().to_string();
+    let response = sender
+        .send_request(status_request(&server, Some(KEY_A), &id))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
+    drop(response);
+    // Pinging all along, the connection is still closed (GOAWAY) once idle for a second.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection is still open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early"
+    );
+}

@@ -552,7 +552,17 @@ fn nix_kill(child: &Child, signal: &str) {
 }
 
 /// Demo mode in `dir` on a free port: its address, printed key and webhook trigger id.
-async fn start_demo(dir: &std::path::Path) -> (Child, String, String, String) {
+/// Demo mode in `dir`: the process, its address, key and webhook trigger, and the lines it
+/// prints afterwards (its executor's).
+async fn start_demo(
+    dir: &std::path::Path,
+) -> (
+    Child,
+    String,
+    String,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     use tokio::io::AsyncBufReadExt;
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent-trigger"))
         .args(["--listen", "127.0.0.1:0"])
@@ -581,8 +591,45 @@ async fn start_demo(dir: &std::path::Path) -> (Child, String, String, String) {
     .await
     .expect("demo mode prints its key and triggers");
     // Keep reading: the demo prints more (its executor's lines), and a closed pipe would fail it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address.unwrap(), key.unwrap(), trigger.unwrap())
+    let (later, printed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = later.send(line);
+        }
+    });
+    (
+        child,
+        address.unwrap(),
+        key.unwrap(),
+        trigger.unwrap(),
+        printed,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_prints_a_payloads_terminal_escapes_as_text() {
+    let workspace = Workspace::new("");
+    let (_demo, address, key, trigger, mut printed) = start_demo(workspace.path()).await;
+    let body = r#"{"type":"\u001b]0;owned\u0007\u001b[2J","note":"\u009b31m"}"#;
+    let request = Request::post(format!("http://{address}/api/trigger/webhook/{trigger}"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let (status, _, _) = call(&client(), request).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = printed.recv().await.expect("the demo keeps printing");
+            if line.starts_with("demo executor:") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the demo executor prints the delivery");
+    assert!(!line.contains(['\u{1b}', '\u{7}', '\u{9b}']), "{line:?}");
+    assert!(line.contains("\\u{1b}]0;owned\\u{7}"), "{line}");
 }
 
 #[tokio::test]
@@ -595,7 +642,7 @@ async fn demo_mode_runs_deliveries_to_done_and_a_new_start_revokes_earlier_keys(
             .body(Full::new(Bytes::from_static(b"{}")))
             .unwrap()
     };
-    let (mut first, address, old_key, trigger) = start_demo(workspace.path()).await;
+    let (mut first, address, old_key, trigger, _) = start_demo(workspace.path()).await;
     let (status, _, json) = call(&client, deliver(&address, &old_key, &trigger))
         .await
         .unwrap();
@@ -619,7 +666,7 @@ async fn demo_mode_runs_deliveries_to_done_and_a_new_start_revokes_earlier_keys(
     nix_kill(&first, "TERM");
     first.wait().await.unwrap();
 
-    let (_second, address, new_key, same_trigger) = start_demo(workspace.path()).await;
+    let (_second, address, new_key, same_trigger, _) = start_demo(workspace.path()).await;
     // A new client: the second server may get the first one's port, and a pooled connection to
     // the first would fail.
     let client = server_process::client();

@@ -235,6 +235,17 @@ pub async fn replay<S: Backend>(
         Ok(record) => record,
         Err(answer) => return answer,
     };
+    // A replay is a delivery of the operator's key: it counts against the trigger's rate.
+    match api.store.trigger(record.trigger_id).await {
+        Ok(Some(trigger)) if trigger.is_enabled() => {
+            if let Err(wait) = trigger.admit() {
+                return respond::too_many_requests(wait);
+            }
+        }
+        Ok(Some(_)) => return trigger_disabled(),
+        Ok(None) => return trigger_removed(),
+        Err(error) => return respond::internal("executions API", &error),
+    }
     match api.store.replay(&record.id, key.id()).await {
         Ok(ReplayOutcome::Started(copy)) => {
             tracing::info!(execution_id = %copy, replay_of = %record.id, key_id = key.id(), "replay queued");
@@ -244,15 +255,19 @@ pub async fn replay<S: Backend>(
             )
         }
         Ok(ReplayOutcome::NotFound) => not_found(),
-        Ok(ReplayOutcome::TriggerDisabled) => {
-            respond::error(StatusCode::CONFLICT, "the execution's trigger is disabled")
-        }
-        Ok(ReplayOutcome::TriggerRemoved) => {
-            respond::error(StatusCode::CONFLICT, "the execution's trigger was removed")
-        }
+        Ok(ReplayOutcome::TriggerDisabled) => trigger_disabled(),
+        Ok(ReplayOutcome::TriggerRemoved) => trigger_removed(),
         Ok(_) => respond::error(StatusCode::CONFLICT, "the execution cannot be replayed"),
         Err(error) => respond::internal("executions API", &error),
     }
+}
+
+fn trigger_disabled() -> Response {
+    respond::error(StatusCode::CONFLICT, "the execution's trigger is disabled")
+}
+
+fn trigger_removed() -> Response {
+    respond::error(StatusCode::CONFLICT, "the execution's trigger was removed")
 }
 
 /// The execution `id`, when `key` may see it; otherwise the answer to give.

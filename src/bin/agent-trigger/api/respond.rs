@@ -27,6 +27,21 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, &json!({ "error": message.into() }))
 }
 
+/// `429 {"error"}` with `Retry-After`: the trigger's rate has no room for `wait`.
+pub fn too_many_requests(wait: std::time::Duration) -> Response {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many deliveries for this trigger, retry later",
+    );
+    // Whole seconds, rounded up, at least 1.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds.max(1)),
+    );
+    response
+}
+
 /// `500 {"error":"internal error"}`, the cause logged as `what` failing.
 pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "{what}: the database failed");
