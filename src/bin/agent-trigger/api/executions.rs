@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus, ReplayOutcome};
-use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope, Right};
+use agent_trigger::{ApiKeyRecord, AuthorizeError, ExecutionId, KeyScope, Right};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::extract::{ApiQuery, Authorized, OperateExecution, ReadExecution, ReadList};
+use super::extract::{ApiQuery, Authorized, ReadList, Requirement};
 use super::respond::{self, json_response};
 use super::state::Api;
 use crate::store::Backend;
@@ -26,6 +26,28 @@ const MAX_PAGE: usize = 100;
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// How often a cancel reads an execution that another server runs, until it has ended.
 const REMOTE_CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// Reading one execution: `404`, as for an unknown one, without the right.
+pub struct ReadExecution;
+
+impl Requirement for ReadExecution {
+    const RIGHT: Right = Right::Read;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        not_found()
+    }
+}
+
+/// Cancelling or replaying one execution: `404`, as for an unknown one, without the right.
+pub struct OperateExecution;
+
+impl Requirement for OperateExecution {
+    const RIGHT: Right = Right::Operate;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        not_found()
+    }
+}
 
 /// One execution as the API shows it; `output` only when one is asked for by id.
 #[derive(Serialize)]

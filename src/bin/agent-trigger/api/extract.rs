@@ -40,28 +40,6 @@ impl Requirement for ReadList {
     const RIGHT: Right = Right::Read;
 }
 
-/// Reading one execution: `404`, as for an unknown one, without the right.
-pub struct ReadExecution;
-
-impl Requirement for ReadExecution {
-    const RIGHT: Right = Right::Read;
-
-    fn refusal(_: AuthorizeError) -> Response {
-        super::executions::not_found()
-    }
-}
-
-/// Cancelling or replaying one execution: `404`, as for an unknown one, without the right.
-pub struct OperateExecution;
-
-impl Requirement for OperateExecution {
-    const RIGHT: Right = Right::Operate;
-
-    fn refusal(_: AuthorizeError) -> Response {
-        super::executions::not_found()
-    }
-}
-
 impl<R: Requirement, S: Backend + Send + Sync> FromRequestParts<Api<S>> for Authorized<R> {
     type Rejection = Response;
 
