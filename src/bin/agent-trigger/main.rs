@@ -25,16 +25,16 @@ mod executor;
 mod listener;
 mod log_format;
 mod logging;
+mod offline;
 mod reload;
 mod retention;
 mod server;
 mod store;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_trigger::ApiKey;
 use clap::{Parser, Subcommand};
 
 /// Turns incoming webhooks into agent executions.
@@ -118,9 +118,9 @@ fn main() -> ExitCode {
         Some(Command::Serve { config, listen }) => {
             runtime.block_on(server::serve_configured(&config, listen))
         }
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check { config }) => offline::check(&config),
         Some(Command::Keygen) => {
-            keygen();
+            offline::keygen();
             Ok(())
         }
         #[cfg(target_os = "linux")]
@@ -133,31 +133,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `agent-trigger keygen`.
-fn keygen() {
-    let key = ApiKey::generate();
-    println!("API key (store it now; it is not shown again):");
-    println!("  {}", key.expose());
-    println!("for the [[keys]] entry of the configuration:");
-    println!("  sha256 = \"{}\"", key.digest().to_hex());
-}
-
-/// `agent-trigger check`: the checks `serve` makes of the file (and of the environment
-/// variables it names), with the same located errors, and nothing started.
-fn check(file: &Path) -> Result<(), server::Error> {
-    let config = config::load(file, &config::process_env)?;
-    println!(
-        "{}: OK ({} keys, {} triggers, {})",
-        file.display(),
-        config.reloadable.keys.len(),
-        config.reloadable.triggers.len(),
-        if config.startup.executor.is_some() {
-            "with an executor"
-        } else {
-            "no executor"
-        }
-    );
-    Ok(())
 }
