@@ -26,6 +26,7 @@ echo "environ: $(cat /proc/$PPID/environ 2>&1 | tr '\0' ' ')"
 echo "config: $(cat "$CONFIG_FILE" 2>&1)"
 echo "database: $(cat "$DATABASE_FILE" 2>&1 | tr -cd '[:print:]')"
 echo scratch > "$TMPDIR/note" && echo "scratch: $(cat "$TMPDIR/note")"
+echo "scratch-mode: $(stat -c '%a %U' "$TMPDIR") in $(stat -c '%a %U' "$TMPDIR/..")"
 echo "outside: $( (echo x > "$OUTSIDE/escaped") 2>&1)"
 "#;
 
@@ -243,6 +244,15 @@ async fn a_root_server_refuses_to_run_commands_as_root_unless_told() {
     let setup = Setup::new("");
     let error = start(&program(), &setup, None).await.unwrap_err();
     assert!(error.contains("names no user"), "{error}");
+    // `check` says the same.
+    let checked = std::process::Command::new(program())
+        .args(["check", "--config"])
+        .arg(setup.config())
+        .env("TEST_KEY_A", KEY_A)
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("names no user"));
 
     let setup = Setup::new("user = \"root\"");
     let (_server, address) = start(&program(), &setup, None).await.unwrap();
@@ -269,6 +279,11 @@ async fn a_command_run_as_another_user_reaches_no_secret_and_still_works() {
     let output = probe_output(&address).await;
     assert!(output.contains("uid=65534"), "{output}");
     assert_no_secret(&output);
+    // Its scratch directory is its own, inside one only the server writes in.
+    assert!(
+        output.contains("scratch-mode: 700 nobody in 711 root"),
+        "{output}"
+    );
     let database = output
         .lines()
         .find(|l| l.starts_with("database: "))
@@ -334,7 +349,28 @@ async fn a_sandbox_whose_allow_list_holds_the_database_is_refused() {
         return skip("this kernel has no Landlock");
     }
     assert!(
-        error.contains("would let commands reach") && error.contains("config.toml"),
+        error.contains("would let commands reach") && error.contains("/data/"),
+        "{error}"
+    );
+
+    // The same for a database that does not exist yet, beside the command.
+    std::fs::write(
+        setup.config(),
+        config.replace(
+            "database = \"executions.db\"",
+            &format!(
+                "database = \"{}\"",
+                setup.dir.join("agent/executions.db").display()
+            ),
+        ),
+    )
+    .unwrap();
+    if run_as.is_some() {
+        setup.give_to("nobody");
+    }
+    let error = start(&program, &setup, run_as).await.unwrap_err();
+    assert!(
+        error.contains("would let commands reach") && error.contains("agent/executions.db"),
         "{error}"
     );
 }

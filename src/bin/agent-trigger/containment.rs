@@ -41,7 +41,7 @@ pub fn harden_process() -> std::io::Result<()> {
 }
 
 /// What is refused at start, with the reason; and the one warning line about a command that
-/// runs as the server's own user.
+/// runs as the server's own user without the sandbox.
 pub fn check_start(
     executor: &ExecutorConfig,
     database: &Database,
@@ -53,23 +53,51 @@ pub fn check_start(
         None if server_uid == 0 => {
             return Err("the server runs as root and [executor] names no user: commands would run as root, next to every secret. Set [executor] user to an unprivileged account (or user = \"root\" to run them as root anyway)".to_owned());
         }
-        Some(account) if account.uid == 0 => tracing::warn!(
-            "[executor] user = \"root\": commands run as root and can read every secret the server holds"
-        ),
-        Some(account) if account.uid != server_uid && server_uid != 0 && !may_switch_user() => {
+        Some(account) if account.uid == 0 => {
+            tracing::warn!("[executor] user = \"root\": commands run as root");
+        }
+        Some(account) if account.uid != server_uid && server_uid != 0 => {
             return Err(format!(
-                "[executor] user = {:?}: this server cannot run commands as another user (it is not root and lacks CAP_SETUID)",
+                "[executor] user = {:?}: only a server running as root can run commands as another user",
                 account.name
             ));
         }
         _ => {}
     }
+    let own_user = executor
+        .user
+        .as_ref()
+        .is_none_or(|account| account.uid == server_uid);
+    if own_user && server_uid != 0 && executor.sandbox == Sandbox::None {
+        tracing::warn!(
+            "commands run as the server's own user and can read what it can: set [executor] user to another account, or sandbox = \"landlock\""
+        );
+    }
+    if executor.sandbox == Sandbox::Landlock {
+        landlock_available()?;
+    }
+    check_files(executor, database, config_file, secrets_in_file)
+}
+
+/// The refusals about files, at start and at each reload: a database or a configuration
+/// holding secrets that the command's account can read, and a sandbox whose allow-list would
+/// hold them.
+pub fn check_files(
+    executor: &ExecutorConfig,
+    database: &Database,
+    config_file: &Path,
+    secrets_in_file: bool,
+) -> Result<(), String> {
+    let server_uid = rustix::process::geteuid().as_raw();
     let other_account = executor
         .user
         .as_ref()
         .filter(|account| account.uid != server_uid && account.uid != 0);
     if let Some(account) = other_account {
-        let mut secrets: Vec<PathBuf> = database_files(database);
+        let mut secrets: Vec<PathBuf> = database_files(database)
+            .into_iter()
+            .filter(|file| file.exists())
+            .collect();
         if secrets_in_file {
             secrets.push(config_file.to_owned());
         }
@@ -82,13 +110,8 @@ pub fn check_start(
                 ));
             }
         }
-    } else if executor.user.is_none() && executor.sandbox == Sandbox::None {
-        tracing::warn!(
-            "commands run as the server's own user and can read what it can: set [executor] user to another account, or sandbox = \"landlock\""
-        );
     }
     if executor.sandbox == Sandbox::Landlock {
-        landlock_available()?;
         let mut kept_out = database_files(database);
         kept_out.push(config_file.to_owned());
         for allowed in allowed_directories(executor) {
@@ -96,8 +119,7 @@ pub fn check_start(
                 continue;
             };
             for file in &kept_out {
-                let file = file.canonicalize().unwrap_or_else(|_| file.clone());
-                if file.starts_with(&allowed) {
+                if resolved(file).starts_with(&allowed) {
                     return Err(format!(
                         "sandbox = \"landlock\" would let commands reach {} through {}: keep the database and the configuration outside the command's directory, [executor] writable and {}",
                         file.display(),
@@ -111,16 +133,22 @@ pub fn check_start(
     Ok(())
 }
 
-/// Whether this process holds the capability to run commands as another user.
-fn may_switch_user() -> bool {
-    rustix::thread::capabilities(None).is_ok_and(|sets| {
-        sets.effective
-            .contains(rustix::thread::CapabilitySet::SETUID)
-    })
+/// `file` with its directory's symlinks resolved, whether or not the file exists yet.
+fn resolved(file: &Path) -> PathBuf {
+    if let Ok(path) = file.canonicalize() {
+        return path;
+    }
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map_or_else(|_| absolute.clone(), |parent| parent.join(name)),
+        _ => absolute,
+    }
 }
 
-/// The files of `database` that hold secrets: a SQLite file and its journal files. A PostgreSQL
-/// database is the server's to protect with the role's password.
+/// The files of `database` that hold secrets, whether or not they exist yet: a SQLite file and
+/// its journal files. A PostgreSQL database is the server's to protect with the role's password.
 fn database_files(database: &Database) -> Vec<PathBuf> {
     match database {
         Database::Sqlite(path) => ["", "-wal", "-shm", "-journal"]
@@ -130,7 +158,6 @@ fn database_files(database: &Database) -> Vec<PathBuf> {
                 name.push(suffix);
                 PathBuf::from(name)
             })
-            .filter(|file| file.exists())
             .collect(),
         Database::Postgres(_) => Vec::new(),
     }

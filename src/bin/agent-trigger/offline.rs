@@ -20,6 +20,15 @@ pub fn keygen() {
 /// variables it names), with the same located errors, and nothing started.
 pub fn check(file: &Path) -> Result<(), Error> {
     let config = config::load(file, &config::process_env)?;
+    #[cfg(target_os = "linux")]
+    if let Some(executor) = &config.startup.executor {
+        crate::containment::check_start(
+            executor,
+            &config.startup.database,
+            file,
+            config.reloadable.secrets_in_file,
+        )?;
+    }
     println!(
         "{}: OK ({} keys, {} triggers, {})",
         file.display(),

@@ -59,6 +59,18 @@ async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Startup) {
         );
         return;
     }
+    #[cfg(target_os = "linux")]
+    if let Some(executor) = &started.executor
+        && let Err(reason) = crate::containment::check_files(
+            executor,
+            &started.database,
+            file,
+            config.reloadable.secrets_in_file,
+        )
+    {
+        tracing::error!(%reason, "configuration not reloaded; the running one stays");
+        return;
+    }
     if config.startup != *started {
         tracing::warn!(
             "listen, database, body_limit_bytes, retention_days, [limits] or [executor] changed: they take effect at the next start"

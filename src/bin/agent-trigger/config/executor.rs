@@ -195,7 +195,15 @@ pub fn check(
     }
     let sandbox = match &raw.sandbox {
         None => Sandbox::None,
-        Some(name) if name.get_ref() == "landlock" => Sandbox::Landlock,
+        Some(name) if name.get_ref() == "landlock" && cfg!(target_os = "linux") => {
+            Sandbox::Landlock
+        }
+        Some(name) if name.get_ref() == "landlock" => {
+            return Err(locate.at(
+                name,
+                "executor.sandbox = \"landlock\" needs Linux".to_owned(),
+            ));
+        }
         Some(name) => {
             return Err(locate.at(
                 name,

@@ -106,11 +106,48 @@ impl RawConfig {
             .collect()
     }
 
-    /// Whether a signing secret is written in the file (`value = "…"`).
+    /// Whether a secret is written in the file: a signing secret's `value = "…"`, or a
+    /// database URL with a password.
     pub fn holds_secret_values(&self) -> bool {
-        self.triggers
+        let signing = self
+            .triggers
             .iter()
             .flat_map(|trigger| &trigger.secrets)
-            .any(|secret| secret.value.is_some())
+            .any(|secret| secret.value.is_some());
+        let database = self
+            .database
+            .as_ref()
+            .is_some_and(|url| url_has_password(url.get_ref()));
+        signing || database
+    }
+}
+
+/// Whether a `postgres://` URL carries a password (`user:password@` or `password=`).
+fn url_has_password(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let in_authority = authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'));
+    let in_query = rest
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("password=")));
+    in_authority || in_query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_has_password;
+
+    #[test]
+    fn a_password_in_a_database_url_is_seen_where_libpq_takes_it() {
+        assert!(url_has_password("postgres://agent:hunter2@db/x"));
+        assert!(url_has_password("postgres://db/x?user=a&password=hunter2"));
+        assert!(!url_has_password(
+            "postgres://agent@db/x?sslmode=verify-full"
+        ));
+        assert!(!url_has_password("agent-trigger.db"));
     }
 }

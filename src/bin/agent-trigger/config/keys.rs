@@ -90,6 +90,12 @@ pub fn check(
                 })?;
                 granted.push(right);
             }
+            if granted.is_empty() {
+                return Err(locate.at(
+                    rights,
+                    "can must name at least one of \"invoke\", \"read\", \"operate\"".to_owned(),
+                ));
+            }
             record = record.with_rights(granted);
         }
         keys.push((digest, record));

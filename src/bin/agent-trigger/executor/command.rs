@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use agent_trigger::ExecutionId;
@@ -206,6 +206,10 @@ fn contained_command(config: &ExecutorConfig, scratch: Option<&Path>) -> Command
 
 /// A command's own scratch directory, when it runs as another user or sandboxed: its working
 /// directory and `TMPDIR`, owned by its account, removed when the execution ends.
+///
+/// Each is made inside [`scratch_root`], a directory only the server may write in, and made
+/// exclusively: nothing another local account planted (a directory, a symlink) is ever taken
+/// over or handed to the command's account.
 struct Scratch(Option<PathBuf>);
 
 impl Scratch {
@@ -213,18 +217,63 @@ impl Scratch {
         if config.user.is_none() && config.sandbox == Sandbox::None {
             return Ok(Scratch(None));
         }
-        let path = std::env::temp_dir().join(format!("agent-trigger-{id}"));
-        std::fs::create_dir_all(&path)?;
+        let path = scratch_root()?.join(id.to_string());
+        private_directory().create(&path)?;
+        // From here on, dropping it removes the directory, whatever fails next.
+        let scratch = Scratch(Some(path));
         #[cfg(unix)]
-        if let Some(account) = &config.user {
-            std::os::unix::fs::chown(&path, Some(account.uid), Some(account.gid))?;
+        if let (Some(account), Some(path)) = (&config.user, scratch.path()) {
+            std::os::unix::fs::lchown(path, Some(account.uid), Some(account.gid))?;
         }
-        Ok(Scratch(Some(path)))
+        Ok(scratch)
     }
 
     fn path(&self) -> Option<&Path> {
         self.0.as_deref()
     }
+}
+
+/// The server's directory of scratch directories, made at first use under the system's
+/// temporary directory with a name no one can guess in advance, and never one that existed
+/// before: others may enter it (to reach their own scratch directory) but not list or write it.
+fn scratch_root() -> std::io::Result<&'static Path> {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(root) = ROOT.get() {
+        return Ok(root);
+    }
+    let builder = private_directory();
+    let root = loop {
+        let candidate =
+            std::env::temp_dir().join(format!("agent-trigger-{}", uuid::Uuid::now_v7()));
+        match builder.create(&candidate) {
+            Ok(()) => {
+                // Set after the fact: the server's umask would take the others' `x` away.
+                #[cfg(unix)]
+                std::fs::set_permissions(
+                    &candidate,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o711),
+                )?;
+                break candidate;
+            }
+            // Someone took that name: draw another.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    };
+    // Two workers may race here: one root wins, the other's is removed.
+    let chosen = ROOT.get_or_init(|| root.clone());
+    if *chosen != root {
+        let _ = std::fs::remove_dir(&root);
+    }
+    Ok(chosen)
+}
+
+/// A builder of directories only their owner may enter, that fails on an existing path.
+fn private_directory() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
 }
 
 impl Drop for Scratch {
