@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use crate::{BoxError, KeyDigest, SigningSecret, Source};
+use crate::source::SourceSpec;
+use crate::{BoxError, KeyDigest, SignatureScheme, SigningSecret, Source};
 
 /// Where the service looks up API keys and triggers.
 ///
@@ -280,6 +281,8 @@ pub struct Trigger {
     enabled: bool,
     actions: Option<ActionAllowlist>,
     secrets: Vec<SigningSecret>,
+    signature: Option<SignatureScheme>,
+    public_url: Option<Arc<str>>,
     replay_window: Option<Duration>,
     rate_limit: Option<RateLimit>,
     max_running: Option<NonZeroU32>,
@@ -311,6 +314,8 @@ impl Trigger {
             enabled: true,
             actions: None,
             secrets: Vec::new(),
+            signature: None,
+            public_url: None,
             replay_window: None,
             rate_limit: None,
             max_running: None,
@@ -329,10 +334,67 @@ impl Trigger {
         self
     }
 
-    /// Adds a signing secret to the ring; any active one verifies.
+    /// Adds a signing secret to the ring; any active one verifies. A secret that does not fit
+    /// the trigger's scheme never does: check it with
+    /// [`SignatureScheme::check_secret`] when the configuration loads.
     pub fn with_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(secret);
         self
+    }
+
+    /// How the sender of a [`Source::Webhook`] trigger signs: a preset (GitHub, Stripe,
+    /// Discord, …) or a table of its own. Without one, a `webhook` trigger verifies Standard
+    /// Webhooks; the other sources sign their own way and ignore it.
+    ///
+    /// ```
+    /// use agent_trigger::{SignatureScheme, SigningSecret, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let github = SignatureScheme::github();
+    /// let secret = SigningSecret::new("2026-12", "It's a Secret to Everybody").unwrap();
+    /// assert_eq!(github.check_secret(&secret), Ok(()));
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Webhook)
+    ///     .with_signature(github)
+    ///     .with_secret(secret);
+    /// assert_eq!(trigger.signature().and_then(SignatureScheme::name), Some("github"));
+    /// assert_eq!(trigger.effective_replay_window(), None); // GitHub signs no timestamp
+    /// ```
+    pub fn with_signature(mut self, scheme: SignatureScheme) -> Self {
+        self.signature = Some(scheme);
+        self
+    }
+
+    /// The scheme set with [`with_signature`](Self::with_signature), if any.
+    pub fn signature(&self) -> Option<&SignatureScheme> {
+        self.signature.as_ref()
+    }
+
+    /// The URL the sender was given for this trigger, for the schemes that sign the URL they
+    /// call ([`SignatureScheme::signs_url`]: `twilio`, or `{url}` in a table). It is what the
+    /// sender signs, which a proxy in front of the service may not pass on as it was; the
+    /// query is taken from each request as received, so a query (and fragment) here is
+    /// dropped.
+    ///
+    /// ```
+    /// use agent_trigger::{SignatureScheme, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let id = Uuid::now_v7();
+    /// let trigger = Trigger::new(id, "acme", Source::Webhook)
+    ///     .with_signature(SignatureScheme::twilio())
+    ///     .with_public_url(format!("https://hooks.example.com/api/trigger/webhook/{id}?ignored=1"));
+    /// assert_eq!(trigger.public_url(), Some(&*format!("https://hooks.example.com/api/trigger/webhook/{id}")));
+    /// ```
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        let mut url = url.into();
+        url.truncate(url.find(['?', '#']).unwrap_or(url.len()));
+        self.public_url = Some(url.into());
+        self
+    }
+
+    /// The URL set with [`with_public_url`](Self::with_public_url), if any.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
     }
 
     /// Overrides the source's replay window.
@@ -434,10 +496,19 @@ impl Trigger {
         self.replay_window
     }
 
-    /// The trigger's own replay window, else its source's default.
+    /// The trigger's own replay window, else its scheme's default (its source's, unless a
+    /// `webhook` trigger picked a scheme).
     pub fn effective_replay_window(&self) -> Option<Duration> {
-        self.replay_window
-            .or_else(|| self.source.default_replay_window())
+        self.replay_window.or(self.spec().replay_window)
+    }
+
+    /// The row the pipeline reads for this trigger: its scheme's for a `webhook` trigger with
+    /// one, else its source's.
+    pub(crate) fn spec(&self) -> &SourceSpec {
+        match &self.signature {
+            Some(scheme) if self.source.takes_any_scheme() => scheme.spec(),
+            _ => self.source.spec(),
+        }
     }
 
     /// Whether some secret may verify a delivery received at `now`.
