@@ -302,8 +302,9 @@ fn tag_matches(mac: HmacSha256, presented: &[u8; 32]) -> bool {
 /// let github = SignatureScheme::github();
 /// let verifier = Verifier::for_scheme(&github, &ring);
 /// assert_eq!(verifier.verify(&headers, b"Hello, World!").unwrap().id(), "gh");
-/// assert_eq!(verifier.verify(&headers, b"Hello, World?"), Err(SignatureError::Mismatch));
-/// assert_eq!(verifier.verify(&HeaderMap::new(), b"Hello, World!"), Err(SignatureError::Mismatch));
+/// assert_eq!(verifier.verify(&headers, b"Hello, World?").unwrap_err(), SignatureError::Mismatch);
+/// let nothing = HeaderMap::new();
+/// assert_eq!(verifier.verify(&nothing, b"Hello, World!").unwrap_err(), SignatureError::Mismatch);
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Verifier<'s> {
