@@ -365,6 +365,13 @@ impl Trigger {
     }
 
     /// The scheme set with [`with_signature`](Self::with_signature), if any.
+    ///
+    /// ```
+    /// # use agent_trigger::{Source, Trigger};
+    /// # use uuid::Uuid;
+    /// // Standard Webhooks, without one.
+    /// assert!(Trigger::new(Uuid::now_v7(), "acme", Source::Webhook).signature().is_none());
+    /// ```
     pub fn signature(&self) -> Option<&SignatureScheme> {
         self.signature.as_ref()
     }
@@ -393,6 +400,12 @@ impl Trigger {
     }
 
     /// The URL set with [`with_public_url`](Self::with_public_url), if any.
+    ///
+    /// ```
+    /// # use agent_trigger::{Source, Trigger};
+    /// # use uuid::Uuid;
+    /// assert_eq!(Trigger::new(Uuid::now_v7(), "acme", Source::Webhook).public_url(), None);
+    /// ```
     pub fn public_url(&self) -> Option<&str> {
         self.public_url.as_deref()
     }

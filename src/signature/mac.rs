@@ -41,9 +41,19 @@ pub enum HmacAlgorithm {
 
 impl HmacAlgorithm {
     /// The names [`FromStr`](std::str::FromStr) takes, as a scheme's table spells them.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::HmacAlgorithm;
+    /// assert!(HmacAlgorithm::NAMES.iter().all(|name| name.parse::<HmacAlgorithm>().is_ok()));
+    /// ```
     pub const NAMES: &'static [&'static str] = &["hmac-sha1", "hmac-sha256", "hmac-sha512"];
 
     /// The name, as a scheme's table spells it (`hmac-sha256`).
+    ///
+    /// ```
+    /// # use agent_trigger::signature::HmacAlgorithm;
+    /// assert_eq!(HmacAlgorithm::Sha1.as_str(), "hmac-sha1");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             HmacAlgorithm::Sha1 => "hmac-sha1",
@@ -106,9 +116,19 @@ pub enum SignatureEncoding {
 
 impl SignatureEncoding {
     /// The names [`FromStr`](std::str::FromStr) takes.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureEncoding;
+    /// assert_eq!(SignatureEncoding::NAMES, ["hex", "base64"]);
+    /// ```
     pub const NAMES: &'static [&'static str] = &["hex", "base64"];
 
     /// The name, as a scheme's table spells it.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureEncoding;
+    /// assert_eq!(SignatureEncoding::Base64.as_str(), "base64");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             SignatureEncoding::Hex => "hex",

@@ -331,6 +331,19 @@ impl<'s> Verifier<'s> {
     }
 
     /// A verifier for `scheme`, with its default replay window.
+    ///
+    /// ```
+    /// use agent_trigger::signature::{SignatureScheme, Verifier};
+    /// use agent_trigger::{SignatureError, SigningSecret};
+    /// use http::HeaderMap;
+    ///
+    /// let ring = [SigningSecret::new("s", "whsec_test_secret").unwrap()];
+    /// let stripe = SignatureScheme::stripe();
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("stripe-signature", "t=1,v1=00".parse().unwrap());
+    /// let verdict = Verifier::for_scheme(&stripe, &ring).verify(&headers, b"{}");
+    /// assert_eq!(verdict.unwrap_err(), SignatureError::Mismatch);
+    /// ```
     pub fn for_scheme(scheme: &'s SignatureScheme, secrets: &'s [SigningSecret]) -> Self {
         let spec = scheme.spec();
         Verifier {
@@ -345,6 +358,20 @@ impl<'s> Verifier<'s> {
     /// A verifier for `trigger`: its scheme, its ring of secrets, its replay window and its
     /// public URL (a scheme that signs the URL also needs the request's query: see
     /// [`with_url`](Self::with_url)).
+    ///
+    /// ```
+    /// use agent_trigger::signature::{SignatureScheme, Verifier};
+    /// use agent_trigger::{SigningSecret, Source, Trigger};
+    /// use http::HeaderMap;
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Webhook)
+    ///     .with_signature(SignatureScheme::gitlab())
+    ///     .with_secret(SigningSecret::new("s", "gitlab token").unwrap());
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-gitlab-token", "gitlab token".parse().unwrap());
+    /// assert_eq!(Verifier::for_trigger(&trigger).verify(&headers, b"{}").unwrap().id(), "s");
+    /// ```
     pub fn for_trigger(trigger: &'s Trigger) -> Self {
         Verifier {
             spec: trigger.spec(),

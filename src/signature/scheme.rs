@@ -483,18 +483,36 @@ pub struct CustomScheme {
 impl CustomScheme {
     /// Stripped from the header's value before it is decoded (`sha256=`); default none, and a
     /// signature without it does not match.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// let scheme = SignatureScheme::custom("X-Sig").prefix("sha256=").build().unwrap();
+    /// # drop(scheme);
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// The HMAC's hash; default HMAC-SHA256.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::{HmacAlgorithm, SignatureScheme};
+    /// let scheme = SignatureScheme::custom("X-Sig").algorithm(HmacAlgorithm::Sha1).build().unwrap();
+    /// # drop(scheme);
+    /// ```
     pub fn algorithm(mut self, algorithm: HmacAlgorithm) -> Self {
         self.algorithm = algorithm;
         self
     }
 
     /// How the signature is written; default hex.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::{SignatureEncoding, SignatureScheme};
+    /// let scheme = SignatureScheme::custom("X-Sig").encoding(SignatureEncoding::Base64).build().unwrap();
+    /// # drop(scheme);
+    /// ```
     pub fn encoding(mut self, encoding: SignatureEncoding) -> Self {
         self.encoding = encoding;
         self
@@ -504,6 +522,16 @@ impl CustomScheme {
     /// value of [`timestamp_header`](Self::timestamp_header)), `{id}` (the value of
     /// [`id_header`](Self::id_header)) and `{url}` (the trigger's public URL and the request's
     /// query); anything else is literal text. Default `{body}`.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::{SchemeError, SignatureScheme};
+    /// let table = SignatureScheme::custom("X-Sig").id_header("X-Id");
+    /// assert!(table.clone().signed("{id}.{body}").build().is_ok());
+    /// assert_eq!(
+    ///     table.signed("{id}.{payload}").build().unwrap_err(),
+    ///     SchemeError::UnknownPlaceholder("payload".into())
+    /// );
+    /// ```
     pub fn signed(mut self, template: impl Into<String>) -> Self {
         self.signed = template.into();
         self
@@ -511,12 +539,29 @@ impl CustomScheme {
 
     /// The header of a timestamp in Unix seconds, which `signed` must cover; it is then checked
     /// against the replay window (default ±300 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// let scheme = SignatureScheme::custom("X-Sig")
+    ///     .signed("{timestamp}.{body}")
+    ///     .timestamp_header("X-Timestamp")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(scheme.default_replay_window(), Some(Duration::from_secs(300)));
+    /// ```
     pub fn timestamp_header(mut self, name: impl Into<String>) -> Self {
         self.timestamp_header = Some(name.into());
         self
     }
 
     /// The header of the delivery id that recognises redeliveries (contract §5).
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// let scheme = SignatureScheme::custom("X-Sig").id_header("X-Delivery").build().unwrap();
+    /// # drop(scheme);
+    /// ```
     pub fn id_header(mut self, name: impl Into<String>) -> Self {
         self.id_header = Some(name.into());
         self
@@ -524,23 +569,47 @@ impl CustomScheme {
 
     /// Where the action is: `header:NAME`, or `body:dotted.path` (a string at most four keys
     /// deep).
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// assert!(SignatureScheme::custom("X-Sig").action("header:X-Event").build().is_ok());
+    /// assert!(SignatureScheme::custom("X-Sig").action("body:event.type").build().is_ok());
+    /// assert!(SignatureScheme::custom("X-Sig").action("event.type").build().is_err());
+    /// ```
     pub fn action(mut self, from: impl Into<String>) -> Self {
         self.action = Some(from.into());
         self
     }
 
     /// The header that carries the signature, as given.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// assert_eq!(SignatureScheme::custom("X-Sig").header_name(), "X-Sig");
+    /// ```
     pub fn header_name(&self) -> &str {
         &self.header
     }
 
     /// The template of what is signed, as given.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::SignatureScheme;
+    /// assert_eq!(SignatureScheme::custom("X-Sig").signed_template(), "{body}");
+    /// ```
     pub fn signed_template(&self) -> &str {
         &self.signed
     }
 
     /// The scheme, once every field is checked: header names, the template's placeholders and
     /// the headers they need, and the action's form.
+    ///
+    /// ```
+    /// # use agent_trigger::signature::{SchemeError, SignatureScheme};
+    /// let error = SignatureScheme::custom("X-Sig").signed("{timestamp}").build().unwrap_err();
+    /// assert_eq!(error, SchemeError::BodyNotSigned);
+    /// assert_eq!(error.to_string(), "signed: the template must contain {body}");
+    /// ```
     pub fn build(self) -> Result<SignatureScheme, SchemeError> {
         let header = header_name("header", &self.header)?;
         let signed = parse_template(&self.signed)?;
