@@ -612,6 +612,10 @@ impl CustomScheme {
     /// ```
     pub fn build(self) -> Result<SignatureScheme, SchemeError> {
         let header = header_name("header", &self.header)?;
+        // Header values are read trimmed, so a prefix is visible ASCII.
+        if !self.prefix.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(SchemeError::InvalidPrefix(self.prefix));
+        }
         let signed = parse_template(&self.signed)?;
         if !signed.contains(&Part::Body) {
             return Err(SchemeError::BodyNotSigned);
@@ -636,6 +640,20 @@ impl CustomScheme {
             }
             (false, true) => return Err(SchemeError::UnsignedTimestamp),
             _ => {}
+        }
+        let named = [
+            ("timestamp_header", timestamp.as_ref().map(|t| &t.header)),
+            ("id_header", id.as_ref()),
+        ];
+        for (at, (field, name)) in named.iter().enumerate() {
+            let Some(name) = name else { continue };
+            let earlier = std::iter::once(Some(&header)).chain(named[..at].iter().map(|n| n.1));
+            if earlier.flatten().any(|other| other == *name) {
+                return Err(SchemeError::HeaderNamedTwice {
+                    field,
+                    value: name.as_str().to_owned(),
+                });
+            }
         }
         if signed.contains(&Part::Id) && id.is_none() {
             return Err(SchemeError::PlaceholderWithoutHeader {
@@ -751,6 +769,16 @@ pub enum SchemeError {
         /// What it held.
         value: String,
     },
+    /// A field names a header that an earlier field already names (`header`,
+    /// `timestamp_header`, `id_header`, in that order).
+    HeaderNamedTwice {
+        /// The later field.
+        field: &'static str,
+        /// The header, in lower case.
+        value: String,
+    },
+    /// `prefix` holds something other than visible ASCII.
+    InvalidPrefix(String),
     /// `signed` has a placeholder other than `{body}`, `{timestamp}`, `{id}` and `{url}`.
     UnknownPlaceholder(String),
     /// `signed` opens a `{` that it never closes.
@@ -786,7 +814,9 @@ impl SchemeError {
         match self {
             SchemeError::UnknownPreset(_) => "signature",
             SchemeError::InvalidValue { field, .. }
-            | SchemeError::InvalidHeaderName { field, .. } => field,
+            | SchemeError::InvalidHeaderName { field, .. }
+            | SchemeError::HeaderNamedTwice { field, .. } => field,
+            SchemeError::InvalidPrefix(_) => "prefix",
             SchemeError::UnknownPlaceholder(_)
             | SchemeError::UnclosedPlaceholder
             | SchemeError::BodyNotSigned
@@ -816,6 +846,13 @@ impl fmt::Display for SchemeError {
             SchemeError::InvalidHeaderName { value, .. } => {
                 write!(f, "{field}: `{value}` is not a header name")
             }
+            SchemeError::HeaderNamedTwice { value, .. } => {
+                write!(f, "{field}: `{value}` is already another field's header")
+            }
+            SchemeError::InvalidPrefix(value) => write!(
+                f,
+                "{field}: `{value}` must be visible ASCII, without spaces"
+            ),
             SchemeError::UnknownPlaceholder(name) => write!(
                 f,
                 "{field}: unknown placeholder `{{{name}}}`: expected {{body}}, {{timestamp}}, {{id}} or {{url}}"
@@ -1273,6 +1310,24 @@ mod tests {
             );
         }
         assert!(table().action("body:a.b.c.d").build().is_ok());
+        assert_eq!(
+            table().prefix("v1 ").build().unwrap_err(),
+            SchemeError::InvalidPrefix("v1 ".into())
+        );
+        assert_eq!(
+            table()
+                .signed("{timestamp}{id}{body}")
+                .timestamp_header("X-T")
+                .id_header("x-t")
+                .build()
+                .unwrap_err()
+                .to_string(),
+            "id_header: `x-t` is already another field's header"
+        );
+        assert_eq!(
+            table().id_header("x-sig").build().unwrap_err().field(),
+            "id_header"
+        );
         let error = SchemeError::UnknownPreset("x".into()).to_string();
         for name in SignatureScheme::PRESETS {
             assert!(error.contains(name), "{error}");
