@@ -72,8 +72,12 @@ impl Event {
         fields: &Fields<'_>,
     ) -> Result<Event, BadEvent> {
         let delivery_id = match &spec.delivery_id {
+            DeliveryIdFrom::None => None,
+            DeliveryIdFrom::Header(name) => header_id(headers, name),
+            DeliveryIdFrom::Headers(names) => {
+                names.iter().find_map(|name| header_id(headers, name))
+            }
             DeliveryIdFrom::BodyField(name) => fields.str(&[*name]).and_then(bounded_id),
-            from => own_header_id(from, headers),
         };
         let action = match &spec.action {
             ActionFrom::None => None,
@@ -143,7 +147,14 @@ impl Event {
         headers: &HeaderMap,
         action: Option<String>,
     ) -> Result<Event, BadEvent> {
-        let delivery_id = match own_header_id(&spec.delivery_id, headers) {
+        let own = match &spec.delivery_id {
+            DeliveryIdFrom::Header(name) => header_id(headers, name),
+            DeliveryIdFrom::Headers(names) => {
+                names.iter().find_map(|name| header_id(headers, name))
+            }
+            DeliveryIdFrom::None | DeliveryIdFrom::BodyField(_) => None,
+        };
+        let delivery_id = match own {
             Some(id) => Some(id),
             None => idempotency_key(headers)?,
         };
@@ -193,15 +204,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadEvent> {
     Ok((!text.is_empty()).then(|| text.into()))
 }
 
-/// The delivery id from the sender's own headers, if the row names any.
-fn own_header_id(from: &DeliveryIdFrom, headers: &HeaderMap) -> Option<Box<str>> {
-    match from {
-        DeliveryIdFrom::Header(name) => header_id(headers, name),
-        DeliveryIdFrom::Headers(names) => names.iter().find_map(|name| header_id(headers, name)),
-        DeliveryIdFrom::None | DeliveryIdFrom::BodyField(_) => None,
-    }
-}
-
 /// A header's value as non-empty text.
 fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
@@ -239,10 +241,9 @@ mod tests {
         for (name, value) in headers {
             map.append(*name, HeaderValue::from_static(value));
         }
-        spec.with_body_fields(|paths| {
-            let fields = scan(body.as_bytes(), paths).unwrap();
-            Event::from_json(spec, &map, &fields).unwrap()
-        })
+        let (mut keys, mut path) = Default::default();
+        let fields = scan(body.as_bytes(), spec.body_fields(&mut keys, &mut path)).unwrap();
+        Event::from_json(spec, &map, &fields).unwrap()
     }
 
     #[test]

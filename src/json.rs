@@ -699,7 +699,7 @@ mod tests {
 
     use super::*;
 
-    const PATHS: &[FieldPath] = &[&["type"], &["event", "type"], &["event", "bot_id"], &["ts"]];
+    const PATHS: &[FieldPath<'_>] = &[&["type"], &["event", "type"], &["event", "bot_id"], &["ts"]];
 
     fn nested(depth: usize) -> String {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))

@@ -245,11 +245,11 @@ impl Answer {
         headers.clear();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let answer = match self {
-            Answer::Deferred(answer) => *answer,
+        let answer = match &self {
+            Answer::Deferred(answer) => answer,
             answer => answer,
         };
-        match answer {
+        match *answer {
             Answer::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }
@@ -361,9 +361,8 @@ mod tests {
                 false
             )
         );
-        assert_eq!(
+        assert!(
             text(Answer::Replayed(id).deferred()).1,
-            true,
             "a replay is still marked"
         );
         let skipped = Answer::Skipped {

@@ -361,14 +361,25 @@ impl SourceSpec {
         self.form.is_some()
     }
 
-    /// Runs `scan` with the body fields this row reads.
-    pub(crate) fn with_body_fields<R>(&self, scan: impl FnOnce(&[FieldPath<'_>]) -> R) -> R {
+    /// The body fields this row reads: its static paths, or its table's action path written
+    /// into `keys` and `storage`.
+    pub(crate) fn body_fields<'p>(
+        &'p self,
+        keys: &'p mut [&'p str; crate::json::MAX_PATH_DEPTH],
+        storage: &'p mut [FieldPath<'p>; 1],
+    ) -> &'p [FieldPath<'p>] {
         match (&self.body_fields, &self.action) {
-            (BodyFields::Static(paths), _) => scan(paths),
+            (BodyFields::Static(paths), _) => paths,
             (BodyFields::ActionPath, ActionFrom::OwnedBodyPath(path)) => {
-                with_path(path, |path| scan(&[path]))
+                let depth = path.len().min(keys.len());
+                for (key, segment) in keys.iter_mut().zip(path.iter()) {
+                    *key = segment;
+                }
+                let keys: &'p [&'p str; crate::json::MAX_PATH_DEPTH] = keys;
+                storage[0] = &keys[..depth];
+                &storage[..]
             }
-            (BodyFields::ActionPath, _) => scan(&[]),
+            (BodyFields::ActionPath, _) => &[],
         }
     }
 }

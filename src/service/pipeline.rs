@@ -150,7 +150,7 @@ where
 
         // API key, trigger, then size and content type from the headers. A signed request is
         // checked in the other order, so that an unknown trigger and a known one answer alike.
-        let (trigger, pending, kind) = match credentials {
+        let (trigger, mut pending, kind) = match credentials {
             Credentials::Bearer(token) => {
                 let (trigger, caller) =
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
@@ -173,15 +173,14 @@ where
             }
         };
         let spec = trigger.spec();
-        let pending = match pending {
+        if let Authentication::PendingTriggerSignature = pending {
             // The trigger's scheme is known now: whatever is wrong with its headers answers as
             // a wrong signature does.
-            Authentication::PendingTriggerSignature => Authentication::PendingSignature(
+            pending = Authentication::PendingSignature(
                 trigger_signature(spec, headers)
                     .map_err(|_| Answer::Signature(SignatureError::Mismatch))?,
-            ),
-            pending => pending,
-        };
+            );
+        }
 
         // the body itself, within the limit
         let raw = body::read(body, limit)
@@ -385,10 +384,12 @@ fn decode(
             Ok((Bytes::from_static(b"null"), event))
         }
         (BodyKind::Json, _) => {
-            let event = spec.with_body_fields(|paths| {
+            let event = {
+                let (mut keys, mut path) = Default::default();
+                let paths = spec.body_fields(&mut keys, &mut path);
                 let fields = json::scan(&raw, paths).map_err(Answer::InvalidJson)?;
-                Event::from_json(spec, headers, &fields).map_err(invalid)
-            })?;
+                Event::from_json(spec, headers, &fields).map_err(invalid)?
+            };
             Ok((raw, event))
         }
     }

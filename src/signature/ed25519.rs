@@ -8,10 +8,10 @@ use super::SignatureError;
 use super::mac::{header_text, parse_unix, replay_tag};
 use crate::SigningSecret;
 
-/// A signature and its timestamp as presented.
+/// A signature and its timestamp as presented; the signature is decoded when it is checked.
 #[derive(Debug)]
 pub(crate) struct Ed25519Signature<'h> {
-    signature: [u8; 64],
+    signature: &'h str,
     timestamp_text: &'h str,
     pub(crate) timestamp: i64,
 }
@@ -22,12 +22,10 @@ impl<'h> Ed25519Signature<'h> {
         timestamp: &HeaderName,
         headers: &'h HeaderMap,
     ) -> Result<Self, SignatureError> {
-        let mut decoded = [0u8; 64];
-        hex::decode_to_slice(header_text(headers, signature)?, &mut decoded)
-            .map_err(|_| SignatureError::Mismatch)?;
+        let signature = header_text(headers, signature)?;
         let timestamp_text = header_text(headers, timestamp)?;
         Ok(Ed25519Signature {
-            signature: decoded,
+            signature,
             timestamp_text,
             timestamp: parse_unix(timestamp_text)?,
         })
@@ -35,14 +33,16 @@ impl<'h> Ed25519Signature<'h> {
 
     /// The SHA-256 of the signature, when the public key `secret` verifies it.
     pub(crate) fn tag_made_with(&self, secret: &SigningSecret, body: &[u8]) -> Option<[u8; 32]> {
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(self.signature, &mut signature).ok()?;
         let key = public_key(secret.expose_value())?;
         let mut message = Vec::with_capacity(self.timestamp_text.len() + body.len());
         message.extend_from_slice(self.timestamp_text.as_bytes());
         message.extend_from_slice(body);
         UnparsedPublicKey::new(&ED25519, key)
-            .verify(&message, &self.signature)
+            .verify(&message, &signature)
             .ok()?;
-        Some(replay_tag(&self.signature))
+        Some(replay_tag(&signature))
     }
 }
 

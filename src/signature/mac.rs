@@ -221,15 +221,16 @@ pub(crate) struct HmacScheme {
 }
 
 /// A signature presented in a request's headers for an [`HmacScheme`], parsed but not checked.
+/// The signed timestamp's and id's text are read from the headers again when the signature is
+/// checked (kept small: it waits in the request's future while the body is read).
 #[derive(Debug)]
 pub(crate) struct HmacSignature<'a> {
     scheme: &'a HmacScheme,
+    headers: &'a HeaderMap,
     /// The single signature after its prefix, or the whole list.
     signatures: &'a str,
-    timestamp_text: Option<&'a str>,
     /// The signed timestamp in Unix seconds, when the scheme signs one.
     pub(crate) timestamp: Option<i64>,
-    id: Option<&'a str>,
 }
 
 impl<'a> HmacSignature<'a> {
@@ -251,34 +252,44 @@ impl<'a> HmacSignature<'a> {
                 (value, timestamp.and_then(|key| pairs(value, key).next()))
             }
         };
-        let (timestamp_text, timestamp) = match (&scheme.timestamp, listed_timestamp) {
-            (_, Some(text)) => (Some(text), Some(parse_unix(text)?)),
+        let timestamp = match (&scheme.timestamp, listed_timestamp) {
+            (_, Some(text)) => Some(parse_unix(text)?),
             (Some(TimestampHeader { header, format }), None) => {
                 let text = header_text(headers, header)?;
-                let seconds = match format {
+                Some(match format {
                     TimestampFormat::UnixSeconds => parse_unix(text)?,
                     TimestampFormat::Rfc3339 => {
                         parse_rfc3339(text).ok_or(SignatureError::Mismatch)?
                     }
-                };
-                (Some(text), Some(seconds))
+                })
             }
             (None, None) if scheme.signed.contains(&Part::Timestamp) => {
                 return Err(SignatureError::Mismatch);
             }
-            (None, None) => (None, None),
+            (None, None) => None,
         };
-        let id = match &scheme.id {
-            Some(header) => Some(header_text(headers, header)?),
-            None => None,
-        };
+        if let Some(header) = &scheme.id {
+            header_text(headers, header)?;
+        }
         Ok(HmacSignature {
             scheme,
+            headers,
             signatures,
-            timestamp_text,
             timestamp,
-            id,
         })
+    }
+
+    /// The signed timestamp as its sender wrote it: from the list, or from its header.
+    fn timestamp_text(&self) -> Option<&'a str> {
+        if let SignatureList::Pairs {
+            timestamp: Some(key),
+            ..
+        } = self.scheme.list
+        {
+            return pairs(self.signatures, key).next();
+        }
+        let header = &self.scheme.timestamp.as_ref()?.header;
+        header_text(self.headers, header).ok()
     }
 
     /// The decodable signatures presented, each the length of the scheme's tag.
@@ -308,8 +319,11 @@ impl<'a> HmacSignature<'a> {
             match part {
                 Part::Text(text) => mac.update(text.as_bytes()),
                 Part::Body => mac.update(body),
-                Part::Timestamp => mac.update(self.timestamp_text?.as_bytes()),
-                Part::Id => mac.update(self.id?.as_bytes()),
+                Part::Timestamp => mac.update(self.timestamp_text()?.as_bytes()),
+                Part::Id => {
+                    let header = self.scheme.id.as_ref()?;
+                    mac.update(header_text(self.headers, header).ok()?.as_bytes())
+                }
                 Part::Url => url.write_to(|piece| mac.update(piece))?,
             }
         }
