@@ -92,6 +92,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX delivery_keys_by_execution ON delivery_keys (execution_id);
     ",
+    // 2: a `webhook` trigger's signature scheme (a preset's name or a table, as JSON) and the
+    // public URL of the schemes that sign it.
+    "
+    ALTER TABLE triggers ADD COLUMN signature text, ADD COLUMN public_url text;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -102,6 +102,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX executions_by_trigger_status;
     CREATE INDEX executions_running_by_trigger ON executions (trigger_id) WHERE status = 'running';
     ",
+    // 8: a `webhook` trigger's signature scheme (a preset's name or a table, as JSON) and the
+    // public URL of the schemes that sign it.
+    "
+    ALTER TABLE triggers ADD COLUMN signature TEXT;
+    ALTER TABLE triggers ADD COLUMN public_url TEXT;
+    ",
 ];
 
 /// The schema version this build writes.
