@@ -111,7 +111,8 @@ impl Source {
     }
 
     /// The header that carries this sender's signature, or `None` for a source that does not
-    /// sign (`jira-automation`).
+    /// sign (`jira-automation`). For `webhook`, its default scheme's (Standard Webhooks): a
+    /// trigger's [`SignatureScheme`](crate::SignatureScheme) may name another.
     ///
     /// ```
     /// use agent_trigger::Source;

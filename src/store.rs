@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use crate::source::SourceSpec;
-use crate::{BoxError, KeyDigest, SignatureScheme, SigningSecret, Source};
+use crate::{BoxError, KeyDigest, SecretError, SignatureScheme, SigningSecret, Source};
 
 /// Where the service looks up API keys and triggers.
 ///
@@ -340,6 +340,29 @@ impl Trigger {
     pub fn with_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(secret);
         self
+    }
+
+    /// Whether every secret of the ring fits the trigger's scheme, as
+    /// [`SignatureScheme::check_secret`] says (a `webhook` trigger without a scheme of its own
+    /// takes Standard Webhooks secrets; the other sources, text): the first that does not, and
+    /// why. A secret that does not fit never verifies; call this when the configuration loads.
+    ///
+    /// ```
+    /// use agent_trigger::{SecretError, SignatureScheme, SigningSecret, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Webhook)
+    ///     .with_secret(SigningSecret::new("2026-11", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap())
+    ///     .with_secret(SigningSecret::new("2026-12", "not a whsec secret").unwrap());
+    /// let (secret, error) = trigger.check_secrets().unwrap_err();
+    /// assert_eq!((secret.id(), error), ("2026-12", SecretError::NotBase64));
+    /// assert!(trigger.with_signature(SignatureScheme::github()).check_secrets().is_ok());
+    /// ```
+    pub fn check_secrets(&self) -> Result<(), (&SigningSecret, SecretError)> {
+        let spec = self.spec();
+        self.secrets.iter().try_for_each(|secret| {
+            crate::signature::check_secret(spec, secret).map_err(|error| (secret, error))
+        })
     }
 
     /// How the sender of a [`Source::Webhook`] trigger signs: a preset (GitHub, Stripe,

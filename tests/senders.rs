@@ -1423,4 +1423,18 @@ fn secrets_are_checked_against_their_scheme() {
         Err(SecretError::NotText)
     );
     assert_eq!(SigningSecret::new("s", "").unwrap_err(), SecretError::Empty);
+    // A trigger checks its whole ring against its scheme, naming the secret that does not fit.
+    for preset in PRESETS {
+        assert!(
+            trigger_for(preset, Uuid::now_v7()).check_secrets().is_ok(),
+            "{preset}"
+        );
+    }
+    let misfit = trigger_for("discord", Uuid::now_v7())
+        .with_secret(SigningSecret::new("typo", "It's a Secret to Everybody").unwrap());
+    let (secret, error) = misfit.check_secrets().unwrap_err();
+    assert_eq!(
+        (secret.id(), error),
+        ("typo", SecretError::InvalidPublicKey)
+    );
 }

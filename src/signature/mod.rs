@@ -44,6 +44,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
 pub use self::mac::{HmacAlgorithm, SignatureEncoding};
+pub(crate) use self::scheme::check_secret;
 pub use self::scheme::{CustomScheme, SchemeError, SignatureScheme};
 use crate::json;
 use crate::secret::HmacSha256;
