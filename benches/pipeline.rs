@@ -89,6 +89,17 @@ fn accepted(c: &mut Criterion) {
     bench_requests(
         &mut group,
         &runtime,
+        "webhook_signed",
+        &service,
+        200,
+        || world.webhook_signed(),
+    );
+    bench_requests(&mut group, &runtime, "github_signed", &service, 200, || {
+        world.github_signed()
+    });
+    bench_requests(
+        &mut group,
+        &runtime,
         "floor_drop_and_answer",
         &support::floor_service(),
         200,

@@ -13,6 +13,10 @@ pub(crate) enum Credentials<'h> {
     Bearer(&'h [u8]),
     /// The source's signature headers, parsed but not yet verified.
     Signature(Presented<'h>),
+    /// No bearer token, to a source whose triggers each pick their scheme (`webhook`): a signed
+    /// request whatever its headers, which are read once the trigger, and so the scheme, is
+    /// known.
+    TriggerSignature,
 }
 
 /// Why no credentials could be taken from the request.
@@ -25,13 +29,16 @@ pub(crate) enum CredentialsError {
 }
 
 /// A bearer token wins over a signature; a signature counts only for a signed source whose
-/// signature header is present.
+/// signature header is present, or for a source whose triggers pick their scheme.
 pub(crate) fn extract(
     headers: &HeaderMap,
     source: Source,
 ) -> Result<Credentials<'_>, CredentialsError> {
     if let Some(token) = bearer_token_bytes(headers) {
         return Ok(Credentials::Bearer(token));
+    }
+    if source.takes_any_scheme() {
+        return Ok(Credentials::TriggerSignature);
     }
     let scheme = source
         .spec()
@@ -70,6 +77,11 @@ mod tests {
         assert!(matches!(
             extract(&headers, Source::JiraAutomation),
             Err(CredentialsError::Missing)
+        ));
+        // webhook: without a bearer token, a signed request whatever its headers.
+        assert!(matches!(
+            extract(&HeaderMap::new(), Source::Webhook),
+            Ok(Credentials::TriggerSignature)
         ));
     }
 }

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderName};
 
 use crate::json::Fields;
 use crate::source::header::IDEMPOTENCY_KEY;
-use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, SourceSpec};
+use crate::source::{ActionFrom, BodyTimestamp, DeliveryIdFrom, Envelope, SourceSpec, with_path};
 use crate::validation::Issue;
 
 /// Why a delivery's facts cannot be taken as they are: refused with a `400`, never acknowledged
@@ -42,13 +42,21 @@ const MAX_DELIVERY_ID_LEN: usize = 255;
 /// and a bounded length also bounds what reaches the log.
 const MAX_ACTION_LEN: usize = 1024;
 
+/// A sender's handshake, answered once the signature verified and never handed to the sink.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Handshake {
+    /// Slack's `url_verification`: its challenge, to be echoed.
+    SlackChallenge(Box<str>),
+    /// Discord's PING (`{"type":1}`), answered with a PONG.
+    DiscordPing,
+}
+
 /// The facts about one delivery that the pipeline acts on.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Event {
     pub(crate) delivery_id: Option<Box<str>>,
     pub(crate) action: Option<String>,
-    /// Slack's `url_verification` challenge, to be echoed.
-    pub(crate) challenge: Option<Box<str>>,
+    pub(crate) handshake: Option<Handshake>,
     /// A Slack message posted by a bot, skipped to avoid loops.
     pub(crate) from_bot: bool,
     /// The signed timestamp from the body, in Unix milliseconds (Linear).
@@ -66,18 +74,31 @@ impl Event {
         let delivery_id = match &spec.delivery_id {
             DeliveryIdFrom::None => None,
             DeliveryIdFrom::Header(name) => header_id(headers, name),
+            DeliveryIdFrom::Headers(names) => {
+                names.iter().find_map(|name| header_id(headers, name))
+            }
             DeliveryIdFrom::BodyField(name) => fields.str(&[*name]).and_then(bounded_id),
         };
         let action = match &spec.action {
-            ActionFrom::Header(name) => headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .filter(|text| !text.is_empty())
-                .map(String::from),
+            ActionFrom::None => None,
+            ActionFrom::Header(name) => header_text(headers, name).map(String::from),
+            ActionFrom::HeaderDotBody(name, field) => {
+                header_text(headers, name).map(|event| match fields.str(&[*field]) {
+                    Some(action) => format!("{event}.{action}"),
+                    None => event.to_owned(),
+                })
+            }
             ActionFrom::BodyPath(paths) => paths
                 .iter()
                 .find_map(|path| fields.str(path))
                 .map(String::from),
+            ActionFrom::OwnedBodyPath(path) => {
+                with_path(path, |path| fields.str(path).map(String::from))
+            }
+            ActionFrom::BodyPathOrNumber(path, number) => fields
+                .str(path)
+                .map(String::from)
+                .or_else(|| fields.number(number).map(|number| number.to_string())),
             ActionFrom::TypeDotAction(kind, action) => {
                 match (fields.str(&[*kind]), fields.str(&[*action])) {
                     (Some(kind), Some(action)) => Some(format!("{kind}.{action}")),
@@ -86,14 +107,20 @@ impl Event {
             }
             ActionFrom::Slack => fields.str(&["event", "type"]).map(String::from),
         };
-        let (challenge, from_bot) = if spec.slack_events {
-            let challenge = (fields.str(&["type"]) == Some("url_verification"))
-                .then(|| fields.str(&["challenge"]).unwrap_or("").into());
-            let from_bot = fields.is_present(&["event", "bot_id"])
-                || fields.str(&["event", "subtype"]) == Some("bot_message");
-            (challenge, from_bot)
-        } else {
-            (None, false)
+        let (handshake, from_bot) = match spec.envelope {
+            Envelope::Plain => (None, false),
+            Envelope::SlackEvents => {
+                let challenge = (fields.str(&["type"]) == Some("url_verification")).then(|| {
+                    Handshake::SlackChallenge(fields.str(&["challenge"]).unwrap_or("").into())
+                });
+                let from_bot = fields.is_present(&["event", "bot_id"])
+                    || fields.str(&["event", "subtype"]) == Some("bot_message");
+                (challenge, from_bot)
+            }
+            Envelope::DiscordInteractions => (
+                (fields.number(&["type"]) == Some(1.0)).then_some(Handshake::DiscordPing),
+                false,
+            ),
         };
         let body_timestamp_millis = match spec.body_timestamp {
             BodyTimestamp::None => None,
@@ -106,21 +133,33 @@ impl Event {
         Event {
             delivery_id,
             action,
-            challenge,
+            handshake,
             from_bot,
             body_timestamp_millis,
         }
         .fit_for_environment()
     }
 
-    /// Reads a form delivery (Slack slash commands and interactivity), whose action the form
-    /// decoder found; only `Idempotency-Key` can name it.
+    /// Reads a form delivery (Slack slash commands and interactivity, Twilio), whose action
+    /// the form decoder found; a sender's own id header names it, else `Idempotency-Key`.
     pub(crate) fn from_form(
+        spec: &SourceSpec,
         headers: &HeaderMap,
         action: Option<String>,
     ) -> Result<Event, BadEvent> {
+        let own = match &spec.delivery_id {
+            DeliveryIdFrom::Header(name) => header_id(headers, name),
+            DeliveryIdFrom::Headers(names) => {
+                names.iter().find_map(|name| header_id(headers, name))
+            }
+            DeliveryIdFrom::None | DeliveryIdFrom::BodyField(_) => None,
+        };
+        let delivery_id = match own {
+            Some(id) => Some(id),
+            None => idempotency_key(headers)?,
+        };
         Event {
-            delivery_id: idempotency_key(headers)?,
+            delivery_id,
             action,
             ..Event::default()
         }
@@ -165,6 +204,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, BadEvent> {
     Ok((!text.is_empty()).then(|| text.into()))
 }
 
+/// A header's value as non-empty text.
+fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| !text.is_empty())
+}
+
 /// A sender's own delivery id header; one that could not be an id is ignored, since the
 /// sender would only redeliver it forever if it were refused.
 fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
@@ -186,12 +233,16 @@ mod tests {
     use http::HeaderValue;
 
     fn event(source: Source, headers: &[(&'static str, &'static str)], body: &str) -> Event {
-        let spec = source.spec();
+        event_of(source.spec(), headers, body)
+    }
+
+    fn event_of(spec: &SourceSpec, headers: &[(&'static str, &'static str)], body: &str) -> Event {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(*name, HeaderValue::from_static(value));
         }
-        let fields = scan(body.as_bytes(), spec.body_fields).unwrap();
+        let (mut keys, mut path) = Default::default();
+        let fields = scan(body.as_bytes(), spec.body_fields(&mut keys, &mut path)).unwrap();
         Event::from_json(spec, &map, &fields).unwrap()
     }
 
@@ -294,7 +345,10 @@ mod tests {
             &[],
             r#"{"type":"url_verification","challenge":"abc","token":"t"}"#,
         );
-        assert_eq!(handshake.challenge.as_deref(), Some("abc"));
+        assert_eq!(
+            handshake.handshake,
+            Some(Handshake::SlackChallenge("abc".into()))
+        );
         let bot = event(
             Source::Slack,
             &[],
@@ -313,14 +367,159 @@ mod tests {
             &[],
             r#"{"type":"url_verification","challenge":"abc"}"#,
         );
-        assert_eq!(other.challenge, None);
+        assert_eq!(other.handshake, None);
+    }
+
+    #[test]
+    fn every_preset_reads_its_delivery_id_and_action() {
+        use crate::SignatureScheme;
+        let read = |name: &str, headers: &[(&'static str, &'static str)], body: &str| {
+            let scheme = SignatureScheme::preset(name).unwrap();
+            let event = event_of(scheme.spec(), headers, body);
+            (event.delivery_id.map(String::from), event.action)
+        };
+        let some = |id: &str, action: &str| (Some(id.to_owned()), Some(action.to_owned()));
+        assert_eq!(
+            read(
+                "github",
+                &[("x-github-delivery", "d1"), ("x-github-event", "issues")],
+                r#"{"action":"opened"}"#
+            ),
+            some("d1", "issues.opened")
+        );
+        assert_eq!(
+            read("github", &[("x-github-event", "push")], r#"{"ref":"main"}"#),
+            (None, Some("push".to_owned()))
+        );
+        assert_eq!(
+            read("stripe", &[], r#"{"id":"evt_1","type":"invoice.paid"}"#),
+            some("evt_1", "invoice.paid")
+        );
+        assert_eq!(
+            read(
+                "shopify",
+                &[
+                    ("x-shopify-webhook-id", "s1"),
+                    ("x-shopify-topic", "orders/create")
+                ],
+                "{}"
+            ),
+            some("s1", "orders/create")
+        );
+        assert_eq!(
+            read("twilio", &[("i-twilio-idempotency-token", "t1")], "{}"),
+            (Some("t1".to_owned()), None)
+        );
+        assert_eq!(
+            read(
+                "svix",
+                &[("svix-id", "msg_1")],
+                r#"{"type":"user.created"}"#
+            ),
+            some("msg_1", "user.created")
+        );
+        assert_eq!(
+            read(
+                "zendesk",
+                &[("x-zendesk-webhook-invocation-id", "z1")],
+                r#"{"type":"zen:event-type:ticket.created"}"#
+            ),
+            some("z1", "zen:event-type:ticket.created")
+        );
+        assert_eq!(
+            read(
+                "pagerduty",
+                &[("x-webhook-id", "p1")],
+                r#"{"event":{"event_type":"incident.triggered"}}"#
+            ),
+            some("p1", "incident.triggered")
+        );
+        assert_eq!(
+            read(
+                "gitlab",
+                &[
+                    ("x-gitlab-event-uuid", "uuid-1"),
+                    ("idempotency-key", "idem-1"),
+                    ("x-gitlab-event", "Push Hook")
+                ],
+                "{}"
+            ),
+            some("idem-1", "Push Hook")
+        );
+        assert_eq!(
+            read("gitlab", &[("x-gitlab-event-uuid", "uuid-1")], "{}").0,
+            Some("uuid-1".to_owned())
+        );
+        assert_eq!(
+            read(
+                "sentry",
+                &[("request-id", "r1"), ("sentry-hook-resource", "issue")],
+                r#"{"action":"created"}"#
+            ),
+            some("r1", "issue.created")
+        );
+        assert_eq!(
+            read(
+                "intercom",
+                &[],
+                r#"{"id":"notif_1","topic":"conversation.user.created"}"#
+            ),
+            some("notif_1", "conversation.user.created")
+        );
+        assert_eq!(
+            read(
+                "discord",
+                &[],
+                r#"{"id":"123","type":2,"data":{"name":"triage"}}"#
+            ),
+            some("123", "triage")
+        );
+        assert_eq!(
+            read(
+                "discord",
+                &[],
+                r#"{"id":"124","type":3,"data":{"custom_id":"b"}}"#
+            ),
+            some("124", "3")
+        );
+        let ping = event_of(
+            SignatureScheme::discord().spec(),
+            &[],
+            r#"{"id":"1","type":1}"#,
+        );
+        assert_eq!(ping.handshake, Some(Handshake::DiscordPing));
+        let table = SignatureScheme::custom("X-Sig")
+            .id_header("X-Id")
+            .action("body:event.kind")
+            .build()
+            .unwrap();
+        let custom = event_of(table.spec(), &[("x-id", "c1")], r#"{"event":{"kind":"k"}}"#);
+        assert_eq!(
+            (custom.delivery_id.as_deref(), custom.action.as_deref()),
+            (Some("c1"), Some("k"))
+        );
     }
 
     #[test]
     fn every_path_the_table_reads_is_scanned() {
-        for source in Source::ALL {
-            let spec = source.spec();
-            let scanned = |path: &[&str]| spec.body_fields.contains(&path);
+        let presets: Vec<_> = crate::SignatureScheme::PRESETS
+            .iter()
+            .map(|name| crate::SignatureScheme::preset(name).unwrap())
+            .collect();
+        let specs: Vec<(String, &SourceSpec)> = Source::ALL
+            .iter()
+            .map(|source| (source.to_string(), source.spec()))
+            .chain(
+                presets
+                    .iter()
+                    .map(|scheme| (scheme.name().unwrap().to_owned(), scheme.spec())),
+            )
+            .collect();
+        for (source, spec) in specs {
+            let crate::source::BodyFields::Static(body_fields) = spec.body_fields else {
+                panic!("{source}: presets read static paths");
+            };
+            let scanned = |path: &[&str]| body_fields.contains(&path);
             if let DeliveryIdFrom::BodyField(name) = spec.delivery_id {
                 assert!(scanned(&[name]), "{source}");
             }
@@ -332,12 +531,20 @@ mod tests {
                     assert!(scanned(&[a]) && scanned(&[b]), "{source}")
                 }
                 ActionFrom::Slack => assert!(scanned(&["event", "type"])),
-                ActionFrom::Header(_) => {}
+                ActionFrom::HeaderDotBody(_, field) => assert!(scanned(&[field]), "{source}"),
+                ActionFrom::BodyPathOrNumber(path, number) => {
+                    assert!(scanned(path) && scanned(number), "{source}")
+                }
+                ActionFrom::Header(_) | ActionFrom::None => {}
+                ActionFrom::OwnedBodyPath(_) => panic!("{source}: presets read static paths"),
             }
             if let BodyTimestamp::Millis(field) = spec.body_timestamp {
                 assert!(scanned(field[0]), "{source}");
             }
-            if spec.slack_events {
+            if spec.envelope == Envelope::DiscordInteractions {
+                assert!(scanned(&["type"]), "{source}");
+            }
+            if spec.envelope == Envelope::SlackEvents {
                 for path in [
                     &["type"][..],
                     &["challenge"],

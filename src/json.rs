@@ -28,10 +28,10 @@ const _: () = assert!(MAX_NESTING <= u8::MAX as usize);
 const MAX_FIELDS: usize = 8;
 
 /// A field is at most this many keys deep.
-const MAX_PATH_DEPTH: usize = 4;
+pub(crate) const MAX_PATH_DEPTH: usize = 4;
 
 /// A path of object keys from the top of the document, `&["event", "type"]`.
-pub(crate) type FieldPath = &'static [&'static str];
+pub(crate) type FieldPath<'p> = &'p [&'p str];
 
 /// A picked-out value: a string (borrowed from the body when it has no escapes), a number, or
 /// anything else (which still counts as present).
@@ -45,7 +45,7 @@ pub(crate) enum Scalar<'b> {
 /// The fields found by [`scan`], the first occurrence of each.
 #[derive(Debug)]
 pub(crate) struct Fields<'b> {
-    paths: &'static [FieldPath],
+    paths: &'b [FieldPath<'b>],
     values: [Option<Scalar<'b>>; MAX_FIELDS],
 }
 
@@ -112,7 +112,7 @@ impl fmt::Display for JsonError {
 /// table never has.
 pub(crate) fn scan<'b>(
     body: &'b [u8],
-    paths: &'static [FieldPath],
+    paths: &'b [FieldPath<'b>],
 ) -> Result<Fields<'b>, JsonError> {
     assert!(
         paths.len() <= MAX_FIELDS,
@@ -254,7 +254,7 @@ fn skip_plain_bytes(bytes: &[u8], mut at: usize, stop_outside_ascii: bool) -> us
 struct Scanner<'b> {
     bytes: &'b [u8],
     at: usize,
-    paths: &'static [FieldPath],
+    paths: &'b [FieldPath<'b>],
     values: [Option<Scalar<'b>>; MAX_FIELDS],
     /// For each level of the objects on the way to picked fields, the fields whose key at that
     /// level the innermost such object has already had: a second one is a duplicate.
@@ -696,7 +696,7 @@ mod tests {
 
     use super::*;
 
-    const PATHS: &[FieldPath] = &[&["type"], &["event", "type"], &["event", "bot_id"], &["ts"]];
+    const PATHS: &[FieldPath<'_>] = &[&["type"], &["event", "type"], &["event", "bot_id"], &["ts"]];
 
     fn nested(depth: usize) -> String {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))

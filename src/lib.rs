@@ -49,7 +49,7 @@ pub use crate::layer::TriggerLayer;
 pub use crate::response::ResponseBody;
 pub use crate::secret::{SecretError, SigningSecret};
 pub use crate::service::{TriggerService, TriggerServiceBuilder};
-pub use crate::signature::SignatureError;
+pub use crate::signature::{SignatureError, SignatureScheme};
 pub use crate::sink::{ExecutionSink, Outcome, SinkError};
 pub use crate::source::{Source, UnknownSource};
 pub use crate::store::{

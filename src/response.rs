@@ -37,6 +37,12 @@ pub(crate) enum Answer {
     UnreadableBody,
     InvalidJson(JsonError),
     Challenge(Box<str>),
+    /// Discord's answer to its PING: `{"type":1}`.
+    Pong,
+    /// A started, replayed or skipped delivery answered in Discord's shape: a deferred
+    /// response (`"type":5`) carrying the answer's fields. The agent follows up with the
+    /// interaction's token.
+    Deferred(Box<Answer>),
     Skipped {
         message: Cow<'static, str>,
         action: Option<String>,
@@ -68,9 +74,36 @@ struct ChallengeBody<'a> {
     challenge: &'a str,
 }
 
+/// Discord's interaction response type for "deferred channel message with source".
+const DEFERRED_CHANNEL_MESSAGE: u8 = 5;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeferredBody<'a> {
+    r#type: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+}
+
 impl Answer {
+    /// The answer in Discord's shape, for the answers that have one (started, replayed,
+    /// skipped); others stay as they are.
+    pub(crate) fn deferred(self) -> Answer {
+        match self {
+            Answer::Started(_) | Answer::Replayed(_) | Answer::Skipped { .. } => {
+                Answer::Deferred(Box::new(self))
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
+            Answer::Deferred(answer) => answer.status(),
             Answer::NotFound | Answer::TriggerNotFound => StatusCode::NOT_FOUND,
             Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Answer::InvalidParams(_) | Answer::UnreadableBody | Answer::InvalidJson(_) => {
@@ -82,6 +115,7 @@ impl Answer {
             Answer::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Answer::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Answer::Challenge(_)
+            | Answer::Pong
             | Answer::Skipped { .. }
             | Answer::Started(_)
             | Answer::Replayed(_)
@@ -113,6 +147,7 @@ impl Answer {
     pub(crate) fn execution_id(&self) -> Option<&ExecutionId> {
         match self {
             Answer::Started(id) | Answer::Replayed(id) => Some(id),
+            Answer::Deferred(answer) => answer.execution_id(),
             _ => None,
         }
     }
@@ -131,7 +166,8 @@ impl Answer {
             Answer::Signature(_) => "invalid_signature",
             Answer::UnreadableBody => "unreadable_body",
             Answer::InvalidJson(_) => "invalid_json",
-            Answer::Challenge(_) => "challenge",
+            Answer::Challenge(_) | Answer::Pong => "challenge",
+            Answer::Deferred(answer) => answer.outcome(),
             Answer::Skipped { .. } => "skipped",
             Answer::Started(_) => "started",
             Answer::Replayed(_) => "replayed",
@@ -176,6 +212,21 @@ impl Answer {
                 problem.column,
             )])),
             Answer::Challenge(challenge) => json(&ChallengeBody { challenge }),
+            Answer::Pong => Bytes::from_static(br#"{"type":1}"#),
+            Answer::Deferred(answer) => json(&match &**answer {
+                Answer::Skipped { message, action } => DeferredBody {
+                    r#type: DEFERRED_CHANNEL_MESSAGE,
+                    execution_id: Some(Cow::Borrowed("skipped")),
+                    message: Some(message),
+                    action: Some(action.as_deref().unwrap_or("")),
+                },
+                answer => DeferredBody {
+                    r#type: DEFERRED_CHANNEL_MESSAGE,
+                    execution_id: answer.execution_id().map(|id| Cow::Owned(id.to_string())),
+                    message: None,
+                    action: None,
+                },
+            }),
             Answer::Skipped { message, action } => json(&SkippedBody {
                 execution_id: "skipped",
                 message,
@@ -194,7 +245,11 @@ impl Answer {
         headers.clear();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match self {
+        let answer = match &self {
+            Answer::Deferred(answer) => answer,
+            answer => answer,
+        };
+        match *answer {
             Answer::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }
@@ -279,6 +334,46 @@ mod tests {
         assert_eq!(names, ["cache-control", "content-type", "www-authenticate"]);
         assert_eq!(response.headers().len(), 3);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn discord_answers() {
+        let id = ExecutionId::from(uuid::Uuid::nil());
+        let body = |answer: Answer| {
+            let response = answer.into_response(HeaderMap::new());
+            let replayed = response.headers().contains_key(IDEMPOTENT_REPLAYED);
+            (response.into_body(), replayed)
+        };
+        use http_body_util::BodyExt;
+        let text = |answer| {
+            let (body, replayed) = body(answer);
+            let bytes = futures_util::FutureExt::now_or_never(body.collect())
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+            (String::from_utf8(bytes.to_vec()).unwrap(), replayed)
+        };
+        assert_eq!(text(Answer::Pong), (r#"{"type":1}"#.to_owned(), false));
+        assert_eq!(
+            text(Answer::Started(id.clone()).deferred()),
+            (
+                r#"{"type":5,"executionId":"00000000-0000-0000-0000-000000000000"}"#.to_owned(),
+                false
+            )
+        );
+        assert!(
+            text(Answer::Replayed(id).deferred()).1,
+            "a replay is still marked"
+        );
+        let skipped = Answer::Skipped {
+            message: Cow::Borrowed("trigger is disabled"),
+            action: Some("triage".into()),
+        };
+        assert_eq!(
+            text(skipped.deferred()).0,
+            r#"{"type":5,"executionId":"skipped","message":"trigger is disabled","action":"triage"}"#
+        );
+        assert_eq!(Answer::Internal.deferred().outcome(), "internal_error");
     }
 
     #[test]

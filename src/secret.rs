@@ -46,14 +46,21 @@ pub struct SigningSecret {
     standard_mac: Arc<OnceLock<Option<HmacSha256>>>,
 }
 
-/// Why a signing secret was refused when it was configured.
+/// Why a signing secret was refused when it was configured: by [`SigningSecret::new`], or
+/// by the scheme it is for ([`SignatureScheme::check_secret`](crate::SignatureScheme::check_secret)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecretError {
     /// The secret is empty (HackerOne, for one, signs with an empty key when none is set).
     Empty,
-    /// A `whsec_` secret whose remainder is not standard base64.
+    /// A Standard Webhooks (or svix) `whsec_` secret whose remainder is not standard base64.
     InvalidWhsec,
+    /// A Standard Webhooks (or svix) secret without `whsec_` that is not standard base64.
+    NotBase64,
+    /// The scheme keys its HMAC with the secret's text, and this secret is not UTF-8.
+    NotText,
+    /// Discord's "secret" is the application's Ed25519 public key: 64 hex digits.
+    InvalidPublicKey,
 }
 
 impl fmt::Display for SecretError {
@@ -63,6 +70,13 @@ impl fmt::Display for SecretError {
             SecretError::InvalidWhsec => {
                 f.write_str("a `whsec_` signing secret must be followed by standard base64")
             }
+            SecretError::NotBase64 => f.write_str(
+                "a Standard Webhooks signing secret must be `whsec_` and standard base64, or base64 alone",
+            ),
+            SecretError::NotText => f.write_str("this scheme's signing secret must be UTF-8 text"),
+            SecretError::InvalidPublicKey => f.write_str(
+                "a Discord signing secret must be the application's public key: 64 hex digits",
+            ),
         }
     }
 }
@@ -70,18 +84,14 @@ impl fmt::Display for SecretError {
 impl std::error::Error for SecretError {}
 
 impl SigningSecret {
-    /// A secret as the sender shows it: the literal text for hex-HMAC senders and Slack, the
-    /// `whsec_<base64>` string for Standard Webhooks.
+    /// A secret as the sender shows it: the literal text for HMAC senders and Slack, the
+    /// `whsec_<base64>` string for Standard Webhooks, the public key (hex) for Discord. Only an
+    /// empty secret is refused here; whether it fits its scheme is the scheme's to say
+    /// ([`SignatureScheme::check_secret`](crate::SignatureScheme::check_secret)).
     pub fn new(id: impl Into<Arc<str>>, secret: impl AsRef<[u8]>) -> Result<Self, SecretError> {
         let value = secret.as_ref();
         if value.is_empty() {
             return Err(SecretError::Empty);
-        }
-        if let Some(encoded) = value.strip_prefix(WHSEC_PREFIX.as_bytes()) {
-            match STANDARD.decode(encoded) {
-                Ok(key) if !key.is_empty() => {}
-                _ => return Err(SecretError::InvalidWhsec),
-            }
         }
         Ok(SigningSecret {
             id: id.into(),
@@ -120,8 +130,7 @@ impl SigningSecret {
         self.not_after
     }
 
-    /// The secret itself, for a store that must keep it.
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    /// The secret itself, for a store that must keep it and for the schemes that key with it.
     pub(crate) fn expose_value(&self) -> &[u8] {
         &self.value
     }
@@ -162,6 +171,20 @@ impl SigningSecret {
     }
 }
 
+impl SigningSecret {
+    /// Whether the secret is a Standard Webhooks key: standard base64 after an optional
+    /// `whsec_`, not empty.
+    pub(crate) fn check_standard_webhooks(&self) -> Result<(), SecretError> {
+        match self.standard_webhooks_mac() {
+            Some(_) => Ok(()),
+            None if self.value.starts_with(WHSEC_PREFIX.as_bytes()) => {
+                Err(SecretError::InvalidWhsec)
+            }
+            None => Err(SecretError::NotBase64),
+        }
+    }
+}
+
 impl fmt::Debug for SigningSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningSecret")
@@ -193,18 +216,19 @@ mod tests {
     }
 
     #[test]
-    fn whsec_secrets_must_be_base64() {
-        assert_eq!(
-            SigningSecret::new("s", "whsec_***").unwrap_err(),
-            SecretError::InvalidWhsec
-        );
-        assert_eq!(
-            SigningSecret::new("s", "whsec_").unwrap_err(),
-            SecretError::InvalidWhsec
-        );
-        let secret = SigningSecret::new("s", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-        assert!(secret.standard_webhooks_mac().is_some());
-        let not_base64 = SigningSecret::new("s", "plain text!").unwrap();
-        assert!(not_base64.standard_webhooks_mac().is_none());
+    fn standard_webhooks_secrets_must_be_base64() {
+        let check = |text: &str| {
+            SigningSecret::new("s", text)
+                .unwrap()
+                .check_standard_webhooks()
+        };
+        assert_eq!(check("whsec_***"), Err(SecretError::InvalidWhsec));
+        assert_eq!(check("whsec_"), Err(SecretError::InvalidWhsec));
+        assert_eq!(check("plain text!"), Err(SecretError::NotBase64));
+        assert_eq!(check("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Ok(()));
+        assert_eq!(check("C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Ok(()));
+        // Other schemes key with the text: a `whsec_` text that is not base64 is theirs to use.
+        let stripe_test_secret = SigningSecret::new("s", "whsec_test_secret").unwrap();
+        assert!(stripe_test_secret.standard_webhooks_mac().is_none());
     }
 }

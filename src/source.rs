@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::form::FormRules;
 use crate::json::FieldPath;
+use crate::signature::mac::HmacScheme;
 
 /// A webhook sender, the `{source}` segment of `POST /api/trigger/{source}/{triggerId}`.
 ///
@@ -35,7 +37,9 @@ pub enum Source {
     Slack,
     /// Linear webhooks, signed with `Linear-Signature`.
     Linear,
-    /// Any sender that speaks Standard Webhooks (`webhook-signature`).
+    /// Any signed sender: Standard Webhooks (`webhook-signature`) by default, or the scheme a
+    /// trigger picks with [`Trigger::with_signature`](crate::Trigger::with_signature) (GitHub,
+    /// Stripe, Discord, … or a table of its own).
     Webhook,
     /// Bugcrowd webhooks, signed with `X-Bugcrowd-Digest`.
     Bugcrowd,
@@ -107,7 +111,8 @@ impl Source {
     }
 
     /// The header that carries this sender's signature, or `None` for a source that does not
-    /// sign (`jira-automation`).
+    /// sign (`jira-automation`). For `webhook`, its default scheme's (Standard Webhooks): a
+    /// trigger's [`SignatureScheme`](crate::SignatureScheme) may name another.
     ///
     /// ```
     /// use agent_trigger::Source;
@@ -117,6 +122,13 @@ impl Source {
     /// ```
     pub fn signature_header(self) -> Option<&'static str> {
         self.spec().scheme.as_ref().map(Scheme::signature_header)
+    }
+
+    /// Whether each trigger of this source picks its own signature scheme (`webhook`). A request
+    /// to such a source without a bearer key is a signed request whatever its headers, and the
+    /// scheme's headers are read only once the trigger is known.
+    pub(crate) fn takes_any_scheme(self) -> bool {
+        matches!(self, Source::Webhook)
     }
 
     /// This source's row of the table.
@@ -196,12 +208,15 @@ pub(crate) mod header {
     pub(crate) const WEBHOOK_ID: &str = "webhook-id";
     pub(crate) const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
     pub(crate) const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+    pub(crate) const SVIX_ID: &str = "svix-id";
+    pub(crate) const SVIX_TIMESTAMP: &str = "svix-timestamp";
+    pub(crate) const SVIX_SIGNATURE: &str = "svix-signature";
     pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
     pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 }
 
-/// How a sender signs: one verifier per scheme, shared by the sources that use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a sender signs: one verifier per scheme, shared by the sources and presets that use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scheme {
     /// HMAC-SHA256 of the raw body as hex in one header, with or without a `sha256=` prefix.
     HexHmac {
@@ -210,9 +225,41 @@ pub(crate) enum Scheme {
     },
     /// Slack's `v0=` HMAC over `v0:{timestamp}:{body}`, timestamp in its own header.
     SlackV0,
-    /// Standard Webhooks: `{id}.{timestamp}.{body}`, base64 signatures, `whsec_` secrets.
-    StandardWebhooks,
+    /// Standard Webhooks: `{id}.{timestamp}.{body}`, base64 signatures, `whsec_` secrets, under
+    /// these header names.
+    StandardWebhooks(&'static StandardHeaders),
+    /// Any HMAC over a template of the request: the presets' and hand-written tables.
+    Hmac(HmacScheme),
+    /// The secret itself in a header (GitLab signs nothing).
+    Token { header: HeaderName },
+    /// Ed25519 over `{timestamp}{body}` with a public key as the "secret" (Discord).
+    Ed25519 {
+        signature: HeaderName,
+        timestamp: HeaderName,
+    },
+    /// Twilio's HMAC-SHA1 over the URL it called and its sorted form fields.
+    Twilio { header: HeaderName },
 }
+
+/// The three header names of a Standard Webhooks sender (`webhook-*`, or svix's `svix-*`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StandardHeaders {
+    pub(crate) id: &'static str,
+    pub(crate) timestamp: &'static str,
+    pub(crate) signature: &'static str,
+}
+
+pub(crate) static WEBHOOK_HEADERS: StandardHeaders = StandardHeaders {
+    id: header::WEBHOOK_ID,
+    timestamp: header::WEBHOOK_TIMESTAMP,
+    signature: header::WEBHOOK_SIGNATURE,
+};
+
+pub(crate) static SVIX_HEADERS: StandardHeaders = StandardHeaders {
+    id: header::SVIX_ID,
+    timestamp: header::SVIX_TIMESTAMP,
+    signature: header::SVIX_SIGNATURE,
+};
 
 /// Whether a hex signature carries the `sha256=` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +279,7 @@ pub(crate) enum BodyTimestamp {
     None,
     /// A body field holding Unix milliseconds (Linear's `webhookTimestamp`), as the one-entry
     /// field list that [`crate::json::scan`] takes.
-    Millis(&'static [FieldPath; 1]),
+    Millis(&'static [FieldPath<'static>; 1]),
 }
 
 /// Where a sender puts its delivery id.
@@ -242,6 +289,9 @@ pub(crate) enum DeliveryIdFrom {
     None,
     /// A request header.
     Header(HeaderName),
+    /// The first of these request headers that is present (GitLab: `Idempotency-Key`, then
+    /// `X-Gitlab-Event-UUID`).
+    Headers(&'static [HeaderName]),
     /// A top-level string field of the JSON body.
     BodyField(&'static str),
 }
@@ -249,10 +299,20 @@ pub(crate) enum DeliveryIdFrom {
 /// Where a sender names the event that a delivery is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ActionFrom {
+    /// The sender names none.
+    None,
     /// A request header.
     Header(HeaderName),
+    /// A request header, then `.` and a top-level body string when the body has it (GitHub's
+    /// `issues.opened`).
+    HeaderDotBody(HeaderName, &'static str),
     /// The first of these body paths that holds a string.
     BodyPath(&'static [&'static [&'static str]]),
+    /// A body path written in a scheme's table (`body:dotted.path`).
+    OwnedBodyPath(Box<[Box<str>]>),
+    /// A body string at the first path, else the number at the second, as text (Discord's
+    /// `data.name`, else its interaction `type`).
+    BodyPathOrNumber(&'static [&'static str], &'static [&'static str]),
     /// Two top-level body strings joined with a dot (Linear's `Issue.create`).
     TypeDotAction(&'static str, &'static str),
     /// Slack: `event.type` for events, `command` for slash commands, `payload.type` for
@@ -260,21 +320,80 @@ pub(crate) enum ActionFrom {
     Slack,
 }
 
-/// One row of the source table.
-#[derive(Debug)]
+/// What the pipeline reads in a sender's JSON envelope beyond the delivery id and action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Envelope {
+    /// Nothing.
+    Plain,
+    /// Slack Events API: the `url_verification` handshake, and bot messages skipped to avoid
+    /// loops.
+    SlackEvents,
+    /// Discord interactions: the PING handshake, and answers in Discord's own shape.
+    DiscordInteractions,
+}
+
+/// The body fields a row reads, picked out in the one validating pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyFields {
+    /// These paths.
+    Static(&'static [FieldPath<'static>]),
+    /// The path of the row's [`ActionFrom::OwnedBodyPath`].
+    ActionPath,
+}
+
+/// One row of the source table, or of a signature scheme of a `webhook` trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SourceSpec {
     pub(crate) scheme: Option<Scheme>,
     pub(crate) replay_window: Option<Duration>,
     pub(crate) body_timestamp: BodyTimestamp,
     pub(crate) delivery_id: DeliveryIdFrom,
     pub(crate) action: ActionFrom,
-    /// Slack also posts `application/x-www-form-urlencoded` (slash commands, interactivity).
-    pub(crate) accepts_form: bool,
-    /// Reads Slack Events API envelopes: the `url_verification` handshake, and bot messages
-    /// skipped to avoid loops.
-    pub(crate) slack_events: bool,
-    /// Every JSON body field the row above reads, picked out in the one validating pass.
-    pub(crate) body_fields: &'static [FieldPath],
+    /// How a form body (`application/x-www-form-urlencoded`) becomes JSON, for the senders
+    /// that post forms (Slack's slash commands and interactivity, Twilio).
+    pub(crate) form: Option<FormRules>,
+    pub(crate) envelope: Envelope,
+    pub(crate) body_fields: BodyFields,
+}
+
+impl SourceSpec {
+    /// Whether the sender posts forms.
+    pub(crate) fn accepts_form(&self) -> bool {
+        self.form.is_some()
+    }
+
+    /// The body fields this row reads: its static paths, or its table's action path written
+    /// into `keys` and `storage`.
+    pub(crate) fn body_fields<'p>(
+        &'p self,
+        keys: &'p mut [&'p str; crate::json::MAX_PATH_DEPTH],
+        storage: &'p mut [FieldPath<'p>; 1],
+    ) -> &'p [FieldPath<'p>] {
+        match (&self.body_fields, &self.action) {
+            (BodyFields::Static(paths), _) => paths,
+            (BodyFields::ActionPath, ActionFrom::OwnedBodyPath(path)) => {
+                let depth = path.len().min(keys.len());
+                for (key, segment) in keys.iter_mut().zip(path.iter()) {
+                    *key = segment;
+                }
+                let keys: &'p [&'p str; crate::json::MAX_PATH_DEPTH] = keys;
+                storage[0] = &keys[..depth];
+                &storage[..]
+            }
+            (BodyFields::ActionPath, _) => &[],
+        }
+    }
+}
+
+/// Runs `read` with `path` as the borrowed form the JSON scan takes; paths of a table are at
+/// most [`crate::json::MAX_PATH_DEPTH`] keys, checked when the table is built.
+pub(crate) fn with_path<R>(path: &[Box<str>], read: impl FnOnce(&[&str]) -> R) -> R {
+    let mut keys = [""; crate::json::MAX_PATH_DEPTH];
+    let depth = path.len().min(keys.len());
+    for (key, segment) in keys.iter_mut().zip(path) {
+        *key = segment;
+    }
+    read(&keys[..depth])
 }
 
 static JIRA: SourceSpec = SourceSpec {
@@ -288,9 +407,9 @@ static JIRA: SourceSpec = SourceSpec {
         header::ATLASSIAN_WEBHOOK_IDENTIFIER,
     )),
     action: ActionFrom::BodyPath(&[&["webhookEvent"]]),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[&["webhookEvent"]],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[&["webhookEvent"]]),
 };
 
 static JIRA_AUTOMATION: SourceSpec = SourceSpec {
@@ -299,9 +418,9 @@ static JIRA_AUTOMATION: SourceSpec = SourceSpec {
     body_timestamp: BodyTimestamp::None,
     delivery_id: DeliveryIdFrom::None,
     action: ActionFrom::BodyPath(&[&["webhookEvent"], &["action"]]),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[&["webhookEvent"], &["action"]],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[&["webhookEvent"], &["action"]]),
 };
 
 static SLACK: SourceSpec = SourceSpec {
@@ -310,16 +429,16 @@ static SLACK: SourceSpec = SourceSpec {
     body_timestamp: BodyTimestamp::None,
     delivery_id: DeliveryIdFrom::BodyField("event_id"),
     action: ActionFrom::Slack,
-    accepts_form: true,
-    slack_events: true,
-    body_fields: &[
+    form: Some(crate::form::SLACK_FORM),
+    envelope: Envelope::SlackEvents,
+    body_fields: BodyFields::Static(&[
         &["type"],
         &["challenge"],
         &["event_id"],
         &["event", "type"],
         &["event", "bot_id"],
         &["event", "subtype"],
-    ],
+    ]),
 };
 
 static LINEAR: SourceSpec = SourceSpec {
@@ -331,20 +450,21 @@ static LINEAR: SourceSpec = SourceSpec {
     body_timestamp: BodyTimestamp::Millis(&[&["webhookTimestamp"]]),
     delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::LINEAR_DELIVERY)),
     action: ActionFrom::TypeDotAction("type", "action"),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[&["type"], &["action"], &["webhookTimestamp"]],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[&["type"], &["action"], &["webhookTimestamp"]]),
 };
 
-static WEBHOOK: SourceSpec = SourceSpec {
-    scheme: Some(Scheme::StandardWebhooks),
+/// Also the `standard-webhooks` preset of [`crate::SignatureScheme`].
+pub(crate) static WEBHOOK: SourceSpec = SourceSpec {
+    scheme: Some(Scheme::StandardWebhooks(&WEBHOOK_HEADERS)),
     replay_window: Some(Duration::from_secs(300)),
     body_timestamp: BodyTimestamp::None,
     delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::WEBHOOK_ID)),
     action: ActionFrom::BodyPath(&[&["type"]]),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[&["type"]],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[&["type"]]),
 };
 
 // Bugcrowd's public docs do not pin the digest format; both forms are accepted here, and this
@@ -358,9 +478,9 @@ static BUGCROWD: SourceSpec = SourceSpec {
     body_timestamp: BodyTimestamp::None,
     delivery_id: DeliveryIdFrom::None,
     action: ActionFrom::BodyPath(&[&["data", "attributes", "key"]]),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[&["data", "attributes", "key"]],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[&["data", "attributes", "key"]]),
 };
 
 static HACKERONE: SourceSpec = SourceSpec {
@@ -372,18 +492,22 @@ static HACKERONE: SourceSpec = SourceSpec {
     body_timestamp: BodyTimestamp::None,
     delivery_id: DeliveryIdFrom::Header(HeaderName::from_static(header::H1_DELIVERY)),
     action: ActionFrom::Header(HeaderName::from_static(header::H1_EVENT)),
-    accepts_form: false,
-    slack_events: false,
-    body_fields: &[],
+    form: None,
+    envelope: Envelope::Plain,
+    body_fields: BodyFields::Static(&[]),
 };
 
 impl Scheme {
-    /// The header whose presence means "this request relies on a signature".
-    pub(crate) fn signature_header(&self) -> &'static str {
+    /// The header that carries the signature. For the sources whose scheme is fixed, its
+    /// presence means "this request relies on a signature".
+    pub(crate) fn signature_header(&self) -> &str {
         match self {
             Scheme::HexHmac { header, .. } => header,
             Scheme::SlackV0 => header::SLACK_SIGNATURE,
-            Scheme::StandardWebhooks => header::WEBHOOK_SIGNATURE,
+            Scheme::StandardWebhooks(names) => names.signature,
+            Scheme::Hmac(scheme) => scheme.header.as_str(),
+            Scheme::Token { header } | Scheme::Twilio { header } => header.as_str(),
+            Scheme::Ed25519 { signature, .. } => signature.as_str(),
         }
     }
 }

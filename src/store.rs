@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use crate::{BoxError, KeyDigest, SigningSecret, Source};
+use crate::source::SourceSpec;
+use crate::{BoxError, KeyDigest, SecretError, SignatureScheme, SigningSecret, Source};
 
 /// Where the service looks up API keys and triggers.
 ///
@@ -386,6 +387,8 @@ pub struct Trigger {
     enabled: bool,
     actions: Option<ActionAllowlist>,
     secrets: Vec<SigningSecret>,
+    signature: Option<SignatureScheme>,
+    public_url: Option<Arc<str>>,
     replay_window: Option<Duration>,
     rate_limit: Option<RateLimit>,
     max_running: Option<NonZeroU32>,
@@ -417,6 +420,8 @@ impl Trigger {
             enabled: true,
             actions: None,
             secrets: Vec::new(),
+            signature: None,
+            public_url: None,
             replay_window: None,
             rate_limit: None,
             max_running: None,
@@ -435,10 +440,103 @@ impl Trigger {
         self
     }
 
-    /// Adds a signing secret to the ring; any active one verifies.
+    /// Adds a signing secret to the ring; any active one verifies. A secret that does not fit
+    /// the trigger's scheme never does: check it with
+    /// [`SignatureScheme::check_secret`] when the configuration loads.
     pub fn with_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(secret);
         self
+    }
+
+    /// Whether every secret of the ring fits the trigger's scheme, as
+    /// [`SignatureScheme::check_secret`] says (a `webhook` trigger without a scheme of its own
+    /// takes Standard Webhooks secrets; the other sources, text): the first that does not, and
+    /// why. A secret that does not fit never verifies; call this when the configuration loads.
+    ///
+    /// ```
+    /// use agent_trigger::{SecretError, SignatureScheme, SigningSecret, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Webhook)
+    ///     .with_secret(SigningSecret::new("2026-11", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap())
+    ///     .with_secret(SigningSecret::new("2026-12", "not a whsec secret").unwrap());
+    /// let (secret, error) = trigger.check_secrets().unwrap_err();
+    /// assert_eq!((secret.id(), error), ("2026-12", SecretError::NotBase64));
+    /// assert!(trigger.with_signature(SignatureScheme::github()).check_secrets().is_ok());
+    /// ```
+    pub fn check_secrets(&self) -> Result<(), (&SigningSecret, SecretError)> {
+        let spec = self.spec();
+        self.secrets.iter().try_for_each(|secret| {
+            crate::signature::check_secret(spec, secret).map_err(|error| (secret, error))
+        })
+    }
+
+    /// How the sender of a [`Source::Webhook`] trigger signs: a preset (GitHub, Stripe,
+    /// Discord, …) or a table of its own. Without one, a `webhook` trigger verifies Standard
+    /// Webhooks; the other sources sign their own way and ignore it.
+    ///
+    /// ```
+    /// use agent_trigger::{SignatureScheme, SigningSecret, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let github = SignatureScheme::github();
+    /// let secret = SigningSecret::new("2026-12", "It's a Secret to Everybody").unwrap();
+    /// assert_eq!(github.check_secret(&secret), Ok(()));
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Webhook)
+    ///     .with_signature(github)
+    ///     .with_secret(secret);
+    /// assert_eq!(trigger.signature().and_then(SignatureScheme::name), Some("github"));
+    /// assert_eq!(trigger.effective_replay_window(), None); // GitHub signs no timestamp
+    /// ```
+    pub fn with_signature(mut self, scheme: SignatureScheme) -> Self {
+        self.signature = Some(scheme);
+        self
+    }
+
+    /// The scheme set with [`with_signature`](Self::with_signature), if any.
+    ///
+    /// ```
+    /// # use agent_trigger::{Source, Trigger};
+    /// # use uuid::Uuid;
+    /// // Standard Webhooks, without one.
+    /// assert!(Trigger::new(Uuid::now_v7(), "acme", Source::Webhook).signature().is_none());
+    /// ```
+    pub fn signature(&self) -> Option<&SignatureScheme> {
+        self.signature.as_ref()
+    }
+
+    /// The URL the sender was given for this trigger, for the schemes that sign the URL they
+    /// call ([`SignatureScheme::signs_url`]: `twilio`, or `{url}` in a table). It is what the
+    /// sender signs, which a proxy in front of the service may not pass on as it was; the
+    /// query is taken from each request as received, so a query (and fragment) here is
+    /// dropped.
+    ///
+    /// ```
+    /// use agent_trigger::{SignatureScheme, Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let id = Uuid::now_v7();
+    /// let trigger = Trigger::new(id, "acme", Source::Webhook)
+    ///     .with_signature(SignatureScheme::twilio())
+    ///     .with_public_url(format!("https://hooks.example.com/api/trigger/webhook/{id}?ignored=1"));
+    /// assert_eq!(trigger.public_url(), Some(&*format!("https://hooks.example.com/api/trigger/webhook/{id}")));
+    /// ```
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        let mut url = url.into();
+        url.truncate(url.find(['?', '#']).unwrap_or(url.len()));
+        self.public_url = Some(url.into());
+        self
+    }
+
+    /// The URL set with [`with_public_url`](Self::with_public_url), if any.
+    ///
+    /// ```
+    /// # use agent_trigger::{Source, Trigger};
+    /// # use uuid::Uuid;
+    /// assert_eq!(Trigger::new(Uuid::now_v7(), "acme", Source::Webhook).public_url(), None);
+    /// ```
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
     }
 
     /// Overrides the source's replay window.
@@ -554,10 +652,19 @@ impl Trigger {
         self.replay_window
     }
 
-    /// The trigger's own replay window, else its source's default.
+    /// The trigger's own replay window, else its scheme's default (its source's, unless a
+    /// `webhook` trigger picked a scheme).
     pub fn effective_replay_window(&self) -> Option<Duration> {
-        self.replay_window
-            .or_else(|| self.source.default_replay_window())
+        self.replay_window.or(self.spec().replay_window)
+    }
+
+    /// The row the pipeline reads for this trigger: its scheme's for a `webhook` trigger with
+    /// one, else its source's.
+    pub(crate) fn spec(&self) -> &SourceSpec {
+        match &self.signature {
+            Some(scheme) if self.source.takes_any_scheme() => scheme.spec(),
+            _ => self.source.spec(),
+        }
     }
 
     /// Whether some secret may verify a delivery received at `now`.

@@ -95,6 +95,24 @@ async fn every_status_the_service_answers_matches_the_document() {
         )
         .await,
     );
+    // 200 in Discord's shape (by key here: the shape is the trigger's, however it is called).
+    let discord = Uuid::now_v7();
+    fixture.store.insert_trigger(
+        Trigger::new(discord, TENANT, Source::Webhook)
+            .with_signature(agent_trigger::SignatureScheme::discord()),
+    );
+    for body in [
+        r#"{"id":"1","type":1}"#,
+        r#"{"id":"2","type":2,"data":{"name":"triage"}}"#,
+        r#"{"id":"2","type":2,"data":{"name":"triage"}}"#,
+    ] {
+        let request = Request::post(format!("/api/trigger/webhook/{discord}"))
+            .header("authorization", format!("Bearer {}", fixture.key.expose()))
+            .body(full(body))
+            .unwrap();
+        answers.push(send(service.clone(), request).await);
+    }
+    assert_eq!(answers[answers.len() - 3].json, json!({"type":1}));
     // 200 with an error: the sink refused for good.
     let refusing = fixture.service_with(ScriptedSink::new(|_| {
         Ok(Outcome::Rejected("archived".into()))

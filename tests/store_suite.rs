@@ -362,6 +362,49 @@ mod sink_cases {
         assert_eq!(again.headers["idempotent-replayed"], "true");
     }
 
+    pub async fn a_trigger_s_signature_scheme_and_public_url_are_kept<H: Harness>(harness: &H) {
+        use agent_trigger::{SignatureScheme, SigningSecret};
+        let (github, table) = (Uuid::now_v7(), Uuid::now_v7());
+        let secret = SigningSecret::new("2026-12", "It's a Secret to Everybody").unwrap();
+        let acme = SignatureScheme::custom("X-Acme-Signature")
+            .prefix("v1=")
+            .signed("{url}.{timestamp}.{body}")
+            .timestamp_header("X-Acme-Timestamp")
+            .action("body:event.kind")
+            .build()
+            .unwrap();
+        harness
+            .insert_trigger(
+                Trigger::new(github, "acme", Source::Webhook)
+                    .with_signature(SignatureScheme::github())
+                    .with_secret(secret.clone()),
+            )
+            .await;
+        harness
+            .insert_trigger(
+                Trigger::new(table, "acme", Source::Webhook)
+                    .with_signature(acme.clone())
+                    .with_public_url("https://hooks.example.com/acme")
+                    .with_secret(secret),
+            )
+            .await;
+        let store = harness.store();
+        let kept = store.trigger(table).await.unwrap().unwrap();
+        assert_eq!(kept.signature(), Some(&acme));
+        assert_eq!(kept.public_url(), Some("https://hooks.example.com/acme"));
+        // GitHub's published example, through the service on this store.
+        let service = TriggerService::new(harness.store(), harness.store());
+        let request = Request::post(format!("/api/trigger/webhook/{github}"))
+            .header(
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
+            .body(full("Hello, World!"))
+            .unwrap();
+        // The signature verified: the body is then judged as JSON.
+        assert_eq!(send(service, request).await.status, StatusCode::BAD_REQUEST);
+    }
+
     pub async fn a_revoked_key_stops_working<H: Harness>(harness: &H) {
         let trigger_id = Uuid::now_v7();
         harness
@@ -1145,6 +1188,7 @@ macro_rules! sink_cases {
                 a_redelivery_returns_the_original_execution,
                 concurrent_copies_start_exactly_one,
                 signed_and_bearer_ids_are_separate_and_signatures_are_remembered,
+                a_trigger_s_signature_scheme_and_public_url_are_kept,
                 a_revoked_key_stops_working,
             ]
         );

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use agent_trigger::memory::MemoryKeyStore;
 use agent_trigger::{
     ApiKey, ApiKeyRecord, Caller, Delivery, ExecutionId, ExecutionSink, KeyDigest, KeyStore,
-    Outcome, SigningSecret, SinkError, Source, Trigger, TriggerService, signature,
+    Outcome, SignatureScheme, SigningSecret, SinkError, Source, Trigger, TriggerService, signature,
 };
 use axum::Json;
 use axum::extract::{Path, State};
@@ -27,6 +27,7 @@ use uuid::Uuid;
 pub const JIRA_BODY: &str = r#"{"timestamp":1732800000000,"webhookEvent":"jira:issue_created","issue":{"id":"10042","key":"SEC-42","fields":{"summary":"Rotate the leaked token","priority":{"name":"High"},"labels":["security","triage"]}},"user":{"accountId":"5b10ac8d82e05b22cc7d4ef5"}}"#;
 
 pub const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const SLACK_BODY: &str = r#"{"token":"z26uFbvR1xHJEdHE1OQiO6t8","team_id":"T061EG9RZ","api_app_id":"A0FFV41KK","event":{"type":"app_mention","user":"U061F7AUR","text":"<@U0LAN0Z89> triage SEC-42","ts":"1515449522.000016","channel":"C0LAN2Q65"},"type":"event_callback","event_id":"Ev0LAN670R","event_time":1515449522}"#;
 
 /// A sink that acknowledges everything with the same id and keeps nothing.
@@ -53,6 +54,10 @@ pub struct World {
     pub key: ApiKey,
     pub jira: Uuid,
     pub slack: Uuid,
+    /// A `webhook` trigger with the default scheme, Standard Webhooks.
+    pub webhook: Uuid,
+    /// A `webhook` trigger with the `github` preset.
+    pub github: Uuid,
 }
 
 impl World {
@@ -63,11 +68,21 @@ impl World {
     /// The world with this key and this Jira trigger id.
     pub fn with(key: ApiKey, jira: Uuid) -> Self {
         let slack = Uuid::now_v7();
+        let (webhook, github) = (Uuid::now_v7(), Uuid::now_v7());
         let store = MemoryKeyStore::new()
             .with_key(key.digest(), ApiKeyRecord::new("bench", "bench"))
             .with_trigger(Trigger::new(jira, "bench", Source::Jira))
             .with_trigger(
                 Trigger::new(slack, "bench", Source::Slack)
+                    .with_secret(SigningSecret::new("s", SLACK_SECRET).unwrap()),
+            )
+            .with_trigger(
+                Trigger::new(webhook, "bench", Source::Webhook)
+                    .with_secret(SigningSecret::new("s", WHSEC).unwrap()),
+            )
+            .with_trigger(
+                Trigger::new(github, "bench", Source::Webhook)
+                    .with_signature(SignatureScheme::github())
                     .with_secret(SigningSecret::new("s", SLACK_SECRET).unwrap()),
             );
         World {
@@ -76,6 +91,8 @@ impl World {
             key,
             jira,
             slack,
+            webhook,
+            github,
         }
     }
 
@@ -135,6 +152,43 @@ impl World {
 impl Default for World {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl World {
+    /// The Jira body as a Standard Webhooks delivery, signed now, to the default `webhook`
+    /// trigger.
+    pub fn webhook_signed(&self) -> Request<Full<Bytes>> {
+        let secret = SigningSecret::new("s", WHSEC).unwrap();
+        let headers = signature::sign(
+            Source::Webhook,
+            &secret,
+            JIRA_BODY.as_bytes(),
+            SystemTime::now(),
+            "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+        )
+        .unwrap();
+        let mut request = Request::post(format!("/api/trigger/webhook/{}", self.webhook))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(JIRA_BODY.as_bytes())))
+            .unwrap();
+        request.headers_mut().extend(headers);
+        request
+    }
+
+    /// The Jira body as GitHub would sign it, to the `webhook` trigger with the `github` preset.
+    pub fn github_signed(&self) -> Request<Full<Bytes>> {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SLACK_SECRET.as_bytes()).unwrap();
+        mac.update(JIRA_BODY.as_bytes());
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        Request::post(format!("/api/trigger/webhook/{}", self.github))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .header("x-github-event", "issues")
+            .body(Full::new(Bytes::from_static(JIRA_BODY.as_bytes())))
+            .unwrap()
     }
 }
 

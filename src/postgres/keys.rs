@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::{CHANNEL, Inner, PostgresStore, database_error};
 use crate::queue::TRIGGER_REMOVED;
 use crate::{
-    ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
-    StoreError, Trigger,
+    ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SignatureScheme,
+    SigningSecret, Source, StoreError, Trigger,
 };
 
 type KeysAndTriggers = (Vec<(KeyDigest, ApiKeyRecord)>, Vec<Trigger>);
@@ -252,16 +252,20 @@ async fn write_trigger(
     let max_running = trigger
         .max_running()
         .map(|count| i32::try_from(count.get()).unwrap_or(i32::MAX));
+    let signature = trigger
+        .signature()
+        .map(|scheme| serde_json::to_string(scheme).expect("a signature scheme serialises"));
     transaction
         .execute(
             "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs,
-                 rate_count, rate_period_ms, max_running)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 rate_count, rate_period_ms, max_running, signature, public_url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
                  enabled = excluded.enabled, actions = excluded.actions,
                  replay_window_secs = excluded.replay_window_secs,
                  rate_count = excluded.rate_count, rate_period_ms = excluded.rate_period_ms,
-                 max_running = excluded.max_running",
+                 max_running = excluded.max_running, signature = excluded.signature,
+                 public_url = excluded.public_url",
             &[
                 &trigger.id(),
                 &trigger.tenant(),
@@ -272,6 +276,8 @@ async fn write_trigger(
                 &rate_count,
                 &rate_period,
                 &max_running,
+                &signature,
+                &trigger.public_url(),
             ],
         )
         .await?;
@@ -373,7 +379,7 @@ pub(super) async fn load(
     for row in client
         .query(
             "SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-                    rate_period_ms, max_running
+                    rate_period_ms, max_running, signature, public_url
              FROM triggers",
             &[],
         )
@@ -404,6 +410,17 @@ pub(super) async fn load(
             .and_then(|count| NonZeroU32::new(count.max(0).unsigned_abs()))
         {
             trigger = trigger.with_max_running(count);
+        }
+        if let Some(text) = row.get::<_, Option<&str>>(9) {
+            // Skipped rather than verified with another scheme than the one configured.
+            let Ok(scheme) = serde_json::from_str::<SignatureScheme>(text) else {
+                tracing::warn!(trigger_id = %id, "skipping a trigger whose signature scheme is unreadable");
+                continue;
+            };
+            trigger = trigger.with_signature(scheme);
+        }
+        if let Some(url) = row.get::<_, Option<&str>>(10) {
+            trigger = trigger.with_public_url(url);
         }
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);

@@ -104,6 +104,11 @@ const MIGRATIONS: &[&str] = &[
         ADD COLUMN replayed_by text,
         ADD COLUMN cancelled_by text;
     ",
+    // 4: a `webhook` trigger's signature scheme (a preset's name or a table, as JSON) and the
+    // public URL of the schemes that sign it.
+    "
+    ALTER TABLE triggers ADD COLUMN signature text, ADD COLUMN public_url text;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -145,11 +145,18 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
                 // sink; the rest of the request head is dropped now rather than carried in the
                 // future.
                 let (parts, body) = request.into_parts();
+                // The query is kept only where a scheme may sign the URL.
+                let target = if source.takes_any_scheme() {
+                    parts.uri.into_parts().path_and_query
+                } else {
+                    None
+                };
                 let telemetry = DeliveryTelemetry::start(source, trigger_id);
                 let pipeline = pipeline::accept(
                     shared,
                     parts.headers,
                     parts.extensions,
+                    target,
                     body,
                     source,
                     trigger_id,

@@ -9,19 +9,20 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Extensions, HeaderMap, Method};
 use http_body::Body;
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, BodyKind};
 use crate::credentials::{self, Credentials, CredentialsError};
-use crate::event::Event;
+use crate::event::{Event, Handshake};
 use crate::json;
 use crate::key::is_well_formed_token;
 use crate::response::Answer;
 use crate::route::{self, Prefix};
-use crate::signature::{Presented, SignatureError};
-use crate::source::{Source, SourceSpec};
+use crate::signature::{Presented, RequestUrl, SignatureError};
+use crate::source::{Envelope, Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
 use crate::{
     BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
@@ -71,14 +72,20 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 
 /// The remaining steps, from *credentials* to *sink*, and the answer with the request's header
 /// map, emptied by the response it is written into, and the delivery's record for its log line.
+/// `target` is the request's path and query, kept for the schemes that sign the URL.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would copy its arguments into its future a second time"
+)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of the request head, moved into the future one by one"
 )]
 pub(crate) fn accept<E, A, B>(
     shared: Arc<Shared<E, A>>,
     headers: HeaderMap,
     extensions: Extensions,
+    target: Option<PathAndQuery>,
     body: B,
     source: Source,
     trigger_id: Uuid,
@@ -94,6 +101,7 @@ where
         let request = RequestHead {
             headers: &headers,
             extensions,
+            query: target.as_ref().and_then(PathAndQuery::query),
             source,
             trigger_id,
         };
@@ -127,10 +135,10 @@ where
         let RequestHead {
             headers,
             extensions,
+            query,
             source,
             trigger_id,
         } = request;
-        let spec = source.spec();
         let limit = shared.settings.body_limit;
         let received_at = SystemTime::now();
 
@@ -142,37 +150,57 @@ where
 
         // API key, trigger, then size and content type from the headers. A signed request is
         // checked in the other order, so that an unknown trigger and a known one answer alike.
-        let (trigger, pending, kind) = match &credentials {
+        let (trigger, mut pending, kind) = match credentials {
             Credentials::Bearer(token) => {
                 let (trigger, caller) =
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
                 record.caller(&caller);
-                let kind = check_headers(headers, limit, spec)?;
+                let kind = check_headers(headers, limit, trigger.spec().accepts_form())?;
                 // rate: a key holder's delivery counts now, before its body is read
                 trigger.admit().map_err(Answer::TooManyRequests)?;
                 (trigger, Authentication::ByKey(caller), kind)
             }
             Credentials::Signature(presented) => {
-                let kind = check_headers(headers, limit, spec)?;
+                let kind = check_headers(headers, limit, source.spec().accepts_form())?;
                 let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
                 (trigger, Authentication::PendingSignature(presented), kind)
             }
+            Credentials::TriggerSignature => {
+                // Only what is the same for every scheme: any scheme may post JSON or a form.
+                let kind = check_headers(headers, limit, true)?;
+                let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
+                (trigger, Authentication::PendingTriggerSignature, kind)
+            }
         };
+        let spec = trigger.spec();
+        if let Authentication::PendingTriggerSignature = pending {
+            // The trigger's scheme is known now: whatever is wrong with its headers answers as
+            // a wrong signature does.
+            pending = Authentication::PendingSignature(
+                trigger_signature(spec, headers)
+                    .map_err(|_| Answer::Signature(SignatureError::Mismatch))?,
+            );
+        }
 
         // the body itself, within the limit
         let raw = body::read(body, limit)
             .await
-            .map_err(|error| body_answer(error, limit, spec))?;
+            .map_err(|error| body_answer(error, limit, spec.accepts_form()))?;
 
         // signature
         let (caller, signature) = match pending {
             Authentication::ByKey(caller) => (caller, None),
             Authentication::PendingSignature(presented) => {
+                let url = RequestUrl {
+                    base: trigger.public_url(),
+                    query,
+                };
                 let verified = presented
                     .verify(
-                        source,
+                        spec,
                         trigger.secrets(),
                         &raw,
+                        &url,
                         received_at,
                         trigger.effective_replay_window(),
                     )
@@ -183,7 +211,12 @@ where
                 record.caller(&caller);
                 (caller, Some(verified))
             }
+            Authentication::PendingTriggerSignature => unreachable!("parsed above"),
         };
+        // content type, for a scheme known only now: a form where its sender posts none
+        if kind == BodyKind::Form && !spec.accepts_form() {
+            return Err(body_answer(BodyError::UnsupportedType, limit, false));
+        }
 
         // JSON, and a timestamp signed in the body (Linear's), read in the same pass
         let (input, event) = decode(spec, headers, kind, raw)?;
@@ -197,16 +230,23 @@ where
         }
 
         // handshake
-        if let Some(challenge) = event.challenge {
-            return Ok(Answer::Challenge(challenge));
+        match event.handshake {
+            Some(Handshake::SlackChallenge(challenge)) => return Ok(Answer::Challenge(challenge)),
+            Some(Handshake::DiscordPing) => return Ok(Answer::Pong),
+            None => {}
         }
+        // From here on, answers that carry an execution id or a skip take the sender's shape.
+        let shaped = |answer: Answer| match spec.envelope {
+            Envelope::DiscordInteractions => answer.deferred(),
+            Envelope::Plain | Envelope::SlackEvents => answer,
+        };
         // disabled
         if !trigger.is_enabled() {
-            return Ok(skipped("trigger is disabled", event.action));
+            return Ok(shaped(skipped("trigger is disabled", event.action)));
         }
         // filter
         if event.from_bot {
-            return Ok(skipped("bot messages are ignored", event.action));
+            return Ok(shaped(skipped("bot messages are ignored", event.action)));
         }
         if let Some(allowlist) = trigger.actions()
             && !event
@@ -214,10 +254,10 @@ where
                 .as_deref()
                 .is_some_and(|action| allowlist.allows(action))
         {
-            return Ok(skipped(
+            return Ok(shaped(skipped(
                 "action is not in the trigger's allowlist",
                 event.action,
-            ));
+            )));
         }
 
         // duplicate, sink: the sink recognises redeliveries itself
@@ -235,7 +275,7 @@ where
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
         let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
-        Ok(sink_answer(outcome))
+        Ok(shaped(sink_answer(outcome)))
     }
 }
 
@@ -244,14 +284,27 @@ where
 struct RequestHead<'h> {
     headers: &'h HeaderMap,
     extensions: Extensions,
+    /// The query string, for the schemes that sign the URL.
+    query: Option<&'h str>,
     source: Source,
     trigger_id: Uuid,
 }
 
 /// Who the caller is, or what is left to check once the body is read.
-enum Authentication<'c, 'h> {
+enum Authentication<'h> {
     ByKey(Caller),
-    PendingSignature(&'c Presented<'h>),
+    PendingSignature(Presented<'h>),
+    /// The trigger's scheme names the headers to read.
+    PendingTriggerSignature,
+}
+
+/// The signature a request presents under the scheme of its trigger.
+fn trigger_signature<'h>(
+    spec: &'h SourceSpec,
+    headers: &'h HeaderMap,
+) -> Result<Presented<'h>, SignatureError> {
+    let scheme = spec.scheme.as_ref().ok_or(SignatureError::Mismatch)?;
+    Presented::parse(scheme, headers)
 }
 
 /// Steps *API key* and *trigger* for a bearer token.
@@ -302,9 +355,14 @@ async fn signed_trigger<E, A: KeyStore>(
 }
 
 /// Steps *size* (a declared `Content-Length`) and *content type*, from the headers alone.
-fn check_headers(headers: &HeaderMap, limit: usize, spec: &SourceSpec) -> Result<BodyKind, Answer> {
-    body::check_declared_length(headers, limit).map_err(|error| body_answer(error, limit, spec))?;
-    body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))
+fn check_headers(
+    headers: &HeaderMap,
+    limit: usize,
+    accepts_form: bool,
+) -> Result<BodyKind, Answer> {
+    body::check_declared_length(headers, limit)
+        .map_err(|error| body_answer(error, limit, accepts_form))?;
+    body::kind(headers, accepts_form).map_err(|error| body_answer(error, limit, accepts_form))
 }
 
 /// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body.
@@ -314,19 +372,22 @@ fn decode(
     kind: BodyKind,
     raw: Bytes,
 ) -> Result<(Bytes, Event), Answer> {
-    match kind {
-        BodyKind::Form => {
-            let form = crate::form::decode(&raw).map_err(Answer::InvalidJson)?;
-            let event = Event::from_form(headers, form.action).map_err(invalid)?;
+    match (kind, &spec.form) {
+        (BodyKind::Form, Some(rules)) => {
+            let form = crate::form::decode(&raw, rules).map_err(Answer::InvalidJson)?;
+            let event = Event::from_form(spec, headers, form.action).map_err(invalid)?;
             Ok((form.json, event))
         }
-        BodyKind::Json if raw.is_empty() => {
+        (BodyKind::Form, None) => Err(body_answer(BodyError::UnsupportedType, 0, false)),
+        (BodyKind::Json, _) if raw.is_empty() => {
             let event = Event::from_json(spec, headers, &json::Fields::empty()).map_err(invalid)?;
             Ok((Bytes::from_static(b"null"), event))
         }
-        BodyKind::Json => {
+        (BodyKind::Json, _) => {
             let event = {
-                let fields = json::scan(&raw, spec.body_fields).map_err(Answer::InvalidJson)?;
+                let (mut keys, mut path) = Default::default();
+                let paths = spec.body_fields(&mut keys, &mut path);
+                let fields = json::scan(&raw, paths).map_err(Answer::InvalidJson)?;
                 Event::from_json(spec, headers, &fields).map_err(invalid)?
             };
             Ok((raw, event))
@@ -360,12 +421,10 @@ fn invalid(bad: crate::event::BadEvent) -> Answer {
     Answer::InvalidParams(vec![bad.into()])
 }
 
-fn body_answer(error: BodyError, limit: usize, spec: &SourceSpec) -> Answer {
+fn body_answer(error: BodyError, limit: usize, accepts_form: bool) -> Answer {
     match error {
         BodyError::TooLarge => Answer::PayloadTooLarge(limit),
-        BodyError::UnsupportedType => Answer::UnsupportedMediaType {
-            accepts_form: spec.accepts_form,
-        },
+        BodyError::UnsupportedType => Answer::UnsupportedMediaType { accepts_form },
         BodyError::Unreadable(cause) => {
             tracing::debug!(error = %cause, "request body could not be read");
             Answer::UnreadableBody

@@ -1,5 +1,6 @@
 //! Standard Webhooks: HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{raw body}` keyed with
 //! the base64 of a `whsec_` secret, sent as a space-separated list of `v1,<base64>` signatures.
+//! Svix sends the same under `svix-id`, `svix-timestamp` and `svix-signature`.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +11,7 @@ use subtle::ConstantTimeEq;
 use super::{SignatureError, header_text};
 use crate::SigningSecret;
 use crate::secret::HmacSha256;
-use crate::source::header::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::source::StandardHeaders;
 
 const VERSION: &str = "v1";
 
@@ -24,16 +25,19 @@ pub(crate) struct StandardSignature<'h> {
 }
 
 impl<'h> StandardSignature<'h> {
-    pub(crate) fn parse(headers: &'h HeaderMap) -> Result<Self, SignatureError> {
-        let id = header_text(headers, WEBHOOK_ID)?;
-        let timestamp_text = header_text(headers, WEBHOOK_TIMESTAMP)?;
-        let signatures = header_text(headers, WEBHOOK_SIGNATURE)?;
+    pub(crate) fn parse(
+        headers: &'h HeaderMap,
+        names: &'static StandardHeaders,
+    ) -> Result<Self, SignatureError> {
+        let id = header_text(headers, names.id)?;
+        let timestamp_text = header_text(headers, names.timestamp)?;
+        let signatures = header_text(headers, names.signature)?;
         if id.is_empty() {
-            return Err(SignatureError::MalformedHeader(WEBHOOK_ID));
+            return Err(SignatureError::MalformedHeader(names.id));
         }
         let timestamp = timestamp_text
             .parse()
-            .map_err(|_| SignatureError::MalformedHeader(WEBHOOK_TIMESTAMP))?;
+            .map_err(|_| SignatureError::MalformedHeader(names.timestamp))?;
         let parsed = StandardSignature {
             id,
             timestamp,
@@ -42,7 +46,7 @@ impl<'h> StandardSignature<'h> {
         };
         // Other versions (v1a is asymmetric) may appear in the list; one v1 must be usable.
         if parsed.v1_tags().next().is_none() {
-            return Err(SignatureError::MalformedHeader(WEBHOOK_SIGNATURE));
+            return Err(SignatureError::MalformedHeader(names.signature));
         }
         Ok(parsed)
     }
@@ -93,6 +97,7 @@ fn signed_content_mac(mac: &HmacSha256, id: &str, timestamp: &str, body: &[u8]) 
 /// The three headers a Standard Webhooks sender would send, or `None` when the secret is not a
 /// Standard Webhooks secret.
 pub(crate) fn sign(
+    names: &'static StandardHeaders,
     secret: &SigningSecret,
     body: &[u8],
     timestamp: i64,
@@ -103,10 +108,10 @@ pub(crate) fn sign(
         .finalize()
         .into_bytes();
     Some(vec![
-        (http::HeaderName::from_static(WEBHOOK_ID), id.to_owned()),
-        (http::HeaderName::from_static(WEBHOOK_TIMESTAMP), timestamp),
+        (http::HeaderName::from_static(names.id), id.to_owned()),
+        (http::HeaderName::from_static(names.timestamp), timestamp),
         (
-            http::HeaderName::from_static(WEBHOOK_SIGNATURE),
+            http::HeaderName::from_static(names.signature),
             format!("{VERSION},{}", STANDARD.encode(tag)),
         ),
     ])
@@ -118,6 +123,8 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use crate::Source;
+    use crate::source::WEBHOOK_HEADERS;
+    use crate::source::header::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 
     // The test vector of the Standard Webhooks specification.
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -156,7 +163,7 @@ mod tests {
             "v1a,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
         ] {
             assert_eq!(
-                StandardSignature::parse(&headers(list)).unwrap_err(),
+                StandardSignature::parse(&headers(list), &WEBHOOK_HEADERS).unwrap_err(),
                 SignatureError::MalformedHeader(WEBHOOK_SIGNATURE),
                 "{list}"
             );

@@ -12,8 +12,8 @@ use super::SqliteStore;
 use super::codec::{from_unix_millis, unix_millis};
 use crate::queue::TRIGGER_REMOVED;
 use crate::{
-    ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
-    StoreError, Trigger,
+    ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SignatureScheme,
+    SigningSecret, Source, StoreError, Trigger,
 };
 
 impl SqliteStore {
@@ -197,13 +197,18 @@ fn write_trigger(
         serde_json::to_string(&allowlist.entries().collect::<Vec<_>>())
             .expect("a list of strings serialises")
     });
+    let signature = trigger
+        .signature()
+        .map(|scheme| serde_json::to_string(scheme).expect("a signature scheme serialises"));
     transaction.execute(
         "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-             rate_period_ms, max_running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             rate_period_ms, max_running, signature, public_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
              enabled = excluded.enabled, actions = excluded.actions,
              replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
-             rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running",
+             rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running,
+             signature = excluded.signature, public_url = excluded.public_url",
         params![
             id,
             trigger.tenant(),
@@ -216,6 +221,8 @@ fn write_trigger(
                 .rate_limit()
                 .map(|(_, period)| i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
             trigger.max_running().map(NonZeroU32::get),
+            signature,
+            trigger.public_url(),
         ],
     )?;
     transaction.execute(
@@ -300,7 +307,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, signature, public_url FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -329,6 +336,17 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         }
         if let Some(count) = row.get::<_, Option<u32>>(8)?.and_then(NonZeroU32::new) {
             trigger = trigger.with_max_running(count);
+        }
+        if let Some(text) = row.get::<_, Option<String>>(9)? {
+            // Skipped rather than verified with another scheme than the one configured.
+            let Ok(scheme) = serde_json::from_str::<SignatureScheme>(&text) else {
+                tracing::warn!(trigger_id = %id, "skipping a trigger whose signature scheme is unreadable");
+                continue;
+            };
+            trigger = trigger.with_signature(scheme);
+        }
+        if let Some(url) = row.get::<_, Option<String>>(10)? {
+            trigger = trigger.with_public_url(url);
         }
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);

@@ -113,6 +113,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN replayed_by TEXT;
     ALTER TABLE executions ADD COLUMN cancelled_by TEXT;
     ",
+    // 10: a `webhook` trigger's signature scheme (a preset's name or a table, as JSON) and the
+    // public URL of the schemes that sign it.
+    "
+    ALTER TABLE triggers ADD COLUMN signature TEXT;
+    ALTER TABLE triggers ADD COLUMN public_url TEXT;
+    ",
 ];
 
 /// The schema version this build writes.
