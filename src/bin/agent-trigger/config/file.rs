@@ -79,6 +79,10 @@ pub struct RawTrigger {
     /// `N/s`, `N/min` or `N/h`.
     pub rate_limit: Option<Spanned<String>>,
     pub max_running: Option<Spanned<u32>>,
+    /// A `webhook` trigger's sender: a preset's name, or a table (see `SignatureScheme`).
+    pub signature: Option<Spanned<toml::Value>>,
+    /// The URL the sender was given, for the schemes that sign it.
+    pub public_url: Option<Spanned<String>>,
     #[serde(default)]
     pub secrets: Vec<RawSecret>,
 }

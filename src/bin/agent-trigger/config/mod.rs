@@ -340,6 +340,30 @@ value = "old secret"
     }
 
     #[test]
+    fn a_webhook_trigger_takes_a_preset_or_a_table_of_its_own() {
+        let webhook = "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"webhook\"\n";
+        let preset = format!(
+            "{webhook}signature = \"github\"\n[[triggers.secrets]]\nid = \"s\"\nvalue = \"x\""
+        );
+        let config = parse(Path::new("c.toml"), &preset, &env).unwrap();
+        let scheme = config.reloadable.triggers[0].signature().unwrap();
+        assert_eq!(scheme.name(), Some("github"));
+
+        let table = format!(
+            "{webhook}[triggers.signature]\nheader = \"X-Acme-Signature\"\nprefix = \"sha256=\"\nalgorithm = \"hmac-sha512\"\nencoding = \"base64\"\nsigned = \"{{timestamp}}.{{body}}\"\ntimestamp_header = \"X-Acme-Timestamp\"\n"
+        );
+        let config = parse(Path::new("c.toml"), &table, &env).unwrap();
+        let scheme = config.reloadable.triggers[0].signature().unwrap();
+        assert_eq!(scheme.signature_header(), "x-acme-signature");
+
+        let twilio = format!(
+            "{webhook}signature = \"twilio\"\npublic_url = \"https://hooks.example.com/api/trigger/webhook/6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\""
+        );
+        let config = parse(Path::new("c.toml"), &twilio, &env).unwrap();
+        assert!(config.reloadable.triggers[0].public_url().is_some());
+    }
+
+    #[test]
     fn defaults() {
         let config = parse(Path::new("c.toml"), "", &env).unwrap();
         assert_eq!(config.startup.listen, DEFAULT_LISTEN.parse().unwrap());

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use agent_trigger::{ActionAllowlist, SigningSecret, Source, Trigger};
+use agent_trigger::{ActionAllowlist, SignatureScheme, SigningSecret, Source, Trigger};
 use uuid::Uuid;
 
 use super::file::RawTrigger;
@@ -69,6 +69,7 @@ pub fn check(
                 .ok_or_else(|| locate.at(count, "max_running must be at least 1".to_owned()))?;
             trigger = trigger.with_max_running(count);
         }
+        trigger = signature(locate, entry, source, trigger)?;
         if !entry.secrets.is_empty() && !source.is_signed() {
             return Err(locate.at(&entry.source, format!("source {source} does not sign its deliveries: remove its secrets and use a bearer key")));
         }
@@ -95,9 +96,76 @@ pub fn check(
                 .map_err(|error| locate.at(&secret.id, error.to_string()))?;
             trigger = trigger.with_secret(signing);
         }
+        if let Err((secret, error)) = trigger.check_secrets() {
+            let at = entry
+                .secrets
+                .iter()
+                .find(|raw| raw.id.get_ref() == secret.id())
+                .map_or(&entry.id, |raw| &raw.id);
+            return Err(locate.at(
+                at,
+                format!(
+                    "secret {:?} does not fit the trigger's signature scheme: {error}",
+                    secret.id()
+                ),
+            ));
+        }
         triggers.push(trigger);
     }
     Ok(triggers)
+}
+
+/// A `webhook` trigger's `signature` (a preset's name or a table) and its `public_url`.
+fn signature(
+    locate: &Locator<'_>,
+    entry: &RawTrigger,
+    source: Source,
+    mut trigger: Trigger,
+) -> Result<Trigger, ConfigError> {
+    let Some(raw) = &entry.signature else {
+        if let Some(url) = &entry.public_url {
+            return Err(locate.at(
+                url,
+                "public_url is only for a signature scheme that signs the URL".to_owned(),
+            ));
+        }
+        return Ok(trigger);
+    };
+    if source != Source::Webhook {
+        return Err(locate.at(
+            raw,
+            format!("signature is for webhook triggers: {source} signs its own way"),
+        ));
+    }
+    let scheme: SignatureScheme =
+        raw.get_ref()
+            .clone()
+            .try_into()
+            .map_err(|error: toml::de::Error| {
+                locate.at(raw, format!("signature: {}", error.message().trim_end()))
+            })?;
+    match (&entry.public_url, scheme.signs_url()) {
+        (None, true) => {
+            return Err(locate.at(
+                raw,
+                "this scheme signs the URL the sender was given: set public_url to it".to_owned(),
+            ));
+        }
+        (Some(url), false) => {
+            return Err(locate.at(
+                url,
+                "public_url is only for a signature scheme that signs the URL".to_owned(),
+            ));
+        }
+        (Some(url), true) => {
+            if !(url.get_ref().starts_with("https://") || url.get_ref().starts_with("http://")) {
+                return Err(locate.at(url, "public_url must be an http(s):// URL".to_owned()));
+            }
+            trigger = trigger.with_public_url(url.get_ref().clone());
+        }
+        (None, false) => {}
+    }
+    Ok(trigger.with_signature(scheme))
 }
 
 /// `N/s`, `N/min` or `N/h`, N at least 1.
