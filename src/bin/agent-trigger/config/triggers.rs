@@ -161,6 +161,12 @@ fn signature(
             if !(url.get_ref().starts_with("https://") || url.get_ref().starts_with("http://")) {
                 return Err(locate.at(url, "public_url must be an http(s):// URL".to_owned()));
             }
+            if url.get_ref().contains(['?', '#']) {
+                return Err(locate.at(
+                    url,
+                    "public_url is the URL without a query: the request's own query is added as it arrives".to_owned(),
+                ));
+            }
             trigger = trigger.with_public_url(url.get_ref().clone());
         }
         (None, false) => {}
