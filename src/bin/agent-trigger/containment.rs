@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Account, Database, ExecutorConfig, Sandbox};
+use crate::config::{Account, Config, Database, ExecutorConfig, Sandbox};
 
 /// Directories a sandboxed command may read and execute from.
 const SYSTEM_DIRECTORIES: [&str; 8] = [
@@ -40,14 +40,13 @@ pub fn harden_process() -> std::io::Result<()> {
     Ok(())
 }
 
-/// What is refused at start, with the reason; and the one warning line about a command that
-/// runs as the server's own user without the sandbox.
-pub fn check_start(
-    executor: &ExecutorConfig,
-    database: &Database,
-    config_file: &Path,
-    secrets_in_file: bool,
-) -> Result<(), String> {
+/// What `serve` (and `check`) refuse about a configuration read from `config_file`, with the
+/// reason; and the one warning line about a command that runs as the server's own user without
+/// the sandbox. Nothing to refuse without an executor.
+pub fn check_start(config: &Config, config_file: &Path) -> Result<(), String> {
+    let Some(executor) = &config.startup.executor else {
+        return Ok(());
+    };
     let server_uid = rustix::process::geteuid().as_raw();
     match &executor.user {
         None if server_uid == 0 => {
@@ -76,7 +75,12 @@ pub fn check_start(
     if executor.sandbox == Sandbox::Landlock {
         landlock_available()?;
     }
-    check_files(executor, database, config_file, secrets_in_file)
+    check_files(
+        executor,
+        &config.startup.database,
+        config_file,
+        config.reloadable.secrets_in_file,
+    )
 }
 
 /// The refusals about files, at start and at each reload: a database or a configuration

@@ -26,20 +26,31 @@ use crate::config::Limits;
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the listener serves: the whole application, one clone per connection.
+pub trait App:
+    tower::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<A> App for A where
+    A: tower::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves connections until `shutdown`, then stops accepting, asks every connection to close
 /// once its requests are answered, and waits for them (within the request deadline).
-pub async fn accept_until<A>(
+pub async fn accept_until<A: App>(
     listener: tokio::net::TcpListener,
     app: A,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
-) where
-    A: tower::Service<Request<Incoming>, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    A::Future: Send + 'static,
-{
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -99,20 +110,14 @@ pub async fn accept_until<A>(
 }
 
 /// One connection, from its accept to its close. `_places` are given back when it ends.
-async fn serve_connection<A>(
+async fn serve_connection<A: App>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: tokio::net::TcpStream,
     app: A,
     limits: Limits,
     mut stop_requested: watch::Receiver<bool>,
     _places: (OwnedSemaphorePermit, PeerPlace),
-) where
-    A: tower::Service<Request<Incoming>, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    A::Future: Send + 'static,
-{
+) {
     let activity = Arc::new(watch::Sender::new(Activity {
         in_flight: 0,
         requests: 0,

@@ -21,14 +21,7 @@ pub fn keygen() {
 pub fn check(file: &Path) -> Result<(), Error> {
     let config = config::load(file, &config::process_env)?;
     #[cfg(target_os = "linux")]
-    if let Some(executor) = &config.startup.executor {
-        crate::containment::check_start(
-            executor,
-            &config.startup.database,
-            file,
-            config.reloadable.secrets_in_file,
-        )?;
-    }
+    crate::containment::check_start(&config, file)?;
     println!(
         "{}: OK ({} keys, {} triggers, {})",
         file.display(),

@@ -21,14 +21,7 @@ pub type Error = Box<dyn std::error::Error>;
 pub async fn serve_configured(file: &Path, listen: Option<SocketAddr>) -> Result<(), Error> {
     let config = crate::config::load(file, &crate::config::process_env)?;
     #[cfg(target_os = "linux")]
-    if let Some(executor) = &config.startup.executor {
-        crate::containment::check_start(
-            executor,
-            &config.startup.database,
-            file,
-            config.reloadable.secrets_in_file,
-        )?;
-    }
+    crate::containment::check_start(&config, file)?;
     match &config.startup.database {
         Database::Sqlite(path) => {
             let store = SqliteStore::open(path)?;
