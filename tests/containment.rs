@@ -15,7 +15,7 @@ use tokio::process::Command;
 use uuid::Uuid;
 
 /// A signing secret written in the configuration file itself.
-const FILE_SECRET: &str = "file-secret-4f1d9c2e";
+const FILE_SECRET: &str = "whsec_ZmlsZS1zZWNyZXQtNGYxZDljMmU=";
 /// A secret only the server's environment holds.
 const ENV_SECRET: &str = "env-secret-8a7b6c5d";
 
