@@ -174,7 +174,7 @@ struct Problem {
     message: &'static str,
 }
 
-fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
+pub(crate) fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
     let before = &body[..at.min(body.len())];
     let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
     let line_start = before

@@ -41,6 +41,11 @@ pub(crate) enum Answer {
         message: Cow<'static, str>,
         action: Option<String>,
     },
+    /// The trigger's rules filtered the delivery out: answered as a skip, counted apart.
+    Filtered {
+        message: String,
+        action: Option<String>,
+    },
     Started(ExecutionId),
     Replayed(ExecutionId),
     Rejected(String),
@@ -83,6 +88,7 @@ impl Answer {
             Answer::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Answer::Challenge(_)
             | Answer::Skipped { .. }
+            | Answer::Filtered { .. }
             | Answer::Started(_)
             | Answer::Replayed(_)
             | Answer::Rejected(_) => StatusCode::OK,
@@ -133,6 +139,7 @@ impl Answer {
             Answer::InvalidJson(_) => "invalid_json",
             Answer::Challenge(_) => "challenge",
             Answer::Skipped { .. } => "skipped",
+            Answer::Filtered { .. } => "filtered",
             Answer::Started(_) => "started",
             Answer::Replayed(_) => "replayed",
             Answer::Rejected(_) => "rejected",
@@ -177,6 +184,11 @@ impl Answer {
             )])),
             Answer::Challenge(challenge) => json(&ChallengeBody { challenge }),
             Answer::Skipped { message, action } => json(&SkippedBody {
+                execution_id: "skipped",
+                message,
+                action: action.as_deref().unwrap_or(""),
+            }),
+            Answer::Filtered { message, action } => json(&SkippedBody {
                 execution_id: "skipped",
                 message,
                 action: action.as_deref().unwrap_or(""),

@@ -20,6 +20,7 @@ use crate::json;
 use crate::key::is_well_formed_token;
 use crate::response::Answer;
 use crate::route::{self, Prefix};
+use crate::rules::{self, Shaped};
 use crate::signature::{Presented, SignatureError};
 use crate::source::{Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
@@ -188,6 +189,12 @@ where
         // JSON, and a timestamp signed in the body (Linear's), read in the same pass
         let (input, event) = decode(spec, headers, kind, raw)?;
         record.event(event.delivery_id.as_deref(), event.action.as_deref());
+        // A trigger with rules reads the body as values, so no object may hold a key twice.
+        let rules = trigger.rules();
+        let body = match rules {
+            Some(_) => Some(rules::parse_body(&input).map_err(Answer::InvalidJson)?),
+            None => None,
+        };
         if let Some(verified) = &signature {
             verified
                 .check_body_timestamp(event.body_timestamp_millis, received_at)
@@ -220,6 +227,32 @@ where
             ));
         }
 
+        // filter, input, prompt: the trigger's rules
+        let shaped = match (rules, body) {
+            (Some(rules), Some(body)) => {
+                let facts = rules::Facts {
+                    source,
+                    action: event.action.as_deref(),
+                    delivery_id: event.delivery_id.as_deref(),
+                    headers,
+                };
+                let shaped = rules.apply(&body, &facts, limit);
+                drop(body);
+                match shaped {
+                    Ok(shaped) => shaped,
+                    Err(why) => {
+                        tracing::debug!(reason = %why, "delivery filtered out");
+                        return Ok(Answer::Filtered {
+                            message: format!("filtered out: {why}"),
+                            action: event.action,
+                        });
+                    }
+                }
+            }
+            _ => Shaped::default(),
+        };
+        let input = shaped.input.unwrap_or(input);
+
         // duplicate, sink: the sink recognises redeliveries itself
         let delivery = Delivery {
             source,
@@ -232,6 +265,7 @@ where
             signature_tag: signature.map(|verified| verified.tag),
             extensions,
             input,
+            prompt: shaped.prompt,
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
         let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
