@@ -96,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE api_keys ADD COLUMN rights smallint NOT NULL DEFAULT 7;
     ",
+    // 3: a trigger's rules (the texts of its filter, input and prompt, compiled when loaded),
+    // and the prompt each execution was given.
+    "
+    ALTER TABLE triggers ADD COLUMN rule_filter text;
+    ALTER TABLE triggers ADD COLUMN rule_input text;
+    ALTER TABLE triggers ADD COLUMN rule_prompt text;
+    ALTER TABLE executions ADD COLUMN prompt text;
+    ",
 ];
 
 /// The schema version this build writes.
