@@ -111,6 +111,9 @@ pub struct ExecutionRecord {
     pub output_tail: Vec<u8>,
     /// Which attempt this is (or was, once it ended): 1 for the first.
     pub attempt: u32,
+    /// The prompt its trigger's template rendered, if it has one
+    /// ([`Delivery::prompt`](crate::Delivery::prompt)).
+    pub prompt: Option<String>,
 }
 
 /// Which executions [`ExecutionQueue::list`] returns: one tenant's, newest first.

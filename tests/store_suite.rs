@@ -696,6 +696,54 @@ mod queue_cases {
             Outcome::Replayed(id) if id == a
         ));
     }
+
+    pub async fn a_trigger_keeps_its_rules_and_an_execution_its_prompt<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        use agent_trigger::rules::{Filter, InputExpression, PromptTemplate};
+
+        let store = harness.store();
+        let id = Uuid::now_v7();
+        harness
+            .insert_trigger(
+                Trigger::new(id, "acme", Source::Jira)
+                    .with_filter(Filter::parse("action == 'jira:issue_created'").unwrap())
+                    .with_input(InputExpression::parse("{'key': body.issue.key}").unwrap())
+                    .with_prompt(PromptTemplate::parse("Triage {{ body.issue.key }}").unwrap()),
+            )
+            .await;
+        let trigger = store.trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                trigger.filter().map(Filter::as_str),
+                trigger.input().map(InputExpression::as_str),
+                trigger.prompt().map(PromptTemplate::as_str)
+            ),
+            (
+                Some("action == 'jira:issue_created'"),
+                Some("{'key': body.issue.key}"),
+                Some("Triage {{ body.issue.key }}")
+            )
+        );
+
+        let mut delivery = key_delivery(id, None, r#"{"key":"SEC-1"}"#);
+        delivery.prompt = Some("Triage SEC-1:\n\tnow".to_owned());
+        let execution = started(store.submit(delivery).await.unwrap());
+        let record = store.execution(&execution).await.unwrap().unwrap();
+        assert_eq!(record.prompt.as_deref(), Some("Triage SEC-1:\n\tnow"));
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!(
+            claimed.delivery.prompt.as_deref(),
+            Some("Triage SEC-1:\n\tnow")
+        );
+        // A replay runs with the same prompt; a delivery without one has none.
+        let copy = store.replay(&execution).await.unwrap().unwrap();
+        let record = store.execution(&copy).await.unwrap().unwrap();
+        assert_eq!(record.prompt.as_deref(), Some("Triage SEC-1:\n\tnow"));
+        let plain = started(store.submit(key_delivery(id, None, "{}")).await.unwrap());
+        assert_eq!(store.execution(&plain).await.unwrap().unwrap().prompt, None);
+    }
 }
 
 /// `#[tokio::test]` for each case against one harness.
@@ -739,6 +787,7 @@ macro_rules! queue_cases {
                 a_trigger_at_its_cap_of_running_executions_waits_queued,
                 pruning_deletes_finished_executions_with_their_keys,
                 listing_cancelling_and_replaying,
+                a_trigger_keeps_its_rules_and_an_execution_its_prompt,
             ]
         );
     };

@@ -18,7 +18,7 @@ use crate::queue::{
 use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
-     started_at, finished_at, exit_code, output_tail, attempt";
+     started_at, finished_at, exit_code, output_tail, attempt, prompt";
 
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
@@ -121,7 +121,7 @@ impl ExecutionQueue for PostgresStore {
                      lease_until = now() + make_interval(secs => $3)
                  WHERE id = $1
                  RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                           delivery_id, action, received_at, input, attempt",
+                           delivery_id, action, received_at, input, attempt, prompt",
                 &[&id, &token, &self.inner.lease.as_secs_f64()],
             )
             .await
@@ -336,9 +336,9 @@ impl ExecutionQueue for PostgresStore {
                 "WITH copied AS (
                      INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                          caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at)
+                         created_at, prompt)
                      SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now()
+                            caller_tenant, input, 'queued', now(), now(), prompt
                      FROM executions WHERE id = $1
                      RETURNING 1)
                  SELECT count(*), pg_notify($3, $4) FROM copied",
@@ -455,6 +455,7 @@ fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
             .map_err(database_error)?
             .unwrap_or_default(),
         attempt: attempt.max(0).unsigned_abs(),
+        prompt: row.try_get(12).map_err(database_error)?,
     })
 }
 
@@ -481,6 +482,7 @@ fn read_claimed(row: &Row) -> Result<ClaimedExecution, StoreError> {
         .map(String::into_boxed_str);
     delivery.action = row.try_get(8).map_err(database_error)?;
     delivery.received_at = row.try_get(9).map_err(database_error)?;
+    delivery.prompt = row.try_get(12).map_err(database_error)?;
     let attempt: i32 = row.try_get(11).map_err(database_error)?;
     Ok(ClaimedExecution {
         id: ExecutionId::from(row.try_get::<_, Uuid>(0).map_err(database_error)?),

@@ -11,6 +11,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{CHANNEL, Inner, PostgresStore, database_error};
+use crate::rules::{Filter, InputExpression, PromptTemplate};
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
     StoreError, Trigger,
@@ -230,13 +231,14 @@ async fn write_trigger(
     transaction
         .execute(
             "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs,
-                 rate_count, rate_period_ms, max_running)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 rate_count, rate_period_ms, max_running, rule_filter, rule_input, rule_prompt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
                  enabled = excluded.enabled, actions = excluded.actions,
                  replay_window_secs = excluded.replay_window_secs,
                  rate_count = excluded.rate_count, rate_period_ms = excluded.rate_period_ms,
-                 max_running = excluded.max_running",
+                 max_running = excluded.max_running, rule_filter = excluded.rule_filter,
+                 rule_input = excluded.rule_input, rule_prompt = excluded.rule_prompt",
             &[
                 &trigger.id(),
                 &trigger.tenant(),
@@ -247,6 +249,9 @@ async fn write_trigger(
                 &rate_count,
                 &rate_period,
                 &max_running,
+                &trigger.filter().map(Filter::as_str),
+                &trigger.input().map(InputExpression::as_str),
+                &trigger.prompt().map(PromptTemplate::as_str),
             ],
         )
         .await?;
@@ -348,7 +353,7 @@ pub(super) async fn load(
     for row in client
         .query(
             "SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-                    rate_period_ms, max_running
+                    rate_period_ms, max_running, rule_filter, rule_input, rule_prompt
              FROM triggers",
             &[],
         )
@@ -383,7 +388,14 @@ pub(super) async fn load(
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);
         }
-        triggers.push(trigger);
+        let rules = (row.get(9), row.get(10), row.get(11));
+        match crate::rules::with_stored_rules(trigger, rules) {
+            Ok(trigger) => triggers.push(trigger),
+            Err(error) => {
+                // Without its rules it would start what they keep out: left out whole.
+                tracing::warn!(trigger_id = %id, %error, "skipping a trigger whose rules do not compile");
+            }
+        }
     }
     Ok((keys, triggers))
 }

@@ -76,8 +76,9 @@ mod body;
 mod expression;
 mod template;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -143,16 +144,51 @@ struct Compiled<T> {
     rule: T,
 }
 
+/// Rules compiled before and still in use, by text: a store that reloads its triggers, or many
+/// triggers with the same rule, compile it once.
+struct Cache<T>(Mutex<HashMap<Box<str>, Weak<Compiled<T>>>>);
+
+impl<T> Cache<T> {
+    fn new() -> Self {
+        Cache(Mutex::new(HashMap::new()))
+    }
+
+    fn get_or_compile(
+        &self,
+        text: &str,
+        compile: impl FnOnce(&str) -> Result<T, RuleError>,
+    ) -> Result<Arc<Compiled<T>>, RuleError> {
+        if let Some(compiled) = self.lock().get(text).and_then(Weak::upgrade) {
+            return Ok(compiled);
+        }
+        let compiled = Arc::new(Compiled {
+            text: text.into(),
+            rule: compile(text)?,
+        });
+        let mut cache = self.lock();
+        if cache.len() >= 64 && cache.len().is_power_of_two() {
+            cache.retain(|_, compiled| compiled.strong_count() > 0);
+        }
+        cache.insert(text.into(), Arc::downgrade(&compiled));
+        Ok(compiled)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Weak<Compiled<T>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+static EXPRESSIONS: LazyLock<Cache<expression::Expression>> = LazyLock::new(Cache::new);
+static TEMPLATES: LazyLock<Cache<template::Template>> = LazyLock::new(Cache::new);
+
 macro_rules! rule_common {
-    ($name:ident, $compile:path) => {
+    ($name:ident, $cache:ident, $compile:path) => {
         impl $name {
             /// Compiles `text`; the error says what is wrong and, where the parser tells, where.
             pub fn parse(text: &str) -> Result<Self, RuleError> {
-                let rule = $compile(text)?;
-                Ok($name(Arc::new(Compiled {
-                    text: text.into(),
-                    rule,
-                })))
+                $cache.get_or_compile(text, $compile).map($name)
             }
 
             /// The text it was compiled from.
@@ -185,9 +221,31 @@ macro_rules! rule_common {
     };
 }
 
-rule_common!(Filter, expression::Expression::compile);
-rule_common!(InputExpression, expression::Expression::compile);
-rule_common!(PromptTemplate, template::Template::compile);
+rule_common!(Filter, EXPRESSIONS, expression::Expression::compile);
+rule_common!(
+    InputExpression,
+    EXPRESSIONS,
+    expression::Expression::compile
+);
+rule_common!(PromptTemplate, TEMPLATES, template::Template::compile);
+
+/// `trigger` with the rules a store kept as their texts.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn with_stored_rules(
+    mut trigger: crate::Trigger,
+    (filter, input, prompt): (Option<String>, Option<String>, Option<String>),
+) -> Result<crate::Trigger, RuleError> {
+    if let Some(text) = filter {
+        trigger = trigger.with_filter(Filter::parse(&text)?);
+    }
+    if let Some(text) = input {
+        trigger = trigger.with_input(InputExpression::parse(&text)?);
+    }
+    if let Some(text) = prompt {
+        trigger = trigger.with_prompt(PromptTemplate::parse(&text)?);
+    }
+    Ok(trigger)
+}
 
 /// Why a filter, input or prompt does not compile: a sentence, and the line and column inside
 /// the rule's text (both counted from 1, columns in characters) where the parser gives them.

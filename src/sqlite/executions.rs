@@ -46,7 +46,7 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail, attempt
+                            finished_at, exit_code, output_tail, attempt, prompt
                      FROM executions WHERE id = ?1",
                 )?
                 .query_row(params![id], read_record)
@@ -71,7 +71,7 @@ impl ExecutionQueue for SqliteStore {
                                  AND running.status = 'running'))
                          ORDER BY queued.id LIMIT 1)
                      RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                               delivery_id, action, received_at, input, attempt",
+                               delivery_id, action, received_at, input, attempt, prompt",
                 )?
                 .query_row(params![unix_millis(SystemTime::now())], read_claimed)
                 .optional()
@@ -194,7 +194,7 @@ impl ExecutionQueue for SqliteStore {
             connection
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
-                            finished_at, exit_code, output_tail, attempt
+                            finished_at, exit_code, output_tail, attempt, prompt
                      FROM executions
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
@@ -257,9 +257,10 @@ impl ExecutionQueue for SqliteStore {
                 let now = unix_millis(SystemTime::now());
                 connection.prepare_cached(
                     "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-                         caller_kind, caller_id, caller_tenant, input, status, received_at, created_at)
+                         caller_kind, caller_id, caller_tenant, input, status, received_at, created_at,
+                         prompt)
                      SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', ?3, ?3
+                            caller_tenant, input, 'queued', ?3, ?3, prompt
                      FROM executions WHERE id = ?1",
                 )?
                 .execute(params![original, copy_text, now])
@@ -306,6 +307,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         exit_code: row.get(9)?,
         output_tail: row.get::<_, Option<Vec<u8>>>(10)?.unwrap_or_default(),
         attempt: row.get(11)?,
+        prompt: row.get(12)?,
     })
 }
 
@@ -325,6 +327,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
     delivery.delivery_id = row.get::<_, Option<String>>(7)?.map(String::into_boxed_str);
     delivery.action = row.get::<_, Option<String>>(8)?;
     delivery.received_at = from_unix_millis(row.get(9)?);
+    delivery.prompt = row.get(12)?;
     Ok(ClaimedExecution {
         id: ExecutionId::from(row.get::<_, String>(0)?),
         delivery,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::codec::{from_unix_millis, unix_millis};
+use crate::rules::{Filter, InputExpression, PromptTemplate};
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SigningSecret, Source,
     StoreError, Trigger,
@@ -164,11 +165,14 @@ fn write_trigger(
     });
     transaction.execute(
         "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-             rate_period_ms, max_running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             rate_period_ms, max_running, rule_filter, rule_input, rule_prompt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
              enabled = excluded.enabled, actions = excluded.actions,
              replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
-             rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running",
+             rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running,
+             rule_filter = excluded.rule_filter, rule_input = excluded.rule_input,
+             rule_prompt = excluded.rule_prompt",
         params![
             id,
             trigger.tenant(),
@@ -181,6 +185,9 @@ fn write_trigger(
                 .rate_limit()
                 .map(|(_, period)| i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
             trigger.max_running().map(NonZeroU32::get),
+            trigger.filter().map(Filter::as_str),
+            trigger.input().map(InputExpression::as_str),
+            trigger.prompt().map(PromptTemplate::as_str),
         ],
     )?;
     transaction.execute(
@@ -265,7 +272,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, rule_filter, rule_input, rule_prompt FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -298,7 +305,14 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);
         }
-        triggers.push(trigger);
+        let rules = (row.get(9)?, row.get(10)?, row.get(11)?);
+        match crate::rules::with_stored_rules(trigger, rules) {
+            Ok(trigger) => triggers.push(trigger),
+            Err(error) => {
+                // Without its rules it would start what they keep out: left out whole.
+                tracing::warn!(trigger_id = %id, %error, "skipping a trigger whose rules do not compile");
+            }
+        }
     }
     Ok((keys, triggers))
 }
