@@ -95,6 +95,7 @@ pub fn check(
                 .map_err(|error| locate.at(&secret.id, error.to_string()))?;
             trigger = trigger.with_secret(signing);
         }
+        let trigger = super::rules::compile(locate, entry, trigger)?;
         triggers.push(trigger);
     }
     Ok(triggers)
