@@ -386,14 +386,7 @@ async fn control_characters_in_the_prompt_are_replaced() {
 #[tokio::test]
 async fn a_template_that_loops_forever_or_renders_gigabytes_is_stopped() {
     let body = json!({"big": "x".repeat(500_000)}).to_string();
-    for template in [
-        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
-        "{% for i in range(100000) %}{{ body.big }}{% endfor %}",
-        "{{ body.big * 10000 }}",
-        "{{ body.big | replace('x', body.big) }}",
-        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
-        "{% set s = namespace(t='x') %}{% for i in range(60) %}{% set s.t = s.t ~ s.t %}{% endfor %}{{ s.t }}",
-    ] {
+    for template in HOSTILE_TEMPLATES {
         let mut trigger = shaped(Source::Jira, |t| t.with_prompt(prompt(template)));
         let started = Instant::now();
         let answer = trigger.post(&body).await;
@@ -406,6 +399,15 @@ async fn a_template_that_loops_forever_or_renders_gigabytes_is_stopped() {
         trigger.nothing_started();
     }
 }
+
+const HOSTILE_TEMPLATES: [&str; 6] = [
+    "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
+    "{% for i in range(100000) %}{{ body.big }}{% endfor %}",
+    "{{ body.big * 10000 }}",
+    "{{ body.big | replace('x', body.big) }}",
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    "{% set s = namespace(t='x') %}{% for i in range(60) %}{% set s.t = s.t ~ s.t %}{% endfor %}{{ s.t }}",
+];
 
 // ---- duplicate keys ----
 
@@ -630,6 +632,16 @@ fn hostile_costs() {
         "{:>10.2?} filter `true` (conversion of the body)",
         started.elapsed()
     );
+    for template in HOSTILE_TEMPLATES {
+        let trigger = shaped(Source::Jira, |t| t.with_prompt(prompt(template)));
+        let started = Instant::now();
+        let answer = runtime.block_on(trigger.post(&body));
+        println!(
+            "{:>10.2?} {template}: {}",
+            started.elapsed(),
+            answer.json["message"].as_str().unwrap_or("started")
+        );
+    }
     for kind in 0..16 {
         for repeat in [1, 10, 100, 400] {
             let expression = hostile_expression(kind, repeat);

@@ -59,7 +59,7 @@
 //!   [`InputExpression::parse`].
 //! - While it runs, a comprehension over more than 10 000 elements, or whose predicate reads
 //!   `body` other than through its own variable, is an evaluation error; so is an evaluation
-//!   that would spend more than its budget (about a million steps: every operation whose work
+//!   that would spend more than its budget (150 000 steps, about 10 ms: every operation whose work
 //!   grows with its operands — concatenation, equality, `in`, comparisons, copies into lists
 //!   and maps, function arguments, each element a comprehension visits — is charged before it
 //!   runs).
