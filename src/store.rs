@@ -561,7 +561,7 @@ impl Trigger {
 
     /// The trigger's rules, when it has any.
     pub(crate) fn rules(&self) -> Option<Rules<'_>> {
-        (self.filter.is_some() || self.input.is_some() || self.prompt.is_some()).then(|| Rules {
+        (self.filter.is_some() || self.input.is_some() || self.prompt.is_some()).then_some(Rules {
             filter: self.filter.as_ref(),
             input: self.input.as_ref(),
             prompt: self.prompt.as_ref(),

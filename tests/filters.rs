@@ -566,7 +566,7 @@ fn hostile_expression(kind: usize, repeat: usize) -> String {
             many("w", " && w == ")
         ),
         12 => format!("{} in body.items", many("body.items[0]", " + ")),
-        13 => format!("size(body.items.map(x, body.items)) > 0"),
+        13 => "size(body.items.map(x, body.items)) > 0".to_owned(),
         14 => format!(
             "body.deep == body.deep && {}",
             many("body.deep.l == body.deep.l", " && ")

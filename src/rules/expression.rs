@@ -368,7 +368,7 @@ impl Rewriter {
                 &comprehension.result,
             ]
             .into_iter()
-            .any(|part| names_body(part));
+            .any(names_body);
         let range = std::mem::take(&mut comprehension.iter_range);
         let id = range.id;
         let (name, args) = if reads_body {

@@ -16,6 +16,10 @@ use crate::{Delivery, ExecutionId, Outcome, SinkError};
 const MAX_GROUP: usize = 512;
 
 /// Work for the database thread.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "deliveries are most of the commands: boxing each would cost an allocation"
+)]
 pub(super) enum Command {
     /// A delivery to keep; answered once its transaction has committed.
     Submit {
