@@ -86,6 +86,8 @@ struct World {
     key: ApiKey,
     plain: Uuid,
     shaped: Uuid,
+    filtered: Uuid,
+    prompted: Uuid,
     converting: Uuid,
     service: TriggerService<Arc<NullSink>, Arc<MemoryKeyStore>>,
 }
@@ -94,6 +96,7 @@ impl World {
     fn new() -> Self {
         let key = ApiKey::generate();
         let (plain, shaped, converting) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (filtered, prompted) = (Uuid::now_v7(), Uuid::now_v7());
         let store = MemoryKeyStore::new()
             .with_key(key.digest(), ApiKeyRecord::new("bench", "bench"))
             .with_trigger(Trigger::new(plain, "bench", Source::Jira))
@@ -101,6 +104,14 @@ impl World {
                 Trigger::new(shaped, "bench", Source::Jira)
                     .with_filter(Filter::parse(FILTER).unwrap())
                     .with_input(InputExpression::parse(INPUT).unwrap())
+                    .with_prompt(PromptTemplate::parse(PROMPT).unwrap()),
+            )
+            .with_trigger(
+                Trigger::new(filtered, "bench", Source::Jira)
+                    .with_filter(Filter::parse(FILTER).unwrap()),
+            )
+            .with_trigger(
+                Trigger::new(prompted, "bench", Source::Jira)
                     .with_prompt(PromptTemplate::parse(PROMPT).unwrap()),
             )
             // A filter that reads one field: the body is turned into values whole, and
@@ -116,6 +127,8 @@ impl World {
             key,
             plain,
             shaped,
+            filtered,
+            prompted,
             converting,
             service,
         }
@@ -166,6 +179,22 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("rules");
     bench(&mut group, &runtime, &world, "plain", world.plain, &body);
+    bench(
+        &mut group,
+        &runtime,
+        &world,
+        "filter",
+        world.filtered,
+        &body,
+    );
+    bench(
+        &mut group,
+        &runtime,
+        &world,
+        "prompt",
+        world.prompted,
+        &body,
+    );
     bench(
         &mut group,
         &runtime,
@@ -233,6 +262,15 @@ fn summary(started: SystemTime) {
             shaped / 1e3,
             shaped / plain
         );
+    }
+    for (name, id) in [("filter", "rules/filter"), ("prompt", "rules/prompt")] {
+        if let (Some(plain), Some(alone)) = (median("rules/plain"), median(id)) {
+            println!(
+                "  with the {name} alone: {:.2} µs ({:.2}x)",
+                alone / 1e3,
+                alone / plain
+            );
+        }
     }
     for size in [16 << 10, 256 << 10] {
         let (Some(plain), Some(values)) = (

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use crate::rules::{Filter, InputExpression, PromptTemplate, Rules};
+use crate::rules::{self, Filter, InputExpression, Paths, PromptTemplate, Rules};
 use crate::{BoxError, KeyDigest, SigningSecret, Source};
 
 /// Where the service looks up API keys and triggers.
@@ -393,6 +393,8 @@ pub struct Trigger {
     filter: Option<Filter>,
     input: Option<InputExpression>,
     prompt: Option<PromptTemplate>,
+    /// The parts of the body the rules read, kept with them.
+    body_paths: Paths,
 }
 
 /// A trigger's rate: at most `count` deliveries per `period`, counted by one limiter that all
@@ -427,6 +429,7 @@ impl Trigger {
             filter: None,
             input: None,
             prompt: None,
+            body_paths: Paths::default(),
         }
     }
 
@@ -505,6 +508,7 @@ impl Trigger {
     /// ```
     pub fn with_filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
         self
     }
 
@@ -528,6 +532,7 @@ impl Trigger {
     /// ```
     pub fn with_input(mut self, input: InputExpression) -> Self {
         self.input = Some(input);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
         self
     }
 
@@ -551,12 +556,18 @@ impl Trigger {
     /// ```
     pub fn with_prompt(mut self, prompt: PromptTemplate) -> Self {
         self.prompt = Some(prompt);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
         self
     }
 
     /// The prompt template, if any.
     pub fn prompt(&self) -> Option<&PromptTemplate> {
         self.prompt.as_ref()
+    }
+
+    /// The parts of the body the trigger's rules read.
+    pub(crate) fn body_paths(&self) -> &Paths {
+        &self.body_paths
     }
 
     /// The trigger's rules, when it has any.

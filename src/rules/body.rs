@@ -47,21 +47,89 @@ impl Number {
 /// Objects with more keys than this find duplicates with a set rather than by comparing.
 const LINEAR_SEARCH_KEYS: usize = 16;
 
-/// The tree of `body`, already validated as JSON: an empty body is `null`.
-pub(crate) fn parse(body: &[u8]) -> Result<Json<'_>, JsonError> {
+/// The parts of `body` that some rule reads: a tree of field names, each node read whole or
+/// only through some of its fields. A rule that reads `body.issue.key` and
+/// `body.issue.fields.labels` needs nothing else of the body, however large it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Paths {
+    whole: bool,
+    fields: Vec<(Box<str>, Paths)>,
+}
+
+impl Paths {
+    /// The whole value.
+    pub(crate) fn whole() -> Paths {
+        Paths {
+            whole: true,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds the value at `path` (field names from the top), read whole.
+    pub(crate) fn insert<'p>(&mut self, path: impl IntoIterator<Item = &'p str>) {
+        let mut node = self;
+        for field in path {
+            if node.whole {
+                return;
+            }
+            let at = match node.fields.iter().position(|(name, _)| &**name == field) {
+                Some(at) => at,
+                None => {
+                    node.fields.push((field.into(), Paths::default()));
+                    node.fields.len() - 1
+                }
+            };
+            node = &mut node.fields[at].1;
+        }
+        *node = Paths::whole();
+    }
+
+    /// Adds everything `other` reads.
+    pub(crate) fn merge(&mut self, other: &Paths) {
+        if self.whole {
+            return;
+        }
+        if other.whole {
+            *self = Paths::whole();
+            return;
+        }
+        for (name, paths) in &other.fields {
+            match self.fields.iter_mut().find(|(mine, _)| mine == name) {
+                Some((_, mine)) => mine.merge(paths),
+                None => self.fields.push((name.clone(), paths.clone())),
+            }
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<&Paths> {
+        self.fields
+            .iter()
+            .find(|(field, _)| &**field == name)
+            .map(|(_, paths)| paths)
+    }
+}
+
+/// The parts of `body` that `paths` names (all of it when `paths` is whole, nothing when
+/// `None`), after checking the whole body: no object may hold a key twice. `body` is already
+/// validated as JSON; an empty body is `null`.
+pub(crate) fn parse<'b>(body: &'b [u8], paths: Option<&Paths>) -> Result<Json<'b>, JsonError> {
     if body.is_empty() {
         return Ok(Json::Null);
     }
-    let mut reader = Reader { bytes: body, at: 0 };
+    let mut reader = Reader {
+        bytes: body,
+        at: 0,
+        keys: Vec::new(),
+    };
     reader.skip_whitespace();
-    let value = reader.value().map_err(|at| {
+    let value = reader.value(paths).map_err(|at| {
         locate(
             body,
             at,
             "duplicate key: an object holds the same key twice, which a trigger with rules refuses",
         )
     })?;
-    Ok(value)
+    Ok(value.unwrap_or(Json::Null))
 }
 
 /// A reader of validated JSON; its only error is a duplicate key, at the offset of the second.
@@ -69,6 +137,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Json<'_>, JsonError> {
 struct Reader<'b> {
     bytes: &'b [u8],
     at: usize,
+    /// The keys of the objects open around the cursor, innermost last: one buffer for all.
+    keys: Vec<Cow<'b, str>>,
 }
 
 impl<'b> Reader<'b> {
@@ -82,51 +152,59 @@ impl<'b> Reader<'b> {
         }
     }
 
-    fn value(&mut self) -> Result<Json<'b>, usize> {
+    /// The value at the cursor as far as `paths` reads it: all of it, some of its fields, or
+    /// (`None`) only checked.
+    fn value(&mut self, paths: Option<&Paths>) -> Result<Option<Json<'b>>, usize> {
+        // Anything but an object is built whole when any of it is read: a field of a list or a
+        // number then fails as it would on the whole body.
+        let build = paths.is_some();
         match self.peek() {
-            b'{' => self.object(),
-            b'[' => self.array(),
-            b'"' => Ok(Json::String(self.string())),
+            b'{' => self.object(paths),
+            b'[' => self.array(build),
+            b'"' => {
+                let text = self.string(build);
+                Ok(build.then_some(Json::String(text)))
+            }
             b't' => {
                 self.at += 4;
-                Ok(Json::Bool(true))
+                Ok(build.then_some(Json::Bool(true)))
             }
             b'f' => {
                 self.at += 5;
-                Ok(Json::Bool(false))
+                Ok(build.then_some(Json::Bool(false)))
             }
             b'n' => {
                 self.at += 4;
-                Ok(Json::Null)
+                Ok(build.then_some(Json::Null))
             }
-            _ => Ok(Json::Number(self.number())),
+            _ => {
+                let number = self.number();
+                Ok(build.then_some(Json::Number(number)))
+            }
         }
     }
 
-    fn object(&mut self) -> Result<Json<'b>, usize> {
+    fn object(&mut self, paths: Option<&Paths>) -> Result<Option<Json<'b>>, usize> {
         self.at += 1;
         self.skip_whitespace();
-        let mut members: Vec<(Cow<'b, str>, Json<'b>)> = Vec::new();
-        let mut keys: Option<HashSet<Cow<'b, str>>> = None;
+        let whole = paths.is_some_and(|paths| paths.whole);
+        let mut members: Option<Vec<(Cow<'b, str>, Json<'b>)>> = paths.map(|_| Vec::new());
         if self.peek() == b'}' {
             self.at += 1;
-            return Ok(Json::Object(members));
+            return Ok(members.map(Json::Object));
         }
+        let first_key = self.keys.len();
+        let mut set: Option<HashSet<Cow<'b, str>>> = None;
         loop {
             let key_at = self.at;
-            let key = self.string();
-            let duplicate = match &mut keys {
-                Some(keys) => !keys.insert(key.clone()),
+            let key = self.string(true);
+            let own = &self.keys[first_key..];
+            let duplicate = match &mut set {
+                Some(set) => !set.insert(key.clone()),
                 None => {
-                    let duplicate = members.iter().any(|(other, _)| *other == key);
-                    if members.len() == LINEAR_SEARCH_KEYS {
-                        keys = Some(
-                            members
-                                .iter()
-                                .map(|(key, _)| key.clone())
-                                .chain([key.clone()])
-                                .collect(),
-                        );
+                    let duplicate = own.contains(&key);
+                    if own.len() == LINEAR_SEARCH_KEYS {
+                        set = Some(own.iter().cloned().chain([key.clone()]).collect());
                     }
                     duplicate
                 }
@@ -137,55 +215,79 @@ impl<'b> Reader<'b> {
             self.skip_whitespace();
             self.at += 1; // the colon
             self.skip_whitespace();
-            let value = self.value()?;
-            members.push((key, value));
+            let wanted = match paths {
+                Some(paths) if whole => Some(paths),
+                Some(paths) => paths.field(&key),
+                None => None,
+            };
+            let value = self.value(wanted)?;
+            if let (Some(members), Some(value)) = (&mut members, value) {
+                members.push((key.clone(), value));
+            }
+            self.keys.push(key);
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
             self.skip_whitespace();
             if separator == b'}' {
-                return Ok(Json::Object(members));
+                self.keys.truncate(first_key);
+                return Ok(members.map(Json::Object));
             }
         }
     }
 
-    fn array(&mut self) -> Result<Json<'b>, usize> {
+    /// An array, built when `build`; a partial read of one takes it whole, so that a rule that
+    /// selects a field of a list fails as it would on the whole list.
+    fn array(&mut self, build: bool) -> Result<Option<Json<'b>>, usize> {
         self.at += 1;
         self.skip_whitespace();
-        let mut elements = Vec::new();
+        let mut elements = build.then(Vec::new);
         if self.peek() == b']' {
             self.at += 1;
-            return Ok(Json::Array(elements));
+            return Ok(elements.map(Json::Array));
         }
+        let whole = Paths::whole();
         loop {
-            elements.push(self.value()?);
+            let value = self.value(build.then_some(&whole))?;
+            if let (Some(elements), Some(value)) = (&mut elements, value) {
+                elements.push(value);
+            }
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
             self.skip_whitespace();
             if separator == b']' {
-                return Ok(Json::Array(elements));
+                return Ok(elements.map(Json::Array));
             }
         }
     }
 
-    /// The string whose opening quote is at the cursor, borrowed when it has no escapes.
-    fn string(&mut self) -> Cow<'b, str> {
+    /// The string whose opening quote is at the cursor, borrowed when it has no escapes;
+    /// unescaped only when `read` (else an empty placeholder).
+    fn string(&mut self, read: bool) -> Cow<'b, str> {
         let start = self.at + 1;
         let mut at = start;
         let mut escaped = false;
         loop {
-            match self.bytes[at] {
-                b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    at += 2;
+            match memchr::memchr2(b'"', b'\\', &self.bytes[at..]) {
+                Some(found) if self.bytes[at + found] == b'"' => {
+                    at += found;
+                    break;
                 }
-                _ => at += 1,
+                Some(found) => {
+                    escaped = true;
+                    at += found + 2;
+                }
+                None => {
+                    at = self.bytes.len();
+                    break;
+                }
             }
         }
         self.at = at + 1;
-        if escaped {
+        if !read {
+            Cow::Borrowed("")
+        } else if escaped {
             // Validated by the scan; serde_json unescapes, as the scan does for picked fields.
             Cow::Owned(
                 serde_json::from_slice(&self.bytes[start - 1..=at])
@@ -213,7 +315,7 @@ mod tests {
     #[test]
     fn reads_every_kind_of_value() {
         let body = br#" {"a": [1, -2.5e3, "x\"y", true, false, null, {}], "b": {"c": "d"}} "#;
-        let tree = parse(body).unwrap();
+        let tree = parse(body, Some(&Paths::whole())).unwrap();
         let Json::Object(members) = tree else {
             panic!("an object")
         };
@@ -230,8 +332,11 @@ mod tests {
                 Json::Object(vec![]),
             ])
         );
-        assert_eq!(parse(b"").unwrap(), Json::Null);
-        assert_eq!(parse(b" 7 ").unwrap(), Json::Number("7"));
+        assert_eq!(parse(b"", Some(&Paths::whole())).unwrap(), Json::Null);
+        assert_eq!(
+            parse(b" 7 ", Some(&Paths::whole())).unwrap(),
+            Json::Number("7")
+        );
     }
 
     #[test]
@@ -252,15 +357,60 @@ mod tests {
 
     #[test]
     fn a_key_twice_in_any_object_is_refused_where_the_second_is() {
-        let error = parse(br#"{"a":{"x":1,"y":2,"x":3}}"#).unwrap_err();
+        let error = parse(br#"{"a":{"x":1,"y":2,"x":3}}"#, None).unwrap_err();
         assert_eq!((error.line, error.column), (1, 19));
         // Escapes do not hide a duplicate.
-        assert!(parse(br#"[{"k":1,"\u006b":2}]"#).is_err());
+        assert!(parse(br#"[{"k":1,"\u006b":2}]"#, None).is_err());
         // Many keys: found through the set.
         let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        assert!(parse(format!("{{{many}\"k3\":0}}").as_bytes()).is_err());
-        assert!(parse(format!("{{{many}\"z\":0}}").as_bytes()).is_ok());
+        assert!(parse(format!("{{{many}\"k3\":0}}").as_bytes(), None).is_err());
+        assert!(parse(format!("{{{many}\"z\":0}}").as_bytes(), None).is_ok());
         // The same key in different objects is fine.
-        assert!(parse(br#"[{"k":1},{"k":2}]"#).is_ok());
+        assert!(parse(br#"[{"k":1},{"k":2}]"#, None).is_ok());
+        // Inside values that no rule reads too.
+        let mut paths = Paths::default();
+        paths.insert(["a"]);
+        assert!(parse(br#"{"a":1,"b":{"c":{"d":1,"d":2}}}"#, Some(&paths)).is_err());
+    }
+
+    #[test]
+    fn only_the_parts_rules_read_are_built() {
+        let mut paths = Paths::default();
+        paths.insert(["issue", "key"]);
+        paths.insert(["issue", "fields", "labels"]);
+        paths.insert(["missing", "x"]);
+        let body = br#"{"user":{"name":"a"},"issue":{"id":1,"key":"K-1","fields":{"labels":["x"],"big":[1,2,3]}},"list":[1]}"#;
+        assert_eq!(
+            parse(body, Some(&paths)).unwrap(),
+            Json::Object(vec![(
+                "issue".into(),
+                Json::Object(vec![
+                    ("key".into(), Json::String("K-1".into())),
+                    (
+                        "fields".into(),
+                        Json::Object(vec![(
+                            "labels".into(),
+                            Json::Array(vec![Json::String("x".into())])
+                        )])
+                    ),
+                ])
+            )])
+        );
+        // A field of something that is not an object: the value whole.
+        let mut paths = Paths::default();
+        paths.insert(["list", "x"]);
+        assert_eq!(
+            parse(br#"{"list":[1],"n":2}"#, Some(&paths)).unwrap(),
+            Json::Object(vec![("list".into(), Json::Array(vec![Json::Number("1")]))])
+        );
+        // Paths merge, and a whole node covers the paths below it.
+        let mut merged = Paths::default();
+        merged.insert(["a", "b"]);
+        let mut other = Paths::default();
+        other.insert(["a"]);
+        merged.merge(&other);
+        let mut expected = Paths::default();
+        expected.insert(["a"]);
+        assert_eq!(merged, expected);
     }
 }

@@ -59,7 +59,7 @@
 //!   [`InputExpression::parse`].
 //! - While it runs, a comprehension over more than 10 000 elements, or whose predicate reads
 //!   `body` other than through its own variable, is an evaluation error; so is an evaluation
-//!   that would spend more than its budget (150 000 steps, about 10 ms: every operation whose work
+//!   that would spend more than its budget (250 000 steps, 10 to 25 ms: every operation whose work
 //!   grows with its operands — concatenation, equality, `in`, comparisons, copies into lists
 //!   and maps, function arguments, each element a comprehension visits — is charged before it
 //!   runs).
@@ -86,7 +86,7 @@ use http::HeaderMap;
 use crate::Source;
 use crate::json::JsonError;
 
-pub(crate) use body::Json;
+pub(crate) use body::{Json, Paths};
 
 /// The longest prompt a delivery carries, in bytes, its `[…cut]` marker included.
 pub const MAX_PROMPT_LEN: usize = 64 * 1024;
@@ -400,6 +400,25 @@ pub(crate) struct Rules<'t> {
     pub(crate) prompt: Option<&'t PromptTemplate>,
 }
 
+/// The parts of the body that any of these rules reads.
+pub(crate) fn body_paths<'t>(
+    filter: Option<&'t Filter>,
+    input: Option<&'t InputExpression>,
+    prompt: Option<&'t PromptTemplate>,
+) -> Paths {
+    let mut paths = Paths::default();
+    for expression in [filter.map(|f| &f.0.rule), input.map(|i| &i.0.rule)]
+        .into_iter()
+        .flatten()
+    {
+        paths.merge(expression.paths());
+    }
+    if let Some(prompt) = prompt {
+        paths.merge(prompt.0.rule.paths());
+    }
+    paths
+}
+
 /// What the rules made of a delivery that passed them.
 #[derive(Debug, Default)]
 pub(crate) struct Shaped {
@@ -481,9 +500,10 @@ impl Rules<'_> {
     }
 }
 
-/// Parses a body the JSON step validated, refusing an object that holds a key twice.
-pub(crate) fn parse_body(body: &[u8]) -> Result<Json<'_>, JsonError> {
-    body::parse(body)
+/// The parts of a body the JSON step validated that `paths` names, refusing a body in which
+/// an object holds a key twice.
+pub(crate) fn parse_body<'b>(body: &'b [u8], paths: &Paths) -> Result<Json<'b>, JsonError> {
+    body::parse(body, (*paths != Paths::default()).then_some(paths))
 }
 
 /// A prompt as a command's environment can carry it: control characters other than newline and
@@ -548,7 +568,7 @@ mod tests {
             filter: Some(&filter),
             ..Rules::default()
         };
-        let tree = parse_body(body.as_bytes()).unwrap();
+        let tree = parse_body(body.as_bytes(), &body_paths(Some(&filter), None, None)).unwrap();
         rules
             .apply(&tree, &facts(&HeaderMap::new()), 1 << 20)
             .map(|_| ())
@@ -560,7 +580,7 @@ mod tests {
             input: Some(&input),
             ..Rules::default()
         };
-        let tree = parse_body(body.as_bytes()).unwrap();
+        let tree = parse_body(body.as_bytes(), &body_paths(None, Some(&input), None)).unwrap();
         let shaped = rules.apply(&tree, &facts(&HeaderMap::new()), 1 << 20)?;
         Ok(String::from_utf8(shaped.input.unwrap().to_vec()).unwrap())
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use minijinja::{AutoEscape, Environment, Value};
 
-use super::body::{Json, Number};
+use super::body::{Json, Number, Paths};
 use super::{Facts, RuleError, line_and_column};
 
 /// The longest template accepted, in bytes.
@@ -30,6 +30,8 @@ pub(crate) struct Template {
     environment: Environment<'static>,
     uses_body: bool,
     uses_headers: bool,
+    /// The parts of the body it reads.
+    paths: Paths,
 }
 
 impl Template {
@@ -53,13 +55,35 @@ impl Template {
             let variables = environment
                 .get_template(NAME)
                 .map_err(|error| locate(&text, &error))?
-                .undeclared_variables(false);
+                .undeclared_variables(true);
+            // Chains of attributes that start at `body`, as minijinja tracks them; the whole
+            // body when the template rebinds the name, after which its chains are not the
+            // body's.
+            let mut paths = Paths::default();
+            let rebinds_body = assigns(&text, "body");
+            if rebinds_body {
+                paths.insert([]);
+            }
+            for name in &variables {
+                if name == "body" {
+                    paths.insert([]);
+                } else if let Some(fields) = name.strip_prefix("body.") {
+                    paths.insert(fields.split('.'));
+                }
+            }
             Ok(Template {
-                uses_body: variables.contains("body"),
-                uses_headers: variables.contains("headers"),
+                uses_body: paths != Paths::default(),
+                uses_headers: variables
+                    .iter()
+                    .any(|name| name == "headers" || name.starts_with("headers.")),
+                paths,
                 environment,
             })
         })
+    }
+
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.paths
     }
 
     /// Renders the template; `Err` says why it failed.
@@ -96,6 +120,35 @@ impl Template {
             .map_err(|error| error.to_string())?;
         template.render(context).map_err(|error| describe(&error))
     }
+}
+
+/// Whether a statement of `text` may bind `name`: a `set` or `for` whose target names it, or a
+/// `with`, `macro`, `call`, `import` or `from` that names it anywhere. Errs on the side of yes.
+fn assigns(text: &str, name: &str) -> bool {
+    text.split("{%").skip(1).any(|block| {
+        let statement = block.split("%}").next().unwrap_or(block);
+        let statement = statement.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let keyword = statement.split_whitespace().next().unwrap_or("");
+        let target = match keyword {
+            "set" => statement.split('=').next().unwrap_or(statement),
+            "for" => statement.split(" in ").next().unwrap_or(statement),
+            "with" | "macro" | "call" | "import" | "from" => statement,
+            _ => return false,
+        };
+        names(target, name)
+    })
+}
+
+/// Whether `name` appears in `text` as a whole identifier.
+fn names(text: &str, name: &str) -> bool {
+    let identifier = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(identifier)
+            && !text[at + name.len()..]
+                .chars()
+                .next()
+                .is_some_and(identifier)
+    })
 }
 
 /// A template's error at load, with the line and column the parser gives.
@@ -142,5 +195,45 @@ fn to_value(json: &Json<'_>) -> Value {
                 .map(|(key, value)| (Arc::<str>::from(&**key), to_value(value)))
                 .collect::<BTreeMap<_, _>>(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Paths {
+        Template::compile(text).unwrap().paths
+    }
+
+    #[test]
+    fn the_parts_of_the_body_a_template_reads() {
+        let mut expected = Paths::default();
+        expected.insert(["issue", "key"]);
+        expected.insert(["issue", "fields", "labels"]);
+        assert_eq!(
+            read(
+                "{{ body.issue.key }}{% for l in body.issue.fields.labels %}{{ l.x }}{% endfor %}"
+            ),
+            expected
+        );
+        assert_eq!(read("{{ body | tojson }}"), Paths::whole());
+        assert_eq!(read("{{ body['issue'].key }}"), Paths::whole());
+        assert_eq!(read("{{ action }}"), Paths::default());
+        // A template that rebinds `body` reads all of it.
+        assert_eq!(
+            read("{% set body = body.issue %}{{ body.key }}"),
+            Paths::whole()
+        );
+        assert_eq!(
+            read("{% for body in [1] %}{% endfor %}{{ body.issue.key }}"),
+            Paths::whole()
+        );
+        assert!(!assigns(
+            "{% for x in body.items %}{% set y = body.a %}",
+            "body"
+        ));
+        assert!(assigns("{%- set body = 1 -%}", "body"));
+        assert!(!assigns("{% set somebody = 1 %}", "body"));
     }
 }

@@ -192,7 +192,9 @@ where
         // A trigger with rules reads the body as values, so no object may hold a key twice.
         let rules = trigger.rules();
         let body = match rules {
-            Some(_) => Some(rules::parse_body(&input).map_err(Answer::InvalidJson)?),
+            Some(_) => {
+                Some(rules::parse_body(&input, trigger.body_paths()).map_err(Answer::InvalidJson)?)
+            }
             None => None,
         };
         if let Some(verified) = &signature {
