@@ -1,11 +1,8 @@
 //! The body as a tree of values, for the triggers that read it with rules: built from bytes the
-//! JSON step has already proved to be one well-formed JSON text, refusing any object that
-//! holds a key twice (the filter and the agent must never read different values).
+//! JSON step has already proved to be one well-formed JSON text with no key twice in an
+//! object, and only as far as the rules read it.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-
-use crate::json::{JsonError, locate};
 
 /// A JSON value whose strings borrow from the body where they have no escapes. Numbers keep
 /// their text: each consumer reads them its own way.
@@ -44,15 +41,13 @@ impl Number {
     }
 }
 
-/// Objects with more keys than this find duplicates with a set rather than by comparing.
-const LINEAR_SEARCH_KEYS: usize = 16;
-
 /// The parts of `body` that some rule reads: a tree of field names, each node read whole or
 /// only through some of its fields. A rule that reads `body.issue.key` and
 /// `body.issue.fields.labels` needs nothing else of the body, however large it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Paths {
     whole: bool,
+    /// By name.
     fields: Vec<(Box<str>, Paths)>,
 }
 
@@ -72,11 +67,14 @@ impl Paths {
             if node.whole {
                 return;
             }
-            let at = match node.fields.iter().position(|(name, _)| &**name == field) {
-                Some(at) => at,
-                None => {
-                    node.fields.push((field.into(), Paths::default()));
-                    node.fields.len() - 1
+            let at = match node
+                .fields
+                .binary_search_by(|(name, _)| (**name).cmp(field))
+            {
+                Ok(at) => at,
+                Err(at) => {
+                    node.fields.insert(at, (field.into(), Paths::default()));
+                    at
                 }
             };
             node = &mut node.fields[at].1;
@@ -94,51 +92,43 @@ impl Paths {
             return;
         }
         for (name, paths) in &other.fields {
-            match self.fields.iter_mut().find(|(mine, _)| mine == name) {
-                Some((_, mine)) => mine.merge(paths),
-                None => self.fields.push((name.clone(), paths.clone())),
+            match self.fields.binary_search_by(|(mine, _)| mine.cmp(name)) {
+                Ok(at) => self.fields[at].1.merge(paths),
+                Err(at) => self.fields.insert(at, (name.clone(), paths.clone())),
             }
         }
     }
 
+    /// Nothing at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.whole && self.fields.is_empty()
+    }
+
     fn field(&self, name: &str) -> Option<&Paths> {
         self.fields
-            .iter()
-            .find(|(field, _)| &**field == name)
-            .map(|(_, paths)| paths)
+            .binary_search_by(|(field, _)| (**field).cmp(name))
+            .ok()
+            .map(|at| &self.fields[at].1)
     }
 }
 
-/// The parts of `body` that `paths` names (all of it when `paths` is whole, nothing when
-/// `None`), after checking the whole body: no object may hold a key twice. `body` is already
-/// validated as JSON; an empty body is `null`.
-pub(crate) fn parse<'b>(body: &'b [u8], paths: Option<&Paths>) -> Result<Json<'b>, JsonError> {
+/// The parts of `body` that `paths` names (all of it when `paths` is whole). `body` is
+/// already validated as JSON (its keys unique, for a trigger with rules); an empty body is
+/// `null`.
+pub(crate) fn parse<'b>(body: &'b [u8], paths: &Paths) -> Json<'b> {
     if body.is_empty() {
-        return Ok(Json::Null);
+        return Json::Null;
     }
-    let mut reader = Reader {
-        bytes: body,
-        at: 0,
-        keys: Vec::new(),
-    };
+    let mut reader = Reader { bytes: body, at: 0 };
     reader.skip_whitespace();
-    let value = reader.value(paths).map_err(|at| {
-        locate(
-            body,
-            at,
-            "duplicate key: an object holds the same key twice, which a trigger with rules refuses",
-        )
-    })?;
-    Ok(value.unwrap_or(Json::Null))
+    reader.value(paths)
 }
 
-/// A reader of validated JSON; its only error is a duplicate key, at the offset of the second.
-/// Recursion is bounded by the scan's nesting limit.
+/// A reader of validated JSON that builds what it is asked for and skips the rest. Recursion
+/// is bounded by the scan's nesting limit.
 struct Reader<'b> {
     bytes: &'b [u8],
     at: usize,
-    /// The keys of the objects open around the cursor, innermost last: one buffer for all.
-    keys: Vec<Cow<'b, str>>,
 }
 
 impl<'b> Reader<'b> {
@@ -152,112 +142,130 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// The value at the cursor as far as `paths` reads it: all of it, some of its fields, or
-    /// (`None`) only checked.
-    fn value(&mut self, paths: Option<&Paths>) -> Result<Option<Json<'b>>, usize> {
-        // Anything but an object is built whole when any of it is read: a field of a list or a
-        // number then fails as it would on the whole body.
-        let build = paths.is_some();
+    /// The value at the cursor as far as `paths` reads it: an object only with the fields
+    /// `paths` names, anything else whole (so that a field of a list or a number fails as it
+    /// would on the whole body).
+    fn value(&mut self, paths: &Paths) -> Json<'b> {
         match self.peek() {
-            b'{' => self.object(paths),
-            b'[' => self.array(build),
-            b'"' => {
-                let text = self.string(build);
-                Ok(build.then_some(Json::String(text)))
-            }
+            b'{' if !paths.whole => self.some_fields(paths),
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => Json::String(self.string(true)),
             b't' => {
                 self.at += 4;
-                Ok(build.then_some(Json::Bool(true)))
+                Json::Bool(true)
             }
             b'f' => {
                 self.at += 5;
-                Ok(build.then_some(Json::Bool(false)))
+                Json::Bool(false)
             }
             b'n' => {
                 self.at += 4;
-                Ok(build.then_some(Json::Null))
+                Json::Null
             }
-            _ => {
-                let number = self.number();
-                Ok(build.then_some(Json::Number(number)))
-            }
+            _ => Json::Number(self.number()),
         }
     }
 
-    fn object(&mut self, paths: Option<&Paths>) -> Result<Option<Json<'b>>, usize> {
+    /// Calls `member` with each key of the object at the cursor, the cursor on its value; the
+    /// member reads or skips the value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, Cow<'b, str>)) {
         self.at += 1;
         self.skip_whitespace();
-        let whole = paths.is_some_and(|paths| paths.whole);
-        let mut members: Option<Vec<(Cow<'b, str>, Json<'b>)>> = paths.map(|_| Vec::new());
         if self.peek() == b'}' {
             self.at += 1;
-            return Ok(members.map(Json::Object));
+            return;
         }
-        let first_key = self.keys.len();
-        let mut set: Option<HashSet<Cow<'b, str>>> = None;
         loop {
-            let key_at = self.at;
             let key = self.string(true);
-            let own = &self.keys[first_key..];
-            let duplicate = match &mut set {
-                Some(set) => !set.insert(key.clone()),
-                None => {
-                    let duplicate = own.contains(&key);
-                    if own.len() == LINEAR_SEARCH_KEYS {
-                        set = Some(own.iter().cloned().chain([key.clone()]).collect());
-                    }
-                    duplicate
-                }
-            };
-            if duplicate {
-                return Err(key_at);
-            }
             self.skip_whitespace();
             self.at += 1; // the colon
             self.skip_whitespace();
-            let wanted = match paths {
-                Some(paths) if whole => Some(paths),
-                Some(paths) => paths.field(&key),
-                None => None,
-            };
-            let value = self.value(wanted)?;
-            if let (Some(members), Some(value)) = (&mut members, value) {
-                members.push((key.clone(), value));
-            }
-            self.keys.push(key);
+            member(self, key);
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
             self.skip_whitespace();
             if separator == b'}' {
-                self.keys.truncate(first_key);
-                return Ok(members.map(Json::Object));
+                return;
             }
         }
     }
 
-    /// An array, built when `build`; a partial read of one takes it whole, so that a rule that
-    /// selects a field of a list fails as it would on the whole list.
-    fn array(&mut self, build: bool) -> Result<Option<Json<'b>>, usize> {
+    fn object(&mut self) -> Json<'b> {
+        let whole = Paths::whole();
+        let mut members = Vec::new();
+        self.members(|reader, key| {
+            let value = reader.value(&whole);
+            members.push((key, value));
+        });
+        Json::Object(members)
+    }
+
+    fn some_fields(&mut self, paths: &Paths) -> Json<'b> {
+        let mut members = Vec::new();
+        self.members(|reader, key| match paths.field(&key) {
+            Some(wanted) => {
+                let value = reader.value(wanted);
+                members.push((key, value));
+            }
+            None => reader.skip_value(),
+        });
+        Json::Object(members)
+    }
+
+    fn array(&mut self) -> Json<'b> {
         self.at += 1;
         self.skip_whitespace();
-        let mut elements = build.then(Vec::new);
+        let mut elements = Vec::new();
         if self.peek() == b']' {
             self.at += 1;
-            return Ok(elements.map(Json::Array));
+            return Json::Array(elements);
         }
         let whole = Paths::whole();
         loop {
-            let value = self.value(build.then_some(&whole))?;
-            if let (Some(elements), Some(value)) = (&mut elements, value) {
-                elements.push(value);
-            }
+            elements.push(self.value(&whole));
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
             self.skip_whitespace();
             if separator == b']' {
-                return Ok(elements.map(Json::Array));
+                return Json::Array(elements);
+            }
+        }
+    }
+
+    /// Moves past the value at the cursor without building it: strings are jumped over, the
+    /// rest of a container is only counted.
+    fn skip_value(&mut self) {
+        match self.peek() {
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        b'"' => {
+                            self.string(false);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return;
+                            }
+                        }
+                        0 if self.at >= self.bytes.len() => return,
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            b'"' => {
+                self.string(false);
+            }
+            _ => {
+                self.value(&Paths::whole());
             }
         }
     }
@@ -315,7 +323,7 @@ mod tests {
     #[test]
     fn reads_every_kind_of_value() {
         let body = br#" {"a": [1, -2.5e3, "x\"y", true, false, null, {}], "b": {"c": "d"}} "#;
-        let tree = parse(body, Some(&Paths::whole())).unwrap();
+        let tree = parse(body, &Paths::whole());
         let Json::Object(members) = tree else {
             panic!("an object")
         };
@@ -332,11 +340,8 @@ mod tests {
                 Json::Object(vec![]),
             ])
         );
-        assert_eq!(parse(b"", Some(&Paths::whole())).unwrap(), Json::Null);
-        assert_eq!(
-            parse(b" 7 ", Some(&Paths::whole())).unwrap(),
-            Json::Number("7")
-        );
+        assert_eq!(parse(b"", &Paths::whole()), Json::Null);
+        assert_eq!(parse(b" 7 ", &Paths::whole()), Json::Number("7"));
     }
 
     #[test]
@@ -356,24 +361,6 @@ mod tests {
     }
 
     #[test]
-    fn a_key_twice_in_any_object_is_refused_where_the_second_is() {
-        let error = parse(br#"{"a":{"x":1,"y":2,"x":3}}"#, None).unwrap_err();
-        assert_eq!((error.line, error.column), (1, 19));
-        // Escapes do not hide a duplicate.
-        assert!(parse(br#"[{"k":1,"\u006b":2}]"#, None).is_err());
-        // Many keys: found through the set.
-        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        assert!(parse(format!("{{{many}\"k3\":0}}").as_bytes(), None).is_err());
-        assert!(parse(format!("{{{many}\"z\":0}}").as_bytes(), None).is_ok());
-        // The same key in different objects is fine.
-        assert!(parse(br#"[{"k":1},{"k":2}]"#, None).is_ok());
-        // Inside values that no rule reads too.
-        let mut paths = Paths::default();
-        paths.insert(["a"]);
-        assert!(parse(br#"{"a":1,"b":{"c":{"d":1,"d":2}}}"#, Some(&paths)).is_err());
-    }
-
-    #[test]
     fn only_the_parts_rules_read_are_built() {
         let mut paths = Paths::default();
         paths.insert(["issue", "key"]);
@@ -381,7 +368,7 @@ mod tests {
         paths.insert(["missing", "x"]);
         let body = br#"{"user":{"name":"a"},"issue":{"id":1,"key":"K-1","fields":{"labels":["x"],"big":[1,2,3]}},"list":[1]}"#;
         assert_eq!(
-            parse(body, Some(&paths)).unwrap(),
+            parse(body, &paths),
             Json::Object(vec![(
                 "issue".into(),
                 Json::Object(vec![
@@ -400,7 +387,7 @@ mod tests {
         let mut paths = Paths::default();
         paths.insert(["list", "x"]);
         assert_eq!(
-            parse(br#"{"list":[1],"n":2}"#, Some(&paths)).unwrap(),
+            parse(br#"{"list":[1],"n":2}"#, &paths),
             Json::Object(vec![("list".into(), Json::Array(vec![Json::Number("1")]))])
         );
         // Paths merge, and a whole node covers the paths below it.

@@ -72,7 +72,7 @@ impl Template {
                 }
             }
             Ok(Template {
-                uses_body: paths != Paths::default(),
+                uses_body: !paths.is_empty(),
                 uses_headers: variables
                     .iter()
                     .any(|name| name == "headers" || name.starts_with("headers.")),

@@ -186,17 +186,11 @@ where
             }
         };
 
-        // JSON, and a timestamp signed in the body (Linear's), read in the same pass
-        let (input, event) = decode(spec, headers, kind, raw)?;
-        record.event(event.delivery_id.as_deref(), event.action.as_deref());
-        // A trigger with rules reads the body as values, so no object may hold a key twice.
+        // JSON, and a timestamp signed in the body (Linear's), read in the same pass; a trigger
+        // with rules reads the body as values, so no object may hold a key twice
         let rules = trigger.rules();
-        let body = match rules {
-            Some(_) => {
-                Some(rules::parse_body(&input, trigger.body_paths()).map_err(Answer::InvalidJson)?)
-            }
-            None => None,
-        };
+        let (input, event) = decode(spec, headers, kind, raw, rules.is_some())?;
+        record.event(event.delivery_id.as_deref(), event.action.as_deref());
         if let Some(verified) = &signature {
             verified
                 .check_body_timestamp(event.body_timestamp_millis, received_at)
@@ -230,8 +224,9 @@ where
         }
 
         // filter, input, prompt: the trigger's rules
-        let shaped = match (rules, body) {
-            (Some(rules), Some(body)) => {
+        let shaped = match rules {
+            Some(rules) => {
+                let body = rules::parse_body(&input, trigger.body_paths());
                 let facts = rules::Facts {
                     source,
                     action: event.action.as_deref(),
@@ -251,7 +246,7 @@ where
                     }
                 }
             }
-            _ => Shaped::default(),
+            None => Shaped::default(),
         };
         let input = shaped.input.unwrap_or(input);
 
@@ -343,16 +338,22 @@ fn check_headers(headers: &HeaderMap, limit: usize, spec: &SourceSpec) -> Result
     body::kind(headers, spec.accepts_form).map_err(|error| body_answer(error, limit, spec))
 }
 
-/// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body.
+/// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body;
+/// with `unique_keys`, no object may hold any key twice.
 fn decode(
     spec: &SourceSpec,
     headers: &HeaderMap,
     kind: BodyKind,
     raw: Bytes,
+    unique_keys: bool,
 ) -> Result<(Bytes, Event), Answer> {
     match kind {
         BodyKind::Form => {
             let form = crate::form::decode(&raw).map_err(Answer::InvalidJson)?;
+            if unique_keys {
+                // The form's fields are unique; its `payload`'s JSON may repeat a key.
+                json::scan_unique_keys(&form.json, &[]).map_err(Answer::InvalidJson)?;
+            }
             let event = Event::from_form(headers, form.action).map_err(invalid)?;
             Ok((form.json, event))
         }
@@ -362,7 +363,12 @@ fn decode(
         }
         BodyKind::Json => {
             let event = {
-                let fields = json::scan(&raw, spec.body_fields).map_err(Answer::InvalidJson)?;
+                let fields = if unique_keys {
+                    json::scan_unique_keys(&raw, spec.body_fields)
+                } else {
+                    json::scan(&raw, spec.body_fields)
+                }
+                .map_err(Answer::InvalidJson)?;
                 Event::from_json(spec, headers, &fields).map_err(invalid)?
             };
             Ok((raw, event))
