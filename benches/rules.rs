@@ -218,6 +218,15 @@ fn benches(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(document.len() as u64));
         let plain = format!("{size}/plain");
         bench(&mut group, &runtime, &world, &plain, world.plain, &document);
+        let checked = format!("{size}/checked");
+        bench(
+            &mut group,
+            &runtime,
+            &world,
+            &checked,
+            world.checking,
+            &document,
+        );
         let values = format!("{size}/values");
         bench(
             &mut group,
