@@ -286,8 +286,11 @@ struct Scanner<'b, const UNIQUE: bool> {
     keys: Vec<Cow<'b, [u8]>>,
     /// With `UNIQUE`: for each open object, where its keys start in `keys`, and once it has
     /// more than a few, a set of them.
-    objects: Vec<(usize, Option<HashSet<Cow<'b, [u8]>>>)>,
+    objects: Vec<(usize, Option<KeySet<'b>>)>,
 }
+
+/// The keys of one object with many.
+type KeySet<'b> = HashSet<Cow<'b, [u8]>>;
 
 /// An object with more keys than this looks for a repeated one in a set.
 const KEYS_COMPARED: usize = 16;
