@@ -102,7 +102,7 @@ const CUT_MARKER: &str = "[…cut]";
 /// assert_eq!(filter.as_str(), r#"action.startsWith("jira:issue_") && has(body.issue.key)"#);
 ///
 /// let error = Filter::parse("body.issue.key ==").unwrap_err();
-/// assert_eq!((error.line(), error.column()), (Some(1), Some(18)));
+/// assert_eq!((error.line(), error.column()), (Some(1), Some(19)));
 /// # Ok::<(), agent_trigger::rules::RuleError>(())
 /// ```
 #[derive(Clone)]
