@@ -56,7 +56,9 @@ impl Caller {
 /// One accepted delivery, handed to the [`ExecutionSink`](crate::ExecutionSink).
 ///
 /// `input` is known to be exactly one valid JSON text: the body as received, `null` for an
-/// empty body, or the JSON object made from a Slack form.
+/// empty body, the JSON object made from a Slack form, or what the trigger's
+/// [`InputExpression`](crate::rules::InputExpression) made of it. `prompt` is what the
+/// trigger's [`PromptTemplate`](crate::rules::PromptTemplate) rendered, if it has one.
 ///
 /// ```
 /// use agent_trigger::{Caller, Delivery, Source};
@@ -98,7 +100,8 @@ pub struct Delivery {
     /// request id, `ConnectInfo`, an authenticated user) reaches the executor. A durable sink
     /// keeps what it needs of them itself: they are not part of a stored execution.
     pub extensions: http::Extensions,
-    /// The agent's input: one valid JSON text.
+    /// The agent's input: one valid JSON text (the body, or the trigger's input expression's
+    /// value).
     ///
     /// A body that arrived in one frame is handed on without a copy, so this may be a slice of
     /// the server's read buffer. A sink that keeps deliveries waiting in memory should copy it
@@ -106,6 +109,10 @@ pub struct Delivery {
     /// [`ChannelSink`](crate::memory::ChannelSink) does, or each one keeps that whole buffer
     /// alive.
     pub input: Bytes,
+    /// The agent's prompt, when the trigger has a
+    /// [`PromptTemplate`](crate::rules::PromptTemplate): without control characters other than
+    /// newline and tab, and at most [`MAX_PROMPT_LEN`](crate::rules::MAX_PROMPT_LEN) bytes.
+    pub prompt: Option<String>,
 }
 
 impl Delivery {
@@ -128,6 +135,7 @@ impl Delivery {
             signature_tag: None,
             extensions: http::Extensions::new(),
             input,
+            prompt: None,
         }
     }
 

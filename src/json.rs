@@ -15,6 +15,7 @@
 //! serde_json, simd-json and sonic-rs.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use wide::u8x16;
@@ -114,6 +115,26 @@ pub(crate) fn scan<'b>(
     body: &'b [u8],
     paths: &'b [FieldPath<'b>],
 ) -> Result<Fields<'b>, JsonError> {
+    scan_checking::<false>(body, paths)
+}
+
+/// [`scan`], and no object may hold any key twice, picked or not: what a trigger whose rules
+/// read the body asks (the rules and the agent must never read different values). Only such
+/// triggers pay for tracking every key.
+pub(crate) fn scan_unique_keys<'b>(
+    body: &'b [u8],
+    paths: &'b [FieldPath<'b>],
+) -> Result<Fields<'b>, JsonError> {
+    scan_checking::<true>(body, paths)
+}
+
+/// The duplicate key that [`scan_unique_keys`] refuses.
+const DUPLICATE_KEY: &str = "duplicate key: this object already has this key";
+
+fn scan_checking<'b, const UNIQUE: bool>(
+    body: &'b [u8],
+    paths: &'b [FieldPath<'b>],
+) -> Result<Fields<'b>, JsonError> {
     assert!(
         paths.len() <= MAX_FIELDS,
         "a source picks out at most eight fields"
@@ -122,12 +143,14 @@ pub(crate) fn scan<'b>(
         paths.iter().all(|path| path.len() <= MAX_PATH_DEPTH),
         "a field is at most four keys deep"
     );
-    let mut scanner = Scanner {
+    let mut scanner = Scanner::<UNIQUE> {
         bytes: body,
         at: 0,
         paths,
         values: Default::default(),
         seen: [0; MAX_PATH_DEPTH + 1],
+        keys: Vec::new(),
+        objects: Vec::new(),
     };
     scanner
         .document()
@@ -174,7 +197,7 @@ struct Problem {
     message: &'static str,
 }
 
-fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
+pub(crate) fn locate(body: &[u8], at: usize, message: &'static str) -> JsonError {
     let before = &body[..at.min(body.len())];
     let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
     let line_start = before
@@ -251,7 +274,7 @@ fn skip_plain_bytes(bytes: &[u8], mut at: usize, stop_outside_ascii: bool) -> us
     at + special_bytes(&padded, stop_outside_ascii).trailing_zeros() as usize
 }
 
-struct Scanner<'b> {
+struct Scanner<'b, const UNIQUE: bool> {
     bytes: &'b [u8],
     at: usize,
     paths: &'b [FieldPath<'b>],
@@ -259,9 +282,73 @@ struct Scanner<'b> {
     /// For each level of the objects on the way to picked fields, the fields whose key at that
     /// level the innermost such object has already had: a second one is a duplicate.
     seen: [u16; MAX_PATH_DEPTH + 1],
+    /// With `UNIQUE`: the keys of every object open around the cursor, innermost last.
+    keys: Vec<Cow<'b, [u8]>>,
+    /// With `UNIQUE`: for each open object, where its keys start in `keys`, and once it has
+    /// more than a few, a set of them.
+    objects: Vec<(usize, Option<KeySet<'b>>)>,
 }
 
-impl<'b> Scanner<'b> {
+/// The keys of one object with many.
+type KeySet<'b> = HashSet<Cow<'b, [u8]>>;
+
+/// An object with more keys than this looks for a repeated one in a set.
+const KEYS_COMPARED: usize = 16;
+
+impl<'b, const UNIQUE: bool> Scanner<'b, UNIQUE> {
+    /// With `UNIQUE`, records the key `start..end` of the innermost open object; `Err` when it
+    /// has it already.
+    #[inline(never)]
+    fn unique_key(
+        &mut self,
+        at: usize,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Result<(), Problem> {
+        let key: Cow<'b, [u8]> = if escaped {
+            Cow::Owned(
+                self.string_value(start, end, true)
+                    .into_owned()
+                    .into_bytes(),
+            )
+        } else {
+            Cow::Borrowed(&self.bytes[start..end])
+        };
+        let Some((first, set)) = self.objects.last_mut() else {
+            return Ok(());
+        };
+        let duplicate = match set {
+            Some(set) => !set.insert(key.clone()),
+            None => {
+                let own = &self.keys[*first..];
+                let duplicate = own.contains(&key);
+                if own.len() >= KEYS_COMPARED {
+                    *set = Some(own.iter().cloned().chain([key.clone()]).collect());
+                }
+                duplicate
+            }
+        };
+        if duplicate {
+            return problem(at, DUPLICATE_KEY);
+        }
+        self.keys.push(key);
+        Ok(())
+    }
+
+    /// With `UNIQUE`, an object opens or closes.
+    #[inline(never)]
+    fn object_opens(&mut self) {
+        self.objects.push((self.keys.len(), None));
+    }
+
+    #[inline(never)]
+    fn object_closes(&mut self) {
+        if let Some((first, _)) = self.objects.pop() {
+            self.keys.truncate(first);
+        }
+    }
+
     /// A problem at the cursor.
     #[cold]
     fn problem<T>(&self, message: &'static str) -> Result<T, Problem> {
@@ -318,6 +405,9 @@ impl<'b> Scanner<'b> {
                         at += 1;
                     } else {
                         let object = open == b'{';
+                        if UNIQUE && object {
+                            self.object_opens();
+                        }
                         // Fields are paths of object keys: nothing under an array is picked out.
                         let inner = if object { candidates } else { 0 };
                         if inner != 0 {
@@ -369,6 +459,9 @@ impl<'b> Scanner<'b> {
                         continue 'value;
                     }
                     Some(&byte) if byte == close => {
+                        if UNIQUE && close == b'}' {
+                            self.object_closes();
+                        }
                         at += 1;
                         depth -= 1;
                         close = enclosing[depth & 0xFF];
@@ -408,6 +501,9 @@ impl<'b> Scanner<'b> {
             }
         }
         let value = skip_whitespace(self.bytes, colon + 1);
+        if UNIQUE {
+            self.unique_key(at, start, end, escaped)?;
+        }
         if open == 0 {
             return Ok((value, 0));
         }
@@ -741,6 +837,39 @@ mod tests {
         ] {
             assert!(scan(body.as_bytes(), PATHS).is_ok(), "{body}");
         }
+    }
+
+    #[test]
+    fn with_unique_keys_no_object_may_hold_any_key_twice() {
+        for (body, column) in [
+            (r#"{"x":1,"y":2,"x":3}"#, 14),
+            (r#"[{"a":{"k":1,"\u006b":2}}]"#, 14),
+            (r#"{"a":{"b":1},"c":{"b":1,"d":{"e":1,"e":2}}}"#, 36),
+        ] {
+            let error = scan_unique_keys(body.as_bytes(), PATHS).unwrap_err();
+            assert_eq!(
+                (error.message.as_str(), error.column),
+                (DUPLICATE_KEY, column),
+                "{body}"
+            );
+            assert!(scan(body.as_bytes(), PATHS).is_ok(), "{body}");
+        }
+        for body in [
+            r#"{"a":{"k":1},"b":{"k":1},"k":[{"k":1},{"k":2}]}"#,
+            "{}",
+            r#"{"a":{},"b":{}}"#,
+        ] {
+            assert!(scan_unique_keys(body.as_bytes(), PATHS).is_ok(), "{body}");
+        }
+        // Many keys: through a set.
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        assert!(scan_unique_keys(format!("{{{many}\"k3\":0}}").as_bytes(), &[]).is_err());
+        assert!(
+            scan_unique_keys(format!("{{{many}\"z\":{{{many}\"y\":1}}}}").as_bytes(), &[]).is_ok()
+        );
+        // A picked field's value is still picked.
+        let fields = scan_unique_keys(br#"{"type":"t","event":{"type":"e"}}"#, PATHS).unwrap();
+        assert_eq!(fields.str(&["event", "type"]), Some("e"));
     }
 
     #[test]

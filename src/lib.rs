@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod queue;
 mod response;
 mod route;
+pub mod rules;
 mod secret;
 pub mod service;
 pub mod signature;

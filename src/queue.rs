@@ -112,6 +112,9 @@ pub struct ExecutionRecord {
     pub output_tail: Vec<u8>,
     /// Which attempt this is (or was, once it ended): 1 for the first.
     pub attempt: u32,
+    /// The prompt its trigger's template rendered, if it has one
+    /// ([`Delivery::prompt`](crate::Delivery::prompt)).
+    pub prompt: Option<String>,
     /// The execution this one replays, when it is a replay.
     pub replay_of: Option<ExecutionId>,
     /// Who asked for the replay (a key id), when it is one.

@@ -47,6 +47,11 @@ pub(crate) enum Answer {
         message: Cow<'static, str>,
         action: Option<String>,
     },
+    /// The trigger's rules filtered the delivery out: answered as a skip, counted apart.
+    Filtered {
+        message: String,
+        action: Option<String>,
+    },
     Started(ExecutionId),
     Replayed(ExecutionId),
     Rejected(String),
@@ -117,6 +122,7 @@ impl Answer {
             Answer::Challenge(_)
             | Answer::Pong
             | Answer::Skipped { .. }
+            | Answer::Filtered { .. }
             | Answer::Started(_)
             | Answer::Replayed(_)
             | Answer::Rejected(_) => StatusCode::OK,
@@ -169,6 +175,7 @@ impl Answer {
             Answer::Challenge(_) | Answer::Pong => "challenge",
             Answer::Deferred(answer) => answer.outcome(),
             Answer::Skipped { .. } => "skipped",
+            Answer::Filtered { .. } => "filtered",
             Answer::Started(_) => "started",
             Answer::Replayed(_) => "replayed",
             Answer::Rejected(_) => "rejected",
@@ -228,6 +235,11 @@ impl Answer {
                 },
             }),
             Answer::Skipped { message, action } => json(&SkippedBody {
+                execution_id: "skipped",
+                message,
+                action: action.as_deref().unwrap_or(""),
+            }),
+            Answer::Filtered { message, action } => json(&SkippedBody {
                 execution_id: "skipped",
                 message,
                 action: action.as_deref().unwrap_or(""),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use crate::rules::{self, Filter, InputExpression, Paths, PromptTemplate, Rules};
 use crate::source::SourceSpec;
 use crate::{BoxError, KeyDigest, SecretError, SignatureScheme, SigningSecret, Source};
 
@@ -392,6 +393,11 @@ pub struct Trigger {
     replay_window: Option<Duration>,
     rate_limit: Option<RateLimit>,
     max_running: Option<NonZeroU32>,
+    filter: Option<Filter>,
+    input: Option<InputExpression>,
+    prompt: Option<PromptTemplate>,
+    /// The parts of the body the rules read, kept with them.
+    body_paths: Paths,
 }
 
 /// A trigger's rate: at most `count` deliveries per `period`, counted by one limiter that all
@@ -425,6 +431,10 @@ impl Trigger {
             replay_window: None,
             rate_limit: None,
             max_running: None,
+            filter: None,
+            input: None,
+            prompt: None,
+            body_paths: Paths::default(),
         }
     }
 
@@ -578,6 +588,93 @@ impl Trigger {
     pub fn with_max_running(mut self, count: NonZeroU32) -> Self {
         self.max_running = Some(count);
         self
+    }
+
+    /// Starts executions only for the deliveries `filter` matches; the others are answered
+    /// `200` skipped, `"filtered out: <why>"`, and counted as `filtered` (see
+    /// [`rules`](crate::rules)).
+    ///
+    /// ```
+    /// use agent_trigger::rules::Filter;
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let filter = Filter::parse(r#"body.issue.fields.priority.name in ["High", "Highest"]"#)?;
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira).with_filter(filter);
+    /// assert_eq!(trigger.filter().map(|f| f.as_str()), Some(r#"body.issue.fields.priority.name in ["High", "Highest"]"#));
+    /// # Ok::<(), agent_trigger::rules::RuleError>(())
+    /// ```
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self
+    }
+
+    /// The filter, if any.
+    pub fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
+    /// Hands executions the JSON value of `input` instead of the whole body (see
+    /// [`rules`](crate::rules)).
+    ///
+    /// ```
+    /// use agent_trigger::rules::InputExpression;
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let input = InputExpression::parse(r#"{"key": body.issue.key}"#)?;
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira).with_input(input);
+    /// assert!(trigger.input().is_some());
+    /// # Ok::<(), agent_trigger::rules::RuleError>(())
+    /// ```
+    pub fn with_input(mut self, input: InputExpression) -> Self {
+        self.input = Some(input);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self
+    }
+
+    /// The input expression, if any.
+    pub fn input(&self) -> Option<&InputExpression> {
+        self.input.as_ref()
+    }
+
+    /// Gives each delivery the prompt `prompt` renders, as
+    /// [`Delivery::prompt`](crate::Delivery::prompt) (see [`rules`](crate::rules)).
+    ///
+    /// ```
+    /// use agent_trigger::rules::PromptTemplate;
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let prompt = PromptTemplate::parse("Triage {{ body.issue.key }}")?;
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira).with_prompt(prompt);
+    /// assert_eq!(trigger.prompt().map(|p| p.as_str()), Some("Triage {{ body.issue.key }}"));
+    /// # Ok::<(), agent_trigger::rules::RuleError>(())
+    /// ```
+    pub fn with_prompt(mut self, prompt: PromptTemplate) -> Self {
+        self.prompt = Some(prompt);
+        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self
+    }
+
+    /// The prompt template, if any.
+    pub fn prompt(&self) -> Option<&PromptTemplate> {
+        self.prompt.as_ref()
+    }
+
+    /// The parts of the body the trigger's rules read.
+    pub(crate) fn body_paths(&self) -> &Paths {
+        &self.body_paths
+    }
+
+    /// The trigger's rules, when it has any.
+    pub(crate) fn rules(&self) -> Option<Rules<'_>> {
+        (self.filter.is_some() || self.input.is_some() || self.prompt.is_some()).then_some(Rules {
+            filter: self.filter.as_ref(),
+            input: self.input.as_ref(),
+            prompt: self.prompt.as_ref(),
+        })
     }
 
     /// How many of this trigger's executions may run at once, if that is capped.

@@ -1164,6 +1164,56 @@ mod queue_cases {
         assert_eq!(record.status, ExecutionStatus::Cancelled);
         assert!(String::from_utf8_lossy(&record.output_tail).contains("its trigger was removed"));
     }
+
+    pub async fn a_trigger_keeps_its_rules_and_an_execution_its_prompt<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        use agent_trigger::rules::{Filter, InputExpression, PromptTemplate};
+
+        let store = harness.store();
+        let id = Uuid::now_v7();
+        harness
+            .insert_trigger(
+                Trigger::new(id, "acme", Source::Jira)
+                    .with_filter(Filter::parse("action == 'jira:issue_created'").unwrap())
+                    .with_input(InputExpression::parse("{'key': body.issue.key}").unwrap())
+                    .with_prompt(PromptTemplate::parse("Triage {{ body.issue.key }}").unwrap()),
+            )
+            .await;
+        let trigger = store.trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                trigger.filter().map(Filter::as_str),
+                trigger.input().map(InputExpression::as_str),
+                trigger.prompt().map(PromptTemplate::as_str)
+            ),
+            (
+                Some("action == 'jira:issue_created'"),
+                Some("{'key': body.issue.key}"),
+                Some("Triage {{ body.issue.key }}")
+            )
+        );
+
+        let mut delivery = key_delivery(id, None, r#"{"key":"SEC-1"}"#);
+        delivery.prompt = Some("Triage SEC-1:\n\tnow".to_owned());
+        let execution = started(store.submit(delivery).await.unwrap());
+        let record = store.execution(&execution).await.unwrap().unwrap();
+        assert_eq!(record.prompt.as_deref(), Some("Triage SEC-1:\n\tnow"));
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!(
+            claimed.delivery.prompt.as_deref(),
+            Some("Triage SEC-1:\n\tnow")
+        );
+        // A replay runs with the same prompt; a delivery without one has none.
+        let ReplayOutcome::Started(copy) = store.replay(&execution, "ops").await.unwrap() else {
+            panic!("the replay is queued");
+        };
+        let record = store.execution(&copy).await.unwrap().unwrap();
+        assert_eq!(record.prompt.as_deref(), Some("Triage SEC-1:\n\tnow"));
+        let plain = started(store.submit(key_delivery(id, None, "{}")).await.unwrap());
+        assert_eq!(store.execution(&plain).await.unwrap().unwrap().prompt, None);
+    }
 }
 
 /// `#[tokio::test]` for each case against one harness.
@@ -1215,6 +1265,7 @@ macro_rules! queue_cases {
                 a_replay_counts_against_its_triggers_cap_of_running_executions,
                 a_disabled_triggers_executions_wait_until_it_is_enabled_again,
                 a_removed_triggers_queued_executions_end_cancelled,
+                a_trigger_keeps_its_rules_and_an_execution_its_prompt,
             ]
         );
     };

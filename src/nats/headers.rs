@@ -51,6 +51,11 @@ pub const CALLER_TENANT: &str = "Agent-Trigger-Caller-Tenant";
 pub const DELIVERY_ID: &str = "Agent-Trigger-Delivery-Id";
 /// The delivery's action, when there is one.
 pub const ACTION: &str = "Agent-Trigger-Action";
+/// The prompt the trigger's template rendered, when it has one (percent-encoded, as every
+/// value: its newlines and tabs included). At most
+/// [`MAX_PROMPT_LEN`](crate::rules::MAX_PROMPT_LEN) bytes before encoding; count it in the
+/// stream's maximum message size.
+pub const PROMPT: &str = "Agent-Trigger-Prompt";
 
 /// What is encoded in a header value.
 const ENCODED: &AsciiSet = &CONTROLS.add(b'%');
@@ -75,6 +80,9 @@ pub fn of(delivery: &Delivery, id: &ExecutionId) -> HeaderMap {
     }
     if let Some(action) = &delivery.action {
         headers.insert(ACTION, encode(action).as_str());
+    }
+    if let Some(prompt) = &delivery.prompt {
+        headers.insert(PROMPT, encode(prompt).as_str());
     }
     headers
 }
@@ -102,6 +110,7 @@ pub fn decode(headers: &HeaderMap, payload: Bytes) -> Result<(ExecutionId, Deliv
     );
     delivery.delivery_id = optional(headers, DELIVERY_ID).map(String::into_boxed_str);
     delivery.action = optional(headers, ACTION);
+    delivery.prompt = optional(headers, PROMPT);
     Ok((id, delivery))
 }
 
@@ -145,6 +154,7 @@ mod tests {
         );
         delivery.delivery_id = Some("line\r\nInjected: yes".into());
         delivery.action = Some("état\tété".into());
+        delivery.prompt = Some("Triage:\n\t100% of it\r\n".into());
         let id = ExecutionId::new_v7();
         let headers = of(&delivery, &id);
         for (_, values) in headers.iter() {
@@ -157,6 +167,7 @@ mod tests {
         assert_eq!(read_id, id);
         assert_eq!(read.delivery_id.as_deref(), Some("line\r\nInjected: yes"));
         assert_eq!(read.action.as_deref(), Some("état\tété"));
+        assert_eq!(read.prompt.as_deref(), Some("Triage:\n\t100% of it\r\n"));
         assert_eq!(&*read.tenant, "ac%me");
         assert_eq!(read.caller, delivery.caller);
     }

@@ -178,17 +178,18 @@ const KEEP: &str = "WITH keys AS (
      new AS (
          SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[],
              $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[],
-             $14::timestamptz[], $15::bigint[])
+             $14::timestamptz[], $15::bigint[], $16::text[])
              AS d (id, trigger_id, tenant, source, action, delivery_id, caller_kind, caller_id,
-                   caller_tenant, input, received_at, key_count)
+                   caller_tenant, input, received_at, key_count, prompt)
          LEFT JOIN (SELECT execution_id, count(*) AS went_in FROM keys GROUP BY execution_id)
              AS k ON k.execution_id = d.id
          WHERE d.key_count = coalesce(k.went_in, 0)),
      inserted AS (
          INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-             caller_kind, caller_id, caller_tenant, input, received_at, status, created_at)
+             caller_kind, caller_id, caller_tenant, input, received_at, status, created_at,
+             prompt)
          SELECT id, trigger_id, tenant, source, action, delivery_id, caller_kind, caller_id,
-             caller_tenant, input, received_at, 'queued', now()
+             caller_tenant, input, received_at, 'queued', now(), prompt
          FROM new)
      SELECT trigger_id, key FROM keys";
 
@@ -451,6 +452,7 @@ struct NewExecutions<'a> {
     inputs: Vec<&'a [u8]>,
     received: Vec<SystemTime>,
     key_counts: Vec<i64>,
+    prompts: Vec<Option<&'a str>>,
 }
 
 impl<'a> NewExecutions<'a> {
@@ -469,6 +471,7 @@ impl<'a> NewExecutions<'a> {
         self.received.push(delivery.received_at);
         self.key_counts
             .push(i64::try_from(keys).unwrap_or(i64::MAX));
+        self.prompts.push(delivery.prompt.as_deref());
     }
 
     /// Runs [`KEEP`] with these deliveries and their sorted keys; returns the keys that went in.
@@ -498,6 +501,7 @@ impl<'a> NewExecutions<'a> {
                     &self.inputs,
                     &self.received,
                     &self.key_counts,
+                    &self.prompts,
                 ],
             )
             .await

@@ -19,12 +19,12 @@ use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, St
 
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, output_tail, attempt, replay_of, replayed_by, \
-     cancelled_by";
+     cancelled_by, prompt";
 
 /// The same without the output (NULL in its place): a list leaves it, and its TOAST, unread.
 const LIST_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, NULL::bytea, attempt, replay_of, replayed_by, \
-     cancelled_by";
+     cancelled_by, prompt";
 
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
@@ -128,7 +128,7 @@ impl ExecutionQueue for PostgresStore {
                      lease_until = now() + make_interval(secs => $3)
                  WHERE id = $1
                  RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                           delivery_id, action, received_at, input, attempt",
+                           delivery_id, action, received_at, input, attempt, prompt",
                 &[&id, &token, &self.inner.lease.as_secs_f64()],
             )
             .await
@@ -377,7 +377,7 @@ impl ExecutionQueue for PostgresStore {
             .query_one(
                 "WITH original AS (
                      SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
-                            caller_tenant, input
+                            caller_tenant, input, prompt
                      FROM executions WHERE id = $1),
                  trigger AS (
                      SELECT triggers.enabled FROM triggers
@@ -386,9 +386,9 @@ impl ExecutionQueue for PostgresStore {
                  copied AS (
                      INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                          caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at, replay_of, replayed_by)
+                         created_at, replay_of, replayed_by, prompt)
                      SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now(), id, $3
+                            caller_tenant, input, 'queued', now(), now(), id, $3, prompt
                      FROM original WHERE (SELECT enabled FROM trigger)
                      RETURNING 1)
                  SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
@@ -535,6 +535,7 @@ fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
             .map(ExecutionId::from),
         replayed_by: row.try_get(13).map_err(database_error)?,
         cancelled_by: row.try_get(14).map_err(database_error)?,
+        prompt: row.try_get(15).map_err(database_error)?,
     })
 }
 
@@ -561,6 +562,7 @@ fn read_claimed(row: &Row) -> Result<ClaimedExecution, StoreError> {
         .map(String::into_boxed_str);
     delivery.action = row.try_get(8).map_err(database_error)?;
     delivery.received_at = row.try_get(9).map_err(database_error)?;
+    delivery.prompt = row.try_get(12).map_err(database_error)?;
     let attempt: i32 = row.try_get(11).map_err(database_error)?;
     Ok(ClaimedExecution {
         id: ExecutionId::from(row.try_get::<_, Uuid>(0).map_err(database_error)?),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{CHANNEL, Inner, PostgresStore, database_error};
 use crate::queue::TRIGGER_REMOVED;
+use crate::rules::{Filter, InputExpression, PromptTemplate};
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SignatureScheme,
     SigningSecret, Source, StoreError, Trigger,
@@ -258,14 +259,16 @@ async fn write_trigger(
     transaction
         .execute(
             "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs,
-                 rate_count, rate_period_ms, max_running, signature, public_url)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 rate_count, rate_period_ms, max_running, signature, public_url, rule_filter,
+                 rule_input, rule_prompt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
                  enabled = excluded.enabled, actions = excluded.actions,
                  replay_window_secs = excluded.replay_window_secs,
                  rate_count = excluded.rate_count, rate_period_ms = excluded.rate_period_ms,
                  max_running = excluded.max_running, signature = excluded.signature,
-                 public_url = excluded.public_url",
+                 public_url = excluded.public_url, rule_filter = excluded.rule_filter,
+                 rule_input = excluded.rule_input, rule_prompt = excluded.rule_prompt",
             &[
                 &trigger.id(),
                 &trigger.tenant(),
@@ -278,6 +281,9 @@ async fn write_trigger(
                 &max_running,
                 &signature,
                 &trigger.public_url(),
+                &trigger.filter().map(Filter::as_str),
+                &trigger.input().map(InputExpression::as_str),
+                &trigger.prompt().map(PromptTemplate::as_str),
             ],
         )
         .await?;
@@ -379,7 +385,8 @@ pub(super) async fn load(
     for row in client
         .query(
             "SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-                    rate_period_ms, max_running, signature, public_url
+                    rate_period_ms, max_running, signature, public_url, rule_filter, rule_input,
+                    rule_prompt
              FROM triggers",
             &[],
         )
@@ -425,7 +432,14 @@ pub(super) async fn load(
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);
         }
-        triggers.push(trigger);
+        let rules = (row.get(11), row.get(12), row.get(13));
+        match crate::rules::with_stored_rules(trigger, rules) {
+            Ok(trigger) => triggers.push(trigger),
+            Err(error) => {
+                // Without its rules it would start what they keep out: left out whole.
+                tracing::warn!(trigger_id = %id, %error, "skipping a trigger whose rules do not compile");
+            }
+        }
     }
     Ok((keys, triggers))
 }

@@ -109,6 +109,14 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE triggers ADD COLUMN signature text, ADD COLUMN public_url text;
     ",
+    // 5: a trigger's rules (the texts of its filter, input and prompt, compiled when loaded),
+    // and the prompt each execution was given.
+    "
+    ALTER TABLE triggers ADD COLUMN rule_filter text;
+    ALTER TABLE triggers ADD COLUMN rule_input text;
+    ALTER TABLE triggers ADD COLUMN rule_prompt text;
+    ALTER TABLE executions ADD COLUMN prompt text;
+    ",
 ];
 
 /// The schema version this build writes.

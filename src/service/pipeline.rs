@@ -21,6 +21,7 @@ use crate::json;
 use crate::key::is_well_formed_token;
 use crate::response::Answer;
 use crate::route::{self, Prefix};
+use crate::rules::{self, Shaped};
 use crate::signature::{Presented, RequestUrl, SignatureError};
 use crate::source::{Envelope, Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
@@ -218,8 +219,10 @@ where
             return Err(body_answer(BodyError::UnsupportedType, limit, false));
         }
 
-        // JSON, and a timestamp signed in the body (Linear's), read in the same pass
-        let (input, event) = decode(spec, headers, kind, raw)?;
+        // JSON, and a timestamp signed in the body (Linear's), read in the same pass; a trigger
+        // with rules reads the body as values, so no object may hold a key twice
+        let rules = trigger.rules();
+        let (input, event) = decode(spec, headers, kind, raw, rules.is_some())?;
         record.event(event.delivery_id.as_deref(), event.action.as_deref());
         if let Some(verified) = &signature {
             verified
@@ -260,6 +263,33 @@ where
             )));
         }
 
+        // filter, input, prompt: the trigger's rules
+        let ruled = match rules {
+            Some(rules) => {
+                let body = rules::parse_body(&input, trigger.body_paths());
+                let facts = rules::Facts {
+                    source,
+                    action: event.action.as_deref(),
+                    delivery_id: event.delivery_id.as_deref(),
+                    headers,
+                };
+                let applied = rules.apply(&body, &facts, limit);
+                drop(body);
+                match applied {
+                    Ok(ruled) => ruled,
+                    Err(why) => {
+                        tracing::debug!(reason = %why, "delivery filtered out");
+                        return Ok(shaped(Answer::Filtered {
+                            message: format!("filtered out: {why}"),
+                            action: event.action,
+                        }));
+                    }
+                }
+            }
+            None => Shaped::default(),
+        };
+        let input = ruled.input.unwrap_or(input);
+
         // duplicate, sink: the sink recognises redeliveries itself
         let delivery = Delivery {
             source,
@@ -272,6 +302,7 @@ where
             signature_tag: signature.map(|verified| verified.tag),
             extensions,
             input,
+            prompt: ruled.prompt,
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
         let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
@@ -365,16 +396,22 @@ fn check_headers(
     body::kind(headers, accepts_form).map_err(|error| body_answer(error, limit, accepts_form))
 }
 
-/// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body.
+/// Step *JSON*: the agent's input and what the delivery is about, in one pass over the body;
+/// with `unique_keys`, no object may hold any key twice.
 fn decode(
     spec: &SourceSpec,
     headers: &HeaderMap,
     kind: BodyKind,
     raw: Bytes,
+    unique_keys: bool,
 ) -> Result<(Bytes, Event), Answer> {
     match (kind, &spec.form) {
         (BodyKind::Form, Some(rules)) => {
             let form = crate::form::decode(&raw, rules).map_err(Answer::InvalidJson)?;
+            if unique_keys {
+                // The form's fields are unique; its `payload`'s JSON may repeat a key.
+                json::scan_unique_keys(&form.json, &[]).map_err(Answer::InvalidJson)?;
+            }
             let event = Event::from_form(spec, headers, form.action).map_err(invalid)?;
             Ok((form.json, event))
         }
@@ -387,7 +424,12 @@ fn decode(
             let event = {
                 let (mut keys, mut path) = Default::default();
                 let paths = spec.body_fields(&mut keys, &mut path);
-                let fields = json::scan(&raw, paths).map_err(Answer::InvalidJson)?;
+                let fields = if unique_keys {
+                    json::scan_unique_keys(&raw, paths)
+                } else {
+                    json::scan(&raw, paths)
+                }
+                .map_err(Answer::InvalidJson)?;
                 Event::from_json(spec, headers, &fields).map_err(invalid)?
             };
             Ok((raw, event))

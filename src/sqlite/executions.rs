@@ -47,7 +47,7 @@ impl ExecutionQueue for SqliteStore {
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
                             finished_at, exit_code, output_tail, attempt, replay_of, replayed_by,
-                            cancelled_by
+                            cancelled_by, prompt
                      FROM executions WHERE id = ?1",
                 )?
                 .query_row(params![id], read_record)
@@ -73,7 +73,7 @@ impl ExecutionQueue for SqliteStore {
                                  AND running.status = 'running'))
                          ORDER BY queued.id LIMIT 1)
                      RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                               delivery_id, action, received_at, input, attempt",
+                               delivery_id, action, received_at, input, attempt, prompt",
                 )?
                 .query_row(params![unix_millis(SystemTime::now())], read_claimed)
                 .optional()
@@ -202,7 +202,7 @@ impl ExecutionQueue for SqliteStore {
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
                             finished_at, exit_code, NULL, attempt, replay_of, replayed_by,
-                            cancelled_by
+                            cancelled_by, prompt
                      FROM executions
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
@@ -290,9 +290,9 @@ impl ExecutionQueue for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                              caller_kind, caller_id, caller_tenant, input, status, received_at,
-                             created_at, replay_of, replayed_by)
+                             created_at, replay_of, replayed_by, prompt)
                          SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                                caller_tenant, input, 'queued', ?3, ?3, id, ?4
+                                caller_tenant, input, 'queued', ?3, ?3, id, ?4, prompt
                          FROM executions WHERE id = ?1",
                     )?
                     .execute(params![original, copy_text, now, by])?;
@@ -343,6 +343,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         replay_of: row.get::<_, Option<String>>(12)?.map(ExecutionId::from),
         replayed_by: row.get(13)?,
         cancelled_by: row.get(14)?,
+        prompt: row.get(15)?,
     })
 }
 
@@ -362,6 +363,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
     delivery.delivery_id = row.get::<_, Option<String>>(7)?.map(String::into_boxed_str);
     delivery.action = row.get::<_, Option<String>>(8)?;
     delivery.received_at = from_unix_millis(row.get(9)?);
+    delivery.prompt = row.get(12)?;
     Ok(ClaimedExecution {
         id: ExecutionId::from(row.get::<_, String>(0)?),
         delivery,

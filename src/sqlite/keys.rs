@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::codec::{from_unix_millis, unix_millis};
 use crate::queue::TRIGGER_REMOVED;
+use crate::rules::{Filter, InputExpression, PromptTemplate};
 use crate::{
     ActionAllowlist, ApiKey, ApiKeyRecord, KeyDigest, KeyScope, KeyStore, SignatureScheme,
     SigningSecret, Source, StoreError, Trigger,
@@ -202,13 +203,16 @@ fn write_trigger(
         .map(|scheme| serde_json::to_string(scheme).expect("a signature scheme serialises"));
     transaction.execute(
         "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
-             rate_period_ms, max_running, signature, public_url)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             rate_period_ms, max_running, signature, public_url, rule_filter, rule_input,
+             rule_prompt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
              enabled = excluded.enabled, actions = excluded.actions,
              replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
              rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running,
-             signature = excluded.signature, public_url = excluded.public_url",
+             signature = excluded.signature, public_url = excluded.public_url,
+             rule_filter = excluded.rule_filter, rule_input = excluded.rule_input,
+             rule_prompt = excluded.rule_prompt",
         params![
             id,
             trigger.tenant(),
@@ -223,6 +227,9 @@ fn write_trigger(
             trigger.max_running().map(NonZeroU32::get),
             signature,
             trigger.public_url(),
+            trigger.filter().map(Filter::as_str),
+            trigger.input().map(InputExpression::as_str),
+            trigger.prompt().map(PromptTemplate::as_str),
         ],
     )?;
     transaction.execute(
@@ -307,7 +314,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, signature, public_url FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, signature, public_url, rule_filter, rule_input, rule_prompt FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -351,7 +358,14 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
         for secret in secrets.remove(&id).unwrap_or_default() {
             trigger = trigger.with_secret(secret);
         }
-        triggers.push(trigger);
+        let rules = (row.get(11)?, row.get(12)?, row.get(13)?);
+        match crate::rules::with_stored_rules(trigger, rules) {
+            Ok(trigger) => triggers.push(trigger),
+            Err(error) => {
+                // Without its rules it would start what they keep out: left out whole.
+                tracing::warn!(trigger_id = %id, %error, "skipping a trigger whose rules do not compile");
+            }
+        }
     }
     Ok((keys, triggers))
 }

@@ -119,6 +119,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE triggers ADD COLUMN signature TEXT;
     ALTER TABLE triggers ADD COLUMN public_url TEXT;
     ",
+    // 11: a trigger's rules (the texts of its filter, input and prompt, compiled when loaded),
+    // and the prompt each execution was given.
+    "
+    ALTER TABLE triggers ADD COLUMN rule_filter TEXT;
+    ALTER TABLE triggers ADD COLUMN rule_input TEXT;
+    ALTER TABLE triggers ADD COLUMN rule_prompt TEXT;
+    ALTER TABLE executions ADD COLUMN prompt TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

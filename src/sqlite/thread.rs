@@ -16,6 +16,10 @@ use crate::{Delivery, ExecutionId, Outcome, SinkError};
 const MAX_GROUP: usize = 512;
 
 /// Work for the database thread.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "deliveries are most of the commands: boxing each would cost an allocation"
+)]
 pub(super) enum Command {
     /// A delivery to keep; answered once its transaction has committed.
     Submit {
@@ -104,8 +108,9 @@ fn insert_group(
         )?;
         let mut insert = transaction.prepare_cached(
             "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-                 caller_kind, caller_id, caller_tenant, input, status, received_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12)",
+                 caller_kind, caller_id, caller_tenant, input, status, received_at, created_at,
+                 prompt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13)",
         )?;
         let mut insert_key = transaction.prepare_cached(
             "INSERT INTO delivery_keys (trigger_id, key, execution_id) VALUES (?1, ?2, ?3)",
@@ -144,6 +149,7 @@ fn insert_group(
                 &delivery.input[..],
                 unix_millis(delivery.received_at),
                 created_at,
+                delivery.prompt.as_deref(),
             ])?;
             for key in &keys {
                 insert_key.execute(params![trigger_id, key, id_text])?;

@@ -68,11 +68,15 @@ struct ExecutionBody {
     cancelled_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<String>,
+    /// The trigger's rendered prompt (null without one), with the output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<Option<String>>,
 }
 
 impl ExecutionBody {
     fn new(record: ExecutionRecord, with_output: bool) -> Self {
         let output = with_output.then(|| String::from_utf8_lossy(&record.output_tail).into_owned());
+        let prompt = with_output.then_some(record.prompt);
         ExecutionBody {
             execution_id: record.id.to_string(),
             status: record.status.as_str(),
@@ -88,6 +92,7 @@ impl ExecutionBody {
             replayed_by: record.replayed_by,
             cancelled_by: record.cancelled_by,
             output,
+            prompt,
         }
     }
 }

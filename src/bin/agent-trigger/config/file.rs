@@ -85,6 +85,12 @@ pub struct RawTrigger {
     pub public_url: Option<Spanned<String>>,
     #[serde(default)]
     pub secrets: Vec<RawSecret>,
+    /// CEL: the deliveries that start an execution.
+    pub filter: Option<Spanned<String>>,
+    /// CEL: the execution's input instead of the body.
+    pub input: Option<Spanned<String>>,
+    /// A template: the command's `AGENT_TRIGGER_PROMPT`.
+    pub prompt: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ mod file;
 mod keys;
 mod limits;
 mod locate;
+mod rules;
 mod triggers;
 
 use std::net::SocketAddr;

@@ -110,6 +110,7 @@ pub fn check(
                 ),
             ));
         }
+        let trigger = super::rules::compile(locate, entry, trigger)?;
         triggers.push(trigger);
     }
     Ok(triggers)

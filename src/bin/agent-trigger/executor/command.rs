@@ -67,6 +67,12 @@ pub async fn run<Q: ExecutionQueue + Clone>(
             "AGENT_TRIGGER_DELIVERY_ID",
             delivery.delivery_id.as_deref().unwrap_or(""),
         )
+        // The trigger's rendered prompt: no control character but newline and tab, at most
+        // 64 KiB (what one environment string may hold, with room to spare).
+        .env(
+            "AGENT_TRIGGER_PROMPT",
+            delivery.prompt.as_deref().unwrap_or(""),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,403 @@
+//! The body as a tree of values, for the triggers that read it with rules: built from bytes the
+//! JSON step has already proved to be one well-formed JSON text with no key twice in an
+//! object, and only as far as the rules read it.
+
+use std::borrow::Cow;
+
+/// A JSON value whose strings borrow from the body where they have no escapes. Numbers keep
+/// their text: each consumer reads them its own way.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Json<'b> {
+    Null,
+    Bool(bool),
+    Number(&'b str),
+    String(Cow<'b, str>),
+    Array(Vec<Json<'b>>),
+    Object(Vec<(Cow<'b, str>, Json<'b>)>),
+}
+
+/// A number's value in the types CEL and templates have: a whole number that fits `i64` is an
+/// int, else one that fits `u64` a uint, else a double (infinite when too large for one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Number {
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+}
+
+impl Number {
+    pub(crate) fn parse(text: &str) -> Number {
+        if !text.contains(['.', 'e', 'E']) {
+            if let Ok(int) = text.parse() {
+                return Number::Int(int);
+            }
+            if let Ok(uint) = text.parse() {
+                return Number::Uint(uint);
+            }
+        }
+        // Rust's parser gives ±infinity past the largest double, never an error, for the
+        // grammar the scan validated.
+        Number::Double(text.parse().unwrap_or(f64::NAN))
+    }
+}
+
+/// The parts of `body` that some rule reads: a tree of field names, each node read whole or
+/// only through some of its fields. A rule that reads `body.issue.key` and
+/// `body.issue.fields.labels` needs nothing else of the body, however large it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Paths {
+    whole: bool,
+    /// By name.
+    fields: Vec<(Box<str>, Paths)>,
+}
+
+impl Paths {
+    /// The whole value.
+    pub(crate) fn whole() -> Paths {
+        Paths {
+            whole: true,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds the value at `path` (field names from the top), read whole.
+    pub(crate) fn insert<'p>(&mut self, path: impl IntoIterator<Item = &'p str>) {
+        let mut node = self;
+        for field in path {
+            if node.whole {
+                return;
+            }
+            let at = match node
+                .fields
+                .binary_search_by(|(name, _)| (**name).cmp(field))
+            {
+                Ok(at) => at,
+                Err(at) => {
+                    node.fields.insert(at, (field.into(), Paths::default()));
+                    at
+                }
+            };
+            node = &mut node.fields[at].1;
+        }
+        *node = Paths::whole();
+    }
+
+    /// Adds everything `other` reads.
+    pub(crate) fn merge(&mut self, other: &Paths) {
+        if self.whole {
+            return;
+        }
+        if other.whole {
+            *self = Paths::whole();
+            return;
+        }
+        for (name, paths) in &other.fields {
+            match self.fields.binary_search_by(|(mine, _)| mine.cmp(name)) {
+                Ok(at) => self.fields[at].1.merge(paths),
+                Err(at) => self.fields.insert(at, (name.clone(), paths.clone())),
+            }
+        }
+    }
+
+    /// Nothing at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.whole && self.fields.is_empty()
+    }
+
+    fn field(&self, name: &str) -> Option<&Paths> {
+        self.fields
+            .binary_search_by(|(field, _)| (**field).cmp(name))
+            .ok()
+            .map(|at| &self.fields[at].1)
+    }
+}
+
+/// The parts of `body` that `paths` names (all of it when `paths` is whole). `body` is
+/// already validated as JSON (its keys unique, for a trigger with rules); an empty body is
+/// `null`.
+pub(crate) fn parse<'b>(body: &'b [u8], paths: &Paths) -> Json<'b> {
+    if body.is_empty() {
+        return Json::Null;
+    }
+    let mut reader = Reader { bytes: body, at: 0 };
+    reader.skip_whitespace();
+    reader.value(paths)
+}
+
+/// A reader of validated JSON that builds what it is asked for and skips the rest. Recursion
+/// is bounded by the scan's nesting limit.
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Reader<'b> {
+    fn peek(&self) -> u8 {
+        self.bytes.get(self.at).copied().unwrap_or(0)
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), b' ' | b'\n' | b'\r' | b'\t') {
+            self.at += 1;
+        }
+    }
+
+    /// The value at the cursor as far as `paths` reads it: an object only with the fields
+    /// `paths` names, anything else whole (so that a field of a list or a number fails as it
+    /// would on the whole body).
+    fn value(&mut self, paths: &Paths) -> Json<'b> {
+        match self.peek() {
+            b'{' if !paths.whole => self.some_fields(paths),
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => Json::String(self.string(true)),
+            b't' => {
+                self.at += 4;
+                Json::Bool(true)
+            }
+            b'f' => {
+                self.at += 5;
+                Json::Bool(false)
+            }
+            b'n' => {
+                self.at += 4;
+                Json::Null
+            }
+            _ => Json::Number(self.number()),
+        }
+    }
+
+    /// Calls `member` with each key of the object at the cursor, the cursor on its value; the
+    /// member reads or skips the value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, Cow<'b, str>)) {
+        self.at += 1;
+        self.skip_whitespace();
+        if self.peek() == b'}' {
+            self.at += 1;
+            return;
+        }
+        loop {
+            let key = self.string(true);
+            self.skip_whitespace();
+            self.at += 1; // the colon
+            self.skip_whitespace();
+            member(self, key);
+            self.skip_whitespace();
+            let separator = self.peek();
+            self.at += 1;
+            self.skip_whitespace();
+            if separator == b'}' {
+                return;
+            }
+        }
+    }
+
+    fn object(&mut self) -> Json<'b> {
+        let whole = Paths::whole();
+        let mut members = Vec::new();
+        self.members(|reader, key| {
+            let value = reader.value(&whole);
+            members.push((key, value));
+        });
+        Json::Object(members)
+    }
+
+    fn some_fields(&mut self, paths: &Paths) -> Json<'b> {
+        let mut members = Vec::new();
+        self.members(|reader, key| match paths.field(&key) {
+            Some(wanted) => {
+                let value = reader.value(wanted);
+                members.push((key, value));
+            }
+            None => reader.skip_value(),
+        });
+        Json::Object(members)
+    }
+
+    fn array(&mut self) -> Json<'b> {
+        self.at += 1;
+        self.skip_whitespace();
+        let mut elements = Vec::new();
+        if self.peek() == b']' {
+            self.at += 1;
+            return Json::Array(elements);
+        }
+        let whole = Paths::whole();
+        loop {
+            elements.push(self.value(&whole));
+            self.skip_whitespace();
+            let separator = self.peek();
+            self.at += 1;
+            self.skip_whitespace();
+            if separator == b']' {
+                return Json::Array(elements);
+            }
+        }
+    }
+
+    /// Moves past the value at the cursor without building it: strings are jumped over, the
+    /// rest of a container is only counted.
+    fn skip_value(&mut self) {
+        match self.peek() {
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        b'"' => {
+                            self.string(false);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return;
+                            }
+                        }
+                        0 if self.at >= self.bytes.len() => return,
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            b'"' => {
+                self.string(false);
+            }
+            _ => {
+                self.value(&Paths::whole());
+            }
+        }
+    }
+
+    /// The string whose opening quote is at the cursor, borrowed when it has no escapes;
+    /// unescaped only when `read` (else an empty placeholder).
+    fn string(&mut self, read: bool) -> Cow<'b, str> {
+        let start = self.at + 1;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &self.bytes[at..]) {
+                Some(found) if self.bytes[at + found] == b'"' => {
+                    at += found;
+                    break;
+                }
+                Some(found) => {
+                    escaped = true;
+                    at += found + 2;
+                }
+                None => {
+                    at = self.bytes.len();
+                    break;
+                }
+            }
+        }
+        self.at = at + 1;
+        if !read {
+            Cow::Borrowed("")
+        } else if escaped {
+            // Validated by the scan; serde_json unescapes, as the scan does for picked fields.
+            Cow::Owned(
+                serde_json::from_slice(&self.bytes[start - 1..=at])
+                    .expect("a validated JSON string unescapes"),
+            )
+        } else {
+            // Validated as UTF-8 by the scan.
+            Cow::Borrowed(std::str::from_utf8(&self.bytes[start..at]).unwrap_or_default())
+        }
+    }
+
+    fn number(&mut self) -> &'b str {
+        let start = self.at;
+        while matches!(self.peek(), b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+            self.at += 1;
+        }
+        std::str::from_utf8(&self.bytes[start..self.at]).unwrap_or("0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_kind_of_value() {
+        let body = br#" {"a": [1, -2.5e3, "x\"y", true, false, null, {}], "b": {"c": "d"}} "#;
+        let tree = parse(body, &Paths::whole());
+        let Json::Object(members) = tree else {
+            panic!("an object")
+        };
+        assert_eq!(members[0].0, "a");
+        assert_eq!(
+            members[0].1,
+            Json::Array(vec![
+                Json::Number("1"),
+                Json::Number("-2.5e3"),
+                Json::String("x\"y".into()),
+                Json::Bool(true),
+                Json::Bool(false),
+                Json::Null,
+                Json::Object(vec![]),
+            ])
+        );
+        assert_eq!(parse(b"", &Paths::whole()), Json::Null);
+        assert_eq!(parse(b" 7 ", &Paths::whole()), Json::Number("7"));
+    }
+
+    #[test]
+    fn numbers_take_the_narrowest_cel_type() {
+        assert_eq!(Number::parse("-7"), Number::Int(-7));
+        assert_eq!(
+            Number::parse("18446744073709551615"),
+            Number::Uint(u64::MAX)
+        );
+        assert_eq!(Number::parse("1.0"), Number::Double(1.0));
+        assert_eq!(Number::parse("1e400"), Number::Double(f64::INFINITY));
+        assert_eq!(Number::parse("-1e400"), Number::Double(f64::NEG_INFINITY));
+        assert_eq!(
+            Number::parse("-99999999999999999999"),
+            Number::Double(-1e20)
+        );
+    }
+
+    #[test]
+    fn only_the_parts_rules_read_are_built() {
+        let mut paths = Paths::default();
+        paths.insert(["issue", "key"]);
+        paths.insert(["issue", "fields", "labels"]);
+        paths.insert(["missing", "x"]);
+        let body = br#"{"user":{"name":"a"},"issue":{"id":1,"key":"K-1","fields":{"labels":["x"],"big":[1,2,3]}},"list":[1]}"#;
+        assert_eq!(
+            parse(body, &paths),
+            Json::Object(vec![(
+                "issue".into(),
+                Json::Object(vec![
+                    ("key".into(), Json::String("K-1".into())),
+                    (
+                        "fields".into(),
+                        Json::Object(vec![(
+                            "labels".into(),
+                            Json::Array(vec![Json::String("x".into())])
+                        )])
+                    ),
+                ])
+            )])
+        );
+        // A field of something that is not an object: the value whole.
+        let mut paths = Paths::default();
+        paths.insert(["list", "x"]);
+        assert_eq!(
+            parse(br#"{"list":[1],"n":2}"#, &paths),
+            Json::Object(vec![("list".into(), Json::Array(vec![Json::Number("1")]))])
+        );
+        // Paths merge, and a whole node covers the paths below it.
+        let mut merged = Paths::default();
+        merged.insert(["a", "b"]);
+        let mut other = Paths::default();
+        other.insert(["a"]);
+        merged.merge(&other);
+        let mut expected = Paths::default();
+        expected.insert(["a"]);
+        assert_eq!(merged, expected);
+    }
+}
