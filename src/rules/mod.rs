@@ -369,15 +369,18 @@ pub(crate) struct Facts<'a> {
     pub(crate) action: Option<&'a str>,
     pub(crate) delivery_id: Option<&'a str>,
     pub(crate) headers: &'a HeaderMap,
+    /// The trigger's own signature header when its scheme names one (a custom table's).
+    pub(crate) signature_header: Option<&'a str>,
 }
 
 impl<'a> Facts<'a> {
     /// The headers the rules see, by name, repeated ones joined with `", "`.
     fn headers(&self) -> impl Iterator<Item = (&'a str, String)> + 'a {
-        let headers = self.headers;
+        let (headers, own_signature) = (self.headers, self.signature_header);
         headers
             .keys()
             .filter(|name| !HIDDEN_HEADERS.contains(&name.as_str()))
+            .filter(move |name| own_signature != Some(name.as_str()))
             .map(move |name| {
                 let mut joined = String::new();
                 for (index, value) in headers.get_all(name).iter().enumerate() {
@@ -553,12 +556,29 @@ mod tests {
         assert_eq!(fit_prompt(exact.clone()), exact);
     }
 
+    #[test]
+    fn credentials_and_every_signature_header_are_hidden_from_the_rules() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer atk_x"),
+            ("cookie", "a=b"),
+            ("x-hub-signature-256", "sha256=00"),
+            ("x-acme-signature", "sig"),
+            ("x-acme-event", "push"),
+        ] {
+            headers.insert(http::HeaderName::from_static(name), value.parse().unwrap());
+        }
+        let seen: Vec<_> = facts(&headers).headers().collect();
+        assert_eq!(seen, [("x-acme-event", "push".to_owned())]);
+    }
+
     fn facts(headers: &HeaderMap) -> Facts<'_> {
         Facts {
             source: Source::Jira,
             action: Some("jira:issue_created"),
             delivery_id: None,
             headers,
+            signature_header: Some("x-acme-signature"),
         }
     }
 

@@ -272,6 +272,7 @@ where
                     action: event.action.as_deref(),
                     delivery_id: event.delivery_id.as_deref(),
                     headers,
+                    signature_header: trigger.signature().map(|scheme| scheme.signature_header()),
                 };
                 let applied = rules.apply(&body, &facts, limit);
                 drop(body);
