@@ -384,6 +384,35 @@ async fn control_characters_in_the_prompt_are_replaced() {
 }
 
 #[tokio::test]
+async fn a_missing_field_in_the_prompt_filters_out_unless_it_is_tested_first() {
+    let body = json!({"issue": {"key": "A-1"}}).to_string();
+    for template in [
+        "Triage {{ body.issue.key }}: {{ body.changelog }}",
+        "{% for item in body.changelog %}{{ item }}{% endfor %}",
+        "{{ body.changelog.items }}",
+    ] {
+        let mut trigger = shaped(Source::Jira, |t| t.with_prompt(prompt(template)));
+        let answer = trigger.post(&body).await;
+        let message = answer.json["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("filtered out: prompt: undefined value"),
+            "{template}: {answer:?}"
+        );
+        trigger.nothing_started();
+    }
+    let mut trigger = shaped(Source::Jira, |t| {
+        t.with_prompt(prompt(
+            "Triage {{ body.issue.key }}{% if body.changelog %}: {{ body.changelog }}{% endif %}{% if body.changelog is not defined %} (no changelog){% endif %}",
+        ))
+    });
+    trigger.post(&body).await;
+    assert_eq!(
+        trigger.started().delivery.prompt.as_deref(),
+        Some("Triage A-1 (no changelog)")
+    );
+}
+
+#[tokio::test]
 async fn a_template_that_loops_forever_or_renders_gigabytes_is_stopped() {
     let body = json!({"big": "x".repeat(500_000)}).to_string();
     for template in HOSTILE_TEMPLATES {

@@ -1,13 +1,14 @@
 //! Prompt templates: Jinja syntax through `minijinja`, rendered as text.
 //!
 //! No loader (a template cannot include another or read a file), no auto-escaping (a prompt is
-//! text, not HTML), a recursion limit of [`RECURSION_LIMIT`], and [`FUEL`]: minijinja's budget,
+//! text, not HTML), a missing value that is printed or iterated is an error (minijinja's
+//! semi-strict undefined), a recursion limit of [`RECURSION_LIMIT`], and [`FUEL`]: minijinja's budget,
 //! charged for every instruction and for every byte and item a render produces or visits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use minijinja::{AutoEscape, Environment, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
 use super::body::{Json, Number, Paths};
 use super::{Facts, RuleError, line_and_column};
@@ -47,6 +48,9 @@ impl Template {
             let mut environment = Environment::new();
             environment.set_debug(false);
             environment.set_auto_escape_callback(|_| AutoEscape::None);
+            // A missing field printed or looped over is an error (the delivery is filtered)
+            // rather than an empty string in the agent's prompt; `{% if %}` still tests it.
+            environment.set_undefined_behavior(UndefinedBehavior::SemiStrict);
             environment.set_fuel(Some(FUEL));
             environment.set_recursion_limit(RECURSION_LIMIT);
             environment
