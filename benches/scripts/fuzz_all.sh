@@ -34,7 +34,10 @@ for target in "${targets[@]}"; do
   log=$(mktemp)
   status=ok
   # The first directory is the one new inputs are written to; the seeds are only read.
-  if ! cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+  # A target may have no seeds yet (its inputs then start from nothing).
+  seeds=()
+  [ -d "seeds/$target" ] && seeds=("seeds/$target")
+  if ! cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
     -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     status=CRASHED
     crashed+=("$target")

@@ -76,10 +76,18 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// the contract's shape, never a 500 (the sink and store here never fail, so a 500 would be a
 /// caught panic), and nothing of the key or secrets echoed.
 pub fn send(request: Request<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+    send_to(service(), request)
+}
+
+/// [`send`] to another service over the same key and secrets.
+pub fn send_to<E: ExecutionSink>(
+    service: &TriggerService<E, MemoryKeyStore>,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, serde_json::Value) {
     // Path segments are echoed in zod issues by design; a secret the caller sent is its own.
     let sent = format!("{} {:?}", request.uri(), request.headers());
     let sent_secret = [KEY, SECRET, WHSEC].iter().any(|secret| sent.contains(secret));
-    let response: Response<Full<Bytes>> = runtime().block_on(service().clone().oneshot(request)).unwrap();
+    let response: Response<Full<Bytes>> = runtime().block_on(service.clone().oneshot(request)).unwrap();
     let status = response.status();
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "a panic was caught");
     assert!(
