@@ -62,6 +62,7 @@ mod keys;
 mod leases;
 mod listen;
 mod schema;
+mod subjects;
 mod tls;
 
 use std::collections::HashMap;

@@ -86,6 +86,8 @@ struct Inner {
     /// Keys and triggers, served from memory and rewritten after every change.
     cache: MemoryKeyStore,
     work: Arc<Notify>,
+    /// Running executions a newer one of their subject replaced, for their workers to end.
+    replaced: Arc<thread::Replaced>,
     interrupted_on_open: usize,
 }
 
@@ -103,7 +105,11 @@ impl SqliteStore {
             .map_err(|message| StoreError::new(format!("{}: {message}", path.display())))?;
         let interrupted_on_open = connection
             .execute(
-                "UPDATE executions SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+                // One that was being replaced stays ended: its subject moved on.
+                "UPDATE executions
+                 SET status = CASE WHEN replaced_by IS NULL THEN 'interrupted' ELSE 'cancelled' END,
+                     finished_at = ?1
+                 WHERE status = 'running'",
                 params![unix_millis(SystemTime::now())],
             )
             .map_err(|error| open_error(&path, error))?;
@@ -115,9 +121,11 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let work = Arc::new(Notify::new());
         let thread_work = Arc::clone(&work);
+        let replaced = Arc::new(thread::Replaced::default());
+        let thread_replaced = Arc::clone(&replaced);
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
-            .spawn(move || thread::run(connection, receiver, thread_work))
+            .spawn(move || thread::run(connection, receiver, thread_work, thread_replaced))
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -126,6 +134,7 @@ impl SqliteStore {
                 thread: Mutex::new(Some(thread)),
                 cache,
                 work,
+                replaced,
                 interrupted_on_open,
             }),
         })
