@@ -197,6 +197,9 @@ struct Inner {
     leases: Mutex<HashMap<Uuid, Held>>,
     /// For each execution held here, signalled when a cancel of it was asked for.
     cancels: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    /// Connections that deliveries with a subject may hold at once (each its own
+    /// transaction): the pool stays free for the batches, the claims and the leases.
+    subject_slots: Arc<tokio::sync::Semaphore>,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -290,6 +293,11 @@ impl PostgresStore {
             work,
             leases: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
+            subject_slots: Arc::new(tokio::sync::Semaphore::new(
+                (options.batches_in_flight * 2)
+                    .min(options.pool_size / 2)
+                    .max(1),
+            )),
             tasks: Mutex::new(vec![batcher]),
         });
         // Started once the store exists: each holds it weakly, and ends when it is dropped.

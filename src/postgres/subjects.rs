@@ -28,6 +28,12 @@ impl PostgresStore {
         subject: &Subject,
         abandoned: impl Fn() -> bool,
     ) -> Result<Option<Outcome>, SinkError> {
+        let _slot = self
+            .inner
+            .subject_slots
+            .acquire()
+            .await
+            .map_err(|_| SinkError::internal("the store is closed"))?;
         let mut client = self.inner.pool.get().await.map_err(|error| {
             tracing::error!(%error, "could not keep a delivery");
             SinkError::Unavailable {
