@@ -146,7 +146,7 @@ pub struct PromptTemplate(Arc<Compiled<template::Template>>);
 /// ```
 /// use agent_trigger::rules::ConcurrencyKey;
 ///
-/// let key = ConcurrencyKey::parse(r#"body.repository.full_name + "#" + string(body.number)"#)?;
+/// let key = ConcurrencyKey::parse(r#"body.repository.full_name + "/" + string(body.number)"#)?;
 /// assert!(key.as_str().starts_with("body.repository"));
 /// assert!(ConcurrencyKey::parse("body.issue.").is_err());
 /// # Ok::<(), agent_trigger::rules::RuleError>(())
