@@ -139,6 +139,53 @@ pub struct ExecutionRecord {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const TRIGGER_REMOVED: &str = "[agent-trigger] cancelled: its trigger was removed\n";
 
+/// When executions kept here become due (a debounce's end), so that idle workers wake then
+/// rather than at their next poll.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Default)]
+pub(crate) struct DueTimes(std::sync::Mutex<std::collections::BTreeSet<SystemTime>>);
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl DueTimes {
+    /// Remembers that an execution becomes due at `at`.
+    pub(crate) fn add(&self, at: SystemTime) {
+        self.lock().insert(at);
+    }
+
+    /// Resolves when `work` is notified, or when the earliest remembered time comes (then
+    /// forgotten; times already past are forgotten at once, and resolve it at once).
+    pub(crate) async fn wait(&self, work: &tokio::sync::Notify) {
+        let next = {
+            let mut times = self.lock();
+            let now = SystemTime::now();
+            let past = times.iter().take_while(|at| **at <= now).count();
+            let passed = past > 0;
+            for _ in 0..past {
+                times.pop_first();
+            }
+            if passed {
+                return;
+            }
+            times.first().copied()
+        };
+        match next.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
+            Some(wait) => {
+                tokio::select! {
+                    () = work.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => work.notified().await,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<SystemTime>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What [`ExecutionQueue::replay`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1620,6 +1620,32 @@ mod subject_cases {
         );
     }
 
+    pub async fn an_idle_worker_wakes_when_a_debounce_ends<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let begun = Instant::now();
+        let id = started(
+            store
+                .submit(debounced(trigger, "d-1", "{}", 400, 60_000))
+                .await
+                .unwrap(),
+        );
+        // A worker claims, and waits for work when there is none: without a wake-up at the
+        // debounce's end it would wait for the 5 s timeout below.
+        loop {
+            if let Some(claimed) = store.claim().await.unwrap() {
+                assert_eq!(claimed.id, id);
+                break;
+            }
+            let woken = tokio::time::timeout(Duration::from_secs(5), store.work_queued()).await;
+            assert!(woken.is_ok(), "no wake-up at the debounce's end");
+        }
+        assert!(begun.elapsed() >= Duration::from_millis(400));
+    }
+
     pub async fn concurrent_copies_join_one_execution<H: Harness>(harness: &H)
     where
         H::Store: ExecutionQueue,
@@ -1719,6 +1745,7 @@ macro_rules! subject_cases {
                 replace_cancels_the_keys_executions_and_names_the_new_one,
                 a_burst_joins_one_execution_that_runs_the_newest_input,
                 a_key_that_never_goes_quiet_starts_by_its_maximum,
+                an_idle_worker_wakes_when_a_debounce_ends,
                 concurrent_copies_join_one_execution,
             ]
         );

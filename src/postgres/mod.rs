@@ -200,6 +200,9 @@ struct Inner {
     /// Connections that deliveries with a subject may hold at once (each its own
     /// transaction): the pool stays free for the batches, the claims and the leases.
     subject_slots: Arc<tokio::sync::Semaphore>,
+    /// When debouncing executions that deliveries to this instance kept become due (the
+    /// other instances' workers find them at their next poll).
+    due: Arc<crate::queue::DueTimes>,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -298,6 +301,7 @@ impl PostgresStore {
                     .min(options.pool_size / 2)
                     .max(1),
             )),
+            due: Arc::default(),
             tasks: Mutex::new(vec![batcher]),
         });
         // Started once the store exists: each holds it weakly, and ends when it is dropped.

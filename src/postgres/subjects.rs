@@ -122,7 +122,7 @@ impl PostgresStore {
                            AND debounce_until IS NOT NULL AND not_before > now()
                          ORDER BY id LIMIT 1)
                        AND status = 'queued'
-                     RETURNING id",
+                     RETURNING id, not_before",
                     &[
                         &trigger,
                         &subject.key,
@@ -142,6 +142,7 @@ impl PostgresStore {
                 let id: Uuid = row.get(0);
                 insert_keys(&transaction, trigger, &keys, id).await?;
                 transaction.commit().await?;
+                self.inner.due.add(row.get(1));
                 return Ok(Some(Outcome::Joined(ExecutionId::from(id))));
             }
         }
@@ -175,13 +176,14 @@ impl PostgresStore {
                 Some(debounce.max().as_secs_f64()),
             )
         });
-        transaction
-            .execute(
+        let due: Option<std::time::SystemTime> = transaction
+            .query_one(
                 "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                      caller_kind, caller_id, caller_tenant, input, received_at, status,
                      created_at, prompt, concurrency_key, not_before, debounce_until)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', now(), $12, $13,
-                     now() + make_interval(secs => $14), now() + make_interval(secs => $15))",
+                     now() + make_interval(secs => $14), now() + make_interval(secs => $15))
+                 RETURNING not_before",
                 &[
                     &id,
                     &trigger,
@@ -200,7 +202,8 @@ impl PostgresStore {
                     &max,
                 ],
             )
-            .await?;
+            .await?
+            .get(0);
         insert_keys(&transaction, trigger, &keys, id).await?;
         let mut to_end = Vec::new();
         if busy.is_some() {
@@ -245,6 +248,9 @@ impl PostgresStore {
         transaction.commit().await?;
         for ended in to_end {
             self.inner.cancel_asked(ended);
+        }
+        if let Some(at) = due {
+            self.inner.due.add(at);
         }
         self.inner.work.notify_waiters();
         self.inner.work.notify_one();

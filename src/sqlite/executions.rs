@@ -121,8 +121,8 @@ impl ExecutionQueue for SqliteStore {
     }
 
     fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {
-        let work = Arc::clone(&self.inner.work);
-        async move { work.notified().await }
+        let (work, due) = (Arc::clone(&self.inner.work), Arc::clone(&self.inner.due));
+        async move { due.wait(&work).await }
     }
 
     async fn prune_finished(&self, before: SystemTime, limit: usize) -> Result<usize, StoreError> {

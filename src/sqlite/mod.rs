@@ -88,6 +88,8 @@ struct Inner {
     work: Arc<Notify>,
     /// Running executions a newer one of their subject replaced, for their workers to end.
     replaced: Arc<thread::Replaced>,
+    /// When debouncing executions become due.
+    due: Arc<crate::queue::DueTimes>,
     interrupted_on_open: usize,
 }
 
@@ -123,9 +125,19 @@ impl SqliteStore {
         let thread_work = Arc::clone(&work);
         let replaced = Arc::new(thread::Replaced::default());
         let thread_replaced = Arc::clone(&replaced);
+        let due = Arc::new(crate::queue::DueTimes::default());
+        let thread_due = Arc::clone(&due);
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
-            .spawn(move || thread::run(connection, receiver, thread_work, thread_replaced))
+            .spawn(move || {
+                thread::run(
+                    connection,
+                    receiver,
+                    thread_work,
+                    thread_replaced,
+                    thread_due,
+                )
+            })
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -135,6 +147,7 @@ impl SqliteStore {
                 cache,
                 work,
                 replaced,
+                due,
                 interrupted_on_open,
             }),
         })

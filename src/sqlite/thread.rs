@@ -10,8 +10,9 @@ use tokio::sync::mpsc::Receiver;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
-use super::codec::unix_millis;
+use super::codec::{from_unix_millis, unix_millis};
 use crate::concurrency::{OnBusy, Subject};
+use crate::queue::DueTimes;
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -38,6 +39,7 @@ pub(super) fn run(
     mut commands: Receiver<Command>,
     work: Arc<Notify>,
     replaced: Arc<Replaced>,
+    due: Arc<DueTimes>,
 ) {
     while let Some(command) = commands.blocking_recv() {
         match command {
@@ -61,7 +63,7 @@ pub(super) fn run(
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                commit_group(&mut connection, group, &work, &replaced);
+                commit_group(&mut connection, group, &work, &replaced, &due);
                 if let Some(call) = next_call {
                     call(&mut connection);
                 }
@@ -79,9 +81,13 @@ fn commit_group(
     group: Vec<Submission>,
     work: &Notify,
     replaced: &Replaced,
+    due: &DueTimes,
 ) {
     match insert_group(connection, &group) {
-        Ok((outcomes, to_end)) => {
+        Ok((outcomes, to_end, due_at)) => {
+            for at in due_at {
+                due.add(from_unix_millis(at));
+            }
             let started = outcomes
                 .iter()
                 .filter(|outcome| matches!(outcome, Some(Outcome::Started(_))))
@@ -93,7 +99,8 @@ fn commit_group(
             }
             // Running executions that were replaced: their workers end them.
             replaced.ask(to_end);
-            for _ in 0..started {
+            // Joins move a start: idle workers look again at when it comes.
+            for _ in 0..started.max(1) {
                 work.notify_one();
             }
         }
@@ -146,8 +153,9 @@ impl Replaced {
     }
 }
 
-/// What one group's transaction answered, and the running executions it replaced.
-type Kept = (Vec<Option<Outcome>>, Vec<String>);
+/// What one group's transaction answered, the running executions it replaced, and when the
+/// debouncing executions it kept or joined become due (Unix milliseconds).
+type Kept = (Vec<Option<Outcome>>, Vec<String>, Vec<i64>);
 
 /// Inserts each delivery of the group that is not a redelivery; `None` for one whose caller
 /// stopped waiting (a deadline answered it with an error already), which is not kept: the
@@ -159,6 +167,7 @@ fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     let mut to_end = Vec::new();
+    let mut due_at = Vec::new();
     {
         let mut find = transaction.prepare_cached(
             "SELECT execution_id FROM delivery_keys WHERE trigger_id = ?1 AND key = ?2",
@@ -195,7 +204,8 @@ fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::
             let mut replace = false;
             if let Some(subject) = &delivery.subject {
                 match decide(&transaction, &trigger_id, delivery, subject, created_at)? {
-                    Decision::Joined(id) => {
+                    Decision::Joined(id, at) => {
+                        due_at.push(at);
                         for key in &keys {
                             insert_key.execute(params![trigger_id, key, id])?;
                         }
@@ -222,6 +232,7 @@ fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::
                     }
                 }
             }
+            due_at.extend(debounce.map(|(start, _)| start));
             let id = ExecutionId::new_v7();
             let id_text = id.to_string();
             let (caller_kind, caller_id, caller_tenant) = delivery.caller.columns();
@@ -263,13 +274,14 @@ fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::
         }
     }
     transaction.commit()?;
-    Ok((outcomes, to_end))
+    Ok((outcomes, to_end, due_at))
 }
 
 /// What a delivery with a subject does, decided inside the group's transaction.
 enum Decision {
-    /// It joined this execution, still waiting out its debounce.
-    Joined(String),
+    /// It joined this execution, still waiting out its debounce, which now starts at this
+    /// time (Unix milliseconds).
+    Joined(String, i64),
     /// The key is busy with this execution and the subject skips.
     Skip(String),
     /// A new execution; `replace` when it replaces the key's queued and running ones.
@@ -288,7 +300,7 @@ fn decide(
         // Takes the newest input, prompt, action, delivery id and caller; starts once quiet,
         // but never past the deadline its first delivery set.
         let (caller_kind, caller_id, caller_tenant) = delivery.caller.columns();
-        let joined: Option<String> = transaction
+        let joined: Option<(String, i64)> = transaction
             .prepare_cached(
                 "UPDATE executions SET input = ?4, prompt = ?5, action = ?6, delivery_id = ?7,
                      caller_kind = ?8, caller_id = ?9, caller_tenant = ?10, received_at = ?11,
@@ -298,7 +310,7 @@ fn decide(
                      WHERE trigger_id = ?1 AND concurrency_key = ?2 AND status = 'queued'
                        AND debounce_until IS NOT NULL AND not_before > ?3
                      ORDER BY id LIMIT 1)
-                 RETURNING id",
+                 RETURNING id, not_before",
             )?
             .query_row(
                 params![
@@ -315,11 +327,11 @@ fn decide(
                     unix_millis(delivery.received_at),
                     quiet,
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        if let Some(id) = joined {
-            return Ok(Decision::Joined(id));
+        if let Some((id, at)) = joined {
+            return Ok(Decision::Joined(id, at));
         }
     }
     if subject.on_busy == OnBusy::Queue {
