@@ -316,6 +316,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_joined_delivery_is_counted_apart_and_carries_no_replay_header() {
+        let id = ExecutionId::new_v7();
+        let joined = Answer::Joined(id.clone());
+        assert_eq!(joined.outcome(), "joined");
+        assert_eq!(joined.execution_id(), Some(&id));
+        let response = joined.into_response(HeaderMap::new());
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get(IDEMPOTENT_REPLAYED).is_none());
+        assert_eq!(Answer::Joined(id).deferred().outcome(), "joined");
+    }
+
+    #[test]
     fn every_answer_is_uncacheable_json() {
         let answers = [
             Answer::NotFound,

@@ -160,6 +160,7 @@ impl ExecutionQueue for SqliteStore {
         not_before: SystemTime,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
+        self.inner.replaced.forget(&id);
         self.call(move |connection| {
             connection
                 .prepare_cached(
