@@ -85,6 +85,7 @@ fn commit_group(
 ) {
     match insert_group(connection, &group) {
         Ok((outcomes, to_end, due_at)) => {
+            let moved = !due_at.is_empty();
             for at in due_at {
                 due.add(from_unix_millis(at));
             }
@@ -99,8 +100,8 @@ fn commit_group(
             }
             // Running executions that were replaced: their workers end them.
             replaced.ask(to_end);
-            // Joins move a start: idle workers look again at when it comes.
-            for _ in 0..started.max(1) {
+            // A join moves a start: an idle worker looks again at when it comes.
+            for _ in 0..started.max(usize::from(moved)) {
                 work.notify_one();
             }
         }
