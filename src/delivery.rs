@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::Source;
+use crate::concurrency::Subject;
 
 /// Who the service authenticated a delivery as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,11 @@ pub struct Delivery {
     /// [`PromptTemplate`](crate::rules::PromptTemplate): without control characters other than
     /// newline and tab, and at most [`MAX_PROMPT_LEN`](crate::rules::MAX_PROMPT_LEN) bytes.
     pub prompt: Option<String>,
+    /// What the delivery is about, when the trigger has a
+    /// [`Concurrency`](crate::concurrency::Concurrency): its key's value and the trigger's
+    /// settings for it. A sink that keeps executions decides with it whether this delivery
+    /// queues, is skipped, replaces or joins another.
+    pub subject: Option<Subject>,
 }
 
 impl Delivery {
@@ -136,6 +142,7 @@ impl Delivery {
             extensions: http::Extensions::new(),
             input,
             prompt: None,
+            subject: None,
         }
     }
 

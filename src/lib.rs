@@ -10,6 +10,7 @@
 
 mod authorize;
 mod body;
+pub mod concurrency;
 mod credentials;
 mod delivery;
 mod event;

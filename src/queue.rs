@@ -123,12 +123,68 @@ pub struct ExecutionRecord {
     /// request; `None` for an execution that ended any other way, or was cancelled because its
     /// trigger was removed.
     pub cancelled_by: Option<String>,
+    /// Its subject's key, when its trigger has a
+    /// [`Concurrency`](crate::concurrency::Concurrency).
+    pub concurrency_key: Option<String>,
+    /// How many deliveries it stands for: 1, or more once others joined it during its
+    /// debounce.
+    pub deliveries: u32,
+    /// The execution that replaced it (`on_busy = "replace"`): set when it is, or is being,
+    /// cancelled for that one.
+    pub replaced_by: Option<ExecutionId>,
 }
 
 /// The output of a queued execution cancelled because its trigger was removed (a
 /// configuration that no longer has it replaced the keys and triggers).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const TRIGGER_REMOVED: &str = "[agent-trigger] cancelled: its trigger was removed\n";
+
+/// When executions kept here become due (a debounce's end), so that idle workers wake then
+/// rather than at their next poll.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Default)]
+pub(crate) struct DueTimes(std::sync::Mutex<std::collections::BTreeSet<SystemTime>>);
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl DueTimes {
+    /// Remembers that an execution becomes due at `at`.
+    pub(crate) fn add(&self, at: SystemTime) {
+        self.lock().insert(at);
+    }
+
+    /// Resolves when `work` is notified, or when the earliest remembered time comes (then
+    /// forgotten; times already past are forgotten at once, and resolve it at once).
+    pub(crate) async fn wait(&self, work: &tokio::sync::Notify) {
+        let next = {
+            let mut times = self.lock();
+            let now = SystemTime::now();
+            let past = times.iter().take_while(|at| **at <= now).count();
+            let passed = past > 0;
+            for _ in 0..past {
+                times.pop_first();
+            }
+            if passed {
+                return;
+            }
+            times.first().copied()
+        };
+        match next.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
+            Some(wait) => {
+                tokio::select! {
+                    () = work.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => work.notified().await,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<SystemTime>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// What [`ExecutionQueue::replay`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +217,8 @@ pub struct ExecutionQuery {
     pub triggers: Option<Vec<uuid::Uuid>>,
     /// Only executions with this status.
     pub status: Option<ExecutionStatus>,
+    /// Only executions of this subject's key.
+    pub concurrency_key: Option<String>,
     /// Only executions older than this one (the cursor of the page before).
     pub before: Option<ExecutionId>,
     /// At most this many.
@@ -174,6 +232,7 @@ impl ExecutionQuery {
             tenant: tenant.into(),
             triggers: None,
             status: None,
+            concurrency_key: None,
             before: None,
             limit,
         }
@@ -190,6 +249,9 @@ pub struct ClaimedExecution {
     pub delivery: Delivery,
     /// Which attempt this is: 1 for the first.
     pub attempt: u32,
+    /// How many deliveries it stands for (more than 1 when others joined it during its
+    /// debounce); `delivery` is the newest of them.
+    pub deliveries: u32,
 }
 
 /// How an execution ended.
@@ -230,7 +292,9 @@ pub trait ExecutionQueue: ExecutionSink {
     /// (its executions wait until it is enabled again) and runs fewer than its
     /// [`max_running`](crate::Trigger::max_running), `running` and hands it over, or `None`
     /// when none is ready. Replays are queued executions like any other: they count against
-    /// the cap.
+    /// the cap. An execution with a [concurrency key](ExecutionRecord::concurrency_key) waits
+    /// while another of its trigger and key runs, or an older one of them is queued and not
+    /// debouncing: one at a time per key, in order.
     fn claim(&self) -> impl Future<Output = Result<Option<ClaimedExecution>, StoreError>> + Send;
 
     /// Records how a claimed execution ended.

@@ -54,6 +54,8 @@ pub(crate) enum Answer {
     },
     Started(ExecutionId),
     Replayed(ExecutionId),
+    /// The delivery joined an execution still waiting out its debounce.
+    Joined(ExecutionId),
     Rejected(String),
     Unavailable(Duration),
     /// Past the trigger's rate: `429` with `Retry-After`.
@@ -99,9 +101,10 @@ impl Answer {
     /// skipped); others stay as they are.
     pub(crate) fn deferred(self) -> Answer {
         match self {
-            Answer::Started(_) | Answer::Replayed(_) | Answer::Skipped { .. } => {
-                Answer::Deferred(Box::new(self))
-            }
+            Answer::Started(_)
+            | Answer::Replayed(_)
+            | Answer::Joined(_)
+            | Answer::Skipped { .. } => Answer::Deferred(Box::new(self)),
             other => other,
         }
     }
@@ -125,6 +128,7 @@ impl Answer {
             | Answer::Filtered { .. }
             | Answer::Started(_)
             | Answer::Replayed(_)
+            | Answer::Joined(_)
             | Answer::Rejected(_) => StatusCode::OK,
             Answer::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Answer::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -152,7 +156,7 @@ impl Answer {
     /// The execution the delivery started or replayed, if any.
     pub(crate) fn execution_id(&self) -> Option<&ExecutionId> {
         match self {
-            Answer::Started(id) | Answer::Replayed(id) => Some(id),
+            Answer::Started(id) | Answer::Replayed(id) | Answer::Joined(id) => Some(id),
             Answer::Deferred(answer) => answer.execution_id(),
             _ => None,
         }
@@ -178,6 +182,7 @@ impl Answer {
             Answer::Filtered { .. } => "filtered",
             Answer::Started(_) => "started",
             Answer::Replayed(_) => "replayed",
+            Answer::Joined(_) => "joined",
             Answer::Rejected(_) => "rejected",
             Answer::Unavailable(_) => "unavailable",
             Answer::TooManyRequests(_) => "rate_limited",
@@ -244,7 +249,7 @@ impl Answer {
                 message,
                 action: action.as_deref().unwrap_or(""),
             }),
-            Answer::Started(id) | Answer::Replayed(id) => id.json_body(),
+            Answer::Started(id) | Answer::Replayed(id) | Answer::Joined(id) => id.json_body(),
             Answer::Rejected(message) => error(message),
             Answer::Unavailable(_) => Bytes::from_static(
                 br#"{"error":"temporarily unavailable, retry later"}"#,
@@ -309,6 +314,18 @@ fn error(message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joined_delivery_is_counted_apart_and_carries_no_replay_header() {
+        let id = ExecutionId::new_v7();
+        let joined = Answer::Joined(id.clone());
+        assert_eq!(joined.outcome(), "joined");
+        assert_eq!(joined.execution_id(), Some(&id));
+        let response = joined.into_response(HeaderMap::new());
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get(IDEMPOTENT_REPLAYED).is_none());
+        assert_eq!(Answer::Joined(id).deferred().outcome(), "joined");
+    }
 
     #[test]
     fn every_answer_is_uncacheable_json() {

@@ -33,6 +33,10 @@ pub enum Outcome {
     /// A redelivery of one already accepted: `200 {"executionId": original}` with
     /// `Idempotent-Replayed: true`.
     Replayed(ExecutionId),
+    /// The delivery joined an execution of its [`Subject`](crate::concurrency::Subject) that is
+    /// still waiting out its debounce: `200 {"executionId": id}`, without
+    /// `Idempotent-Replayed` (it is a new delivery, not a copy); counted as `joined`.
+    Joined(ExecutionId),
     /// Nothing to do: `200 {"executionId":"skipped","message","action"}`.
     Skipped {
         /// Why it was skipped.

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use crate::concurrency::Concurrency;
 use crate::rules::{self, Filter, InputExpression, Paths, PromptTemplate, Rules};
 use crate::source::SourceSpec;
 use crate::{BoxError, KeyDigest, SecretError, SignatureScheme, SigningSecret, Source};
@@ -396,6 +397,7 @@ pub struct Trigger {
     filter: Option<Filter>,
     input: Option<InputExpression>,
     prompt: Option<PromptTemplate>,
+    concurrency: Option<Concurrency>,
     /// The parts of the body the rules read, kept with them.
     body_paths: Paths,
 }
@@ -434,6 +436,7 @@ impl Trigger {
             filter: None,
             input: None,
             prompt: None,
+            concurrency: None,
             body_paths: Paths::default(),
         }
     }
@@ -606,7 +609,7 @@ impl Trigger {
     /// ```
     pub fn with_filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);
-        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self.body_paths = self.rules_paths();
         self
     }
 
@@ -630,7 +633,7 @@ impl Trigger {
     /// ```
     pub fn with_input(mut self, input: InputExpression) -> Self {
         self.input = Some(input);
-        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self.body_paths = self.rules_paths();
         self
     }
 
@@ -654,13 +657,47 @@ impl Trigger {
     /// ```
     pub fn with_prompt(mut self, prompt: PromptTemplate) -> Self {
         self.prompt = Some(prompt);
-        self.body_paths = rules::body_paths(self.filter(), self.input(), self.prompt());
+        self.body_paths = self.rules_paths();
         self
     }
 
     /// The prompt template, if any.
     pub fn prompt(&self) -> Option<&PromptTemplate> {
         self.prompt.as_ref()
+    }
+
+    /// Keys its executions by subject: one at a time per key, or as `concurrency` says (see
+    /// [`concurrency`](crate::concurrency)).
+    ///
+    /// ```
+    /// use agent_trigger::concurrency::{Concurrency, ConcurrencyKey, OnBusy};
+    /// use agent_trigger::{Source, Trigger};
+    /// use uuid::Uuid;
+    ///
+    /// let key = ConcurrencyKey::parse("body.issue.key")?;
+    /// let trigger = Trigger::new(Uuid::now_v7(), "acme", Source::Jira)
+    ///     .with_concurrency(Concurrency::new(key).with_on_busy(OnBusy::Skip));
+    /// assert_eq!(trigger.concurrency().map(|c| c.key().as_str()), Some("body.issue.key"));
+    /// # Ok::<(), agent_trigger::rules::RuleError>(())
+    /// ```
+    pub fn with_concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = Some(concurrency);
+        self.body_paths = self.rules_paths();
+        self
+    }
+
+    /// The concurrency settings, if any.
+    pub fn concurrency(&self) -> Option<&Concurrency> {
+        self.concurrency.as_ref()
+    }
+
+    fn rules_paths(&self) -> Paths {
+        rules::body_paths(
+            self.filter(),
+            self.input(),
+            self.prompt(),
+            self.concurrency.as_ref().map(Concurrency::key),
+        )
     }
 
     /// The parts of the body the trigger's rules read.
@@ -670,10 +707,15 @@ impl Trigger {
 
     /// The trigger's rules, when it has any.
     pub(crate) fn rules(&self) -> Option<Rules<'_>> {
-        (self.filter.is_some() || self.input.is_some() || self.prompt.is_some()).then_some(Rules {
+        (self.filter.is_some()
+            || self.input.is_some()
+            || self.prompt.is_some()
+            || self.concurrency.is_some())
+        .then_some(Rules {
             filter: self.filter.as_ref(),
             input: self.input.as_ref(),
             prompt: self.prompt.as_ref(),
+            key: self.concurrency.as_ref().map(Concurrency::key),
         })
     }
 

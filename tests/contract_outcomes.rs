@@ -181,6 +181,22 @@ async fn sink_skipped_and_rejected_shapes() {
 }
 
 #[tokio::test]
+async fn sink_joined_names_the_execution_without_idempotent_replayed() {
+    let fixture = Fixture::new();
+    let id = agent_trigger::ExecutionId::new_v7();
+    let joined = id.clone();
+    let joining = fixture.service_with(ScriptedSink::new(move |_| {
+        Ok(Outcome::Joined(joined.clone()))
+    }));
+    let request = fixture.bearer_request(Source::Jira, JIRA_BODY);
+    let answer = send(joining, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json, json!({"executionId": id.to_string()}));
+    // A new delivery that joined a waiting execution, not a copy of one.
+    assert!(answer.headers.get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
 async fn sink_unavailable_or_too_slow_is_503_with_retry_after() {
     let fixture = Fixture::new();
     let busy = fixture.service_with(ScriptedSink::new(|_| {

@@ -688,3 +688,76 @@ fn hostile_costs() {
         }
     }
 }
+
+// ---- concurrency key ----
+
+fn per_issue(
+    on_busy: agent_trigger::concurrency::OnBusy,
+) -> agent_trigger::concurrency::Concurrency {
+    let key =
+        agent_trigger::concurrency::ConcurrencyKey::parse(r#""issue/" + body.issue.key"#).unwrap();
+    agent_trigger::concurrency::Concurrency::new(key).with_on_busy(on_busy)
+}
+
+#[tokio::test]
+async fn the_sink_gets_the_subject_computed_after_the_filter_and_input() {
+    use agent_trigger::concurrency::OnBusy;
+    let mut trigger = shaped(Source::Jira, |trigger| {
+        trigger
+            .with_filter(filter("has(body.issue)"))
+            .with_input(input(r#"{"only": "this"}"#))
+            .with_concurrency(per_issue(OnBusy::Skip))
+    });
+    let answer = trigger.post(ISSUE).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    let execution = trigger.started();
+    let subject = execution.delivery.subject.expect("a subject");
+    // The key reads the body, not the input expression's value.
+    assert_eq!(subject.key, "issue/SEC-7");
+    assert_eq!(subject.on_busy, OnBusy::Skip);
+    assert_eq!(&execution.delivery.input[..], br#"{"only":"this"}"#);
+    // A trigger without a key hands on no subject.
+    let mut plain = shaped(Source::Jira, |trigger| trigger);
+    plain.post(ISSUE).await;
+    assert!(plain.started().delivery.subject.is_none());
+}
+
+#[tokio::test]
+async fn a_key_that_fails_or_is_not_a_string_filters_out_with_the_reason() {
+    use agent_trigger::concurrency::OnBusy;
+    let mut trigger = shaped(Source::Jira, |trigger| {
+        trigger.with_concurrency(per_issue(OnBusy::Queue))
+    });
+    let answer = trigger
+        .post(r#"{"webhookEvent":"jira:issue_created","issue":{}}"#)
+        .await;
+    assert_eq!(
+        answer.json,
+        filtered(
+            "filtered out: concurrency key: no such key: key",
+            "jira:issue_created"
+        )
+    );
+    let answer = trigger
+        .post(r#"{"webhookEvent":"jira:issue_created","issue":{"key":7}}"#)
+        .await;
+    assert!(
+        answer.json["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("filtered out: concurrency key: "),
+        "{}",
+        answer.json
+    );
+    let key = agent_trigger::concurrency::ConcurrencyKey::parse("body.issue.fields.votes").unwrap();
+    let mut numeric = shaped(Source::Jira, |trigger| {
+        trigger.with_concurrency(agent_trigger::concurrency::Concurrency::new(key))
+    });
+    let answer = numeric.post(ISSUE).await;
+    assert_eq!(
+        answer.json["message"],
+        "filtered out: concurrency key: it gave a int, not a string"
+    );
+    trigger.nothing_started();
+    numeric.nothing_started();
+}

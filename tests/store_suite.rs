@@ -1216,6 +1216,468 @@ mod queue_cases {
     }
 }
 
+/// Cases of one agent per subject (CONTRACT §10), for the stores that keep executions.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod subject_cases {
+    use std::time::{Duration, Instant};
+
+    use agent_trigger::concurrency::{Debounce, OnBusy, Subject};
+    use agent_trigger::queue::{ExecutionQuery, ExecutionQueue, ExecutionResult, ExecutionStatus};
+
+    use super::*;
+
+    fn keyed(
+        trigger: Uuid,
+        id: Option<&str>,
+        input: &'static str,
+        key: &str,
+        on_busy: OnBusy,
+    ) -> Delivery {
+        let mut delivery = key_delivery(trigger, id, input);
+        delivery.subject = Some(Subject::new(key, on_busy));
+        delivery
+    }
+
+    fn debounced(
+        trigger: Uuid,
+        id: &str,
+        input: &'static str,
+        quiet_ms: u64,
+        max_ms: u64,
+    ) -> Delivery {
+        let mut delivery = key_delivery(trigger, Some(id), input);
+        let debounce = Debounce::new(
+            Duration::from_millis(quiet_ms),
+            Duration::from_millis(max_ms),
+        )
+        .unwrap();
+        delivery.subject = Some(Subject::new("PROJ-1", OnBusy::Queue).with_debounce(debounce));
+        delivery
+    }
+
+    fn result(status: ExecutionStatus) -> ExecutionResult {
+        ExecutionResult::new(status, Some(0), Vec::new())
+    }
+
+    /// Claims until `id` comes, for at most `within`; how long it took.
+    async fn claim_within<S: ExecutionQueue>(
+        store: &S,
+        within: Duration,
+    ) -> Option<(ExecutionId, String, u32, Duration)> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(claimed) = store.claim().await.unwrap() {
+                let input = String::from_utf8(claimed.delivery.input.to_vec()).unwrap();
+                return Some((claimed.id, input, claimed.deliveries, start.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub async fn a_key_runs_one_execution_at_a_time_in_order<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        harness
+            .insert_trigger(Trigger::new(trigger, "acme", Source::Jira))
+            .await;
+        let a = started(
+            store
+                .submit(keyed(trigger, None, r#"{"n":1}"#, "k1", OnBusy::Queue))
+                .await
+                .unwrap(),
+        );
+        let b = started(
+            store
+                .submit(keyed(trigger, None, r#"{"n":2}"#, "k1", OnBusy::Queue))
+                .await
+                .unwrap(),
+        );
+        let c = started(
+            store
+                .submit(keyed(trigger, None, r#"{"n":3}"#, "k2", OnBusy::Queue))
+                .await
+                .unwrap(),
+        );
+        // The same key on another trigger is another subject.
+        let other = started(
+            store
+                .submit(keyed(Uuid::now_v7(), None, "{}", "k1", OnBusy::Queue))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, a);
+        assert_eq!(
+            store.claim().await.unwrap().unwrap().id,
+            c,
+            "k1 is busy: b waits"
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, other);
+        assert!(store.claim().await.unwrap().is_none());
+        // A failed attempt keeps its place: b still waits behind it.
+        store
+            .retry(
+                &a,
+                result(ExecutionStatus::Error),
+                std::time::SystemTime::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim().await.unwrap().unwrap().id,
+            a,
+            "the retry comes before b"
+        );
+        store
+            .finish(&a, result(ExecutionStatus::Done))
+            .await
+            .unwrap();
+        // A replay is keyed too: it waits for b.
+        let claimed = store.claim().await.unwrap().unwrap();
+        assert_eq!((claimed.id.clone(), claimed.deliveries), (b.clone(), 1));
+        let replay = match store.replay(&a, "ops").await.unwrap() {
+            agent_trigger::queue::ReplayOutcome::Started(id) => id,
+            other => panic!("{other:?}"),
+        };
+        assert!(store.claim().await.unwrap().is_none());
+        // A cancelled one frees its key.
+        assert_eq!(
+            store.cancel(&b, "ops").await.unwrap(),
+            Some(ExecutionStatus::Running)
+        );
+        store
+            .finish(&b, result(ExecutionStatus::Cancelled))
+            .await
+            .unwrap();
+        assert_eq!(store.claim().await.unwrap().unwrap().id, replay);
+
+        let record = store.execution(&b).await.unwrap().unwrap();
+        assert_eq!(record.concurrency_key.as_deref(), Some("k1"));
+        assert_eq!((record.deliveries, record.replaced_by), (1, None));
+        let mut query = ExecutionQuery::new("acme", 10);
+        query.concurrency_key = Some("k1".into());
+        let listed: Vec<ExecutionId> = store
+            .list(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(
+            listed,
+            [replay, other, b, a],
+            "k1 of both triggers, newest first"
+        );
+        query.triggers = Some(vec![trigger]);
+        query.concurrency_key = Some("k2".into());
+        assert_eq!(store.list(&query).await.unwrap().len(), 1);
+        let unkeyed = started(
+            store
+                .submit(key_delivery(trigger, None, "{}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            store
+                .execution(&unkeyed)
+                .await
+                .unwrap()
+                .unwrap()
+                .concurrency_key,
+            None
+        );
+    }
+
+    pub async fn skip_answers_with_the_busy_execution_and_remembers_nothing<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let first = started(
+            store
+                .submit(keyed(trigger, Some("d-1"), "{}", "k", OnBusy::Skip))
+                .await
+                .unwrap(),
+        );
+        // Queued counts as busy, and so does running.
+        for _ in 0..2 {
+            match store
+                .submit(keyed(trigger, Some("d-2"), "{}", "k", OnBusy::Skip))
+                .await
+                .unwrap()
+            {
+                Outcome::Skipped { message, action } => {
+                    assert!(message.contains(&first.to_string()), "{message}");
+                    assert_eq!(action.as_deref(), Some("jira:issue_created"));
+                }
+                other => panic!("expected a skip, got {other:?}"),
+            }
+            if store.execution(&first).await.unwrap().unwrap().status == ExecutionStatus::Queued {
+                assert_eq!(store.claim().await.unwrap().unwrap().id, first);
+            }
+        }
+        started(
+            store
+                .submit(keyed(trigger, None, "{}", "other", OnBusy::Skip))
+                .await
+                .unwrap(),
+        );
+        store
+            .finish(&first, result(ExecutionStatus::Done))
+            .await
+            .unwrap();
+        // The skipped delivery id was not remembered: its redelivery starts now.
+        started(
+            store
+                .submit(keyed(trigger, Some("d-2"), "{}", "k", OnBusy::Skip))
+                .await
+                .unwrap(),
+        );
+    }
+
+    pub async fn replace_cancels_the_keys_executions_and_names_the_new_one<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let running = started(
+            store
+                .submit(keyed(trigger, None, "{}", "k", OnBusy::Replace))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, running);
+        let queued = started(
+            store
+                .submit(keyed(trigger, None, "{}", "k", OnBusy::Replace))
+                .await
+                .unwrap(),
+        );
+        // The running one is asked to end, through the queue, as a cancel is.
+        tokio::time::timeout(Duration::from_secs(10), store.cancel_requested(&running))
+            .await
+            .expect("the worker running it is told");
+        let record = store.execution(&running).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.replaced_by),
+            (ExecutionStatus::Running, Some(queued.clone()))
+        );
+        // Never two running of one key: the new one waits until the old one has ended.
+        assert!(store.claim().await.unwrap().is_none());
+        let newest = started(
+            store
+                .submit(keyed(trigger, None, "{}", "k", OnBusy::Replace))
+                .await
+                .unwrap(),
+        );
+        let record = store.execution(&queued).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.replaced_by),
+            (ExecutionStatus::Cancelled, Some(newest.clone()))
+        );
+        assert!(record.finished_at.is_some());
+        // The first to replace stays named.
+        assert_eq!(
+            store
+                .execution(&running)
+                .await
+                .unwrap()
+                .unwrap()
+                .replaced_by,
+            Some(queued.clone())
+        );
+        store
+            .finish(&running, result(ExecutionStatus::Cancelled))
+            .await
+            .unwrap();
+        let record = store.execution(&running).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.replaced_by),
+            (ExecutionStatus::Cancelled, Some(queued))
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, newest);
+        // A replaced execution whose attempt failed is not tried again.
+        let last = started(
+            store
+                .submit(keyed(trigger, None, "{}", "k", OnBusy::Replace))
+                .await
+                .unwrap(),
+        );
+        store
+            .retry(
+                &newest,
+                result(ExecutionStatus::Error),
+                std::time::SystemTime::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.execution(&newest).await.unwrap().unwrap().status,
+            ExecutionStatus::Cancelled
+        );
+        assert_eq!(store.claim().await.unwrap().unwrap().id, last);
+        assert!(store.claim().await.unwrap().is_none());
+    }
+
+    pub async fn a_burst_joins_one_execution_that_runs_the_newest_input<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let first = started(
+            store
+                .submit(debounced(trigger, "d-1", r#"{"n":1}"#, 800, 60_000))
+                .await
+                .unwrap(),
+        );
+        for (id, input) in [("d-2", r#"{"n":2}"#), ("d-3", r#"{"n":3}"#)] {
+            assert_eq!(
+                store
+                    .submit(debounced(trigger, id, input, 800, 60_000))
+                    .await
+                    .unwrap(),
+                Outcome::Joined(first.clone())
+            );
+        }
+        // Each delivery's own id is remembered.
+        assert_eq!(
+            store
+                .submit(debounced(trigger, "d-2", r#"{"n":2}"#, 800, 60_000))
+                .await
+                .unwrap(),
+            Outcome::Replayed(first.clone())
+        );
+        let record = store.execution(&first).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.deliveries),
+            (ExecutionStatus::Queued, 3)
+        );
+        assert!(store.claim().await.unwrap().is_none(), "still debouncing");
+        let (id, input, deliveries, _) =
+            claim_within(&store, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            (id, input.as_str(), deliveries),
+            (first.clone(), r#"{"n":3}"#, 3)
+        );
+        // Once it started, the next delivery debounces in its turn.
+        let next = started(
+            store
+                .submit(debounced(trigger, "d-4", "{}", 800, 60_000))
+                .await
+                .unwrap(),
+        );
+        assert_ne!(next, first);
+        store
+            .finish(&first, result(ExecutionStatus::Done))
+            .await
+            .unwrap();
+        assert!(store.claim().await.unwrap().is_none(), "still debouncing");
+    }
+
+    pub async fn a_key_that_never_goes_quiet_starts_by_its_maximum<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let begun = Instant::now();
+        let first = started(
+            store
+                .submit(debounced(trigger, "d-0", "{}", 700, 1500))
+                .await
+                .unwrap(),
+        );
+        let mut claimed = None;
+        for n in 1.. {
+            // A delivery every 200 ms: never quiet for 700.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(execution) = store.claim().await.unwrap() {
+                claimed = Some((execution.id, begun.elapsed()));
+                break;
+            }
+            let id = format!("d-{n}");
+            match store
+                .submit(debounced(trigger, &id, "{}", 700, 1500))
+                .await
+                .unwrap()
+            {
+                Outcome::Joined(joined) => assert_eq!(joined, first),
+                other => panic!("{other:?}"),
+            }
+            assert!(begun.elapsed() < Duration::from_secs(20), "never started");
+        }
+        let (id, after) = claimed.unwrap();
+        assert_eq!(id, first);
+        assert!(
+            after >= Duration::from_millis(1500),
+            "started after {after:?}"
+        );
+    }
+
+    pub async fn an_idle_worker_wakes_when_a_debounce_ends<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let begun = Instant::now();
+        let id = started(
+            store
+                .submit(debounced(trigger, "d-1", "{}", 400, 60_000))
+                .await
+                .unwrap(),
+        );
+        // A worker claims, and waits for work when there is none: without a wake-up at the
+        // debounce's end it would wait for the 5 s timeout below.
+        loop {
+            if let Some(claimed) = store.claim().await.unwrap() {
+                assert_eq!(claimed.id, id);
+                break;
+            }
+            let woken = tokio::time::timeout(Duration::from_secs(5), store.work_queued()).await;
+            assert!(woken.is_ok(), "no wake-up at the debounce's end");
+        }
+        assert!(begun.elapsed() >= Duration::from_millis(400));
+    }
+
+    pub async fn concurrent_copies_join_one_execution<H: Harness>(harness: &H)
+    where
+        H::Store: ExecutionQueue,
+    {
+        let store = harness.store();
+        let trigger = Uuid::now_v7();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..60 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let id = format!("burst-{n}");
+                store
+                    .submit(debounced(trigger, &id, "{}", 5_000, 60_000))
+                    .await
+                    .unwrap()
+            });
+        }
+        let (mut started_ids, mut joined) = (Vec::new(), Vec::new());
+        while let Some(outcome) = tasks.join_next().await {
+            match outcome.unwrap() {
+                Outcome::Started(id) => started_ids.push(id),
+                Outcome::Joined(id) => joined.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(started_ids.len(), 1, "one execution for the burst");
+        assert!(joined.iter().all(|id| *id == started_ids[0]));
+        let record = store.execution(&started_ids[0]).await.unwrap().unwrap();
+        assert_eq!(record.deliveries, 60);
+    }
+}
+
 /// `#[tokio::test]` for each case against one harness.
 macro_rules! cases {
     ($harness:path, $module:ident, [$($case:ident),* $(,)?]) => {
@@ -1271,6 +1733,25 @@ macro_rules! queue_cases {
     };
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! subject_cases {
+    ($harness:path) => {
+        cases!(
+            $harness,
+            subject_cases,
+            [
+                a_key_runs_one_execution_at_a_time_in_order,
+                skip_answers_with_the_busy_execution_and_remembers_nothing,
+                replace_cancels_the_keys_executions_and_names_the_new_one,
+                a_burst_joins_one_execution_that_runs_the_newest_input,
+                a_key_that_never_goes_quiet_starts_by_its_maximum,
+                an_idle_worker_wakes_when_a_debounce_ends,
+                concurrent_copies_join_one_execution,
+            ]
+        );
+    };
+}
+
 mod memory {
     sink_cases!(crate::memory_harness::fresh);
 }
@@ -1279,12 +1760,14 @@ mod memory {
 mod sqlite {
     sink_cases!(crate::sqlite_harness::fresh);
     queue_cases!(crate::sqlite_harness::fresh);
+    subject_cases!(crate::sqlite_harness::fresh);
 }
 
 #[cfg(feature = "postgres")]
 mod postgres {
     sink_cases!(crate::postgres_harness::fresh);
     queue_cases!(crate::postgres_harness::fresh);
+    subject_cases!(crate::postgres_harness::fresh);
 }
 
 #[cfg(feature = "nats")]

@@ -39,6 +39,14 @@ pub struct Execution {
 /// execution holds its own copy of an input that was a slice of a larger buffer (such as the
 /// server's read buffer), so a backed-up queue weighs what its bodies do.
 ///
+/// A delivery's [`subject`](crate::Delivery::subject) (its trigger's
+/// [`Concurrency`](crate::concurrency::Concurrency)) is handed on with it, not enforced: the
+/// sink does not learn when the host's executions end, so it cannot tell a busy key from a free
+/// one, and every delivery is answered `Started`. A host that wants one execution per key at a
+/// time serialises on `execution.delivery.subject` itself, or uses a store-backed queue
+/// ([`SqliteStore`](crate::sqlite::SqliteStore), [`PostgresStore`](crate::postgres::PostgresStore)),
+/// which enforces queue, skip, replace and debounce.
+///
 /// ```
 /// use agent_trigger::memory::ChannelSink;
 ///

@@ -31,6 +31,9 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use uuid::Uuid;
 
+use std::time::Duration;
+
+use crate::concurrency::{Debounce, Subject};
 use crate::{Caller, Delivery, ExecutionId, SinkError};
 
 /// The execution's id (also in `Nats-Msg-Id`).
@@ -56,6 +59,15 @@ pub const ACTION: &str = "Agent-Trigger-Action";
 /// [`MAX_PROMPT_LEN`](crate::rules::MAX_PROMPT_LEN) bytes before encoding; count it in the
 /// stream's maximum message size.
 pub const PROMPT: &str = "Agent-Trigger-Prompt";
+/// The delivery's subject, when its trigger has a
+/// [`Concurrency`](crate::concurrency::Concurrency): the key's value. The sink does not enforce
+/// the subject's mode (see [`JetStreamSink`](super::JetStreamSink)); a consumer that runs one
+/// execution per key at a time reads it here.
+pub const CONCURRENCY_KEY: &str = "Agent-Trigger-Concurrency-Key";
+/// What the trigger says a delivery for a busy key does: `queue`, `skip` or `replace`.
+pub const ON_BUSY: &str = "Agent-Trigger-On-Busy";
+/// The trigger's debounce, `<quiet ms>/<max ms>`, when it has one.
+pub const DEBOUNCE: &str = "Agent-Trigger-Debounce";
 
 /// What is encoded in a header value.
 const ENCODED: &AsciiSet = &CONTROLS.add(b'%');
@@ -84,6 +96,18 @@ pub fn of(delivery: &Delivery, id: &ExecutionId) -> HeaderMap {
     if let Some(prompt) = &delivery.prompt {
         headers.insert(PROMPT, encode(prompt).as_str());
     }
+    if let Some(subject) = &delivery.subject {
+        headers.insert(CONCURRENCY_KEY, encode(&subject.key).as_str());
+        headers.insert(ON_BUSY, subject.on_busy.as_str());
+        if let Some(debounce) = subject.debounce {
+            let debounce = format!(
+                "{}/{}",
+                debounce.quiet().as_millis(),
+                debounce.max().as_millis()
+            );
+            headers.insert(DEBOUNCE, debounce.as_str());
+        }
+    }
     headers
 }
 
@@ -111,6 +135,20 @@ pub fn decode(headers: &HeaderMap, payload: Bytes) -> Result<(ExecutionId, Deliv
     delivery.delivery_id = optional(headers, DELIVERY_ID).map(String::into_boxed_str);
     delivery.action = optional(headers, ACTION);
     delivery.prompt = optional(headers, PROMPT);
+    if let Some(key) = optional(headers, CONCURRENCY_KEY) {
+        let on_busy = optional(headers, ON_BUSY)
+            .and_then(|name| name.parse().ok())
+            .unwrap_or_default();
+        let mut subject = Subject::new(key, on_busy);
+        if let Some(debounce) = optional(headers, DEBOUNCE).and_then(|text| {
+            let (quiet, max) = text.split_once('/')?;
+            let millis = |text: &str| text.parse().ok().map(Duration::from_millis);
+            Debounce::new(millis(quiet)?, millis(max)?)
+        }) {
+            subject = subject.with_debounce(debounce);
+        }
+        delivery.subject = Some(subject);
+    }
     Ok((id, delivery))
 }
 
@@ -139,6 +177,7 @@ fn required(headers: &HeaderMap, name: &str) -> Result<String, SinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::concurrency::OnBusy;
 
     #[test]
     fn values_that_a_header_cannot_hold_travel_encoded() {
@@ -155,6 +194,8 @@ mod tests {
         delivery.delivery_id = Some("line\r\nInjected: yes".into());
         delivery.action = Some("état\tété".into());
         delivery.prompt = Some("Triage:\n\t100% of it\r\n".into());
+        let debounce = Debounce::new(Duration::from_secs(30), Duration::from_secs(300)).unwrap();
+        delivery.subject = Some(Subject::new("PR\n7", OnBusy::Replace).with_debounce(debounce));
         let id = ExecutionId::new_v7();
         let headers = of(&delivery, &id);
         for (_, values) in headers.iter() {
@@ -170,5 +211,6 @@ mod tests {
         assert_eq!(read.prompt.as_deref(), Some("Triage:\n\t100% of it\r\n"));
         assert_eq!(&*read.tenant, "ac%me");
         assert_eq!(read.caller, delivery.caller);
+        assert_eq!(read.subject, delivery.subject);
     }
 }

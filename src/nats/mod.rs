@@ -31,6 +31,17 @@
 //! different delivery ids that arrive within the same moment can both start (the store-backed
 //! sinks close that race in one transaction).
 //!
+//! # Subjects
+//!
+//! A delivery with a [`Subject`](crate::concurrency::Subject) (its trigger has a
+//! [`Concurrency`](crate::concurrency::Concurrency)) is published like any other, with its key,
+//! mode and debounce in the `Agent-Trigger-Concurrency-Key`, `Agent-Trigger-On-Busy` and
+//! `Agent-Trigger-Debounce` headers ([`headers::CONCURRENCY_KEY`]). The sink does **not**
+//! enforce them: it never learns when a consumer's execution ends, so it cannot tell a busy key
+//! from a free one. Every delivery is answered `Started`; consumers that want one execution per
+//! key at a time read the key from the headers (and serialise on it, for instance with a
+//! consumer per key or a lock of their own). The store-backed sinks enforce all of it.
+//!
 //! # Cost
 //!
 //! Each remembered id is a stored message (its input and headers) and one subject in the

@@ -19,15 +19,34 @@ use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, St
 
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, output_tail, attempt, replay_of, replayed_by, \
-     cancelled_by, prompt";
+     cancelled_by, prompt, concurrency_key, deliveries, replaced_by";
 
 /// The same without the output (NULL in its place): a list leaves it, and its TOAST, unread.
 const LIST_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, NULL::bytea, attempt, replay_of, replayed_by, \
-     cancelled_by, prompt";
+     cancelled_by, prompt, concurrency_key, deliveries, replaced_by";
 
 impl ExecutionSink for PostgresStore {
     async fn submit(&self, delivery: Delivery) -> Result<Outcome, SinkError> {
+        if let Some(subject) = delivery.subject.clone() {
+            // In a task of its own, which a deadline that drops this future does not cut
+            // short: it sees that its caller gave up and keeps nothing.
+            let (reply, answer) = oneshot::channel::<Result<Outcome, SinkError>>();
+            let store = self.clone();
+            tokio::spawn(async move {
+                let mut reply = Some(reply);
+                let abandoned = || reply.as_ref().is_none_or(oneshot::Sender::is_closed);
+                let outcome = store
+                    .submit_with_subject(&delivery, &subject, abandoned)
+                    .await;
+                if let (Some(reply), Some(outcome)) = (reply.take(), outcome.transpose()) {
+                    let _ = reply.send(outcome);
+                }
+            });
+            return answer
+                .await
+                .unwrap_or_else(|_| Err(SinkError::internal("the store is closed")));
+        }
         let (reply, answer) = oneshot::channel();
         let submits = self
             .inner
@@ -73,11 +92,12 @@ impl ExecutionQueue for PostgresStore {
     async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(database_error)?;
-        // Skips what other workers are claiming right now; the cap is checked again below,
-        // under the trigger's lock, because this count may miss a claim being committed.
+        // Skips what other workers are claiming right now; the cap and the key are checked
+        // again below, under their locks, because this snapshot may miss a claim being
+        // committed.
         let Some(candidate) = transaction
             .query_opt(
-                "SELECT queued.id, queued.trigger_id, triggers.max_running
+                "SELECT queued.id, queued.trigger_id, triggers.max_running, queued.concurrency_key
                  FROM executions AS queued
                  LEFT JOIN triggers ON triggers.id = queued.trigger_id
                  WHERE queued.status = 'queued'
@@ -87,6 +107,14 @@ impl ExecutionQueue for PostgresStore {
                        SELECT count(*) FROM executions AS running
                        WHERE running.trigger_id = queued.trigger_id
                          AND running.status = 'running'))
+                   AND (queued.concurrency_key IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM executions AS other
+                       WHERE other.trigger_id = queued.trigger_id
+                         AND other.concurrency_key = queued.concurrency_key
+                         AND (other.status = 'running'
+                              OR (other.status = 'queued' AND other.id < queued.id
+                                  AND (other.debounce_until IS NULL
+                                       OR other.not_before <= now())))))
                  ORDER BY queued.id LIMIT 1
                  FOR UPDATE OF queued SKIP LOCKED",
                 &[],
@@ -121,14 +149,39 @@ impl ExecutionQueue for PostgresStore {
                 return Ok(None);
             }
         }
+        if let Some(key) = candidate.get::<_, Option<String>>(3) {
+            // The key's lock without waiting: a delivery that holds it may be replacing or
+            // joining this very row, whose lock this claim holds. Taken, the key is checked
+            // again with what was committed since the snapshot above.
+            let free: bool = transaction
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 1))
+                        AND NOT EXISTS (
+                            SELECT 1 FROM executions AS other
+                            WHERE other.trigger_id = $1 AND other.concurrency_key = $2
+                              AND other.id <> $3
+                              AND (other.status = 'running'
+                                   OR (other.status = 'queued' AND other.id < $3
+                                       AND (other.debounce_until IS NULL
+                                            OR other.not_before <= now()))))",
+                    &[&trigger, &key, &id],
+                )
+                .await
+                .map_err(database_error)?
+                .get(0);
+            if !free {
+                // Busy, or being decided by a delivery: that one's commit wakes the workers.
+                return Ok(None);
+            }
+        }
         let token = Uuid::now_v7();
         let row = transaction
             .query_one(
                 "UPDATE executions SET status = 'running', started_at = now(), lease_owner = $2,
-                     lease_until = now() + make_interval(secs => $3)
+                     lease_until = now() + make_interval(secs => $3), debounce_until = NULL
                  WHERE id = $1
                  RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                           delivery_id, action, received_at, input, attempt, prompt",
+                           delivery_id, action, received_at, input, attempt, prompt, deliveries",
                 &[&id, &token, &self.inner.lease.as_secs_f64()],
             )
             .await
@@ -157,7 +210,8 @@ impl ExecutionQueue for PostgresStore {
                 // Who asked for a cancel stays only if it was one that ended it.
                 "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
                      finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END
+                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END,
+                     replaced_by = CASE $3 WHEN 'cancelled' THEN replaced_by END
                  WHERE id = $1 AND lease_owner = $2",
                 &[
                     &id,
@@ -178,8 +232,8 @@ impl ExecutionQueue for PostgresStore {
     }
 
     fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {
-        let work = Arc::clone(&self.inner.work);
-        async move { work.notified().await }
+        let (work, due) = (Arc::clone(&self.inner.work), Arc::clone(&self.inner.due));
+        async move { due.wait(&work).await }
     }
 
     async fn retry(
@@ -195,9 +249,13 @@ impl ExecutionQueue for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                // A cancel asked of the attempt that failed is not the next attempt's.
-                "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = $3,
-                     exit_code = $4, output_tail = $5, started_at = NULL, finished_at = NULL,
+                // A cancel asked of the attempt that failed is not the next attempt's; a
+                // replaced execution is not tried again: its subject moved on.
+                "UPDATE executions
+                 SET status = CASE WHEN replaced_by IS NULL THEN 'queued' ELSE 'cancelled' END,
+                     attempt = attempt + CASE WHEN replaced_by IS NULL THEN 1 ELSE 0 END,
+                     not_before = $3, exit_code = $4, output_tail = $5, started_at = NULL,
+                     finished_at = CASE WHEN replaced_by IS NULL THEN NULL ELSE now() END,
                      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
                      cancelled_by = NULL
                  WHERE id = $1 AND lease_owner = $2",
@@ -224,7 +282,8 @@ impl ExecutionQueue for PostgresStore {
                      UPDATE executions SET status = 'queued', attempt = attempt + 1,
                          not_before = NULL, started_at = NULL, finished_at = NULL,
                          cancel_requested = false, cancelled_by = NULL
-                     WHERE status = 'interrupted' AND attempt < $1 RETURNING 1)
+                     WHERE status = 'interrupted' AND attempt < $1 AND replaced_by IS NULL
+                     RETURNING 1)
                  SELECT count(*), pg_notify($2, $3) FROM requeued",
                 &[&max_attempts, &CHANNEL, &self.work_payload()],
             )
@@ -254,6 +313,7 @@ impl ExecutionQueue for PostgresStore {
                    AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
                    AND ($3::text IS NULL OR status = $3)
                    AND ($4::uuid IS NULL OR id < $4)
+                   AND ($6::text IS NULL OR concurrency_key = $6)
                  ORDER BY id DESC LIMIT $5"
             ))
             .await
@@ -267,6 +327,7 @@ impl ExecutionQueue for PostgresStore {
                     &query.status.map(ExecutionStatus::as_str),
                     &before,
                     &i64::try_from(query.limit).unwrap_or(i64::MAX),
+                    &query.concurrency_key,
                 ],
             )
             .await
@@ -377,7 +438,7 @@ impl ExecutionQueue for PostgresStore {
             .query_one(
                 "WITH original AS (
                      SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
-                            caller_tenant, input, prompt
+                            caller_tenant, input, prompt, concurrency_key
                      FROM executions WHERE id = $1),
                  trigger AS (
                      SELECT triggers.enabled FROM triggers
@@ -386,9 +447,10 @@ impl ExecutionQueue for PostgresStore {
                  copied AS (
                      INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                          caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at, replay_of, replayed_by, prompt)
+                         created_at, replay_of, replayed_by, prompt, concurrency_key)
                      SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now(), id, $3, prompt
+                            caller_tenant, input, 'queued', now(), now(), id, $3, prompt,
+                            concurrency_key
                      FROM original WHERE (SELECT enabled FROM trigger)
                      RETURNING 1)
                  SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
@@ -504,7 +566,7 @@ impl PostgresStore {
             .is_none_or(|row| row.get(0)))
     }
 
-    fn work_payload(&self) -> String {
+    pub(super) fn work_payload(&self) -> String {
         format!("{}:work", self.inner.schema)
     }
 }
@@ -536,6 +598,16 @@ fn read_record(row: &Row) -> Result<ExecutionRecord, StoreError> {
         replayed_by: row.try_get(13).map_err(database_error)?,
         cancelled_by: row.try_get(14).map_err(database_error)?,
         prompt: row.try_get(15).map_err(database_error)?,
+        concurrency_key: row.try_get(16).map_err(database_error)?,
+        deliveries: row
+            .try_get::<_, i32>(17)
+            .map_err(database_error)?
+            .max(1)
+            .unsigned_abs(),
+        replaced_by: row
+            .try_get::<_, Option<Uuid>>(18)
+            .map_err(database_error)?
+            .map(ExecutionId::from),
     })
 }
 
@@ -568,5 +640,10 @@ fn read_claimed(row: &Row) -> Result<ClaimedExecution, StoreError> {
         id: ExecutionId::from(row.try_get::<_, Uuid>(0).map_err(database_error)?),
         delivery,
         attempt: attempt.max(0).unsigned_abs(),
+        deliveries: row
+            .try_get::<_, i32>(13)
+            .map_err(database_error)?
+            .max(1)
+            .unsigned_abs(),
     })
 }

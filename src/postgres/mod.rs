@@ -62,6 +62,7 @@ mod keys;
 mod leases;
 mod listen;
 mod schema;
+mod subjects;
 mod tls;
 
 use std::collections::HashMap;
@@ -196,6 +197,12 @@ struct Inner {
     leases: Mutex<HashMap<Uuid, Held>>,
     /// For each execution held here, signalled when a cancel of it was asked for.
     cancels: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    /// Connections that deliveries with a subject may hold at once (each its own
+    /// transaction): the pool stays free for the batches, the claims and the leases.
+    subject_slots: Arc<tokio::sync::Semaphore>,
+    /// When debouncing executions that deliveries to this instance kept become due (the
+    /// other instances' workers find them at their next poll).
+    due: Arc<crate::queue::DueTimes>,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -289,6 +296,12 @@ impl PostgresStore {
             work,
             leases: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
+            subject_slots: Arc::new(tokio::sync::Semaphore::new(
+                (options.batches_in_flight * 2)
+                    .min(options.pool_size / 2)
+                    .max(1),
+            )),
+            due: Arc::default(),
             tasks: Mutex::new(vec![batcher]),
         });
         // Started once the store exists: each holds it weakly, and ends when it is dropped.

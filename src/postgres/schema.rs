@@ -117,6 +117,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE triggers ADD COLUMN rule_prompt text;
     ALTER TABLE executions ADD COLUMN prompt text;
     ",
+    // 6: one agent per subject. A trigger's concurrency (its key's text, what a busy key does,
+    // its debounce); each execution's key, how many deliveries it stands for, the execution
+    // that replaced it, and until when it may wait out its debounce (NULL once claimed). No
+    // two executions of one key of a trigger run at once, whatever reaches the table.
+    "
+    ALTER TABLE triggers ADD COLUMN concurrency_key text, ADD COLUMN on_busy text,
+        ADD COLUMN debounce_ms bigint, ADD COLUMN debounce_max_ms bigint;
+    ALTER TABLE executions ADD COLUMN concurrency_key text,
+        ADD COLUMN deliveries integer NOT NULL DEFAULT 1, ADD COLUMN replaced_by uuid,
+        ADD COLUMN debounce_until timestamptz;
+    CREATE INDEX executions_by_key ON executions (trigger_id, concurrency_key, status)
+        WHERE concurrency_key IS NOT NULL;
+    CREATE UNIQUE INDEX executions_running_key ON executions (trigger_id, concurrency_key)
+        WHERE concurrency_key IS NOT NULL AND status = 'running';
+    ",
 ];
 
 /// The schema version this build writes.

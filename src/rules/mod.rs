@@ -90,6 +90,9 @@ pub(crate) use body::{Json, Paths};
 /// The longest prompt a delivery carries, in bytes, its `[…cut]` marker included.
 pub const MAX_PROMPT_LEN: usize = 64 * 1024;
 
+/// The longest concurrency key, in bytes: a key is an index entry, not a document.
+pub const MAX_KEY_LEN: usize = 1024;
+
 /// What ends a prompt that was cut to [`MAX_PROMPT_LEN`].
 const CUT_MARKER: &str = "[…cut]";
 
@@ -136,6 +139,20 @@ pub struct InputExpression(Arc<Compiled<expression::Expression>>);
 /// ```
 #[derive(Clone)]
 pub struct PromptTemplate(Arc<Compiled<template::Template>>);
+
+/// What a delivery is about, for [`Concurrency`](crate::concurrency::Concurrency): a CEL
+/// expression giving a string. Deliveries with the same key are one subject.
+///
+/// ```
+/// use agent_trigger::rules::ConcurrencyKey;
+///
+/// let key = ConcurrencyKey::parse(r#"body.repository.full_name + "/" + string(body.number)"#)?;
+/// assert!(key.as_str().starts_with("body.repository"));
+/// assert!(ConcurrencyKey::parse("body.issue.").is_err());
+/// # Ok::<(), agent_trigger::rules::RuleError>(())
+/// ```
+#[derive(Clone)]
+pub struct ConcurrencyKey(Arc<Compiled<expression::Expression>>);
 
 /// A rule with the text it was compiled from.
 struct Compiled<T> {
@@ -227,6 +244,7 @@ rule_common!(
     expression::Expression::compile
 );
 rule_common!(PromptTemplate, TEMPLATES, template::Template::compile);
+rule_common!(ConcurrencyKey, EXPRESSIONS, expression::Expression::compile);
 
 /// `trigger` with the rules a store kept as their texts.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -400,6 +418,7 @@ pub(crate) struct Rules<'t> {
     pub(crate) filter: Option<&'t Filter>,
     pub(crate) input: Option<&'t InputExpression>,
     pub(crate) prompt: Option<&'t PromptTemplate>,
+    pub(crate) key: Option<&'t ConcurrencyKey>,
 }
 
 /// The parts of the body that any of these rules reads.
@@ -407,11 +426,16 @@ pub(crate) fn body_paths<'t>(
     filter: Option<&'t Filter>,
     input: Option<&'t InputExpression>,
     prompt: Option<&'t PromptTemplate>,
+    key: Option<&'t ConcurrencyKey>,
 ) -> Paths {
     let mut paths = Paths::default();
-    for expression in [filter.map(|f| &f.0.rule), input.map(|i| &i.0.rule)]
-        .into_iter()
-        .flatten()
+    for expression in [
+        filter.map(|f| &f.0.rule),
+        input.map(|i| &i.0.rule),
+        key.map(|k| &k.0.rule),
+    ]
+    .into_iter()
+    .flatten()
     {
         paths.merge(expression.paths());
     }
@@ -427,6 +451,8 @@ pub(crate) struct Shaped {
     /// The input expression's JSON, when the trigger has one.
     pub(crate) input: Option<Bytes>,
     pub(crate) prompt: Option<String>,
+    /// The concurrency key's string, when the trigger has one.
+    pub(crate) key: Option<String>,
 }
 
 impl Rules<'_> {
@@ -442,6 +468,7 @@ impl Rules<'_> {
         let uses = [
             self.filter.map(|f| &f.0.rule),
             self.input.map(|i| &i.0.rule),
+            self.key.map(|k| &k.0.rule),
         ]
         .into_iter()
         .flatten()
@@ -452,7 +479,7 @@ impl Rules<'_> {
                 headers: uses.headers || more.headers,
             }
         });
-        if self.filter.is_some() || self.input.is_some() {
+        if self.filter.is_some() || self.input.is_some() || self.key.is_some() {
             let variables = expression::Variables::new(Some(body), facts, uses);
             if let Some(filter) = self.filter {
                 let matched = filter
@@ -482,6 +509,27 @@ impl Rules<'_> {
                     })
                     .map_err(|why| format!("input: {why}"))?;
                 shaped.input = Some(Bytes::from(json));
+            }
+            if let Some(key) = self.key {
+                let text = key
+                    .0
+                    .rule
+                    .evaluate(&variables, |value| {
+                        value
+                            .downcast_ref::<cel::common::types::CelString<'_>>()
+                            .map(|text| text.inner().to_owned())
+                            .ok_or_else(|| {
+                                format!("it gave a {}, not a string", value.get_type().name())
+                            })
+                    })
+                    .map_err(|why| format!("concurrency key: {why}"))?;
+                if text.len() > MAX_KEY_LEN {
+                    return Err(format!(
+                        "concurrency key: {} bytes, more than {MAX_KEY_LEN}",
+                        text.len()
+                    ));
+                }
+                shaped.key = Some(text);
             }
         }
         if let Some(prompt) = self.prompt {
@@ -589,7 +637,10 @@ mod tests {
             filter: Some(&filter),
             ..Rules::default()
         };
-        let tree = parse_body(body.as_bytes(), &body_paths(Some(&filter), None, None));
+        let tree = parse_body(
+            body.as_bytes(),
+            &body_paths(Some(&filter), None, None, None),
+        );
         rules
             .apply(&tree, &facts(&HeaderMap::new()), 1 << 20)
             .map(|_| ())
@@ -601,7 +652,7 @@ mod tests {
             input: Some(&input),
             ..Rules::default()
         };
-        let tree = parse_body(body.as_bytes(), &body_paths(None, Some(&input), None));
+        let tree = parse_body(body.as_bytes(), &body_paths(None, Some(&input), None, None));
         let shaped = rules.apply(&tree, &facts(&HeaderMap::new()), 1 << 20)?;
         Ok(String::from_utf8(shaped.input.unwrap().to_vec()).unwrap())
     }

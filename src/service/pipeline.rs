@@ -304,6 +304,10 @@ where
             extensions,
             input,
             prompt: ruled.prompt,
+            subject: ruled
+                .key
+                .zip(trigger.concurrency())
+                .map(|(key, concurrency)| concurrency.subject(key)),
         };
         // Pinned here rather than in a helper, so that the delivery is held once while it runs.
         let outcome = within_deadline(&shared.settings, pin!(shared.sink.submit(delivery))).await?;
@@ -443,6 +447,7 @@ fn sink_answer(outcome: Result<Outcome, SinkError>) -> Answer {
     match outcome {
         Ok(Outcome::Started(id)) => Answer::Started(id),
         Ok(Outcome::Replayed(id)) => Answer::Replayed(id),
+        Ok(Outcome::Joined(id)) => Answer::Joined(id),
         Ok(Outcome::Skipped { message, action }) => Answer::Skipped {
             message: Cow::Owned(message),
             action,

@@ -47,7 +47,7 @@ impl ExecutionQueue for SqliteStore {
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
                             finished_at, exit_code, output_tail, attempt, replay_of, replayed_by,
-                            cancelled_by, prompt
+                            cancelled_by, prompt, concurrency_key, deliveries, replaced_by
                      FROM executions WHERE id = ?1",
                 )?
                 .query_row(params![id], read_record)
@@ -60,7 +60,9 @@ impl ExecutionQueue for SqliteStore {
         self.call(|connection| {
             connection
                 .prepare_cached(
-                    "UPDATE executions SET status = 'running', started_at = ?1
+                    // A keyed execution waits while its key runs, or an older one of its key
+                    // waits its turn (queued, not debouncing): one at a time, in order.
+                    "UPDATE executions SET status = 'running', started_at = ?1, debounce_until = NULL
                      WHERE id = (
                          SELECT queued.id FROM executions AS queued
                          LEFT JOIN triggers ON triggers.id = queued.trigger_id
@@ -71,9 +73,18 @@ impl ExecutionQueue for SqliteStore {
                                SELECT count(*) FROM executions AS running
                                WHERE running.trigger_id = queued.trigger_id
                                  AND running.status = 'running'))
+                           AND (queued.concurrency_key IS NULL OR NOT EXISTS (
+                               SELECT 1 FROM executions AS other
+                               WHERE other.trigger_id = queued.trigger_id
+                                 AND other.concurrency_key = queued.concurrency_key
+                                 AND (other.status = 'running'
+                                      OR (other.status = 'queued' AND other.id < queued.id
+                                          AND (other.debounce_until IS NULL
+                                               OR other.not_before <= ?1)))))
                          ORDER BY queued.id LIMIT 1)
                      RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                               delivery_id, action, received_at, input, attempt, prompt",
+                               delivery_id, action, received_at, input, attempt, prompt,
+                               deliveries",
                 )?
                 .query_row(params![unix_millis(SystemTime::now())], read_claimed)
                 .optional()
@@ -83,12 +94,14 @@ impl ExecutionQueue for SqliteStore {
 
     async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
         let id = id.to_string();
+        let id_text = id.clone();
         self.call(move |connection| {
             connection
                 .prepare_cached(
                     // Who asked for a cancel stays only if it was one that ended it.
                     "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5,
-                         cancelled_by = CASE ?2 WHEN 'cancelled' THEN cancelled_by END
+                         cancelled_by = CASE ?2 WHEN 'cancelled' THEN cancelled_by END,
+                         replaced_by = CASE ?2 WHEN 'cancelled' THEN replaced_by END
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -101,14 +114,15 @@ impl ExecutionQueue for SqliteStore {
                 .map(drop)
         })
         .await?;
-        // A trigger at its cap of running executions has room again.
+        self.inner.replaced.forget(&id_text);
+        // A trigger at its cap of running executions (or a key) has room again.
         self.inner.work.notify_one();
         Ok(())
     }
 
     fn work_queued(&self) -> impl std::future::Future<Output = ()> + Send {
-        let work = Arc::clone(&self.inner.work);
-        async move { work.notified().await }
+        let (work, due) = (Arc::clone(&self.inner.work), Arc::clone(&self.inner.due));
+        async move { due.wait(&work).await }
     }
 
     async fn prune_finished(&self, before: SystemTime, limit: usize) -> Result<usize, StoreError> {
@@ -146,11 +160,16 @@ impl ExecutionQueue for SqliteStore {
         not_before: SystemTime,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
+        self.inner.replaced.forget(&id);
         self.call(move |connection| {
             connection
                 .prepare_cached(
-                    "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = ?2,
-                         exit_code = ?3, output_tail = ?4, started_at = NULL, finished_at = NULL,
+                    // A replaced execution is not tried again: its subject moved on.
+                    "UPDATE executions
+                     SET status = CASE WHEN replaced_by IS NULL THEN 'queued' ELSE 'cancelled' END,
+                         attempt = attempt + (replaced_by IS NULL), not_before = ?2,
+                         exit_code = ?3, output_tail = ?4, started_at = NULL,
+                         finished_at = CASE WHEN replaced_by IS NULL THEN NULL ELSE ?5 END,
                          cancelled_by = NULL
                      WHERE id = ?1",
                 )?
@@ -158,7 +177,8 @@ impl ExecutionQueue for SqliteStore {
                     id,
                     unix_millis(not_before),
                     result.exit_code,
-                    result.output_tail
+                    result.output_tail,
+                    unix_millis(SystemTime::now())
                 ])
                 .map(drop)
         })
@@ -173,7 +193,7 @@ impl ExecutionQueue for SqliteStore {
                 connection.execute(
                     "UPDATE executions SET status = 'queued', attempt = attempt + 1, not_before = NULL,
                          started_at = NULL, finished_at = NULL, cancelled_by = NULL
-                     WHERE status = 'interrupted' AND attempt < ?1",
+                     WHERE status = 'interrupted' AND attempt < ?1 AND replaced_by IS NULL",
                     params![max_attempts],
                 )
             })
@@ -195,6 +215,7 @@ impl ExecutionQueue for SqliteStore {
         let status = query.status.map(ExecutionStatus::as_str);
         let before = query.before.as_ref().map(ExecutionId::to_string);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let concurrency_key = query.concurrency_key.clone();
         self.call(move |connection| {
             connection
                 // Without the output (NULL in its place) nor the input: a page of a hundred
@@ -202,16 +223,17 @@ impl ExecutionQueue for SqliteStore {
                 .prepare_cached(
                     "SELECT id, status, source, trigger_id, tenant, action, created_at, started_at,
                             finished_at, exit_code, NULL, attempt, replay_of, replayed_by,
-                            cancelled_by, prompt
+                            cancelled_by, prompt, concurrency_key, deliveries, replaced_by
                      FROM executions
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
                        AND (?3 IS NULL OR status = ?3)
                        AND (?4 IS NULL OR id < ?4)
+                       AND (?6 IS NULL OR concurrency_key = ?6)
                      ORDER BY id DESC LIMIT ?5",
                 )?
                 .query_map(
-                    params![tenant, triggers, status, before, limit],
+                    params![tenant, triggers, status, before, limit, concurrency_key],
                     read_record,
                 )?
                 .collect()
@@ -245,6 +267,13 @@ impl ExecutionQueue for SqliteStore {
             })
             .await?;
         Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+    }
+
+    fn cancel_requested(&self, id: &ExecutionId) -> impl std::future::Future<Output = ()> + Send {
+        // Only a replace asks through the store: the executions API tells this process's
+        // workers directly.
+        let (replaced, id) = (Arc::clone(&self.inner.replaced), id.to_string());
+        async move { replaced.wait(&id).await }
     }
 
     async fn record_output(
@@ -290,9 +319,10 @@ impl ExecutionQueue for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
                              caller_kind, caller_id, caller_tenant, input, status, received_at,
-                             created_at, replay_of, replayed_by, prompt)
+                             created_at, replay_of, replayed_by, prompt, concurrency_key)
                          SELECT ?2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                                caller_tenant, input, 'queued', ?3, ?3, id, ?4, prompt
+                                caller_tenant, input, 'queued', ?3, ?3, id, ?4, prompt,
+                                concurrency_key
                          FROM executions WHERE id = ?1",
                     )?
                     .execute(params![original, copy_text, now, by])?;
@@ -344,6 +374,9 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         replayed_by: row.get(13)?,
         cancelled_by: row.get(14)?,
         prompt: row.get(15)?,
+        concurrency_key: row.get(16)?,
+        deliveries: row.get(17)?,
+        replaced_by: row.get::<_, Option<String>>(18)?.map(ExecutionId::from),
     })
 }
 
@@ -368,6 +401,7 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedExecution> {
         id: ExecutionId::from(row.get::<_, String>(0)?),
         delivery,
         attempt: row.get(11)?,
+        deliveries: row.get(13)?,
     })
 }
 

@@ -201,18 +201,22 @@ fn write_trigger(
     let signature = trigger
         .signature()
         .map(|scheme| serde_json::to_string(scheme).expect("a signature scheme serialises"));
+    let concurrency = crate::concurrency::stored(trigger);
     transaction.execute(
         "INSERT INTO triggers (id, tenant, source, enabled, actions, replay_window_secs, rate_count,
              rate_period_ms, max_running, signature, public_url, rule_filter, rule_input,
-             rule_prompt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             rule_prompt, concurrency_key, on_busy, debounce_ms, debounce_max_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18)
          ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, source = excluded.source,
              enabled = excluded.enabled, actions = excluded.actions,
              replay_window_secs = excluded.replay_window_secs, rate_count = excluded.rate_count,
              rate_period_ms = excluded.rate_period_ms, max_running = excluded.max_running,
              signature = excluded.signature, public_url = excluded.public_url,
              rule_filter = excluded.rule_filter, rule_input = excluded.rule_input,
-             rule_prompt = excluded.rule_prompt",
+             rule_prompt = excluded.rule_prompt, concurrency_key = excluded.concurrency_key,
+             on_busy = excluded.on_busy, debounce_ms = excluded.debounce_ms,
+             debounce_max_ms = excluded.debounce_max_ms",
         params![
             id,
             trigger.tenant(),
@@ -230,6 +234,10 @@ fn write_trigger(
             trigger.filter().map(Filter::as_str),
             trigger.input().map(InputExpression::as_str),
             trigger.prompt().map(PromptTemplate::as_str),
+            concurrency.0,
+            concurrency.1,
+            concurrency.2,
+            concurrency.3,
         ],
     )?;
     transaction.execute(
@@ -314,7 +322,7 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
 
     let mut triggers = Vec::new();
     let mut statement = connection
-        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, signature, public_url, rule_filter, rule_input, rule_prompt FROM triggers")?;
+        .prepare("SELECT id, tenant, source, enabled, actions, replay_window_secs, rate_count, rate_period_ms, max_running, signature, public_url, rule_filter, rule_input, rule_prompt, concurrency_key, on_busy, debounce_ms, debounce_max_ms FROM triggers")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -359,7 +367,11 @@ pub(super) fn load_keys_and_triggers(connection: &Connection) -> rusqlite::Resul
             trigger = trigger.with_secret(secret);
         }
         let rules = (row.get(11)?, row.get(12)?, row.get(13)?);
-        match crate::rules::with_stored_rules(trigger, rules) {
+        let concurrency = (row.get(14)?, row.get(15)?, row.get(16)?, row.get(17)?);
+        match crate::rules::with_stored_rules(trigger, rules)
+            .map_err(|error| error.to_string())
+            .and_then(|trigger| crate::concurrency::with_stored(trigger, concurrency))
+        {
             Ok(trigger) => triggers.push(trigger),
             Err(error) => {
                 // Without its rules it would start what they keep out: left out whole.

@@ -86,6 +86,10 @@ struct Inner {
     /// Keys and triggers, served from memory and rewritten after every change.
     cache: MemoryKeyStore,
     work: Arc<Notify>,
+    /// Running executions a newer one of their subject replaced, for their workers to end.
+    replaced: Arc<thread::Replaced>,
+    /// When debouncing executions become due.
+    due: Arc<crate::queue::DueTimes>,
     interrupted_on_open: usize,
 }
 
@@ -103,7 +107,11 @@ impl SqliteStore {
             .map_err(|message| StoreError::new(format!("{}: {message}", path.display())))?;
         let interrupted_on_open = connection
             .execute(
-                "UPDATE executions SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+                // One that was being replaced stays ended: its subject moved on.
+                "UPDATE executions
+                 SET status = CASE WHEN replaced_by IS NULL THEN 'interrupted' ELSE 'cancelled' END,
+                     finished_at = ?1
+                 WHERE status = 'running'",
                 params![unix_millis(SystemTime::now())],
             )
             .map_err(|error| open_error(&path, error))?;
@@ -115,9 +123,21 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let work = Arc::new(Notify::new());
         let thread_work = Arc::clone(&work);
+        let replaced = Arc::new(thread::Replaced::default());
+        let thread_replaced = Arc::clone(&replaced);
+        let due = Arc::new(crate::queue::DueTimes::default());
+        let thread_due = Arc::clone(&due);
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
-            .spawn(move || thread::run(connection, receiver, thread_work))
+            .spawn(move || {
+                thread::run(
+                    connection,
+                    receiver,
+                    thread_work,
+                    thread_replaced,
+                    thread_due,
+                )
+            })
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -126,6 +146,8 @@ impl SqliteStore {
                 thread: Mutex::new(Some(thread)),
                 cache,
                 work,
+                replaced,
+                due,
                 interrupted_on_open,
             }),
         })

@@ -127,6 +127,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE triggers ADD COLUMN rule_prompt TEXT;
     ALTER TABLE executions ADD COLUMN prompt TEXT;
     ",
+    // 12: one agent per subject. A trigger's concurrency (its key's text, what a busy key does,
+    // its debounce); each execution's key, how many deliveries it stands for, the execution
+    // that replaced it, and until when it may wait out its debounce (NULL once claimed). No
+    // two executions of one key of a trigger run at once, whatever reaches the table.
+    "
+    ALTER TABLE triggers ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE triggers ADD COLUMN on_busy TEXT;
+    ALTER TABLE triggers ADD COLUMN debounce_ms INTEGER;
+    ALTER TABLE triggers ADD COLUMN debounce_max_ms INTEGER;
+    ALTER TABLE executions ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE executions ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE executions ADD COLUMN replaced_by TEXT;
+    ALTER TABLE executions ADD COLUMN debounce_until INTEGER;
+    CREATE INDEX executions_by_key ON executions (trigger_id, concurrency_key, status)
+        WHERE concurrency_key IS NOT NULL;
+    CREATE UNIQUE INDEX executions_running_key ON executions (trigger_id, concurrency_key)
+        WHERE concurrency_key IS NOT NULL AND status = 'running';
+    ",
 ];
 
 /// The schema version this build writes.

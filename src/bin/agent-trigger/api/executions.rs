@@ -66,6 +66,9 @@ struct ExecutionBody {
     replay_of: Option<String>,
     replayed_by: Option<String>,
     cancelled_by: Option<String>,
+    concurrency_key: Option<String>,
+    deliveries: u32,
+    replaced_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<String>,
     /// The trigger's rendered prompt (null without one), with the output.
@@ -91,6 +94,9 @@ impl ExecutionBody {
             replay_of: record.replay_of.map(|id| id.to_string()),
             replayed_by: record.replayed_by,
             cancelled_by: record.cancelled_by,
+            concurrency_key: record.concurrency_key,
+            deliveries: record.deliveries,
+            replaced_by: record.replaced_by.map(|id| id.to_string()),
             output,
             prompt,
         }
@@ -106,6 +112,7 @@ pub struct ListParams {
     status: Option<ExecutionStatus>,
     limit: Option<usize>,
     cursor: Option<Uuid>,
+    concurrency_key: Option<String>,
 }
 
 /// An execution status by its API name (`queued`, `running`, …).
@@ -116,7 +123,7 @@ fn status<'de, D: Deserializer<'de>>(names: D) -> Result<Option<ExecutionStatus>
         .map_err(|_| serde::de::Error::custom(format!("{name:?} is not an execution status")))
 }
 
-/// `GET /api/executions?triggerId=&status=&limit=&cursor=`: the key's executions, newest
+/// `GET /api/executions?triggerId=&status=&concurrencyKey=&limit=&cursor=`: the key's executions, newest
 /// first; `nextCursor` fetches the page after.
 pub async fn list<S: Backend>(
     State(api): State<Api<S>>,
@@ -132,6 +139,7 @@ pub async fn list<S: Backend>(
     }
     let mut query = ExecutionQuery::new(key.tenant(), limit);
     query.status = params.status;
+    query.concurrency_key = params.concurrency_key;
     query.before = params.cursor.map(ExecutionId::from);
     query.triggers = visible_triggers(&key, params.trigger_id);
     match api.store.list(&query).await {

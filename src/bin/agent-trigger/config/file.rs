@@ -91,6 +91,14 @@ pub struct RawTrigger {
     pub input: Option<Spanned<String>>,
     /// A template: the command's `AGENT_TRIGGER_PROMPT`.
     pub prompt: Option<Spanned<String>>,
+    /// CEL giving a string: deliveries with the same key are one subject.
+    pub concurrency_key: Option<Spanned<String>>,
+    /// `queue`, `skip` or `replace`: what a delivery for a busy key does.
+    pub on_busy: Option<Spanned<String>>,
+    /// Start once the key has been quiet this long.
+    pub debounce_secs: Option<Spanned<u64>>,
+    /// But no later than this after the key's first delivery.
+    pub debounce_max_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -264,6 +264,73 @@ value = "old secret"
     }
 
     #[test]
+    fn a_trigger_takes_its_concurrency_key_mode_and_debounce() {
+        let head = "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\n";
+        let text = format!(
+            "{head}concurrency_key = 'body.issue.key'\non_busy = \"replace\"\ndebounce_secs = 30\ndebounce_max_secs = 300"
+        );
+        let config = parse(Path::new("c.toml"), &text, &env).unwrap();
+        let concurrency = config.reloadable.triggers[0].concurrency().unwrap();
+        assert_eq!(concurrency.key().as_str(), "body.issue.key");
+        assert_eq!(
+            concurrency.on_busy(),
+            agent_trigger::concurrency::OnBusy::Replace
+        );
+        let debounce = concurrency.debounce().unwrap();
+        assert_eq!(
+            (debounce.quiet(), debounce.max()),
+            (Duration::from_secs(30), Duration::from_secs(300))
+        );
+        // Without a maximum: ten quiet periods.
+        let text = format!("{head}concurrency_key = 'body.issue.key'\ndebounce_secs = 30");
+        let config = parse(Path::new("c.toml"), &text, &env).unwrap();
+        let concurrency = config.reloadable.triggers[0].concurrency().unwrap();
+        assert_eq!(
+            concurrency.on_busy(),
+            agent_trigger::concurrency::OnBusy::Queue
+        );
+        assert_eq!(
+            concurrency.debounce().unwrap().max(),
+            Duration::from_secs(300)
+        );
+
+        for (tail, expected) in [
+            (
+                "on_busy = \"skip\"",
+                ":5:11: on_busy needs a concurrency_key",
+            ),
+            (
+                "debounce_secs = 5",
+                ":5:17: debounce_secs needs a concurrency_key",
+            ),
+            (
+                "debounce_max_secs = 5",
+                ":5:21: debounce_max_secs needs a concurrency_key",
+            ),
+            ("concurrency_key = 'body.'", ":5:"),
+            (
+                "concurrency_key = 'source'\non_busy = \"cancel\"",
+                ":6:11: unknown on_busy \"cancel\"",
+            ),
+            (
+                "concurrency_key = 'source'\ndebounce_max_secs = 5",
+                ":6:21: debounce_max_secs needs debounce_secs",
+            ),
+            (
+                "concurrency_key = 'source'\ndebounce_secs = 60\ndebounce_max_secs = 5",
+                ":7:21: debounce_max_secs must be at least debounce_secs",
+            ),
+            (
+                "concurrency_key = 'source'\ndebounce_secs = 0",
+                ":6:17: debounce_secs must be from 1",
+            ),
+        ] {
+            let error = error_of(&format!("{head}{tail}"));
+            assert!(error.contains(expected), "{tail}: {error}");
+        }
+    }
+
+    #[test]
     fn the_command_environment_passes_through_what_is_set_and_sets_the_rest() {
         let text = "[executor]\ncommand = [\"x\"]\nenv = [\"AGENT_HOME\", \"UNSET\"]\n[executor.environment]\nMODE = \"review\"";
         let env = |name: &str| (name == "AGENT_HOME").then(|| "/srv/agent".to_owned());

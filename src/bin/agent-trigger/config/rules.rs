@@ -1,7 +1,11 @@
-//! A trigger's `filter`, `input` and `prompt`: compiled when the configuration loads, so that an
-//! error is reported at its place in the file, never met by a delivery.
+//! A trigger's `filter`, `input`, `prompt` and `concurrency_key` (with `on_busy` and the
+//! debounce): compiled when the configuration loads, so that an error is reported at its place
+//! in the file, never met by a delivery.
+
+use std::time::Duration;
 
 use agent_trigger::Trigger;
+use agent_trigger::concurrency::{Concurrency, ConcurrencyKey, Debounce, OnBusy};
 use agent_trigger::rules::{Filter, InputExpression, PromptTemplate, RuleError};
 use toml::Spanned;
 
@@ -32,7 +36,69 @@ pub fn compile(
                 .map_err(|error| refused(locate, text, "prompt", error))?,
         );
     }
-    Ok(trigger)
+    concurrency(locate, entry, trigger)
+}
+
+/// The longest debounce, and the default maximum's multiple of the quiet period.
+const MAX_DEBOUNCE_SECS: u64 = 30 * 24 * 60 * 60;
+const DEFAULT_MAX_FACTOR: u64 = 10;
+
+/// `concurrency_key`, `on_busy`, `debounce_secs` and `debounce_max_secs`; the last three need
+/// the first.
+fn concurrency(
+    locate: &Locator<'_>,
+    entry: &RawTrigger,
+    trigger: Trigger,
+) -> Result<Trigger, ConfigError> {
+    let Some(text) = &entry.concurrency_key else {
+        let without_key =
+            |what: &str| format!("{what} needs a concurrency_key: the subject it applies to");
+        if let Some(on_busy) = &entry.on_busy {
+            return Err(locate.at(on_busy, without_key("on_busy")));
+        }
+        if let Some(debounce) = &entry.debounce_secs {
+            return Err(locate.at(debounce, without_key("debounce_secs")));
+        }
+        if let Some(max) = &entry.debounce_max_secs {
+            return Err(locate.at(max, without_key("debounce_max_secs")));
+        }
+        return Ok(trigger);
+    };
+    let key = ConcurrencyKey::parse(text.get_ref())
+        .map_err(|error| refused(locate, text, "concurrency_key", error))?;
+    let mut concurrency = Concurrency::new(key);
+    if let Some(name) = &entry.on_busy {
+        let on_busy: OnBusy = name.get_ref().parse().map_err(
+            |error: agent_trigger::concurrency::UnknownOnBusy| locate.at(name, error.to_string()),
+        )?;
+        concurrency = concurrency.with_on_busy(on_busy);
+    }
+    match (&entry.debounce_secs, &entry.debounce_max_secs) {
+        (None, Some(max)) => {
+            return Err(locate.at(
+                max,
+                "debounce_max_secs needs debounce_secs: the quiet period it bounds".to_owned(),
+            ));
+        }
+        (None, None) => {}
+        (Some(quiet), max) => {
+            let quiet_for = locate.seconds(quiet, "debounce_secs", MAX_DEBOUNCE_SECS)?;
+            let max_for = match max {
+                Some(max) => locate.seconds(max, "debounce_max_secs", MAX_DEBOUNCE_SECS)?,
+                None => Duration::from_secs(
+                    (quiet.get_ref() * DEFAULT_MAX_FACTOR).min(MAX_DEBOUNCE_SECS),
+                ),
+            };
+            let debounce = Debounce::new(quiet_for, max_for).ok_or_else(|| {
+                locate.at(
+                    max.as_ref().unwrap_or(quiet),
+                    "debounce_max_secs must be at least debounce_secs".to_owned(),
+                )
+            })?;
+            concurrency = concurrency.with_debounce(debounce);
+        }
+    }
+    Ok(trigger.with_concurrency(concurrency))
 }
 
 /// The error at its place in the file: the line and column inside the expression, carried over

@@ -73,6 +73,9 @@ pub async fn run<Q: ExecutionQueue + Clone>(
             "AGENT_TRIGGER_PROMPT",
             delivery.prompt.as_deref().unwrap_or(""),
         )
+        // How many deliveries of its subject this execution stands for (more than one when
+        // others joined it while it waited out its debounce); the input is the newest's.
+        .env("AGENT_TRIGGER_DELIVERIES", claimed.deliveries.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
