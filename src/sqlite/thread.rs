@@ -10,6 +10,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::unix_millis;
+use super::{FULL_RETRY_AFTER, is_unavailable};
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -85,8 +86,15 @@ fn commit_group(connection: &mut Connection, group: Vec<Submission>, work: &Noti
         }
         Err(error) => {
             tracing::error!(error = %error, deliveries = group.len(), "could not keep deliveries");
+            let unavailable = is_unavailable(&error);
             for (_, reply) in group {
-                let _ = reply.send(Err(SinkError::internal(format!("database: {error}"))));
+                let _ = reply.send(Err(if unavailable {
+                    SinkError::Unavailable {
+                        retry_after: FULL_RETRY_AFTER,
+                    }
+                } else {
+                    SinkError::internal(format!("database: {error}"))
+                }));
             }
         }
     }
