@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+pub mod fault;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "postgres")]
