@@ -456,3 +456,209 @@ mod postgres {
         two_instances_through(Fault::Terminate, "sessions_terminated_under_load").await;
     }
 }
+
+mod sqlite {
+    use std::process::Stdio;
+
+    use super::*;
+
+    /// Runs the server with `SIGXFSZ` ignored, so that a file-size limit fails its writes
+    /// (`EFBIG`, as a full disk fails them with `ENOSPC`) rather than killing it.
+    const IGNORING_SIGXFSZ: [&str; 4] = ["sh", "-c", "trap '' XFSZ; exec \"$@\"", "sh"];
+
+    /// Limits the size of the files process `pid` may write to `bytes` (`None`: no limit).
+    fn limit_file_size(pid: u32, bytes: Option<u64>) {
+        use rustix::process::{Pid, Resource, Rlimit, prlimit};
+        let pid = Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        prlimit(
+            Some(pid),
+            Resource::Fsize,
+            Rlimit {
+                current: bytes,
+                maximum: None,
+            },
+        )
+        .expect("prlimit of the server");
+    }
+
+    /// Every acknowledged execution is in the database file and ends `done`; returns how many
+    /// of them are stored.
+    async fn stored_and_done(workspace: &Workspace, acknowledged: &[String]) -> usize {
+        let path = workspace.path().join("executions.db");
+        let mut statuses: HashMap<String, String> = HashMap::new();
+        for _ in 0..600 {
+            let connection = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let mut query = connection
+                .prepare("SELECT id, status FROM executions")
+                .unwrap();
+            statuses = query
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            if acknowledged
+                .iter()
+                .all(|id| statuses.get(id).is_some_and(|status| status == "done"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stored = acknowledged
+            .iter()
+            .filter(|id| statuses.contains_key(*id))
+            .count();
+        assert_eq!(stored, acknowledged.len(), "every 200 is stored");
+        let not_done: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| statuses[*id] != "done")
+            .collect();
+        assert!(
+            not_done.is_empty(),
+            "every acknowledged execution ends: {not_done:?}"
+        );
+        stored
+    }
+
+    fn only_200_and_503(seen: &Seen) {
+        let other: Vec<String> = seen
+            .other
+            .iter()
+            .map(|answer| format!("{:?} {}", answer.status, answer.detail))
+            .collect();
+        assert!(
+            other.is_empty(),
+            "only 200 and 503 while the disk is away: {other:?}"
+        );
+        assert!(seen.unavailable > 0, "the outage answers 503");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
+        let (workspace, _agent) = workspace("max_attempts = 2\nretry_backoff_secs = 1\n");
+        let server = Server::start_through(&IGNORING_SIGXFSZ, &workspace, &[], Stdio::null()).await;
+        let pid = server.child.id().unwrap();
+        let servers = [server];
+        let load = Load::start(&servers);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // No file may grow: every write past the files' start fails, as on a full disk.
+        limit_file_size(pid, Some(0));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        limit_file_size(pid, None);
+        let healed_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (sent, health) = load.finish().await;
+
+        let seen = judge(&sent, &health, 1, healed_at);
+        only_200_and_503(&seen);
+        let stored = stored_and_done(&workspace, &seen.acknowledged).await;
+        let twice = ran_once_each(&workspace, &seen.acknowledged).await;
+        row("disk full (RLIMIT_FSIZE)", "SQLite", &seen, stored, twice);
+        assert_eq!(twice, 0, "no execution runs twice");
+        assert!(
+            seen.recovered_in[0] < Duration::from_secs(5),
+            "{:?}",
+            seen.recovered_in
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_locked_by_another_process_answers_503_and_recovers() {
+        let (workspace, _agent) = workspace("");
+        let servers = [Server::start(&workspace).await];
+        let load = Load::start(&servers);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Another process's write transaction, held for 12 s (longer than the server's busy
+        // timeout and its deadline).
+        let path = workspace.path().join("executions.db");
+        let locker = tokio::task::spawn_blocking(move || {
+            let connection = rusqlite::Connection::open(path).unwrap();
+            connection.busy_timeout(Duration::from_secs(10)).unwrap();
+            connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            std::thread::sleep(Duration::from_secs(12));
+            connection.execute_batch("COMMIT").unwrap();
+        });
+        locker.await.unwrap();
+        let healed_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (sent, health) = load.finish().await;
+
+        let seen = judge(&sent, &health, 1, healed_at);
+        only_200_and_503(&seen);
+        assert!(seen.health_said_unavailable[0], "/healthz says unavailable");
+        let stored = stored_and_done(&workspace, &seen.acknowledged).await;
+        let twice = ran_once_each(&workspace, &seen.acknowledged).await;
+        row(
+            "file locked 12 s (BEGIN EXCLUSIVE)",
+            "SQLite",
+            &seen,
+            stored,
+            twice,
+        );
+        assert_eq!(twice, 0, "no execution runs twice");
+        assert!(
+            seen.recovered_in[0] < Duration::from_secs(5),
+            "{:?}",
+            seen.recovered_in
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_in_a_read_only_directory_is_refused_at_start_with_a_clear_error() {
+        let workspace = Workspace::new("");
+        // Root writes any directory whatever its mode: then a file system that refuses even
+        // root is used instead.
+        let read_only = workspace.path().join("read-only");
+        std::fs::create_dir(&read_only).unwrap();
+        std::fs::set_permissions(
+            &read_only,
+            std::os::unix::fs::PermissionsExt::from_mode(0o555),
+        )
+        .unwrap();
+        let database = if rustix::process::geteuid().is_root() {
+            std::path::PathBuf::from("/sys/agent-trigger-executions.db")
+        } else {
+            read_only.join("executions.db")
+        };
+        let config_path = workspace.path().join("config.toml");
+        let config = std::fs::read_to_string(&config_path).unwrap().replace(
+            "database = \"executions.db\"",
+            &format!("database = \"{}\"", database.display()),
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(program())
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .args(["--listen", "127.0.0.1:0"])
+                .env("TEST_KEY_A", KEY_A)
+                .env("TEST_KEY_B", KEY_B)
+                .output(),
+        )
+        .await
+        .expect("the server gives up at once")
+        .unwrap();
+        std::fs::set_permissions(
+            &read_only,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{said}");
+        assert!(!said.contains("panicked"), "{said}");
+        assert!(
+            said.contains(&database.display().to_string()),
+            "names the file: {said}"
+        );
+        assert!(
+            said.contains("ermission denied") || said.contains("ead-only"),
+            "says why: {said}"
+        );
+    }
+}
