@@ -436,6 +436,102 @@ mod postgres {
         }
     }
 
+    /// A partition longer than the lease, the documented outcome: the other instance marks
+    /// the cut-off one's execution `interrupted` and runs it again (a second attempt); the
+    /// cut-off instance stops its agent once it reaches the database again, and its result is
+    /// not recorded. The execution ends `done` once, by its second attempt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partition_longer_than_the_lease_hands_the_execution_over_once() {
+        let Some(schema) = TestSchema::new("a_partition_longer_than_the_lease").await else {
+            return;
+        };
+        drop(schema.store().await);
+        let upstream = postgres_address(&schema.url);
+        let proxy = FaultProxy::start(upstream).await;
+        let direct = schema.url_with_schema();
+        let through = proxy.postgres_url(&direct, upstream);
+        // The agent says when it starts and when it ends; it takes 12 s.
+        let probe = Workspace::new("");
+        let agent = probe.path().join("agent.sh");
+        std::fs::write(
+            &agent,
+            "#!/bin/sh\necho \"start $AGENT_TRIGGER_EXECUTION_ID\" >> \"$OUT/ran.txt\"\n\
+             sleep 12\necho \"end $AGENT_TRIGGER_EXECUTION_ID\" >> \"$OUT/ran.txt\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let workspace = Workspace::new(&format!(
+            "[executor]\ncommand = [\"{}\"]\nworkers = 1\nenv = [\"OUT\"]\nlease_secs = 2\n\
+             max_attempts = 2\nretry_backoff_secs = 1\n",
+            agent.display()
+        ));
+        let lines = |prefix: &str| {
+            ran(&workspace)
+                .iter()
+                .filter(|line| line.starts_with(prefix))
+                .count()
+        };
+        let cut_off = Server::start_with(
+            &workspace,
+            &[("AGENT_TRIGGER_DATABASE_URL", through.as_str())],
+        )
+        .await;
+        let client = client();
+        let (status, _, json) = call(&client, delivery(&cut_off, KEY_A, "{}", Some("long")))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let id = json["executionId"].as_str().unwrap().to_owned();
+        for _ in 0..100 {
+            if lines("start") == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(lines("start"), 1, "the first instance runs it");
+        // Only now the other instance, which reaches the database directly.
+        let other = Server::start_with(
+            &workspace,
+            &[("AGENT_TRIGGER_DATABASE_URL", direct.as_str())],
+        )
+        .await;
+        proxy.blackhole();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        proxy.heal();
+
+        let admin = schema.client().await;
+        let mut row = (String::new(), 0);
+        for _ in 0..400 {
+            let found = admin
+                .query_one(
+                    "SELECT status, attempt FROM executions WHERE id::text = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            row = (found.get(0), found.get(1));
+            if row.0 == "done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(row, ("done".to_owned(), 2), "ended by its second attempt");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(lines("start"), 2, "run again once, after the lease lapsed");
+        assert_eq!(
+            lines("end"),
+            1,
+            "the cut-off agent was stopped; one run ended"
+        );
+        println!(
+            "FAULT | partition of one instance, 8 s > lease 2 s | PostgreSQL ×2 | 200: 1 | \
+             503: 0 | other: 0 | acknowledged: 1 | stored: 1 | started twice, ended once \
+             (attempt 2) | recovered in: n/a"
+        );
+        drop((cut_off, other));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_reset_under_load() {
         two_instances_through(Fault::Reset, "connections_reset_under_load").await;
