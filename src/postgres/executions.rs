@@ -150,7 +150,7 @@ impl ExecutionQueue for PostgresStore {
     }
 
     async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
-        let Some((id, token)) = self.held(id) else {
+        let Some((id, token)) = self.ending(id) else {
             tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
             return Ok(());
         };
@@ -177,7 +177,7 @@ impl ExecutionQueue for PostgresStore {
         result: ExecutionResult,
         not_before: SystemTime,
     ) -> Result<(), StoreError> {
-        let Some((id, token)) = self.held(id) else {
+        let Some((id, token)) = self.ending(id) else {
             tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
             return Ok(());
         };
@@ -470,6 +470,7 @@ impl PostgresStore {
             Held {
                 token,
                 committed: false,
+                ending: false,
             },
         );
         self.inner
@@ -490,6 +491,17 @@ impl PostgresStore {
             self.release(&ExecutionId::from(id));
         }
         written
+    }
+
+    /// Like [`held`](Self::held), for a worker about to record the end: the lease is still
+    /// renewed until [`release`](Self::release), but a renewal no longer takes a claim it
+    /// cannot find for a lost one.
+    fn ending(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
+        let id = id.as_uuid()?;
+        self.leases().get_mut(&id).map(|held| {
+            held.ending = true;
+            (id, held.token)
+        })
     }
 
     /// Like [`held`](Self::held), and stops renewing the lease.

@@ -364,15 +364,20 @@ struct Held {
     token: Uuid,
     /// Whether the claim's transaction has committed (before that, the row does not show it).
     committed: bool,
+    /// Whether its worker is recording the end: the agent has exited, so a renewal that finds
+    /// the claim gone (the end just written) has nothing to stop.
+    ending: bool,
 }
 
 impl Inner {
-    /// Whether a worker here still holds `id` (it may have finished it since).
-    fn is_held(&self, id: Uuid) -> bool {
+    /// Whether a worker here still runs the agent of `id`: it holds the claim and is not
+    /// recording the end.
+    fn runs_agent(&self, id: Uuid) -> bool {
         self.leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&id)
+            .get(&id)
+            .is_some_and(|held| !held.ending)
     }
 
     /// Tells the worker running `id` here, if one does, that a cancel was asked for.
