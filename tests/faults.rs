@@ -52,6 +52,9 @@ fn ran(workspace: &Workspace) -> Vec<String> {
         .collect()
 }
 
+/// One answer of `/healthz`: the instance, when it was asked, the status and what it said.
+type HealthCheck = (usize, Instant, StatusCode, String);
+
 /// One delivery's fate.
 #[derive(Debug, Clone)]
 struct Sent {
@@ -68,7 +71,7 @@ struct Sent {
 /// its own, and `/healthz` asked of each every 100 ms, until stopped.
 struct Load {
     sent: Arc<Mutex<Vec<Sent>>>,
-    health: Arc<Mutex<Vec<(usize, Instant, StatusCode, String)>>>,
+    health: Arc<Mutex<Vec<HealthCheck>>>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -164,7 +167,7 @@ impl Load {
     }
 
     /// Stops sending and waits for every answer.
-    async fn finish(mut self) -> (Vec<Sent>, Vec<(usize, Instant, StatusCode, String)>) {
+    async fn finish(mut self) -> (Vec<Sent>, Vec<HealthCheck>) {
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
         let sent = std::mem::take(&mut *self.sent.lock().unwrap());
@@ -184,12 +187,7 @@ struct Seen {
     health_said_unavailable: Vec<bool>,
 }
 
-fn judge(
-    sent: &[Sent],
-    health: &[(usize, Instant, StatusCode, String)],
-    instances: usize,
-    healed_at: Instant,
-) -> Seen {
+fn judge(sent: &[Sent], health: &[HealthCheck], instances: usize, healed_at: Instant) -> Seen {
     let mut seen = Seen {
         ok: 0,
         unavailable: 0,
