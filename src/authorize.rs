@@ -30,12 +30,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::key::{bearer_token_bytes, is_well_formed_token};
 use crate::{ApiKeyRecord, KeyDigest, KeyStore, ResponseBody, Right, StoreError};
+
+/// The `Retry-After` (seconds) of a `503` for a key store that is away for now.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
 
 /// The API key a request's `Authorization: Bearer …` header names, when it is known, usable
 /// (not revoked, not expired) and holds `right`. What the key may see (its tenant, its scope)
@@ -77,26 +80,31 @@ pub enum AuthorizeError {
     /// answer as for an unknown one (`404`), so that the key learns nothing about it; a list
     /// answers `403`, which [`into_response`](Self::into_response) gives.
     Forbidden(Right),
-    /// The key store failed; the cause is for the log, never for the caller.
+    /// The key store failed; the cause is for the log, never for the caller. A store that is
+    /// away for now ([`StoreError::is_unavailable`]) is answered `503` with `Retry-After`.
     Store(StoreError),
 }
 
 impl AuthorizeError {
     /// The HTTP status of [`into_response`](Self::into_response): `401`, `403` for a key
-    /// without the right, or `500` for a failing store.
+    /// without the right, `503` for a store that is away for now, or `500` for a failing one.
     pub fn status(&self) -> StatusCode {
         match self {
             AuthorizeError::MissingCredentials | AuthorizeError::InvalidKey => {
                 StatusCode::UNAUTHORIZED
             }
             AuthorizeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthorizeError::Store(error) if error.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AuthorizeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The answer to send: a `401` with its `WWW-Authenticate` challenge (RFC 6750), `403
-    /// {"error"}` naming the missing right, or `500 {"error":"internal error"}` after logging
-    /// the store's failure. JSON, not cached.
+    /// {"error"}` naming the missing right, `503 {"error"}` with `Retry-After` for a store that
+    /// is away for now, or `500 {"error":"internal error"}` after logging the store's failure.
+    /// JSON, not cached.
     pub fn into_response(self) -> Response<ResponseBody> {
         let (challenge, body): (Option<&'static str>, &'static [u8]) = match &self {
             AuthorizeError::Forbidden(Right::Invoke) => {
@@ -117,6 +125,10 @@ impl AuthorizeError {
                 Some(r#"Bearer error="invalid_token""#),
                 br#"{"error":"invalid API key"}"#,
             ),
+            AuthorizeError::Store(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "authorization: the key store is unavailable");
+                (None, br#"{"error":"temporarily unavailable, retry later"}"#)
+            }
             AuthorizeError::Store(error) => {
                 tracing::error!(%error, "authorization: the key store failed");
                 (None, br#"{"error":"internal error"}"#)
@@ -129,6 +141,9 @@ impl AuthorizeError {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = challenge {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if matches!(&self, AuthorizeError::Store(error) if error.is_unavailable()) {
+            headers.insert(RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER_SECS));
         }
         response
     }
@@ -209,5 +224,16 @@ mod tests {
             assert_eq!(response.headers()[WWW_AUTHENTICATE], challenge);
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         }
+    }
+
+    #[test]
+    fn a_store_that_is_away_is_answered_503_with_retry_after() {
+        let response =
+            AuthorizeError::Store(StoreError::unavailable("connection reset")).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let response = AuthorizeError::Store(StoreError::new("a bad row")).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 }

@@ -67,27 +67,64 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
 }
 
-/// A failure of the key store. The service answers `500` and logs the cause; the caller never
-/// sees it.
+/// A failure of a store: its keys, triggers or executions.
+///
+/// Most failures are answered `500` with the cause logged, never shown. A store that is
+/// temporarily away (a database restarting or unreachable, a connection cut, a full disk, a
+/// file locked by another process) says so with [`StoreError::unavailable`]: the service and
+/// the server answer those `503` with `Retry-After`, since a retry may well succeed.
+///
+/// ```
+/// use agent_trigger::StoreError;
+///
+/// let refused = StoreError::unavailable("connection refused");
+/// assert!(refused.is_unavailable());
+/// assert!(!StoreError::new("a row that does not decode").is_unavailable());
+/// ```
 #[derive(Debug)]
-pub struct StoreError(BoxError);
+pub struct StoreError {
+    cause: BoxError,
+    unavailable: bool,
+}
 
 impl StoreError {
-    /// Wraps the store's own error.
+    /// Wraps the store's own error: a failure that retrying will not mend.
     pub fn new(cause: impl Into<BoxError>) -> Self {
-        StoreError(cause.into())
+        StoreError {
+            cause: cause.into(),
+            unavailable: false,
+        }
+    }
+
+    /// Wraps a failure of a store that is temporarily away, so that callers are told to retry
+    /// (`503` with `Retry-After`) rather than that something broke (`500`).
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        StoreError {
+            cause: cause.into(),
+            unavailable: true,
+        }
+    }
+
+    /// Whether the store was temporarily away rather than broken; see
+    /// [`StoreError::unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key store failure: {}", self.0)
+        if self.unavailable {
+            write!(f, "store unavailable: {}", self.cause)
+        } else {
+            write!(f, "store failure: {}", self.cause)
+        }
     }
 }
 
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        Some(&*self.cause)
     }
 }
 

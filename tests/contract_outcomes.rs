@@ -278,7 +278,7 @@ async fn sink_panic_is_500_and_the_service_keeps_serving() {
 }
 
 #[tokio::test]
-async fn store_failure_is_500_and_a_hanging_store_is_503() {
+async fn store_failure_is_500_and_a_store_that_is_away_or_hangs_is_503() {
     let fixture = Fixture::new();
     let (sink, _rx) = ChannelSink::new(8);
     let failing = TriggerService::new(sink, BrokenStore::Failing);
@@ -286,6 +286,15 @@ async fn store_failure_is_500_and_a_hanging_store_is_503() {
     let answer = send(failing, request).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.json, json!({"error":"internal error"}));
+
+    // A database that is away: retry later, never a 500.
+    let (sink, _rx) = ChannelSink::new(8);
+    let away = TriggerService::builder(sink, BrokenStore::Away)
+        .retry_after(Duration::from_secs(7))
+        .build();
+    let answer = send(away, fixture.bearer_request(Source::Jira, JIRA_BODY)).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["retry-after"], "7");
 
     let (sink, _rx) = ChannelSink::new(8);
     let hanging = TriggerService::builder(sink, BrokenStore::Hanging)

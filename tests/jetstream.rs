@@ -169,3 +169,146 @@ async fn an_unreachable_server_answers_unavailable() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+/// A `nats-server` killed and started again under steady load: the publishes during the outage
+/// answer `503` with `Retry-After`, every `200` is in the stream afterwards, and the sink
+/// serves again once the server is back, without being rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_loses_no_acknowledged_execution() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    use agent_trigger::{Source, TriggerService};
+    use common::nats::OwnNatsServer;
+    use common::{Fixture, full, send};
+    use http::StatusCode;
+    use tokio::time::Instant;
+
+    let Some(mut server) = OwnNatsServer::start("a_restarted_server_loses_no_acknowledged").await
+    else {
+        return;
+    };
+    // The embedder's client, with its default reconnects (forever, backing off).
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let sink = agent_trigger::nats::JetStreamSink::builder(client.clone())
+        .stream("FAULTS")
+        .subject_prefix("faults")
+        .connect()
+        .await
+        .unwrap();
+    let fixture = Fixture::new();
+    let service = TriggerService::builder(sink, Arc::clone(&fixture.store))
+        .backend_timeout(Duration::from_secs(3))
+        .build();
+
+    // (sent at, status, retry-after, execution id)
+    type Answer = (Instant, StatusCode, bool, Option<String>);
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = {
+        let (answers, fixture, service) = (Arc::clone(&answers), Arc::new(fixture), service);
+        tokio::spawn(async move {
+            let mut inflight = tokio::task::JoinSet::new();
+            let mut n = 0;
+            while !*stopped.borrow() {
+                let body = format!(r#"{{"n":{n}}}"#);
+                let request = fixture
+                    .bearer(Source::Webhook, &body)
+                    .header("idempotency-key", format!("restart-{n}"))
+                    .body(full(body))
+                    .unwrap();
+                let (service, answers) = (service.clone(), Arc::clone(&answers));
+                inflight.spawn(async move {
+                    let sent_at = Instant::now();
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(10), send(service, request))
+                            .await
+                            .expect("answered within the deadline");
+                    let id = answer.json["executionId"].as_str().map(str::to_owned);
+                    let retry_after = answer.headers.contains_key("retry-after");
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((sent_at, answer.status, retry_after, id));
+                });
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            while inflight.join_next().await.is_some() {}
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.kill().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    server.restart().await.unwrap();
+    let back_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.send_replace(true);
+    load.await.unwrap();
+
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let mut acknowledged = HashSet::new();
+    let (mut ok, mut unavailable) = (0, 0);
+    for (_, status, retry_after, id) in &answers {
+        match *status {
+            StatusCode::OK => {
+                ok += 1;
+                acknowledged.insert(id.clone().expect("a 200 names its execution"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(retry_after, "a 503 without Retry-After");
+                unavailable += 1;
+            }
+            other => panic!("only 200 and 503 while NATS is away, not {other}"),
+        }
+    }
+    assert!(unavailable > 0, "the outage answers 503");
+    let recovered_in = answers
+        .iter()
+        .filter(|(sent_at, status, _, _)| *sent_at >= back_at && *status == StatusCode::OK)
+        .map(|(sent_at, ..)| *sent_at - back_at)
+        .min()
+        .expect("the sink serves again after the restart");
+
+    // Every acknowledged execution is in the stream, which kept it across the restart.
+    let context = async_nats::jetstream::new(client);
+    let stream = context.get_stream("FAULTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: "faults.executions.>".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stored = HashSet::new();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10_000)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+        let message = message.unwrap();
+        let (id, _) =
+            headers::decode(message.headers.as_ref().unwrap(), message.payload.clone()).unwrap();
+        assert!(stored.insert(id.to_string()), "one message per execution");
+    }
+    let missing: Vec<_> = acknowledged.difference(&stored).collect();
+    println!(
+        "FAULT | nats-server killed 4 s | JetStream | 200: {ok} | 503: {unavailable} | other: 0 | \
+         acknowledged: {} | stored: {} of them ({} messages) | ran twice: n/a | recovered in: {:.1} s",
+        acknowledged.len(),
+        acknowledged.len() - missing.len(),
+        stored.len(),
+        recovered_in.as_secs_f64()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the stream: {missing:?}"
+    );
+    assert!(
+        recovered_in < Duration::from_secs(5),
+        "serves again within 5 s: {recovered_in:?}"
+    );
+}

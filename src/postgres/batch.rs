@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{CHANNEL, describe};
+use super::{CHANNEL, DATABASE_DEADLINE, describe, is_unavailable};
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -26,6 +26,9 @@ const MAX_BATCH: usize = 512;
 
 /// How many times a batch is tried again after a deadlock or a key that vanished under it.
 const MAX_TRIES: usize = 5;
+
+/// How long one batch may take before its connection counts as lost.
+const BATCH_DEADLINE: Duration = Duration::from_secs(2 * DATABASE_DEADLINE.as_secs());
 
 /// The `Retry-After` of a delivery that could not be kept because the database is away.
 pub(super) const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -76,7 +79,22 @@ pub(super) async fn run(
 /// answers every one with an error: nothing is acknowledged that is not kept.
 async fn commit(pool: &Pool, batch: Vec<Submission>, work: &Notify, payload: &str) {
     let outcome = match pool.get().await {
-        Ok(client) => keep_retrying(&client, &batch, payload).await,
+        Ok(client) => {
+            // A connection that stopped answering mid-batch is not given back to the pool;
+            // its callers have been answered by their own deadline already.
+            match tokio::time::timeout(BATCH_DEADLINE, keep_retrying(&client, &batch, payload))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(Failure::Unavailable(format!(
+                        "the database did not answer within {} s",
+                        BATCH_DEADLINE.as_secs()
+                    )))
+                }
+            }
+        }
         Err(error) => Err(Failure::Unavailable(error.to_string())),
     };
     match outcome {
@@ -144,7 +162,7 @@ async fn keep_retrying(
             {
                 continue;
             }
-            Err(error) if error.is_closed() || error.as_db_error().is_none() => {
+            Err(error) if is_unavailable(&error) => {
                 return Err(Failure::Unavailable(describe(&error)));
             }
             Err(error) => return Err(Failure::Database(describe(&error))),

@@ -71,22 +71,25 @@ impl ExecutionSink for PostgresStore {
 
 impl ExecutionQueue for PostgresStore {
     async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
-        let Some(id) = id.as_uuid() else {
-            return Ok(None);
-        };
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM executions WHERE id = $1"
-            ))
-            .await
-            .map_err(database_error)?;
-        client
-            .query_opt(&statement, &[&id])
-            .await
-            .map_err(database_error)?
-            .map(|row| read_record(&row))
-            .transpose()
+        self.within_deadline(async {
+            let Some(id) = id.as_uuid() else {
+                return Ok(None);
+            };
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM executions WHERE id = $1"
+                ))
+                .await
+                .map_err(database_error)?;
+            client
+                .query_opt(&statement, &[&id])
+                .await
+                .map_err(database_error)?
+                .map(|row| read_record(&row))
+                .transpose()
+        })
+        .await
     }
 
     async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
@@ -200,29 +203,14 @@ impl ExecutionQueue for PostgresStore {
     }
 
     async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
-        let Some((id, token)) = self.release(id) else {
+        let Some((id, token)) = self.ending(id) else {
             tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
             return Ok(());
         };
-        let client = self.client().await?;
-        let updated = client
-            .execute(
-                // Who asked for a cancel stays only if it was one that ended it.
-                "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
-                     finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END,
-                     replaced_by = CASE $3 WHEN 'cancelled' THEN replaced_by END
-                 WHERE id = $1 AND lease_owner = $2",
-                &[
-                    &id,
-                    &token,
-                    &result.status.as_str(),
-                    &result.exit_code,
-                    &result.output_tail,
-                ],
-            )
-            .await
-            .map_err(database_error)?;
+        // The claim stays held (and its lease renewed) until the result is written, so that
+        // a database that is away for a while does not let another instance run it again.
+        let updated =
+            self.release_unless_unavailable(id, self.record_end(id, token, &result).await)?;
         if updated == 0 {
             tracing::warn!(execution_id = %id, status = %result.status, "the lease had lapsed: the result is not recorded");
         }
@@ -242,12 +230,13 @@ impl ExecutionQueue for PostgresStore {
         result: ExecutionResult,
         not_before: SystemTime,
     ) -> Result<(), StoreError> {
-        let Some((id, token)) = self.release(id) else {
+        let Some((id, token)) = self.ending(id) else {
             tracing::warn!(execution_id = %id, "not claimed here: the result is not recorded");
             return Ok(());
         };
-        let client = self.client().await?;
-        client
+        let requeued = async {
+            let client = self.client().await?;
+            client
             .execute(
                 // A cancel asked of the attempt that failed is not the next attempt's; a
                 // replaced execution is not tried again: its subject moved on.
@@ -268,7 +257,10 @@ impl ExecutionQueue for PostgresStore {
                 ],
             )
             .await
-            .map_err(database_error)?;
+            .map_err(database_error)
+        }
+        .await;
+        self.release_unless_unavailable(id, requeued)?;
         self.inner.work.notify_one();
         Ok(())
     }
@@ -297,44 +289,47 @@ impl ExecutionQueue for PostgresStore {
     }
 
     async fn list(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRecord>, StoreError> {
-        let before = match &query.before {
-            Some(id) => match id.as_uuid() {
-                Some(id) => Some(id),
-                // No execution of this store has that id: nothing is older than it.
-                None => return Ok(Vec::new()),
-            },
-            None => None,
-        };
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {LIST_COLUMNS} FROM executions
-                 WHERE tenant = $1
-                   AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
-                   AND ($3::text IS NULL OR status = $3)
-                   AND ($4::uuid IS NULL OR id < $4)
-                   AND ($6::text IS NULL OR concurrency_key = $6)
-                 ORDER BY id DESC LIMIT $5"
-            ))
-            .await
-            .map_err(database_error)?;
-        client
-            .query(
-                &statement,
-                &[
-                    &query.tenant,
-                    &query.triggers,
-                    &query.status.map(ExecutionStatus::as_str),
-                    &before,
-                    &i64::try_from(query.limit).unwrap_or(i64::MAX),
-                    &query.concurrency_key,
-                ],
-            )
-            .await
-            .map_err(database_error)?
-            .iter()
-            .map(read_record)
-            .collect()
+        self.within_deadline(async {
+            let before = match &query.before {
+                Some(id) => match id.as_uuid() {
+                    Some(id) => Some(id),
+                    // No execution of this store has that id: nothing is older than it.
+                    None => return Ok(Vec::new()),
+                },
+                None => None,
+            };
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {LIST_COLUMNS} FROM executions
+                     WHERE tenant = $1
+                       AND ($2::uuid[] IS NULL OR trigger_id = ANY($2))
+                       AND ($3::text IS NULL OR status = $3)
+                       AND ($4::uuid IS NULL OR id < $4)
+                       AND ($6::text IS NULL OR concurrency_key = $6)
+                     ORDER BY id DESC LIMIT $5"
+                ))
+                .await
+                .map_err(database_error)?;
+            client
+                .query(
+                    &statement,
+                    &[
+                        &query.tenant,
+                        &query.triggers,
+                        &query.status.map(ExecutionStatus::as_str),
+                        &before,
+                        &i64::try_from(query.limit).unwrap_or(i64::MAX),
+                        &query.concurrency_key,
+                    ],
+                )
+                .await
+                .map_err(database_error)?
+                .iter()
+                .map(read_record)
+                .collect()
+        })
+        .await
     }
 
     async fn cancel(
@@ -342,35 +337,38 @@ impl ExecutionQueue for PostgresStore {
         id: &ExecutionId,
         by: &str,
     ) -> Result<Option<ExecutionStatus>, StoreError> {
-        let Some(id) = id.as_uuid() else {
-            return Ok(None);
-        };
-        let client = self.client().await?;
-        let status: Option<String> = client
-            .query_opt(
-                // Queued: cancelled here and now. Running: the instance whose worker runs it
-                // is told, and ends it. Anything else: as it is.
-                "WITH asked AS (
-                     UPDATE executions
-                     SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
-                         finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END,
-                         cancel_requested = cancel_requested OR status = 'running',
-                         cancelled_by = CASE WHEN status IN ('queued', 'running')
-                             THEN coalesce(cancelled_by, $4) ELSE cancelled_by END
-                     WHERE id = $1 RETURNING status)
-                 SELECT status, CASE status WHEN 'running' THEN pg_notify($2, $3) END
-                 FROM asked",
-                &[
-                    &id,
-                    &CHANNEL,
-                    &format!("{}:cancel:{id}", self.inner.schema),
-                    &by,
-                ],
-            )
-            .await
-            .map_err(database_error)?
-            .map(|row| row.get(0));
-        Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+        self.within_deadline(async {
+            let Some(id) = id.as_uuid() else {
+                return Ok(None);
+            };
+            let client = self.client().await?;
+            let status: Option<String> = client
+                .query_opt(
+                    // Queued: cancelled here and now. Running: the instance whose worker runs it
+                    // is told, and ends it. Anything else: as it is.
+                    "WITH asked AS (
+                         UPDATE executions
+                         SET status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
+                             finished_at = CASE status WHEN 'queued' THEN now() ELSE finished_at END,
+                             cancel_requested = cancel_requested OR status = 'running',
+                             cancelled_by = CASE WHEN status IN ('queued', 'running')
+                                 THEN coalesce(cancelled_by, $4) ELSE cancelled_by END
+                         WHERE id = $1 RETURNING status)
+                     SELECT status, CASE status WHEN 'running' THEN pg_notify($2, $3) END
+                     FROM asked",
+                    &[
+                        &id,
+                        &CHANNEL,
+                        &format!("{}:cancel:{id}", self.inner.schema),
+                        &by,
+                    ],
+                )
+                .await
+                .map_err(database_error)?
+                .map(|row| row.get(0));
+            Ok(status.map(|status| status.parse().unwrap_or(ExecutionStatus::Error)))
+        })
+        .await
     }
 
     fn cancel_requested(&self, id: &ExecutionId) -> impl std::future::Future<Output = ()> + Send {
@@ -426,62 +424,68 @@ impl ExecutionQueue for PostgresStore {
     }
 
     async fn replay(&self, id: &ExecutionId, by: &str) -> Result<ReplayOutcome, StoreError> {
-        let Some(original) = id.as_uuid() else {
-            return Ok(ReplayOutcome::NotFound);
-        };
-        let copy = Uuid::now_v7();
-        let client = self.client().await?;
-        // The trigger's row is locked (shared) for the statement: a removal or a replacement
-        // of the triggers waits for it, or it for them, and then sees the replay, or the replay
-        // sees the trigger gone.
-        let row = client
-            .query_one(
-                "WITH original AS (
-                     SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
-                            caller_tenant, input, prompt, concurrency_key
-                     FROM executions WHERE id = $1),
-                 trigger AS (
-                     SELECT triggers.enabled FROM triggers
-                     JOIN original ON triggers.id = original.trigger_id
-                     FOR KEY SHARE OF triggers),
-                 copied AS (
-                     INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
-                         caller_kind, caller_id, caller_tenant, input, status, received_at,
-                         created_at, replay_of, replayed_by, prompt, concurrency_key)
-                     SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
-                            caller_tenant, input, 'queued', now(), now(), id, $3, prompt,
-                            concurrency_key
-                     FROM original WHERE (SELECT enabled FROM trigger)
-                     RETURNING 1)
-                 SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
-                        CASE WHEN EXISTS (SELECT FROM copied) THEN pg_notify($4, $5) END",
-                &[&original, &copy, &by, &CHANNEL, &self.work_payload()],
-            )
-            .await
-            .map_err(database_error)?;
-        let outcome = match (row.get::<_, bool>(0), row.get::<_, Option<bool>>(1)) {
-            (false, _) => ReplayOutcome::NotFound,
-            (true, None) => ReplayOutcome::TriggerRemoved,
-            (true, Some(false)) => ReplayOutcome::TriggerDisabled,
-            (true, Some(true)) => {
-                self.inner.work.notify_one();
-                ReplayOutcome::Started(ExecutionId::from(copy))
-            }
-        };
-        Ok(outcome)
+        self.within_deadline(async {
+            let Some(original) = id.as_uuid() else {
+                return Ok(ReplayOutcome::NotFound);
+            };
+            let copy = Uuid::now_v7();
+            let client = self.client().await?;
+            // The trigger's row is locked (shared) for the statement: a removal or a replacement
+            // of the triggers waits for it, or it for them, and then sees the replay, or the replay
+            // sees the trigger gone.
+            let row = client
+                .query_one(
+                    "WITH original AS (
+                         SELECT id, trigger_id, tenant, source, action, caller_kind, caller_id,
+                                caller_tenant, input, prompt, concurrency_key
+                         FROM executions WHERE id = $1),
+                     trigger AS (
+                         SELECT triggers.enabled FROM triggers
+                         JOIN original ON triggers.id = original.trigger_id
+                         FOR KEY SHARE OF triggers),
+                     copied AS (
+                         INSERT INTO executions (id, trigger_id, tenant, source, action, delivery_id,
+                             caller_kind, caller_id, caller_tenant, input, status, received_at,
+                             created_at, replay_of, replayed_by, prompt, concurrency_key)
+                         SELECT $2, trigger_id, tenant, source, action, NULL, caller_kind, caller_id,
+                                caller_tenant, input, 'queued', now(), now(), id, $3, prompt,
+                                concurrency_key
+                         FROM original WHERE (SELECT enabled FROM trigger)
+                         RETURNING 1)
+                     SELECT EXISTS (SELECT FROM original), (SELECT enabled FROM trigger),
+                            CASE WHEN EXISTS (SELECT FROM copied) THEN pg_notify($4, $5) END",
+                    &[&original, &copy, &by, &CHANNEL, &self.work_payload()],
+                )
+                .await
+                .map_err(database_error)?;
+            let outcome = match (row.get::<_, bool>(0), row.get::<_, Option<bool>>(1)) {
+                (false, _) => ReplayOutcome::NotFound,
+                (true, None) => ReplayOutcome::TriggerRemoved,
+                (true, Some(false)) => ReplayOutcome::TriggerDisabled,
+                (true, Some(true)) => {
+                    self.inner.work.notify_one();
+                    ReplayOutcome::Started(ExecutionId::from(copy))
+                }
+            };
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn count(&self, status: ExecutionStatus) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let count: i64 = client
-            .query_one(
-                "SELECT count(*) FROM executions WHERE status = $1",
-                &[&status.as_str()],
-            )
-            .await
-            .map_err(database_error)?
-            .get(0);
-        Ok(count.unsigned_abs())
+        self.within_deadline(async {
+            let client = self.client().await?;
+            let count: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM executions WHERE status = $1",
+                    &[&status.as_str()],
+                )
+                .await
+                .map_err(database_error)?
+                .get(0);
+            Ok(count.unsigned_abs())
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -527,6 +531,7 @@ impl PostgresStore {
             Held {
                 token,
                 committed: false,
+                ending: false,
             },
         );
         self.inner
@@ -534,6 +539,30 @@ impl PostgresStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::new(tokio::sync::Notify::new()));
+    }
+
+    /// Lets go of the claim on `id` once its end is written, or failed for good; a database
+    /// that is away leaves it held, for the worker to record the end again.
+    fn release_unless_unavailable<T>(
+        &self,
+        id: Uuid,
+        written: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if !matches!(&written, Err(error) if error.is_unavailable()) {
+            self.release(&ExecutionId::from(id));
+        }
+        written
+    }
+
+    /// Like [`held`](Self::held), for a worker about to record the end: the lease is still
+    /// renewed until [`release`](Self::release), but a renewal no longer takes a claim it
+    /// cannot find for a lost one.
+    fn ending(&self, id: &ExecutionId) -> Option<(Uuid, Uuid)> {
+        let id = id.as_uuid()?;
+        self.leases().get_mut(&id).map(|held| {
+            held.ending = true;
+            (id, held.token)
+        })
     }
 
     /// Like [`held`](Self::held), and stops renewing the lease.
@@ -545,6 +574,34 @@ impl PostgresStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
         self.leases().remove(&id).map(|held| (id, held.token))
+    }
+
+    /// Writes how the execution ended, if the claim `token` still holds it: the rows updated.
+    async fn record_end(
+        &self,
+        id: Uuid,
+        token: Uuid,
+        result: &ExecutionResult,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                // Who asked for a cancel stays only if it was one that ended it.
+                "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
+                     finished_at = now(), lease_owner = NULL, lease_until = NULL,
+                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END,
+                     replaced_by = CASE $3 WHEN 'cancelled' THEN replaced_by END
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    &id,
+                    &token,
+                    &result.status.as_str(),
+                    &result.exit_code,
+                    &result.output_tail,
+                ],
+            )
+            .await
+            .map_err(database_error)
     }
 
     /// Whether the worker holding `id` under `token` must end it: a cancel of it is recorded,

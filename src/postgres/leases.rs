@@ -61,7 +61,7 @@ async fn renew_and_expire(inner: &Inner) -> Result<(), StoreError> {
         // instance was cut off, and another took the execution over): stop its agent, whose
         // result would not be recorded anyway.
         for (id, _, committed) in held {
-            if committed && !renewed.contains(&id) && inner.is_held(id) {
+            if committed && !renewed.contains(&id) && inner.runs_agent(id) {
                 tracing::warn!(execution_id = %id, "the claim was lost: its command is stopped");
                 inner.cancel_asked(id);
             }

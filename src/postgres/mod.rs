@@ -71,9 +71,10 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -82,6 +83,15 @@ use crate::memory::MemoryKeyStore;
 /// How many deliveries may wait for a batch. Each holds its body, so this also bounds the
 /// memory they take; a delivery that finds the queue full is answered `503` at once.
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// How long a connection may take to open, and an API's read or write to answer, before the
+/// database counts as unavailable (`503`) for that request.
+const DATABASE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long data sent on a connection may go unacknowledged before the kernel drops the
+/// connection: a partitioned database fails the statements in flight in seconds rather than
+/// after the kernel's many retransmissions.
+const UNACKNOWLEDGED_DATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The channel every instance listens on; payloads name the schema and what changed.
 const CHANNEL: &str = "agent_trigger";
@@ -225,7 +235,14 @@ impl PostgresStore {
         }
         if config.get_connect_timeout().is_none() {
             // An unreachable host fails the start, or a batch, in seconds rather than minutes.
-            config.connect_timeout(Duration::from_secs(5));
+            config.connect_timeout(DATABASE_DEADLINE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(UNACKNOWLEDGED_DATA_TIMEOUT);
+        }
+        if config.get_keepalives() && config.get_keepalives_idle() > UNACKNOWLEDGED_DATA_TIMEOUT {
+            // An idle connection to a database that went away is found out before it is used.
+            config.keepalives_idle(UNACKNOWLEDGED_DATA_TIMEOUT);
         }
         if let Some(schema) = &options.schema {
             if !is_plain_identifier(schema) {
@@ -256,8 +273,14 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Bounded waits: a database that accepts connections but never answers (a partition, a
+        // stopped server) fails a request in seconds instead of holding it.
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(DATABASE_DEADLINE))
+            .recycle_timeout(Some(DATABASE_DEADLINE))
+            .wait_timeout(Some(2 * DATABASE_DEADLINE))
             .build()
             .map_err(StoreError::new)?;
         let mut client = pool.get().await.map_err(pool_error)?;
@@ -323,6 +346,22 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
+    /// `work`, or `unavailable` when the database has not answered within
+    /// [`DATABASE_DEADLINE`]: for the reads and writes an API request waits on.
+    async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(DATABASE_DEADLINE, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::unavailable(format!(
+                    "the database did not answer within {} s",
+                    DATABASE_DEADLINE.as_secs()
+                )))
+            })
+    }
+
     fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Held>> {
         self.inner
             .leases
@@ -338,15 +377,20 @@ struct Held {
     token: Uuid,
     /// Whether the claim's transaction has committed (before that, the row does not show it).
     committed: bool,
+    /// Whether its worker is recording the end: the agent has exited, so a renewal that finds
+    /// the claim gone (the end just written) has nothing to stop.
+    ending: bool,
 }
 
 impl Inner {
-    /// Whether a worker here still holds `id` (it may have finished it since).
-    fn is_held(&self, id: Uuid) -> bool {
+    /// Whether a worker here still runs the agent of `id`: it holds the claim and is not
+    /// recording the end.
+    fn runs_agent(&self, id: Uuid) -> bool {
         self.leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&id)
+            .get(&id)
+            .is_some_and(|held| !held.ending)
     }
 
     /// Tells the worker running `id` here, if one does, that a cancel was asked for.
@@ -401,21 +445,70 @@ fn is_plain_identifier(name: &str) -> bool {
 }
 
 fn database_error(error: tokio_postgres::Error) -> StoreError {
-    StoreError::new(format!("database: {}", describe(&error)))
+    let message = format!("database: {}", describe(&error));
+    if is_unavailable(&error) {
+        StoreError::unavailable(message)
+    } else {
+        StoreError::new(message)
+    }
 }
 
 fn connect_error(error: &tokio_postgres::Error) -> StoreError {
-    StoreError::new(format!(
-        "cannot connect to the database: {}",
-        describe(error)
-    ))
+    let message = format!("cannot connect to the database: {}", describe(error));
+    if is_unavailable(error) {
+        StoreError::unavailable(message)
+    } else {
+        StoreError::new(message)
+    }
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(error) => connect_error(&error),
+        deadpool_postgres::PoolError::Timeout(_) => {
+            StoreError::unavailable(format!("the database pool: {error}"))
+        }
         other => StoreError::new(format!("the database pool: {other}")),
     }
+}
+
+/// Whether a failure says that the database is away (restarting, shutting down, unreachable,
+/// out of connections, space or memory, a standby after a failover) rather than that a
+/// statement is wrong: the former is worth retrying, and answered `503`.
+fn is_unavailable(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => is_unavailable_state(code),
+        // No answer from the server: the socket failed, or the connection or TLS did not
+        // complete in time.
+        None => {
+            let mut cause = std::error::Error::source(error);
+            while let Some(inner) = cause {
+                if inner.is::<std::io::Error>() {
+                    return true;
+                }
+                cause = inner.source();
+            }
+            error.to_string().contains("timeout")
+        }
+    }
+}
+
+/// The SQLSTATEs of a database that is away for now: connection exceptions (08), insufficient
+/// resources (53, a full disk included), operator intervention (57, a shutdown or a cancel,
+/// but not a dropped database), a transaction rolled back to be retried (40), a read-only
+/// standby (25006) and an I/O error of the server (58030).
+fn is_unavailable_state(code: &SqlState) -> bool {
+    let state = code.code();
+    (state.starts_with("08")
+        || state.starts_with("53")
+        || state.starts_with("40")
+        || state.starts_with("57"))
+        && *code != SqlState::DATABASE_DROPPED
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        || *code == SqlState::IO_ERROR
 }
 
 /// The server's message (`Display` alone says only "db error"). Not its detail, which can
@@ -433,6 +526,32 @@ fn describe(error: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_that_is_away_is_told_from_a_statement_that_is_wrong() {
+        for away in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::DISK_FULL,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            SqlState::QUERY_CANCELED,
+        ] {
+            assert!(is_unavailable_state(&away), "{}", away.code());
+        }
+        for wrong in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::SYNTAX_ERROR,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::DATABASE_DROPPED,
+        ] {
+            assert!(!is_unavailable_state(&wrong), "{}", wrong.code());
+        }
+    }
 
     #[test]
     fn server_options_are_added_to_those_of_the_url() {

@@ -26,7 +26,8 @@ use crate::signature::{Presented, RequestUrl, SignatureError};
 use crate::source::{Envelope, Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
 use crate::{
-    BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, Trigger,
+    BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, StoreError,
+    Trigger,
 };
 
 /// What the service was configured with.
@@ -360,12 +361,12 @@ async fn authorize_key<E, A: KeyStore>(
         pin!(shared.store.api_key(KeyDigest::of_token(token))),
     )
     .await?
-    .map_err(|error| internal("key store", &error))?
+    .map_err(|error| store_answer(settings, &error))?
     .filter(|key| key.is_usable(now))
     .ok_or(Answer::InvalidToken)?;
     let trigger = within_deadline(settings, pin!(shared.store.trigger(trigger_id)))
         .await?
-        .map_err(|error| internal("key store", &error))?
+        .map_err(|error| store_answer(settings, &error))?
         .filter(|trigger| trigger.source() == source && key.may_invoke(trigger))
         .ok_or(Answer::TriggerNotFound)?;
     let caller = Caller::ApiKey {
@@ -385,7 +386,7 @@ async fn signed_trigger<E, A: KeyStore>(
 ) -> Result<Arc<Trigger>, Answer> {
     within_deadline(&shared.settings, pin!(shared.store.trigger(trigger_id)))
         .await?
-        .map_err(|error| internal("key store", &error))?
+        .map_err(|error| store_answer(&shared.settings, &error))?
         .filter(|trigger| trigger.source() == source && trigger.has_active_secret(now))
         .ok_or(Answer::Signature(SignatureError::Mismatch))
 }
@@ -505,6 +506,17 @@ async fn within_deadline<F: Future>(
             tracing::warn!(timeout = ?settings.backend_timeout, "backend did not answer in time");
             Answer::Unavailable(settings.retry_after)
         })
+}
+
+/// A key store's failure: `503` when the store is away for now, `500` otherwise; the cause
+/// goes to the log only.
+fn store_answer(settings: &Settings, error: &StoreError) -> Answer {
+    if error.is_unavailable() {
+        tracing::warn!(backend = "key store", %error, "backend unavailable");
+        Answer::Unavailable(settings.retry_after)
+    } else {
+        internal("key store", error)
+    }
 }
 
 /// Logs the cause; the caller sees only "internal error".

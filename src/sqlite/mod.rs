@@ -69,7 +69,8 @@ use crate::memory::MemoryKeyStore;
 /// waiting delivery holds its body, so this also bounds the memory they take.
 pub const QUEUE_CAPACITY: usize = 1024;
 
-/// The `Retry-After` of a delivery that found the queue full.
+/// The `Retry-After` of a delivery that found the queue full, or that could not be kept
+/// because the file was locked, full or unwritable.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A durable store in one SQLite file; see the [module docs](self). Cheap to clone.
@@ -180,7 +181,7 @@ impl SqliteStore {
         answer
             .await
             .map_err(|_| StoreError::new("the database thread stopped"))?
-            .map_err(StoreError::new)
+            .map_err(store_error)
     }
 
     fn commands(&self) -> Result<&Sender<Command>, StoreError> {
@@ -222,6 +223,36 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "foreign_keys", true)?;
     connection.busy_timeout(Duration::from_secs(5))?;
     Ok(())
+}
+
+/// A failure of SQLite, told apart as with [`is_unavailable`].
+fn store_error(error: rusqlite::Error) -> StoreError {
+    if is_unavailable(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::new(error)
+    }
+}
+
+/// Whether SQLite failed because of its file rather than a statement: the disk is full, the
+/// file is locked by another process for longer than the busy timeout, it cannot be read or
+/// written (an I/O error, a read-only file or directory). Such failures may pass, and are
+/// answered `503` with `Retry-After`.
+fn is_unavailable(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed
+        )
+    )
 }
 
 fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::{from_unix_millis, unix_millis};
+use super::{FULL_RETRY_AFTER, is_unavailable};
 use crate::concurrency::{OnBusy, Subject};
 use crate::queue::DueTimes;
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
@@ -107,8 +108,15 @@ fn commit_group(
         }
         Err(error) => {
             tracing::error!(error = %error, deliveries = group.len(), "could not keep deliveries");
+            let unavailable = is_unavailable(&error);
             for (_, reply) in group {
-                let _ = reply.send(Err(SinkError::internal(format!("database: {error}"))));
+                let _ = reply.send(Err(if unavailable {
+                    SinkError::Unavailable {
+                        retry_after: FULL_RETRY_AFTER,
+                    }
+                } else {
+                    SinkError::internal(format!("database: {error}"))
+                }));
             }
         }
     }

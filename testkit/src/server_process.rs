@@ -124,7 +124,27 @@ impl Server {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Server {
-        let mut child = Command::new(program())
+        Self::start_through(&[], workspace, env, stderr).await
+    }
+
+    /// Starts the server through `launcher` (a program and its first arguments, which ends by
+    /// running the rest of its arguments: `["sh", "-c", "trap '' XFSZ; exec \"$@\"", "sh"]`),
+    /// or directly when it is empty. The child is the launcher: it should `exec`.
+    pub async fn start_through(
+        launcher: &[&str],
+        workspace: &Workspace,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
+        let mut command = match launcher.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program());
+                command
+            }
+            None => Command::new(program()),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(workspace.path().join("config.toml"))
             .args(["--listen", "127.0.0.1:0"])

@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+pub mod fault;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "postgres")]
@@ -305,9 +307,11 @@ pub fn accepting() -> ScriptedSink<impl Fn(Delivery) -> Result<Outcome, SinkErro
     ScriptedSink::new(|_| Ok(Outcome::Started(ExecutionId::new_v7())))
 }
 
-/// A key store whose every lookup fails or hangs.
+/// A key store whose every lookup fails, fails as a store that is away (a database
+/// restarting), or hangs.
 pub enum BrokenStore {
     Failing,
+    Away,
     Hanging,
 }
 
@@ -318,6 +322,7 @@ impl KeyStore for BrokenStore {
     ) -> Result<Option<Arc<ApiKeyRecord>>, agent_trigger::StoreError> {
         match self {
             BrokenStore::Failing => Err(agent_trigger::StoreError::new("disk on fire")),
+            BrokenStore::Away => Err(agent_trigger::StoreError::unavailable("connection reset")),
             BrokenStore::Hanging => std::future::pending().await,
         }
     }
@@ -325,6 +330,7 @@ impl KeyStore for BrokenStore {
     async fn trigger(&self, _id: Uuid) -> Result<Option<Arc<Trigger>>, agent_trigger::StoreError> {
         match self {
             BrokenStore::Failing => Err(agent_trigger::StoreError::new("disk on fire")),
+            BrokenStore::Away => Err(agent_trigger::StoreError::unavailable("connection reset")),
             BrokenStore::Hanging => std::future::pending().await,
         }
     }

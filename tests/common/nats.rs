@@ -93,3 +93,89 @@ impl Drop for TestStream {
         .join();
     }
 }
+
+/// A `nats-server` of the test's own, with JetStream on file storage in a directory of its
+/// own, on a free port; it can be killed and started again on the same port and directory.
+pub struct OwnNatsServer {
+    pub port: u16,
+    store_dir: std::path::PathBuf,
+    process: Option<tokio::process::Child>,
+}
+
+impl OwnNatsServer {
+    /// Starts one, or `None` (with a line saying why) when no `nats-server` binary is on the
+    /// `PATH` outside CI.
+    pub async fn start(test: &str) -> Option<OwnNatsServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let store_dir = std::env::temp_dir().join(format!("agent-trigger-nats-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&store_dir).unwrap();
+        let mut server = OwnNatsServer {
+            port,
+            store_dir,
+            process: None,
+        };
+        if let Err(error) = server.restart().await {
+            if std::env::var("CI").is_ok_and(|value| value == "true") {
+                panic!("{test}: nats-server is required under CI=true: {error}");
+            }
+            eprintln!("SKIPPED {test}: cannot run nats-server ({error})");
+            return None;
+        }
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (`SIGKILL`), as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.start_kill();
+            let _ = process.wait().await;
+        }
+    }
+
+    /// Starts the server (again), and waits until it accepts connections.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.kill().await;
+        let process = tokio::process::Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| format!("nats-server: {error}"))?;
+        self.process = Some(process);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("nats-server did not listen within 5 s".to_owned())
+    }
+}
+
+impl Drop for OwnNatsServer {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            let _ = process.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}

@@ -156,7 +156,7 @@ pub async fn list<S: Backend>(
                 &json!({ "executions": executions, "nextCursor": next }),
             )
         }
-        Err(error) => respond::internal("executions API", &error),
+        Err(error) => respond::store_failure("executions API", &error),
     }
 }
 
@@ -206,7 +206,7 @@ pub async fn cancel<S: Backend>(
             status
         }
         Ok(None) => return not_found(),
-        Err(error) => return respond::internal("executions API", &error),
+        Err(error) => return respond::store_failure("executions API", &error),
     };
     match status {
         ExecutionStatus::Cancelled => {}
@@ -228,7 +228,7 @@ pub async fn cancel<S: Backend>(
             &ExecutionBody::new(record, key.can(Right::Read)),
         ),
         Ok(None) => not_found(),
-        Err(error) => respond::internal("executions API", &error),
+        Err(error) => respond::store_failure("executions API", &error),
     }
 }
 
@@ -248,7 +248,7 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
         match api.store.execution(id).await {
             Ok(Some(record)) if record.status != ExecutionStatus::Running => return Ok(()),
             Ok(_) => {}
-            Err(error) => return Err(respond::internal("executions API", &error)),
+            Err(error) => return Err(respond::store_failure("executions API", &error)),
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(respond::error(
@@ -279,7 +279,7 @@ pub async fn replay<S: Backend>(
         }
         Ok(Some(_)) => return trigger_disabled(),
         Ok(None) => return trigger_removed(),
-        Err(error) => return respond::internal("executions API", &error),
+        Err(error) => return respond::store_failure("executions API", &error),
     }
     match api.store.replay(&record.id, key.id()).await {
         Ok(ReplayOutcome::Started(copy)) => {
@@ -293,7 +293,7 @@ pub async fn replay<S: Backend>(
         Ok(ReplayOutcome::TriggerDisabled) => trigger_disabled(),
         Ok(ReplayOutcome::TriggerRemoved) => trigger_removed(),
         Ok(_) => respond::error(StatusCode::CONFLICT, "the execution cannot be replayed"),
-        Err(error) => respond::internal("executions API", &error),
+        Err(error) => respond::store_failure("executions API", &error),
     }
 }
 
@@ -321,7 +321,7 @@ async fn visible<S: Backend>(
             Ok(record)
         }
         Ok(_) => Err(not_found()),
-        Err(error) => Err(respond::internal("executions API", &error)),
+        Err(error) => Err(respond::store_failure("executions API", &error)),
     }
 }
 

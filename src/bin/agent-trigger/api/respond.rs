@@ -1,5 +1,6 @@
 //! The JSON answers every route gives.
 
+use agent_trigger::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -42,8 +43,26 @@ pub fn too_many_requests(wait: std::time::Duration) -> Response {
     response
 }
 
-/// `500 {"error":"internal error"}`, the cause logged as `what` failing.
-pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(%error, "{what}: the database failed");
-    self::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+/// How long a caller is asked to wait when the database is away.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// The answer to a store's failure, the cause logged as `what` failing: `503 {"error"}` with
+/// `Retry-After` when the database is away for now (restarting, unreachable, full, locked),
+/// `500 {"error":"internal error"}` otherwise.
+pub fn store_failure(what: &str, error: &StoreError) -> Response {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "{what}: the database is unavailable");
+        let mut response = self::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable, retry later",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+        );
+        response
+    } else {
+        tracing::error!(%error, "{what}: the database failed");
+        self::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
 }

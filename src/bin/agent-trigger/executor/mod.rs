@@ -10,9 +10,12 @@
 mod command;
 mod running;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use agent_trigger::ExecutionId;
+use agent_trigger::StoreError;
 use agent_trigger::queue::{ClaimedExecution, ExecutionQueue, ExecutionResult, ExecutionStatus};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -24,6 +27,9 @@ use crate::config::ExecutorConfig;
 const RUNNING: &str = "agent_trigger_executions_running";
 /// Counter of finished executions, labelled `status` (`done`, `error`, `interrupted`).
 const FINISHED_TOTAL: &str = "agent_trigger_executions_finished_total";
+
+/// How long a worker keeps trying to record an execution's end while the database is away.
+const RECORD_FOR: Duration = Duration::from_secs(10 * 60);
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
@@ -128,7 +134,11 @@ async fn work<Q: ExecutionQueue + Clone>(
                 if result.status == ExecutionStatus::Error && attempt < max_attempts {
                     let wait = next_wait(backoff, attempt);
                     tracing::info!(execution_id = %id, worker, attempt, exit_code = result.exit_code, wait_secs = wait.as_secs_f64(), "execution failed; it will be retried");
-                    if let Err(error) = queue.retry(&id, result, SystemTime::now() + wait).await {
+                    let not_before = SystemTime::now() + wait;
+                    let requeued = until_recorded(&id, &mut stop, || {
+                        queue.retry(&id, result.clone(), not_before)
+                    });
+                    if let Err(error) = requeued.await {
                         tracing::error!(execution_id = %id, %error, "could not queue an execution again");
                     }
                     continue;
@@ -138,7 +148,9 @@ async fn work<Q: ExecutionQueue + Clone>(
                 }
                 metrics::counter!(FINISHED_TOTAL, "status" => result.status.as_str()).increment(1);
                 tracing::info!(execution_id = %id, worker, attempt, status = %result.status, exit_code = result.exit_code, "execution finished");
-                if let Err(error) = queue.finish(&id, result).await {
+                if let Err(error) =
+                    until_recorded(&id, &mut stop, || queue.finish(&id, result.clone())).await
+                {
                     tracing::error!(execution_id = %id, %error, "could not record how an execution ended");
                 }
             }
@@ -153,6 +165,35 @@ async fn work<Q: ExecutionQueue + Clone>(
                 tracing::error!(%error, "could not claim an execution");
                 tokio::time::sleep(IDLE_POLL).await;
             }
+        }
+    }
+}
+
+/// Records an execution's end with `record`, again and again while the database is away (the
+/// claim stays held meanwhile, its lease renewed, so no one else runs it), for at most
+/// [`RECORD_FOR`] or until the server stops.
+async fn until_recorded<F, Fut>(
+    id: &ExecutionId,
+    stop: &mut watch::Receiver<bool>,
+    mut record: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + RECORD_FOR;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match record().await {
+            Err(error) if error.is_unavailable() && tokio::time::Instant::now() < give_up => {
+                tracing::warn!(execution_id = %id, %error, "the database is unavailable: the end is recorded when it is back");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return Err(error),
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            recorded => return recorded,
         }
     }
 }
