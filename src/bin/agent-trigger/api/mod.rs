@@ -1,5 +1,5 @@
 //! The server's routes: the trigger endpoint, the executions API, the OpenAPI document, the
-//! health check and the metrics, behind the server's limits.
+//! health check, the metrics and the page, behind the server's limits.
 //!
 //! A route is a handler in the file of its resource, one `.route` line below, and its paths in
 //! `openapi.json`. Handlers take the caller's key as [`extract::Authorized`] and their query as
@@ -60,6 +60,7 @@ pub fn app<S: Backend>(
             post(executions::replay::<S>),
         )
         .route("/api/openapi.json", get(openapi::openapi))
+        .merge(crate::page::routes())
         .route("/healthz", get(health::healthz::<S>))
         .route(
             "/metrics",
