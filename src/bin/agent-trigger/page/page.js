@@ -1,6 +1,6 @@
 // The agent-trigger page: triggers, deliveries and executions from this server's API.
 //
-// Everything the API returns is shown as text (textContent and text nodes, never innerHTML):
+// Everything the API returns is shown as text (textContent and text nodes, never parsed as HTML):
 // bodies, headers, actions, prompts and output are written by whoever calls a trigger. The key
 // lives in this tab's sessionStorage and travels only in the Authorization header of fetch().
 'use strict';
