@@ -11,6 +11,7 @@
 mod authorize;
 mod body;
 mod credentials;
+pub mod deliveries;
 mod delivery;
 mod event;
 mod form;

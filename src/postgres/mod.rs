@@ -57,6 +57,7 @@
 //! ```
 
 mod batch;
+mod deliveries;
 mod executions;
 mod keys;
 mod leases;
@@ -74,6 +75,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+pub use self::deliveries::LOG_QUEUE_CAPACITY;
+use self::deliveries::LogQueue;
 
 use crate::StoreError;
 use crate::memory::MemoryKeyStore;
@@ -196,6 +200,8 @@ struct Inner {
     leases: Mutex<HashMap<Uuid, Held>>,
     /// For each execution held here, signalled when a cancel of it was asked for.
     cancels: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    /// The deliveries log's records on their way to its writer.
+    log: LogQueue,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -278,7 +284,11 @@ impl PostgresStore {
             format!("{schema}:work"),
             options.batches_in_flight,
         ));
+        // The log's writer ends once the store (the queue's sender) is dropped.
+        let (log, log_writer) = LogQueue::start(pool.clone());
+        tokio::spawn(log_writer);
         let inner = Arc::new(Inner {
+            log,
             pool,
             schema,
             lease: options.lease,

@@ -44,6 +44,7 @@
 //! ```
 
 mod codec;
+mod deliveries;
 mod executions;
 mod keys;
 mod schema;
@@ -60,6 +61,8 @@ use tokio::sync::mpsc::{self, Sender};
 use tokio::sync::{Notify, oneshot};
 
 use self::codec::unix_millis;
+pub use self::deliveries::LOG_QUEUE_CAPACITY;
+use self::deliveries::{LogQueue, LogWriter};
 use self::keys::load_keys_and_triggers;
 use self::thread::Command;
 use crate::StoreError;
@@ -87,6 +90,8 @@ struct Inner {
     cache: MemoryKeyStore,
     work: Arc<Notify>,
     interrupted_on_open: usize,
+    /// The deliveries log's records on their way to the thread.
+    log: Arc<LogQueue>,
 }
 
 impl SqliteStore {
@@ -115,9 +120,11 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let work = Arc::new(Notify::new());
         let thread_work = Arc::clone(&work);
+        let log = Arc::new(LogQueue::default());
+        let writer = LogWriter::new(Arc::clone(&log));
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
-            .spawn(move || thread::run(connection, receiver, thread_work))
+            .spawn(move || thread::run(connection, receiver, thread_work, writer))
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -127,6 +134,7 @@ impl SqliteStore {
                 cache,
                 work,
                 interrupted_on_open,
+                log,
             }),
         })
     }

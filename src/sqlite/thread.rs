@@ -10,6 +10,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::unix_millis;
+use super::deliveries::LogWriter;
 use crate::{Delivery, ExecutionId, Outcome, SinkError};
 
 /// At most this many deliveries share one transaction.
@@ -28,13 +29,21 @@ pub(super) enum Command {
     },
     /// Anything else, run on the thread's connection in order.
     Call(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Records wait in the deliveries log's queue.
+    FlushLog,
 }
 
 /// Runs until every sender is gone, then finishes what was sent.
-pub(super) fn run(mut connection: Connection, mut commands: Receiver<Command>, work: Arc<Notify>) {
+pub(super) fn run(
+    mut connection: Connection,
+    mut commands: Receiver<Command>,
+    work: Arc<Notify>,
+    mut log: LogWriter,
+) {
     while let Some(command) = commands.blocking_recv() {
         match command {
             Command::Call(call) => call(&mut connection),
+            Command::FlushLog => {}
             Command::Submit { delivery, reply } => {
                 // Group commit: a request worker woke this thread with the first delivery and
                 // may be about to send more. Letting it run first (when it shares this core)
@@ -51,15 +60,24 @@ pub(super) fn run(mut connection: Connection, mut commands: Receiver<Command>, w
                             next_call = Some(call);
                             break;
                         }
+                        // The group's transaction takes the log along.
+                        Ok(Command::FlushLog) => {}
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                commit_group(&mut connection, group, &work);
+                commit_group(&mut connection, group, &work, &mut log);
                 if let Some(call) = next_call {
                     call(&mut connection);
                 }
             }
         }
+        // The log waits while more work does: the next group's transaction takes it along.
+        if commands.is_empty() && log.has_waiting() {
+            log.write_alone(&mut connection);
+        }
+    }
+    if log.has_waiting() {
+        log.write_alone(&mut connection);
     }
 }
 
@@ -67,8 +85,13 @@ type Submission = (Delivery, oneshot::Sender<Result<Outcome, SinkError>>);
 
 /// Keeps a group of deliveries in one transaction and answers each once it has committed. A
 /// failure answers every one of them with an error: nothing is acknowledged that is not kept.
-fn commit_group(connection: &mut Connection, group: Vec<Submission>, work: &Notify) {
-    match insert_group(connection, &group) {
+fn commit_group(
+    connection: &mut Connection,
+    group: Vec<Submission>,
+    work: &Notify,
+    log: &mut LogWriter,
+) {
+    match insert_group(connection, &group, log) {
         Ok(outcomes) => {
             let started = outcomes
                 .iter()
@@ -98,6 +121,7 @@ fn commit_group(connection: &mut Connection, group: Vec<Submission>, work: &Noti
 fn insert_group(
     connection: &mut Connection,
     group: &[Submission],
+    log: &mut LogWriter,
 ) -> rusqlite::Result<Vec<Option<Outcome>>> {
     // Waits here for the write lock, which another connection may hold for a while.
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -157,6 +181,7 @@ fn insert_group(
             outcomes.push(Some(Outcome::Started(id)));
         }
     }
+    log.write_into(&transaction)?;
     transaction.commit()?;
     Ok(outcomes)
 }

@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use agent_trigger::deliveries::LogLimits;
 use agent_trigger::{ApiKeyRecord, KeyDigest, Trigger};
 
 pub use self::database::{DEFAULT_DATABASE, Database};
@@ -86,6 +87,8 @@ impl Startup {
 pub struct Reloadable {
     pub keys: Vec<(KeyDigest, ApiKeyRecord)>,
     pub triggers: Vec<Trigger>,
+    /// How many deliveries log records each trigger keeps.
+    pub log_limits: LogLimits,
     /// Whether the file itself holds a secret (`value = "…"`): then it must stay out of the
     /// commands' reach.
     pub secrets_in_file: bool,
@@ -156,6 +159,11 @@ pub fn parse(
     let mut limits = limits::check(&locate, raw.limits.as_ref())?;
     environment::override_limits(&mut limits, env)?;
     let triggers = triggers::check(&locate, &raw.triggers, env)?;
+    let log_max = match &raw.delivery_log_max {
+        Some(max) => triggers::log_max(&locate, max)?,
+        None => agent_trigger::deliveries::DEFAULT_LOG_MAX,
+    };
+    let log_limits = triggers::log_limits(&locate, &raw.triggers, log_max)?;
     let keys = keys::check(&locate, &raw.keys, &triggers, env)?;
     let executor = raw
         .executor
@@ -174,6 +182,7 @@ pub fn parse(
         reloadable: Reloadable {
             keys,
             triggers,
+            log_limits,
             secrets_in_file: raw.holds_secret_values(),
             secret_variables: raw
                 .secret_variables()
