@@ -163,7 +163,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
 
     // A delivery arrives while the page is open, and shows without a reload.
     let slow = deliver(&server, json!({"type": "slow", "text": "count to forty"})).await;
-    let row = format!("tr[data-id] a[href='#/executions/{slow}']");
+    let row = format!("tr[data-id]:has(a[href='#/executions/{slow}'])");
     page.wait()
         .at_most(PATIENCE)
         .for_element(Locator::Css(&row))
@@ -177,7 +177,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
 
     // The delivery: its outcome, headers (the key redacted) and body.
     page.find(Locator::Css(&format!(
-        "tr:has({row}) td[data-label='Delivery'] a"
+        "{row} td[data-label='Delivery'] a"
     )))
     .await
     .unwrap()
@@ -287,14 +287,14 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         &[("x-note", HOSTILE)],
     )
     .await;
-    let row = format!("tr[data-id] a[href='#/executions/{hostile}']");
+    let row = format!("tr[data-id]:has(a[href='#/executions/{hostile}'])");
     page.wait()
         .at_most(PATIENCE)
         .for_element(Locator::Css(&row))
         .await
         .expect("the hostile delivery appears");
     page.find(Locator::Css(&format!(
-        "tr:has({row}) td[data-label='Delivery'] a"
+        "{row} td[data-label='Delivery'] a"
     )))
     .await
     .unwrap()
@@ -353,12 +353,14 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         .for_element(Locator::Css("tr[data-id]"))
         .await
         .unwrap();
-    let width = script_value(
+    let wider = script_value(
         page,
-        "return document.documentElement.scrollWidth <= window.innerWidth",
+        "return [...document.querySelectorAll('body *')]
+            .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .map((e) => `${e.tagName}#${e.id}.${e.className}`)",
     )
     .await;
-    assert_eq!(width, true, "the page scrolls sideways on a phone");
+    assert_eq!(wider, json!([]), "wider than a phone's screen");
     shots.take(page, "deliveries-phone").await;
     navigate(page, &format!("#/executions/{slow}")).await;
     wait_text(page, "#execution-status", "cancelled").await;
@@ -547,9 +549,24 @@ async fn text(page: &Client, css: &str) -> String {
     }
 }
 
+/// Waits for the element `css` to show `wanted`; past [`PATIENCE`], fails with what the page
+/// shows instead, and a screenshot of it in `target/tmp/page-screenshots/failure.png`.
 async fn wait_text(page: &Client, css: &str, wanted: &str) {
-    let what = format!("{css} to show {wanted:?}");
-    eventually(&what, || async { text(page, css).await.contains(wanted).then_some(()) }).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !text(page, css).await.contains(wanted) {
+        if tokio::time::Instant::now() >= deadline {
+            let png = page.screenshot().await.unwrap_or_default();
+            let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-screenshots");
+            let _ = std::fs::create_dir_all(&shots);
+            let _ = std::fs::write(shots.join("failure.png"), png);
+            panic!(
+                "waited {PATIENCE:?} for {css} to show {wanted:?}; the page shows {:?} and says {:?}",
+                text(page, "#main").await,
+                text(page, "#status").await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn is_enabled(page: &Client, css: &str) -> bool {

@@ -46,7 +46,7 @@
   }
 
   function append(node, children) {
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -376,7 +376,7 @@
     } }, 'Redeliver');
     show(mine,
       heading('Delivery', el('a', { href: '#/deliveries', class: 'back' }, 'All deliveries')),
-      details([
+      el('div', { class: 'split' }, el('div', {}, details([
         ['Id', idField(delivery.id)],
         ['Received', time(delivery.receivedAt)],
         ['Outcome', el('span', { id: 'delivery-outcome' }, badge('outcome', delivery.outcome), ' ', el('span', { class: 'muted' }, `HTTP ${delivery.status}`))],
@@ -391,11 +391,12 @@
         ['Answered in', delivery.durationMs === undefined || delivery.durationMs === null ? null : `${delivery.durationMs} ms`],
       ]),
       el('div', { class: 'actions' }, redeliver),
-      result,
-      el('h2', {}, 'Headers'),
-      headersTable(delivery.headers),
-      el('h2', {}, 'Body'),
-      bodyBlock(delivery));
+      result),
+      el('div', {},
+        el('h2', {}, 'Body'),
+        bodyBlock(delivery),
+        el('h2', {}, 'Headers'),
+        headersTable(delivery.headers))));
   }
 
   /** What an answer without an execution says: its skip reason, or the answer itself. */
@@ -429,6 +430,11 @@
     if (body === undefined || body === null) {
       return el('p', { class: 'none', id: 'delivery-body' },
         'The body was not kept (it is kept only for requests that authenticated).');
+    }
+    if (delivery.bodyEncoding === 'base64') {
+      return el('div', {},
+        el('p', { class: 'muted' }, 'Not UTF-8 text: shown in base64.'),
+        el('pre', { class: 'block', id: 'delivery-body', tabindex: 0 }, String(body)));
     }
     let text = typeof body === 'string' ? body : JSON.stringify(body, null, 2);
     if (typeof body === 'string') {
@@ -532,7 +538,7 @@
     if (mine !== generation) return;
     show(mine,
       heading('Execution', el('a', { href: '#/executions', class: 'back' }, 'All executions')),
-      details([
+      el('div', { class: 'split' }, el('div', {}, details([
         ['Id', idField(first.executionId)],
         ['Status', status],
         ['Attempt', attempt],
@@ -548,11 +554,12 @@
         ['Cancelled by', cancelledBy],
       ]),
       el('div', { class: 'actions' }, cancel, replay),
-      result,
-      el('h2', {}, 'Prompt'),
-      prompt,
-      el('h2', {}, 'Output ', el('span', { class: 'muted' }, '(the kept tail, live while it runs)')),
-      output);
+      result),
+      el('div', {},
+        el('h2', {}, 'Output ', el('span', { class: 'muted' }, '(the kept tail, live while it runs)')),
+        output,
+        el('h2', {}, 'Prompt'),
+        prompt)));
     refresh(first);
     // Polled while it may still change; a finished execution costs no more requests.
     live(async () => {
