@@ -374,6 +374,10 @@
         redeliver.disabled = false;
       }
     } }, 'Redeliver');
+    if (delivery.body === null) {
+      redeliver.disabled = true;
+      result.textContent = 'Its body was not kept, so it cannot be redelivered.';
+    }
     show(mine,
       heading('Delivery', el('a', { href: '#/deliveries', class: 'back' }, 'All deliveries')),
       el('div', { class: 'split' }, el('div', {}, details([
