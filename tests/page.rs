@@ -28,14 +28,14 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long the page may take to show what the API already has (it polls every 2 s).
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The command the executor runs: `slow` prints a numbered line every quarter second for ten
-/// seconds; anything else prints its input back, markup included.
+/// The command the executor runs: `slow` prints a numbered line every quarter second for half
+/// a minute; anything else prints its input back, markup included.
 const AGENT: &str = r#"#!/bin/sh
 input=$(cat)
 case "$AGENT_TRIGGER_ACTION" in
   slow)
     i=1
-    while [ $i -le 40 ]; do echo "line $i"; i=$((i + 1)); sleep 0.25; done
+    while [ $i -le 120 ]; do echo "line $i"; i=$((i + 1)); sleep 0.25; done
     ;;
   *) printf '%s\n' "$input" ;;
 esac
@@ -86,7 +86,14 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_content_sec
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let text = std::str::from_utf8(&body).unwrap();
         // Nothing is loaded from, or sent to, anywhere else; no inline script or handler.
-        for outside in ["http://", "https://", "//cdn", "innerHTML", "outerHTML", "eval("] {
+        for outside in [
+            "http://",
+            "https://",
+            "//cdn",
+            "innerHTML",
+            "outerHTML",
+            "eval(",
+        ] {
             let allowed = path == "/icon.svg" && outside == "http://"; // its XML namespace
             assert!(allowed || !text.contains(outside), "{path} holds {outside}");
         }
@@ -113,8 +120,7 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_content_sec
 // ------------------------------------------------------------------------------ the browser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_no_caller_markup()
-{
+async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_no_caller_markup() {
     let Some(browser) =
         Browser::start("the_page_follows_deliveries_and_executions_live_operates_them").await
     else {
@@ -123,8 +129,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
     let probe = Workspace::new("");
     let script = probe.path().join("agent.sh");
     std::fs::write(&script, AGENT).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let workspace = Workspace::new(&format!(
         "[executor]\ncommand = [\"{}\"]\nworkers = 3\n",
         script.display()
@@ -136,8 +141,16 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
 
     // The key, entered once with the keyboard.
     page.goto(&server.url("/")).await.unwrap();
-    script_value(page, "performance.setResourceTimingBufferSize(100000); return true").await;
-    let input = page.wait().for_element(Locator::Css("#key-input")).await.unwrap();
+    script_value(
+        page,
+        "performance.setResourceTimingBufferSize(100000); return true",
+    )
+    .await;
+    let input = page
+        .wait()
+        .for_element(Locator::Css("#key-input"))
+        .await
+        .unwrap();
     shots.take(page, "key").await;
     input.send_keys(&format!("{KEY_A}\n")).await.unwrap();
     wait_text(page, "#view-title", "Deliveries").await;
@@ -156,13 +169,20 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
     )
     .await;
     assert!(
-        matches!(outline[0].as_str(), Some("A" | "BUTTON" | "SELECT" | "INPUT")),
+        matches!(
+            outline[0].as_str(),
+            Some("A" | "BUTTON" | "SELECT" | "INPUT")
+        ),
         "{outline}"
     );
     assert_ne!(outline[1], "none", "the focused control shows no outline");
 
     // A delivery arrives while the page is open, and shows without a reload.
-    let slow = deliver(&server, json!({"type": "slow", "text": "count to forty"})).await;
+    let slow = deliver(
+        &server,
+        json!({"type": "slow", "text": "count to a hundred and twenty"}),
+    )
+    .await;
     let row = format!("tr[data-id]:has(a[href='#/executions/{slow}'])");
     page.wait()
         .at_most(PATIENCE)
@@ -176,14 +196,12 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
     shots.take(page, "deliveries").await;
 
     // The delivery: its outcome, headers (the key redacted) and body.
-    page.find(Locator::Css(&format!(
-        "{row} td[data-label='Delivery'] a"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    page.find(Locator::Css(&format!("{row} td[data-label='Delivery'] a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(page, "#delivery-outcome", "started").await;
     let delivery_id = fragment(page)
         .await
@@ -202,7 +220,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         !page.source().await.unwrap().contains(KEY_A),
         "the key shows on the page"
     );
-    wait_text(page, "#delivery-body", "count to forty").await;
+    wait_text(page, "#delivery-body", "count to a hundred and twenty").await;
     shots.take(page, "delivery").await;
 
     // Its execution: the output grows while the page watches.
@@ -218,7 +236,11 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         (text(page, "#execution-output").await.lines().count() >= early + 4).then_some(())
     })
     .await;
-    assert!(text(page, "#execution-prompt").await.contains("Handle slow: count to forty"));
+    assert!(
+        text(page, "#execution-prompt")
+            .await
+            .contains("Handle slow: count to a hundred and twenty")
+    );
     shots.take(page, "execution").await;
 
     // Cancel it.
@@ -277,7 +299,10 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         .text()
         .await
         .unwrap();
-    assert!(redelivered != slow && redelivered != replay, "{redelivered}");
+    assert!(
+        redelivered != slow && redelivered != replay,
+        "{redelivered}"
+    );
 
     // Markup in a body, a header, a prompt and an output is shown as text and runs nothing.
     navigate(page, "#/deliveries").await;
@@ -293,14 +318,12 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         .for_element(Locator::Css(&row))
         .await
         .expect("the hostile delivery appears");
-    page.find(Locator::Css(&format!(
-        "{row} td[data-label='Delivery'] a"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    page.find(Locator::Css(&format!("{row} td[data-label='Delivery'] a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(page, "#delivery-body", "<img src=x onerror=").await;
     assert!(text(page, "#delivery-body").await.contains("<script>"));
     assert!(text(page, "#delivery-headers").await.contains("<img src=x"));
@@ -439,7 +462,8 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let profile = std::env::temp_dir().join(format!("agent-trigger-page-{}", uuid::Uuid::now_v7()));
+        let profile =
+            std::env::temp_dir().join(format!("agent-trigger-page-{}", uuid::Uuid::now_v7()));
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {

@@ -4,8 +4,9 @@
 # a hidden tab or a finished execution none. This measures the server's CPU time per poll: the
 # standalone server on SQLite, its deliveries log filled with $DELIVERIES deliveries (each
 # started, on one trigger), on one worker thread pinned to CPU 0, answering wrk (CPU 1,
-# $CONNECTIONS connections) for $DURATION with the deliveries list's first page, then with the
-# executions list's, in $ROUNDS rounds. Not part of the tests.
+# $CONNECTIONS connections) for $DURATION with each list the page polls: the deliveries' and the
+# executions' first page of 50, and the triggers with their counts of the last 24 h, in $ROUNDS
+# rounds. Not part of the tests.
 #
 #   bash benches/scripts/page_polling.sh   # ROUNDS=3 DURATION=5s CONNECTIONS=4 DELIVERIES=2000
 set -euo pipefail
@@ -55,8 +56,9 @@ echo "the log holds $held deliveries"
 
 declare -A cpu rps
 for round in $(seq "$ROUNDS"); do
-  for view in deliveries executions; do
-    url="$base/api/$view?limit=50"
+  for view in deliveries executions triggers; do
+    url="$base/api/$view"
+    [ "$view" = triggers ] || url="$url?limit=50"
     status=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer $API_KEY")
     [ "$status" = 200 ] || { echo "$url answered $status" >&2; exit 1; }
     before=$(cpu_ticks "$server")
@@ -68,16 +70,16 @@ for round in $(seq "$ROUNDS"); do
       'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
     cpu[$view]="${cpu[$view]:-} $micros"
     rps[$view]="${rps[$view]:-} $rate"
-    echo "round $round: GET /api/$view?limit=50: $rate req/s, $micros µs CPU per request"
+    echo "round $round: GET ${url#$base}: $rate req/s, $micros µs CPU per request"
   done
 done
 
 echo
 echo "medians over $ROUNDS rounds of $DURATION (server on CPU 0, wrk on CPU 1):"
-for view in deliveries executions; do
+for view in deliveries executions triggers; do
   c=$(echo "${cpu[$view]}" | median)
   r=$(echo "${rps[$view]}" | median)
   awk -v c="$c" -v r="$r" -v v="$view" 'BEGIN {
-    printf "  %-10s list page of 50: %6.1f µs CPU per poll; one open page (0.5 polls/s) takes %.3f%% of a core; a core serves %.0f open pages (%.0f req/s)\n",
+    printf "  %-10s %6.1f µs CPU per poll; one open page (0.5 polls/s) takes %.3f%% of a core; a core serves %.0f open pages (%.0f req/s)\n",
       v, c, c * 0.5 / 1e4, 2e6 / c, r }'
 done

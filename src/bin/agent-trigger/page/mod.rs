@@ -25,7 +25,10 @@ const ICON_SVG: &str = include_str!("icon.svg");
 /// The page's routes: `/` and its three assets. They need no state and no key.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/page.js",
             get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
@@ -34,7 +37,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/page.css",
             get(|| async { asset("text/css; charset=utf-8", PAGE_CSS) }),
         )
-        .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
+        .route(
+            "/icon.svg",
+            get(|| async { asset("image/svg+xml", ICON_SVG) }),
+        )
 }
 
 /// One embedded file with the page's security headers. `no-cache` makes the browser check
@@ -51,7 +57,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (
                 HeaderName::from_static("cross-origin-opener-policy"),

@@ -173,7 +173,7 @@
   }
 
   function heading(text, ...extra) {
-    return el('div', { class: 'heading' }, el('h1', { id: 'view-title' }, text), ...extra);
+    return el('div', { class: 'heading' }, el('h1', { id: 'view-title', tabindex: -1 }, text), ...extra);
   }
 
   function caller(value) {
@@ -585,7 +585,13 @@
     append(target, nodes);
     target.hidden = false;
     const again = focused && document.getElementById(focused);
-    if (again && target.contains(again)) again.focus();
+    if (again && target.contains(again)) {
+      again.focus();
+    } else if (!document.activeElement || document.activeElement === document.body) {
+      // The control that had the focus went with the old view: start the new one at its title.
+      const title = document.getElementById('view-title');
+      if (title) title.focus({ preventScroll: true });
+    }
   }
 
   async function route() {
