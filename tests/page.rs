@@ -177,7 +177,15 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
     );
     assert_ne!(outline[1], "none", "the focused control shows no outline");
 
-    // A delivery arrives while the page is open, and shows without a reload.
+    // A delivery arrives while the page is open, and shows without a reload; before it, one
+    // the endpoint refused, which the log keeps too.
+    let refused = Request::post(server.url(&format!("/api/trigger/webhook/{TRIGGER_A}")))
+        .header("authorization", format!("Bearer {KEY_A}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"type\": \"note\",")))
+        .unwrap();
+    let (status, _, _) = call(&client(), refused).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let slow = deliver(
         &server,
         json!({"type": "slow", "text": "count to a hundred and twenty"}),
@@ -193,6 +201,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         script_value(page, "return window.__sameDocument === true").await,
         true
     );
+    wait_text(page, "#view tbody", "invalid_json").await;
     shots.take(page, "deliveries").await;
 
     // The delivery: its outcome, headers (the key redacted) and body.
@@ -328,6 +337,7 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
     assert!(text(page, "#delivery-body").await.contains("<script>"));
     assert!(text(page, "#delivery-headers").await.contains("<img src=x"));
     assert_nothing_ran(page).await;
+    shots.take(page, "delivery-markup").await;
     navigate(page, &format!("#/executions/{hostile}")).await;
     wait_text(page, "#execution-output", "<script>").await;
     assert!(text(page, "#execution-prompt").await.contains("<img src=x"));
