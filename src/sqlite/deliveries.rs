@@ -148,13 +148,14 @@ impl LogWriter {
     }
 }
 
-/// Keeps about the newest `max` records of the trigger, and of its refused ones (4xx) a tenth.
+/// Keeps the newest tenth of `max` of the trigger's refused records (4xx), then about its newest
+/// `max` records.
 fn prune_trigger(
     transaction: &Transaction<'_>,
     trigger: Uuid,
     limits: &LogLimits,
 ) -> rusqlite::Result<()> {
-    let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX).saturating_sub(1);
+    let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
     let (max, refused_max) = (
         bound(limits.max(trigger)),
         bound(limits.refused_max(trigger)),
@@ -162,18 +163,18 @@ fn prune_trigger(
     let trigger = trigger.to_string();
     transaction
         .prepare_cached(
-            "DELETE FROM deliveries WHERE trigger_id = ?1 AND id < (
-                 SELECT id FROM deliveries WHERE trigger_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )?
-        .execute(params![trigger, max])?;
-    transaction
-        .prepare_cached(
             "DELETE FROM deliveries
-             WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499 AND id < (
+             WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499 AND id <= (
                  SELECT id FROM deliveries WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499
                  ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         )?
         .execute(params![trigger, refused_max])?;
+    transaction
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE trigger_id = ?1 AND id <= (
+                 SELECT id FROM deliveries WHERE trigger_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )?
+        .execute(params![trigger, max])?;
     Ok(())
 }
 
