@@ -138,9 +138,10 @@ async fn the_observer_hears_of_requests_that_reached_a_trigger_the_caller_may_se
         StatusCode::OK
     );
     let mut forged = signed_jira(signed, "d-2");
-    forged
-        .headers_mut()
-        .insert("x-hub-signature", format!("sha256={}", "0".repeat(64)).parse().unwrap());
+    forged.headers_mut().insert(
+        "x-hub-signature",
+        format!("sha256={}", "0".repeat(64)).parse().unwrap(),
+    );
     assert_eq!(
         send(service.clone(), forged).await.status,
         StatusCode::UNAUTHORIZED
