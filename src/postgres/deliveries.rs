@@ -74,6 +74,7 @@ async fn run(mut waiting: Receiver<LoggedDelivery>, pool: Pool, limits: Arc<RwLo
                 to_prune.push(record.trigger_id);
             }
         }
+        to_prune.sort_unstable();
         to_prune.dedup();
         if let Err(error) = write(&pool, &batch, &to_prune, &limits).await {
             tracing::error!(%error, records = batch.len(), "could not write the deliveries log");
