@@ -22,6 +22,8 @@ const SIGNING_SECRET: &str = "jira-signing-secret-value-0123456789";
 const SMALL: &str = "5e2a9b1c-3d4f-4a6b-8c7d-9e0f1a2b3c4d";
 /// A disabled trigger (acme).
 const DISABLED: &str = "7d1e2f3a-4b5c-4d6e-8f7a-8b9c0d1e2f3a";
+/// A trigger that takes one delivery an hour (acme).
+const RATED: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 /// Keys of acme that may only read, and only operate.
 const READER: &str = "atk_reader_test_key_000000000000000000000000";
 const OPERATOR: &str = "atk_operator_test_key_0000000000000000000000";
@@ -83,6 +85,12 @@ id = "{DISABLED}"
 tenant = "acme"
 source = "webhook"
 enabled = false
+
+[[triggers]]
+id = "{RATED}"
+tenant = "acme"
+source = "webhook"
+rate_limit = "1/h"
 "#
     );
     std::fs::write(workspace.path().join("config.toml"), config).unwrap();
@@ -371,7 +379,7 @@ async fn what_is_recorded_and_whose_it_is() {
         !ids.contains(&TRIGGER_B),
         "another tenant's trigger: {ids:?}"
     );
-    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids.len(), 5, "{ids:?}");
     let hook = triggers.iter().find(|t| t["id"] == TRIGGER_A).unwrap();
     assert_eq!(hook["source"], "webhook");
     assert_eq!(hook["enabled"], true);
@@ -685,6 +693,17 @@ async fn redeliver_runs_the_kept_body_again_as_the_operators_delivery() {
         assert_eq!(status, StatusCode::CONFLICT, "{why}: {answer}");
         assert!(answer["error"].is_string());
     }
+    // A redelivery counts against the trigger's rate.
+    let (status, _, _) = call(&client, deliver(&server, RATED, KEY_A, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let rated = records(&client, &server, KEY_A, &format!("&triggerId={RATED}"), 1).await;
+    let rated = rated[0]["id"].as_str().unwrap();
+    let (status, headers, _) = call(&client, redeliver(KEY_A, rated)).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+
     // A key that may only read: as unknown.
     let (status, _, _) = call(&client, redeliver(READER, &started)).await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
