@@ -6,8 +6,11 @@
 
 use std::time::Duration;
 
+pub mod common;
+
 use agent_trigger_testkit::server_process::{self, *};
 use bytes::Bytes;
+use common::postgres::TestSchema;
 use hmac::{Hmac, Mac};
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -98,11 +101,25 @@ rate_limit = "1/h"
 }
 
 async fn start(workspace: &Workspace) -> Server {
-    Server::start_with(
-        workspace,
-        &[("TEST_KEY_READER", READER), ("TEST_KEY_OPERATOR", OPERATOR)],
-    )
-    .await
+    start_on(workspace, None).await
+}
+
+/// The server on the workspace's SQLite file, or on PostgreSQL in `schema`.
+async fn start_on(workspace: &Workspace, schema: Option<&TestSchema>) -> Server {
+    let mut env = vec![
+        ("TEST_KEY_READER", READER.to_owned()),
+        ("TEST_KEY_OPERATOR", OPERATOR.to_owned()),
+    ];
+    if let Some(schema) = schema {
+        // The schema exists and is migrated before the server starts.
+        drop(schema.store().await);
+        env.push(("AGENT_TRIGGER_DATABASE_URL", schema.url_with_schema()));
+    }
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    Server::start_with(workspace, &env).await
 }
 
 fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> Request<Full<Bytes>> {
@@ -188,7 +205,19 @@ fn of<'a>(list: &'a [Value], outcome: &str) -> Vec<&'a Value> {
 #[tokio::test]
 async fn what_is_recorded_and_whose_it_is() {
     let workspace = workspace();
-    let server = start(&workspace).await;
+    recorded_and_whose(&start(&workspace).await).await;
+}
+
+#[tokio::test]
+async fn what_is_recorded_and_whose_it_is_on_postgres() {
+    let Some(schema) = TestSchema::new("what_is_recorded_and_whose_it_is_on_postgres").await else {
+        return;
+    };
+    let workspace = workspace();
+    recorded_and_whose(&start_on(&workspace, Some(&schema)).await).await;
+}
+
+async fn recorded_and_whose(server: &Server) {
     let client = server_process::client();
 
     let (status, _, started) = call(
@@ -558,7 +587,20 @@ async fn no_key_or_signature_value_is_kept_and_rejected_bodies_are_not() {
 #[tokio::test]
 async fn each_trigger_keeps_its_newest_records_and_few_refusals() {
     let workspace = workspace();
-    let server = start(&workspace).await;
+    the_bound(&start(&workspace).await).await;
+}
+
+#[tokio::test]
+async fn each_trigger_keeps_its_newest_records_and_few_refusals_on_postgres() {
+    let Some(schema) = TestSchema::new("each_trigger_keeps_its_newest_records_on_postgres").await
+    else {
+        return;
+    };
+    let workspace = workspace();
+    the_bound(&start_on(&workspace, Some(&schema)).await).await;
+}
+
+async fn the_bound(server: &Server) {
     let client = server_process::client();
     for index in 0..30 {
         let (status, _, _) = call(
