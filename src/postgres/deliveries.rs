@@ -74,6 +74,7 @@ async fn run(mut waiting: Receiver<LoggedDelivery>, pool: Pool, limits: Arc<RwLo
                 to_prune.push(record.trigger_id);
             }
         }
+        to_prune.sort_unstable();
         to_prune.dedup();
         if let Err(error) = write(&pool, &batch, &to_prune, &limits).await {
             tracing::error!(%error, records = batch.len(), "could not write the deliveries log");
@@ -88,11 +89,11 @@ const INSERT: &str = "INSERT INTO deliveries (id, trigger_id, tenant, source, re
          $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
          $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::text[], $18::bytea[])";
 
-const PRUNE: &str = "DELETE FROM deliveries WHERE trigger_id = $1 AND id < (
+const PRUNE: &str = "DELETE FROM deliveries WHERE trigger_id = $1 AND id <= (
          SELECT id FROM deliveries WHERE trigger_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
 
 const PRUNE_REFUSED: &str = "DELETE FROM deliveries
-     WHERE trigger_id = $1 AND status BETWEEN 400 AND 499 AND id < (
+     WHERE trigger_id = $1 AND status BETWEEN 400 AND 499 AND id <= (
          SELECT id FROM deliveries WHERE trigger_id = $1 AND status BETWEEN 400 AND 499
          ORDER BY id DESC LIMIT 1 OFFSET $2)";
 
@@ -144,14 +145,15 @@ async fn write(
             )
             .await?;
         for trigger in to_prune {
-            let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX).saturating_sub(1);
-            let prune = transaction.prepare_cached(PRUNE).await?;
-            transaction
-                .execute(&prune, &[trigger, &bound(limits.max(*trigger))])
-                .await?;
+            let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+            // Refusals first, so that the newest records fill the bound.
             let prune = transaction.prepare_cached(PRUNE_REFUSED).await?;
             transaction
                 .execute(&prune, &[trigger, &bound(limits.refused_max(*trigger))])
+                .await?;
+            let prune = transaction.prepare_cached(PRUNE).await?;
+            transaction
+                .execute(&prune, &[trigger, &bound(limits.max(*trigger))])
                 .await?;
         }
         Ok::<_, tokio_postgres::Error>(())

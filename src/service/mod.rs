@@ -165,14 +165,14 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let trigger_id = Uuid::now_v7();
-    /// let store = MemoryKeyStore::new().with_trigger(Trigger::new(trigger_id, "acme", Source::Github));
+    /// let store = MemoryKeyStore::new().with_trigger(Trigger::new(trigger_id, "acme", Source::Jira));
     /// let (sink, mut executions) = ChannelSink::new(8);
     /// let service = TriggerService::new(sink, store);
     /// let operator = Arc::new(ApiKeyRecord::new("ops", "acme"));
-    /// let request = Request::post(format!("/api/trigger/github/{trigger_id}"))
+    /// let request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
     ///     .header("content-type", "application/json")
-    ///     .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
-    ///     .body(Full::new(bytes::Bytes::from_static(br#"{"action":"opened"}"#)))
+    ///     .header("x-atlassian-webhook-identifier", "delivery-1")
+    ///     .body(Full::new(bytes::Bytes::from_static(br#"{"webhookEvent":"jira:issue_created"}"#)))
     ///     .unwrap();
     /// let response = service.deliver_as(operator, request).await.unwrap();
     /// assert_eq!(response.status(), StatusCode::OK);

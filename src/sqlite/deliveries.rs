@@ -66,12 +66,28 @@ impl LogWriter {
         !self.queue.is_empty()
     }
 
-    /// Writes what waits within `transaction`, and prunes the triggers that gathered enough.
-    pub(super) fn write_into(&mut self, transaction: &Transaction<'_>) -> rusqlite::Result<()> {
+    /// Writes what waits within `transaction` (a group of deliveries'), in a savepoint of its
+    /// own: a log that cannot be written never fails the deliveries.
+    pub(super) fn write_within(&mut self, transaction: &mut Transaction<'_>) {
         let records = self.queue.take();
         if records.is_empty() {
-            return Ok(());
+            return;
         }
+        let result = transaction.savepoint().and_then(|savepoint| {
+            self.write(&savepoint, records)?;
+            savepoint.commit()
+        });
+        if let Err(error) = result {
+            tracing::error!(%error, "could not write the deliveries log");
+        }
+    }
+
+    /// Writes `records`, and prunes the triggers that gathered enough.
+    fn write(
+        &mut self,
+        transaction: &Connection,
+        records: Vec<LoggedDelivery>,
+    ) -> rusqlite::Result<()> {
         let limits = self
             .queue
             .limits
@@ -136,7 +152,7 @@ impl LogWriter {
         let result = (|| {
             connection.pragma_update(None, "synchronous", "NORMAL")?;
             let transaction = connection.transaction()?;
-            self.write_into(&transaction)?;
+            self.write(&transaction, self.queue.take())?;
             transaction.commit()
         })();
         if let Err(error) = result {
@@ -148,13 +164,14 @@ impl LogWriter {
     }
 }
 
-/// Keeps about the newest `max` records of the trigger, and of its refused ones (4xx) a tenth.
+/// Keeps the newest tenth of `max` of the trigger's refused records (4xx), then about its newest
+/// `max` records.
 fn prune_trigger(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     trigger: Uuid,
     limits: &LogLimits,
 ) -> rusqlite::Result<()> {
-    let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX).saturating_sub(1);
+    let bound = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
     let (max, refused_max) = (
         bound(limits.max(trigger)),
         bound(limits.refused_max(trigger)),
@@ -162,18 +179,18 @@ fn prune_trigger(
     let trigger = trigger.to_string();
     transaction
         .prepare_cached(
-            "DELETE FROM deliveries WHERE trigger_id = ?1 AND id < (
-                 SELECT id FROM deliveries WHERE trigger_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )?
-        .execute(params![trigger, max])?;
-    transaction
-        .prepare_cached(
             "DELETE FROM deliveries
-             WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499 AND id < (
+             WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499 AND id <= (
                  SELECT id FROM deliveries WHERE trigger_id = ?1 AND status BETWEEN 400 AND 499
                  ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         )?
         .execute(params![trigger, refused_max])?;
+    transaction
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE trigger_id = ?1 AND id <= (
+                 SELECT id FROM deliveries WHERE trigger_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )?
+        .execute(params![trigger, max])?;
     Ok(())
 }
 

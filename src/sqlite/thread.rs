@@ -124,7 +124,7 @@ fn insert_group(
     log: &mut LogWriter,
 ) -> rusqlite::Result<Vec<Option<Outcome>>> {
     // Waits here for the write lock, which another connection may hold for a while.
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut find = transaction.prepare_cached(
@@ -181,7 +181,7 @@ fn insert_group(
             outcomes.push(Some(Outcome::Started(id)));
         }
     }
-    log.write_into(&transaction)?;
+    log.write_within(&mut transaction);
     transaction.commit()?;
     Ok(outcomes)
 }

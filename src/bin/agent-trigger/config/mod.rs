@@ -415,6 +415,22 @@ value = "old secret"
     }
 
     #[test]
+    fn the_deliveries_log_bound_has_a_default_and_a_per_trigger_override() {
+        let text = "delivery_log_max = 500\n[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\ndelivery_log_max = 40\n";
+        let config = parse(Path::new("c.toml"), text, &|_| None).unwrap();
+        let limits = &config.reloadable.log_limits;
+        let trigger = uuid::Uuid::parse_str("6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11").unwrap();
+        assert_eq!(limits.max(trigger), 40);
+        assert_eq!(limits.refused_max(trigger), 4);
+        assert_eq!(limits.max(uuid::Uuid::nil()), 500);
+        let default = parse(Path::new("c.toml"), "", &|_| None).unwrap();
+        assert_eq!(
+            default.reloadable.log_limits.max(trigger),
+            agent_trigger::deliveries::DEFAULT_LOG_MAX
+        );
+    }
+
+    #[test]
     fn every_error_names_the_file_and_line() {
         let cases = [
             ("lissten = \"x\"", ":1:1: unknown field `lissten`"),
@@ -499,6 +515,14 @@ value = "old secret"
             (
                 "retention_days = 0",
                 ":1:18: retention_days must be from 1 to 36500",
+            ),
+            (
+                "delivery_log_max = 10000001",
+                ":1:20: delivery_log_max must be from 0 to 10000000",
+            ),
+            (
+                "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\ndelivery_log_max = -1",
+                ":5:20:",
             ),
             (
                 "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\nrate_limit = \"0/s\"",
