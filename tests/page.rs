@@ -414,6 +414,40 @@ async fn the_page_follows_deliveries_and_executions_live_operates_them_and_runs_
         assert!(!url.contains(KEY_A), "the key went in a URL: {url}");
     }
     assert_nothing_ran(page).await;
+
+    // The key outlives a reload of the tab; forgotten, it is gone; a wrong one is refused.
+    page.refresh().await.unwrap();
+    wait_text(page, "#view-title", "Execution").await;
+    page.find(Locator::Css("#forget"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let input = page
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#key-input"))
+        .await
+        .unwrap();
+    assert_eq!(
+        script_value(page, "return sessionStorage.length").await,
+        0,
+        "the key stays in the tab after Forget key"
+    );
+    input
+        .send_keys("atk_not_a_key_of_this_server_000000000000000\n")
+        .await
+        .unwrap();
+    wait_text(page, "#status", "refused this key").await;
+    assert!(
+        page.find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
     browser.close().await;
 }
 
