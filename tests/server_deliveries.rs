@@ -222,14 +222,14 @@ async fn recorded_and_whose(server: &Server) {
 
     let (status, _, started) = call(
         &client,
-        deliver(&server, TRIGGER_A, KEY_A, r#"{"type":"deploy"}"#),
+        deliver(server, TRIGGER_A, KEY_A, r#"{"type":"deploy"}"#),
     )
     .await
     .unwrap();
     assert_eq!(status, StatusCode::OK);
     // Not recorded: an invalid key, another tenant's trigger, an unknown trigger.
     let wrong_key = "atk_not_a_key_of_this_server_0000000000000000";
-    let (status, _, _) = call(&client, deliver(&server, TRIGGER_A, wrong_key, "{}"))
+    let (status, _, _) = call(&client, deliver(server, TRIGGER_A, wrong_key, "{}"))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -237,7 +237,7 @@ async fn recorded_and_whose(server: &Server) {
     let (status, _, _) = call(
         &client,
         post(
-            &server,
+            server,
             &format!("/api/trigger/jira-automation/{TRIGGER_B}"),
             &[
                 ("authorization", &authorization),
@@ -250,12 +250,12 @@ async fn recorded_and_whose(server: &Server) {
     .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let unknown = Uuid::now_v7().to_string();
-    let (status, _, _) = call(&client, deliver(&server, &unknown, KEY_A, "{}"))
+    let (status, _, _) = call(&client, deliver(server, &unknown, KEY_A, "{}"))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Recorded: a refusal of a valid key (invalid JSON), and globex's own delivery.
-    let (status, _, _) = call(&client, deliver(&server, TRIGGER_A, KEY_A, "{"))
+    let (status, _, _) = call(&client, deliver(server, TRIGGER_A, KEY_A, "{"))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -263,7 +263,7 @@ async fn recorded_and_whose(server: &Server) {
     let (status, _, _) = call(
         &client,
         post(
-            &server,
+            server,
             &format!("/api/trigger/jira-automation/{TRIGGER_B}"),
             &[
                 ("authorization", &authorization_b),
@@ -276,9 +276,9 @@ async fn recorded_and_whose(server: &Server) {
     .unwrap();
     assert_eq!(status, StatusCode::OK);
 
-    let acme = records(&client, &server, KEY_A, "", 2).await;
+    let acme = records(&client, server, KEY_A, "", 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let acme_again = records(&client, &server, KEY_A, "", 2).await;
+    let acme_again = records(&client, server, KEY_A, "", 2).await;
     assert_eq!(acme.len(), 2, "{acme:?}");
     assert_eq!(acme_again.len(), 2, "nothing else arrives: {acme_again:?}");
     // Newest first, with the answer's status and outcome, the caller and the execution.
@@ -301,10 +301,10 @@ async fn recorded_and_whose(server: &Server) {
     assert!(first.get("body").is_none(), "a list shows no body");
 
     // Filters.
-    let only = records(&client, &server, KEY_A, "&outcome=started", 1).await;
+    let only = records(&client, server, KEY_A, "&outcome=started", 1).await;
     assert_eq!(only.len(), 1);
-    let paged = records(&client, &server, KEY_A, "", 2).await;
-    let (_, _, page) = call(&client, get(&server, "/api/deliveries?limit=1", KEY_A))
+    let paged = records(&client, server, KEY_A, "", 2).await;
+    let (_, _, page) = call(&client, get(server, "/api/deliveries?limit=1", KEY_A))
         .await
         .unwrap();
     assert_eq!(page["deliveries"][0]["id"], paged[0]["id"]);
@@ -312,7 +312,7 @@ async fn recorded_and_whose(server: &Server) {
     let (_, _, next) = call(
         &client,
         get(
-            &server,
+            server,
             &format!("/api/deliveries?limit=1&cursor={cursor}"),
             KEY_A,
         ),
@@ -323,7 +323,7 @@ async fn recorded_and_whose(server: &Server) {
     for bad in ["limit=0", "limit=101", "outcome=Started", "cursor=nope"] {
         let (status, _, _) = call(
             &client,
-            get(&server, &format!("/api/deliveries?{bad}"), KEY_A),
+            get(server, &format!("/api/deliveries?{bad}"), KEY_A),
         )
         .await
         .unwrap();
@@ -331,13 +331,13 @@ async fn recorded_and_whose(server: &Server) {
     }
 
     // Tenant isolation: globex sees its own record only, and acme's as unknown.
-    let globex = records(&client, &server, KEY_B, "", 1).await;
+    let globex = records(&client, server, KEY_B, "", 1).await;
     assert_eq!(globex.len(), 1);
     assert_eq!(globex[0]["triggerId"], TRIGGER_B);
     let acme_id = first["id"].as_str().unwrap();
     for (request, what) in [
         (
-            get(&server, &format!("/api/deliveries/{acme_id}"), KEY_B),
+            get(server, &format!("/api/deliveries/{acme_id}"), KEY_B),
             "show",
         ),
         (
@@ -349,7 +349,7 @@ async fn recorded_and_whose(server: &Server) {
         ),
         (
             get(
-                &server,
+                server,
                 &format!("/api/deliveries/{}", Uuid::now_v7()),
                 KEY_A,
             ),
@@ -367,7 +367,7 @@ async fn recorded_and_whose(server: &Server) {
     let (_, _, listed) = call(
         &client,
         get(
-            &server,
+            server,
             &format!("/api/deliveries?triggerId={TRIGGER_A}"),
             KEY_B,
         ),
@@ -377,28 +377,28 @@ async fn recorded_and_whose(server: &Server) {
     assert_eq!(listed["deliveries"], serde_json::json!([]));
 
     // Rights: a reader reads, an operator-only key does not.
-    let (status, _, _) = call(&client, get(&server, "/api/deliveries", READER))
+    let (status, _, _) = call(&client, get(server, "/api/deliveries", READER))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = call(&client, get(&server, "/api/deliveries", OPERATOR))
+    let (status, _, _) = call(&client, get(server, "/api/deliveries", OPERATOR))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = call(
         &client,
-        get(&server, &format!("/api/deliveries/{acme_id}"), OPERATOR),
+        get(server, &format!("/api/deliveries/{acme_id}"), OPERATOR),
     )
     .await
     .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = call(&client, get(&server, "/api/triggers", OPERATOR))
+    let (status, _, _) = call(&client, get(server, "/api/triggers", OPERATOR))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The triggers, with counts by outcome over the last day.
-    let (status, _, triggers) = call(&client, get(&server, "/api/triggers", KEY_A))
+    let (status, _, triggers) = call(&client, get(server, "/api/triggers", KEY_A))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -605,27 +605,27 @@ async fn the_bound(server: &Server) {
     for index in 0..30 {
         let (status, _, _) = call(
             &client,
-            deliver(&server, SMALL, KEY_A, &format!(r#"{{"n":{index}}}"#)),
+            deliver(server, SMALL, KEY_A, &format!(r#"{{"n":{index}}}"#)),
         )
         .await
         .unwrap();
         assert_eq!(status, StatusCode::OK);
         if index % 3 == 0 {
-            let (status, _, _) = call(&client, deliver(&server, SMALL, KEY_A, "not json"))
+            let (status, _, _) = call(&client, deliver(server, SMALL, KEY_A, "not json"))
                 .await
                 .unwrap();
             assert_eq!(status, StatusCode::BAD_REQUEST);
         }
     }
     // One more delivery to another trigger, written after all of those.
-    let (status, _, _) = call(&client, deliver(&server, TRIGGER_A, KEY_A, "{}"))
+    let (status, _, _) = call(&client, deliver(server, TRIGGER_A, KEY_A, "{}"))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while records(
         &client,
-        &server,
+        server,
         KEY_A,
         &format!("&triggerId={TRIGGER_A}"),
         1,
@@ -634,7 +634,7 @@ async fn the_bound(server: &Server) {
     .is_empty()
         && tokio::time::Instant::now() < deadline
     {}
-    let kept = records(&client, &server, KEY_A, &format!("&triggerId={SMALL}"), 100).await;
+    let kept = records(&client, server, KEY_A, &format!("&triggerId={SMALL}"), 100).await;
     assert_eq!(kept.len(), 20, "delivery_log_max = 20");
     assert_eq!(
         of(&kept, "invalid_json").len(),
@@ -645,7 +645,7 @@ async fn the_bound(server: &Server) {
     let newest = kept[0]["id"].as_str().unwrap();
     let (_, _, detail) = call(
         &client,
-        get(&server, &format!("/api/deliveries/{newest}"), KEY_A),
+        get(server, &format!("/api/deliveries/{newest}"), KEY_A),
     )
     .await
     .unwrap();
