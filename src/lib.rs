@@ -12,6 +12,7 @@ mod authorize;
 mod body;
 pub mod concurrency;
 mod credentials;
+pub mod deliveries;
 mod delivery;
 mod event;
 mod form;

@@ -190,6 +190,47 @@ impl Answer {
         }
     }
 
+    /// Why, in a sentence, for the deliveries log.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Answer::NotFound => "not found".to_owned(),
+            Answer::MethodNotAllowed => "method not allowed".to_owned(),
+            Answer::InvalidParams(issues) => match issues.first() {
+                Some(issue) => format!("invalid request: {}", issue.message),
+                None => "invalid request".to_owned(),
+            },
+            Answer::MissingCredentials => "missing credentials".to_owned(),
+            Answer::InvalidToken => "invalid API key".to_owned(),
+            Answer::TriggerNotFound => "trigger not found".to_owned(),
+            Answer::PayloadTooLarge(limit) => {
+                format!("request body is larger than the limit of {limit} bytes")
+            }
+            Answer::UnsupportedMediaType { .. } => "unsupported content type".to_owned(),
+            Answer::Signature(reason) => format!("invalid signature: {reason}"),
+            Answer::UnreadableBody => "the request body could not be read".to_owned(),
+            Answer::InvalidJson(problem) => format!(
+                "invalid JSON at line {} column {}: {}",
+                problem.line, problem.column, problem.message
+            ),
+            Answer::Challenge(_) => "URL verification challenge answered".to_owned(),
+            Answer::Pong => "ping answered".to_owned(),
+            Answer::Deferred(answer) => answer.reason(),
+            Answer::Skipped { message, .. } => message.clone().into_owned(),
+            Answer::Filtered { message, .. } => message.clone(),
+            Answer::Started(_) => "execution started".to_owned(),
+            Answer::Replayed(_) => {
+                "a delivery id already accepted: the original execution".to_owned()
+            }
+            Answer::Joined(_) => {
+                "joined its subject's execution, still waiting out its debounce".to_owned()
+            }
+            Answer::Rejected(message) => format!("refused by the sink: {message}"),
+            Answer::Unavailable(_) => "temporarily unavailable".to_owned(),
+            Answer::TooManyRequests(_) => "too many deliveries for this trigger".to_owned(),
+            Answer::Internal => "internal error".to_owned(),
+        }
+    }
+
     /// The response, its headers written into `headers` after emptying it: the request's own
     /// map. hyper parses a connection's next request into the map of the response it last wrote,
     /// so a map the size of the last request serves the next one without allocating, and this

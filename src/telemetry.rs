@@ -1,15 +1,18 @@
 //! What a delivery leaves behind for operators: one tracing span (feature `tracing`) and
 //! counters and a latency histogram (feature `metrics`). Never a key, a secret or a body.
 
-#[cfg(feature = "metrics")]
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
+use http::HeaderMap;
 use tracing::span::Entered;
 use tracing::{Span, field};
 use uuid::Uuid;
 
+use crate::deliveries::{self, DeliveryObserver, LoggedDelivery};
 use crate::response::Answer;
-use crate::{Caller, Source};
+use crate::{Caller, Source, Trigger};
 
 /// Counter of deliveries, labelled `source`, `outcome` and `status`.
 pub const DELIVERIES_TOTAL: &str = "agent_trigger_deliveries_total";
@@ -90,6 +93,7 @@ impl DeliveryTelemetry {
             caller: None,
             delivery_id: None,
             action: None,
+            observation: None,
         }
     }
 
@@ -149,11 +153,102 @@ pub(crate) struct DeliveryRecord {
     caller: Option<Caller>,
     delivery_id: Option<String>,
     action: Option<String>,
+    /// What the deliveries log gets; only when the service has an observer.
+    observation: Option<Box<Observation>>,
+}
+
+/// A delivery's record for the deliveries log, filled in as the pipeline learns it.
+struct Observation {
+    observer: Arc<dyn DeliveryObserver>,
+    id: Uuid,
+    received_at: SystemTime,
+    started: Instant,
+    /// Set once the request reached a trigger its caller may see: only then is it logged.
+    record: Option<LoggedDelivery>,
+}
+
+impl std::fmt::Debug for Observation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observation")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeliveryRecord {
+    /// The record will be handed to `observer` once the answer is known.
+    pub(crate) fn observed_by(&mut self, observer: &Arc<dyn DeliveryObserver>) {
+        self.observation = Some(Box::new(Observation {
+            observer: Arc::clone(observer),
+            id: Uuid::now_v7(),
+            received_at: SystemTime::now(),
+            started: Instant::now(),
+            record: None,
+        }));
+    }
+
+    /// The request reached `trigger`, which its caller may see: it goes into the log, with
+    /// its headers redacted.
+    pub(crate) fn reached(&mut self, trigger: &Trigger, headers: &HeaderMap) {
+        let Some(observation) = self.observation.as_deref_mut() else {
+            return;
+        };
+        let own_signature = trigger.signature().map(|scheme| scheme.signature_header());
+        let mut record = LoggedDelivery::new(
+            trigger.id(),
+            trigger.shared_tenant(),
+            trigger.source(),
+            0,
+            "",
+        );
+        record.id = observation.id;
+        record.received_at = observation.received_at;
+        record.headers = deliveries::redacted_headers(headers, own_signature);
+        observation.record = Some(record);
+    }
+
+    /// The body as received: its size always, the bytes themselves only when `authenticated`.
+    pub(crate) fn body(&mut self, body: &Bytes, authenticated: bool) {
+        if let Some(record) = self.logged() {
+            record.body_bytes = body.len() as u64;
+            if authenticated {
+                record.body = Some(body.clone());
+            }
+        }
+    }
+
+    fn logged(&mut self) -> Option<&mut LoggedDelivery> {
+        self.observation.as_deref_mut()?.record.as_mut()
+    }
+
+    /// Hands the record to the observer with its answer; nothing when the request never
+    /// reached a trigger its caller may see.
+    pub(crate) fn observe(&mut self, answer: &Answer) {
+        let Some(observation) = self.observation.take() else {
+            return;
+        };
+        let Observation {
+            observer,
+            started,
+            record,
+            ..
+        } = *observation;
+        let Some(mut record) = record else {
+            return;
+        };
+        record.status = answer.status().as_u16();
+        record.outcome = answer.outcome().into();
+        record.reason = answer.reason();
+        record.execution_id = answer.execution_id().cloned();
+        record.duration = started.elapsed();
+        observer.observe(record);
+    }
+
     /// Names the caller: the key's or the secret's id, never the secret.
     pub(crate) fn caller(&mut self, caller: &Caller) {
+        if let Some(record) = self.logged() {
+            record.caller = Some(caller.clone());
+        }
         // A disabled span is left alone: recording into it would still cost a trip through
         // `tracing`'s `log` bridge, for nobody.
         if self.flat {
@@ -166,6 +261,10 @@ impl DeliveryRecord {
 
     /// What the delivery is about, once the body is read.
     pub(crate) fn event(&mut self, delivery_id: Option<&str>, action: Option<&str>) {
+        if let Some(record) = self.logged() {
+            record.delivery_id = delivery_id.map(str::to_owned);
+            record.action = action.map(str::to_owned);
+        }
         if self.flat {
             self.delivery_id = delivery_id.map(str::to_owned);
             self.action = action.map(str::to_owned);

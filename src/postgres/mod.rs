@@ -57,6 +57,7 @@
 //! ```
 
 mod batch;
+mod deliveries;
 mod executions;
 mod keys;
 mod leases;
@@ -76,6 +77,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
+
+pub use self::deliveries::LOG_QUEUE_CAPACITY;
+use self::deliveries::LogQueue;
 
 use crate::StoreError;
 use crate::memory::MemoryKeyStore;
@@ -213,6 +217,8 @@ struct Inner {
     /// When debouncing executions that deliveries to this instance kept become due (the
     /// other instances' workers find them at their next poll).
     due: Arc<crate::queue::DueTimes>,
+    /// The deliveries log's records on their way to its writer.
+    log: LogQueue,
     /// The batcher first, then the tasks that hold the store weakly.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -308,7 +314,11 @@ impl PostgresStore {
             format!("{schema}:work"),
             options.batches_in_flight,
         ));
+        // The log's writer ends once the store (the queue's sender) is dropped.
+        let (log, log_writer) = LogQueue::start(pool.clone());
+        tokio::spawn(log_writer);
         let inner = Arc::new(Inner {
+            log,
             pool,
             schema,
             lease: options.lease,

@@ -132,6 +132,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX executions_running_key ON executions (trigger_id, concurrency_key)
         WHERE concurrency_key IS NOT NULL AND status = 'running';
     ",
+    // 7: the deliveries log, one row per answered request that reached a trigger its caller
+    // may see; bounded per trigger, so it is read newest first by trigger (and by tenant).
+    "
+    CREATE TABLE deliveries (
+        id            uuid PRIMARY KEY,     -- UUID v7: ordered by arrival
+        trigger_id    uuid NOT NULL,
+        tenant        text NOT NULL,
+        source        text NOT NULL,
+        received_at   timestamptz NOT NULL,
+        status        integer NOT NULL,
+        outcome       text NOT NULL,
+        reason        text NOT NULL,
+        caller_kind   text,                 -- 'key', 'signature', or NULL: none yet
+        caller_id     text,
+        caller_tenant text,
+        execution_id  text,
+        delivery_id   text,
+        action        text,
+        body_bytes    bigint NOT NULL,
+        duration_us   bigint NOT NULL,
+        headers       text NOT NULL,        -- JSON array of [name, value], redacted
+        body          bytea                 -- only when the request was authenticated
+    );
+    CREATE INDEX deliveries_by_tenant ON deliveries (tenant, id);
+    CREATE INDEX deliveries_by_trigger ON deliveries (trigger_id, id);
+    CREATE INDEX deliveries_refused_by_trigger ON deliveries (trigger_id, id)
+        WHERE status BETWEEN 400 AND 499;
+    CREATE INDEX deliveries_by_received ON deliveries (received_at);
+    ",
 ];
 
 /// The schema version this build writes.

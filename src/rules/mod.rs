@@ -380,6 +380,12 @@ const HIDDEN_HEADERS: &[&str] = &[
     "x-signature-ed25519",
 ];
 
+/// Whether a header carries a credential or a signature: the rules never see it and the
+/// deliveries log keeps it redacted.
+pub(crate) fn is_hidden_header(name: &str) -> bool {
+    HIDDEN_HEADERS.contains(&name)
+}
+
 /// What the rules know of a delivery besides its body.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts<'a> {
@@ -397,7 +403,7 @@ impl<'a> Facts<'a> {
         let (headers, own_signature) = (self.headers, self.signature_header);
         headers
             .keys()
-            .filter(|name| !HIDDEN_HEADERS.contains(&name.as_str()))
+            .filter(|name| !is_hidden_header(name.as_str()))
             .filter(move |name| own_signature != Some(name.as_str()))
             .map(move |name| {
                 let mut joined = String::new();

@@ -53,7 +53,7 @@ impl Future for ResponseFuture {
             State::Ready(response) => response.take().expect("polled after completion"),
             State::Running(pipeline, telemetry) => {
                 let _entered = telemetry.enter();
-                let (answer, headers, record) =
+                let (answer, headers, mut record) =
                     match catch_unwind(AssertUnwindSafe(|| pipeline.as_mut().poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(finished)) => finished,
@@ -69,7 +69,10 @@ impl Future for ResponseFuture {
                     };
                 // The answer stands even if a subscriber or recorder panics on the record: the
                 // delivery may already have started an execution.
-                let _ = catch_unwind(AssertUnwindSafe(|| telemetry.finish(&answer, &record)));
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    telemetry.finish(&answer, &record);
+                    record.observe(&answer);
+                }));
                 answer.into_response(headers)
             }
         };

@@ -50,10 +50,11 @@ use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 use self::pipeline::{Routing, Settings, Shared};
+use crate::deliveries::DeliveryObserver;
 use crate::response::{Answer, ResponseBody};
 use crate::route::Prefix;
 use crate::telemetry::DeliveryTelemetry;
-use crate::{BoxError, ExecutionSink, KeyStore};
+use crate::{ApiKeyRecord, BoxError, ExecutionSink, KeyStore};
 
 /// The default path prefix.
 pub const DEFAULT_PREFIX: &str = "/api/trigger";
@@ -108,6 +109,7 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
                 backend_timeout: DEFAULT_BACKEND_TIMEOUT,
                 retry_after: DEFAULT_RETRY_AFTER,
             },
+            observer: None,
         }
     }
 
@@ -140,31 +142,108 @@ impl<E: ExecutionSink, A: KeyStore> TriggerService<E, A> {
                 request.into_parts().0.headers,
             )),
             Routing::Deliver { source, trigger_id } => {
-                let shared = Arc::clone(&self.shared);
-                // Only the headers are read from here on, and the extensions are handed to the
-                // sink; the rest of the request head is dropped now rather than carried in the
-                // future.
-                let (parts, body) = request.into_parts();
-                // The query is kept only where a scheme may sign the URL.
-                let target = if source.takes_any_scheme() {
-                    parts.uri.into_parts().path_and_query
-                } else {
-                    None
-                };
-                let telemetry = DeliveryTelemetry::start(source, trigger_id);
-                let pipeline = pipeline::accept(
-                    shared,
-                    parts.headers,
-                    parts.extensions,
-                    target,
-                    body,
-                    source,
-                    trigger_id,
-                    telemetry.record(),
-                );
-                Dispatch::Ours(ResponseFuture::running(Box::pin(pipeline), telemetry))
+                Dispatch::Ours(self.deliver(request, source, trigger_id, None))
             }
         }
+    }
+
+    /// Runs `request`, a `POST` to this service's route, as a new delivery of `key`: no
+    /// credentials are read, no signature is checked and no delivery id is taken, so it is
+    /// never taken for a repeat of an earlier one. The caller has checked that `key` may do
+    /// this (the standalone server: the `operate` right, to redeliver a logged delivery); the
+    /// trigger must be of the key's tenant and within its scope, or the answer is `404`. It
+    /// counts against the trigger's rate, and is answered and observed as the endpoint would.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
+    /// use agent_trigger::{ApiKeyRecord, Source, Trigger, TriggerService};
+    /// use http::{Request, StatusCode};
+    /// use http_body_util::Full;
+    /// use uuid::Uuid;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let trigger_id = Uuid::now_v7();
+    /// let store = MemoryKeyStore::new().with_trigger(Trigger::new(trigger_id, "acme", Source::Jira));
+    /// let (sink, mut executions) = ChannelSink::new(8);
+    /// let service = TriggerService::new(sink, store);
+    /// let operator = Arc::new(ApiKeyRecord::new("ops", "acme"));
+    /// let request = Request::post(format!("/api/trigger/jira/{trigger_id}"))
+    ///     .header("content-type", "application/json")
+    ///     .header("x-atlassian-webhook-identifier", "delivery-1")
+    ///     .body(Full::new(bytes::Bytes::from_static(br#"{"webhookEvent":"jira:issue_created"}"#)))
+    ///     .unwrap();
+    /// let response = service.deliver_as(operator, request).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::OK);
+    /// let execution = executions.recv().await.unwrap();
+    /// assert_eq!(execution.delivery.delivery_id, None);
+    /// # }
+    /// ```
+    pub fn deliver_as<B>(&self, key: Arc<ApiKeyRecord>, request: Request<B>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match pipeline::route(
+            &self.shared.settings,
+            request.method(),
+            request.uri().path(),
+        ) {
+            Routing::Elsewhere => {
+                ResponseFuture::ready(Answer::NotFound, request.into_parts().0.headers)
+            }
+            Routing::Answer(answer) => {
+                ResponseFuture::ready(answer, request.into_parts().0.headers)
+            }
+            Routing::Deliver { source, trigger_id } => {
+                self.deliver(request, source, trigger_id, Some(key))
+            }
+        }
+    }
+
+    /// The pipeline from *credentials* on, for a request routed to `trigger_id`.
+    fn deliver<B>(
+        &self,
+        request: Request<B>,
+        source: crate::Source,
+        trigger_id: uuid::Uuid,
+        operator: Option<Arc<ApiKeyRecord>>,
+    ) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let shared = Arc::clone(&self.shared);
+        // Only the headers are read from here on, and the extensions are handed to the
+        // sink; the rest of the request head is dropped now rather than carried in the
+        // future.
+        let (parts, body) = request.into_parts();
+        // The query is kept only where a scheme may sign the URL.
+        let target = if source.takes_any_scheme() {
+            parts.uri.into_parts().path_and_query
+        } else {
+            None
+        };
+        let telemetry = DeliveryTelemetry::start(source, trigger_id);
+        let mut record = telemetry.record();
+        if let Some(observer) = &self.shared.observer {
+            record.observed_by(observer);
+        }
+        let pipeline = pipeline::accept(
+            shared,
+            parts.headers,
+            parts.extensions,
+            target,
+            body,
+            source,
+            trigger_id,
+            record,
+            operator,
+        );
+        ResponseFuture::running(Box::pin(pipeline), telemetry)
     }
 }
 
@@ -220,6 +299,7 @@ pub struct TriggerServiceBuilder<E, A> {
     sink: E,
     store: A,
     settings: Settings,
+    observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 impl<E: ExecutionSink, A: KeyStore> TriggerServiceBuilder<E, A> {
@@ -251,6 +331,14 @@ impl<E: ExecutionSink, A: KeyStore> TriggerServiceBuilder<E, A> {
         self
     }
 
+    /// Tells `observer` of each delivery that reached a trigger its caller may see, once it
+    /// is answered: the deliveries log (see [`deliveries`](crate::deliveries) for an example).
+    /// None by default, and then no record is built.
+    pub fn observer(mut self, observer: impl DeliveryObserver) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// The service.
     pub fn build(self) -> TriggerService<E, A> {
         TriggerService {
@@ -258,6 +346,7 @@ impl<E: ExecutionSink, A: KeyStore> TriggerServiceBuilder<E, A> {
                 sink: self.sink,
                 store: self.store,
                 settings: self.settings,
+                observer: self.observer,
             }),
         }
     }
@@ -267,6 +356,7 @@ impl<E, A> fmt::Debug for TriggerServiceBuilder<E, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TriggerServiceBuilder")
             .field("settings", &self.settings)
+            .field("observer", &self.observer.is_some())
             .finish_non_exhaustive()
     }
 }

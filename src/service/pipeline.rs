@@ -15,7 +15,8 @@ use http_body::Body;
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, BodyKind};
-use crate::credentials::{self, Credentials, CredentialsError};
+use crate::credentials::{self, CredentialsError};
+use crate::deliveries::DeliveryObserver;
 use crate::event::{Event, Handshake};
 use crate::json;
 use crate::key::is_well_formed_token;
@@ -26,8 +27,8 @@ use crate::signature::{Presented, RequestUrl, SignatureError};
 use crate::source::{Envelope, Source, SourceSpec};
 use crate::telemetry::DeliveryRecord;
 use crate::{
-    BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome, SinkError, StoreError,
-    Trigger,
+    ApiKeyRecord, BoxError, Caller, Delivery, ExecutionSink, KeyDigest, KeyStore, Outcome,
+    SinkError, StoreError, Trigger,
 };
 
 /// What the service was configured with.
@@ -40,11 +41,12 @@ pub(crate) struct Settings {
 }
 
 /// Everything a request needs, shared by all clones of the service.
-#[derive(Debug)]
 pub(crate) struct Shared<E, A> {
     pub(crate) sink: E,
     pub(crate) store: A,
     pub(crate) settings: Settings,
+    /// Told of each delivery that reached a trigger its caller may see.
+    pub(crate) observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 /// The outcome of the steps that need no I/O.
@@ -75,6 +77,8 @@ pub(crate) fn route(settings: &Settings, method: &Method, path: &str) -> Routing
 /// The remaining steps, from *credentials* to *sink*, and the answer with the request's header
 /// map, emptied by the response it is written into, and the delivery's record for its log line.
 /// `target` is the request's path and query, kept for the schemes that sign the URL.
+/// `operator` is a key that already holds the right to redeliver: the request is its delivery,
+/// with no credentials read, no signature checked and no delivery id taken.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would copy its arguments into its future a second time"
@@ -92,6 +96,7 @@ pub(crate) fn accept<E, A, B>(
     source: Source,
     trigger_id: Uuid,
     record: DeliveryRecord,
+    operator: Option<Arc<ApiKeyRecord>>,
 ) -> impl Future<Output = (Answer, HeaderMap, DeliveryRecord)>
 where
     E: ExecutionSink,
@@ -106,6 +111,7 @@ where
             query: target.as_ref().and_then(PathAndQuery::query),
             source,
             trigger_id,
+            operator,
         };
         let mut record = record;
         let answer = match steps(&shared, request, body, &mut record).await {
@@ -140,37 +146,57 @@ where
             query,
             source,
             trigger_id,
+            operator,
         } = request;
         let limit = shared.settings.body_limit;
         let received_at = SystemTime::now();
+        let redelivery = operator.is_some();
 
         // credentials
-        let credentials = credentials::extract(headers, source).map_err(|error| match error {
-            CredentialsError::Missing => Answer::MissingCredentials,
-            CredentialsError::Signature(reason) => Answer::Signature(reason),
-        })?;
+        let credentials = match &operator {
+            Some(key) => Credentials::Operator(key),
+            None => credentials::extract(headers, source)
+                .map_err(|error| match error {
+                    CredentialsError::Missing => Answer::MissingCredentials,
+                    CredentialsError::Signature(reason) => Answer::Signature(reason),
+                })?
+                .into(),
+        };
 
         // API key, trigger, then size and content type from the headers. A signed request is
         // checked in the other order, so that an unknown trigger and a known one answer alike.
         let (trigger, mut pending, kind) = match credentials {
-            Credentials::Bearer(token) => {
+            Credentials::Operator(key) => {
+                let (trigger, caller) = operator_trigger(shared, key, source, trigger_id).await?;
+                record.reached(&trigger, headers);
+                record.caller(&caller);
+                let kind = check_headers(headers, limit, trigger.spec().accepts_form())?;
+                trigger.admit().map_err(Answer::TooManyRequests)?;
+                (trigger, Authentication::ByKey(caller), kind)
+            }
+            Credentials::Request(credentials::Credentials::Bearer(token)) => {
                 let (trigger, caller) =
                     authorize_key(shared, token, source, trigger_id, received_at).await?;
+                record.reached(&trigger, headers);
                 record.caller(&caller);
                 let kind = check_headers(headers, limit, trigger.spec().accepts_form())?;
                 // rate: a key holder's delivery counts now, before its body is read
                 trigger.admit().map_err(Answer::TooManyRequests)?;
                 (trigger, Authentication::ByKey(caller), kind)
             }
-            Credentials::Signature(presented) => {
+            Credentials::Request(credentials::Credentials::Signature(presented)) => {
                 let kind = check_headers(headers, limit, source.spec().accepts_form())?;
-                let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
+                let trigger =
+                    signed_trigger(shared, source, trigger_id, received_at, headers, record)
+                        .await?;
                 (trigger, Authentication::PendingSignature(presented), kind)
             }
-            Credentials::TriggerSignature => {
+            Credentials::Request(credentials::Credentials::TriggerSignature) => {
                 // Only what is the same for every scheme: any scheme may post JSON or a form.
                 let kind = check_headers(headers, limit, true)?;
-                let trigger = signed_trigger(shared, source, trigger_id, received_at).await?;
+                let trigger =
+                    signed_trigger(shared, source, trigger_id, received_at, headers, record)
+                        .await?;
                 (trigger, Authentication::PendingTriggerSignature, kind)
             }
         };
@@ -191,8 +217,12 @@ where
 
         // signature
         let (caller, signature) = match pending {
-            Authentication::ByKey(caller) => (caller, None),
+            Authentication::ByKey(caller) => {
+                record.body(&raw, true);
+                (caller, None)
+            }
             Authentication::PendingSignature(presented) => {
+                record.body(&raw, false);
                 let url = RequestUrl {
                     base: trigger.public_url(),
                     query,
@@ -211,6 +241,7 @@ where
                     secret_id: verified.secret.shared_id(),
                 };
                 record.caller(&caller);
+                record.body(&raw, true);
                 (caller, Some(verified))
             }
             Authentication::PendingTriggerSignature => unreachable!("parsed above"),
@@ -223,7 +254,11 @@ where
         // JSON, and a timestamp signed in the body (Linear's), read in the same pass; a trigger
         // with rules reads the body as values, so no object may hold a key twice
         let rules = trigger.rules();
-        let (input, event) = decode(spec, headers, kind, raw, rules.is_some())?;
+        let (input, mut event) = decode(spec, headers, kind, raw, rules.is_some())?;
+        if redelivery {
+            // A new delivery, never a replay of the one it repeats.
+            event.delivery_id = None;
+        }
         record.event(event.delivery_id.as_deref(), event.action.as_deref());
         if let Some(verified) = &signature {
             verified
@@ -325,6 +360,20 @@ struct RequestHead<'h> {
     query: Option<&'h str>,
     source: Source,
     trigger_id: Uuid,
+    /// The key a redelivery runs as.
+    operator: Option<Arc<ApiKeyRecord>>,
+}
+
+/// The request's credentials, or the operator a redelivery runs as.
+enum Credentials<'h> {
+    Request(credentials::Credentials<'h>),
+    Operator(&'h ApiKeyRecord),
+}
+
+impl<'h> From<credentials::Credentials<'h>> for Credentials<'h> {
+    fn from(credentials: credentials::Credentials<'h>) -> Self {
+        Credentials::Request(credentials)
+    }
 }
 
 /// Who the caller is, or what is left to check once the body is read.
@@ -376,19 +425,52 @@ async fn authorize_key<E, A: KeyStore>(
     Ok((trigger, caller))
 }
 
+/// Step *trigger* for a redelivery: the operator's trigger, as [`authorize_key`] finds it but
+/// without the right to invoke (the operator's right to redeliver was checked).
+async fn operator_trigger<E, A: KeyStore>(
+    shared: &Shared<E, A>,
+    key: &ApiKeyRecord,
+    source: Source,
+    trigger_id: Uuid,
+) -> Result<(Arc<Trigger>, Caller), Answer> {
+    let trigger = within_deadline(&shared.settings, pin!(shared.store.trigger(trigger_id)))
+        .await?
+        .map_err(|error| internal("key store", &error))?
+        .filter(|trigger| {
+            trigger.source() == source
+                && trigger.tenant() == key.tenant()
+                && key.scope().includes(trigger_id)
+        })
+        .ok_or(Answer::TriggerNotFound)?;
+    let caller = Caller::ApiKey {
+        key_id: key.shared_id(),
+        tenant: key.shared_tenant(),
+    };
+    Ok((trigger, caller))
+}
+
 /// Step *trigger* for a signed request: an unknown trigger, one of another source, or one
-/// without an active secret gets the very answer a wrong signature gets.
+/// without an active secret gets the very answer a wrong signature gets. A trigger that exists
+/// is in the deliveries log whatever the signature's result.
 async fn signed_trigger<E, A: KeyStore>(
     shared: &Shared<E, A>,
     source: Source,
     trigger_id: Uuid,
     now: SystemTime,
+    headers: &HeaderMap,
+    record: &mut DeliveryRecord,
 ) -> Result<Arc<Trigger>, Answer> {
-    within_deadline(&shared.settings, pin!(shared.store.trigger(trigger_id)))
+    let trigger = within_deadline(&shared.settings, pin!(shared.store.trigger(trigger_id)))
         .await?
         .map_err(|error| store_answer(&shared.settings, &error))?
-        .filter(|trigger| trigger.source() == source && trigger.has_active_secret(now))
-        .ok_or(Answer::Signature(SignatureError::Mismatch))
+        .filter(|trigger| trigger.source() == source)
+        .ok_or(Answer::Signature(SignatureError::Mismatch))?;
+    record.reached(&trigger, headers);
+    if trigger.has_active_secret(now) {
+        Ok(trigger)
+    } else {
+        Err(Answer::Signature(SignatureError::Mismatch))
+    }
 }
 
 /// Steps *size* (a declared `Content-Length`) and *content type*, from the headers alone.

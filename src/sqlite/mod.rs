@@ -44,6 +44,7 @@
 //! ```
 
 mod codec;
+mod deliveries;
 mod executions;
 mod keys;
 mod schema;
@@ -60,6 +61,8 @@ use tokio::sync::mpsc::{self, Sender};
 use tokio::sync::{Notify, oneshot};
 
 use self::codec::unix_millis;
+pub use self::deliveries::LOG_QUEUE_CAPACITY;
+use self::deliveries::{LogQueue, LogWriter};
 use self::keys::load_keys_and_triggers;
 use self::thread::Command;
 use crate::StoreError;
@@ -92,6 +95,8 @@ struct Inner {
     /// When debouncing executions become due.
     due: Arc<crate::queue::DueTimes>,
     interrupted_on_open: usize,
+    /// The deliveries log's records on their way to the thread.
+    log: Arc<LogQueue>,
 }
 
 impl SqliteStore {
@@ -128,6 +133,8 @@ impl SqliteStore {
         let thread_replaced = Arc::clone(&replaced);
         let due = Arc::new(crate::queue::DueTimes::default());
         let thread_due = Arc::clone(&due);
+        let log = Arc::new(LogQueue::default());
+        let writer = LogWriter::new(Arc::clone(&log));
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
             .spawn(move || {
@@ -137,6 +144,7 @@ impl SqliteStore {
                     thread_work,
                     thread_replaced,
                     thread_due,
+                    writer,
                 )
             })
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
@@ -150,6 +158,7 @@ impl SqliteStore {
                 replaced,
                 due,
                 interrupted_on_open,
+                log,
             }),
         })
     }

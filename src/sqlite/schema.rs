@@ -145,6 +145,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX executions_running_key ON executions (trigger_id, concurrency_key)
         WHERE concurrency_key IS NOT NULL AND status = 'running';
     ",
+    // 13: the deliveries log, one row per answered request that reached a trigger its caller
+    // may see; bounded per trigger, so it is read newest first by trigger (and by tenant).
+    "
+    CREATE TABLE deliveries (
+        id            TEXT NOT NULL PRIMARY KEY,   -- UUID v7: ordered by arrival
+        trigger_id    TEXT NOT NULL,
+        tenant        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        received_at   INTEGER NOT NULL,
+        status        INTEGER NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        caller_kind   TEXT,                        -- 'key', 'signature', or NULL: none yet
+        caller_id     TEXT,
+        caller_tenant TEXT,
+        execution_id  TEXT,
+        delivery_id   TEXT,
+        action        TEXT,
+        body_bytes    INTEGER NOT NULL,
+        duration_us   INTEGER NOT NULL,
+        headers       TEXT NOT NULL,               -- JSON array of [name, value], redacted
+        body          BLOB                         -- only when the request was authenticated
+    ) STRICT;
+    CREATE INDEX deliveries_by_tenant ON deliveries (tenant, id);
+    CREATE INDEX deliveries_by_trigger ON deliveries (trigger_id, id);
+    CREATE INDEX deliveries_refused_by_trigger ON deliveries (trigger_id, id)
+        WHERE status BETWEEN 400 AND 499;
+    CREATE INDEX deliveries_by_received ON deliveries (received_at);
+    ",
 ];
 
 /// The schema version this build writes.

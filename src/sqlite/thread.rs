@@ -11,6 +11,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::{from_unix_millis, unix_millis};
+use super::deliveries::LogWriter;
 use super::{FULL_RETRY_AFTER, is_unavailable};
 use crate::concurrency::{OnBusy, Subject};
 use crate::queue::DueTimes;
@@ -32,6 +33,8 @@ pub(super) enum Command {
     },
     /// Anything else, run on the thread's connection in order.
     Call(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Records wait in the deliveries log's queue.
+    FlushLog,
 }
 
 /// Runs until every sender is gone, then finishes what was sent.
@@ -41,10 +44,12 @@ pub(super) fn run(
     work: Arc<Notify>,
     replaced: Arc<Replaced>,
     due: Arc<DueTimes>,
+    mut log: LogWriter,
 ) {
     while let Some(command) = commands.blocking_recv() {
         match command {
             Command::Call(call) => call(&mut connection),
+            Command::FlushLog => {}
             Command::Submit { delivery, reply } => {
                 // Group commit: a request worker woke this thread with the first delivery and
                 // may be about to send more. Letting it run first (when it shares this core)
@@ -61,15 +66,24 @@ pub(super) fn run(
                             next_call = Some(call);
                             break;
                         }
+                        // The group's transaction takes the log along.
+                        Ok(Command::FlushLog) => {}
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                commit_group(&mut connection, group, &work, &replaced, &due);
+                commit_group(&mut connection, group, &work, &replaced, &due, &mut log);
                 if let Some(call) = next_call {
                     call(&mut connection);
                 }
             }
         }
+        // The log waits while more work does: the next group's transaction takes it along.
+        if commands.is_empty() && log.has_waiting() {
+            log.write_alone(&mut connection);
+        }
+    }
+    if log.has_waiting() {
+        log.write_alone(&mut connection);
     }
 }
 
@@ -83,8 +97,9 @@ fn commit_group(
     work: &Notify,
     replaced: &Replaced,
     due: &DueTimes,
+    log: &mut LogWriter,
 ) {
-    match insert_group(connection, &group) {
+    match insert_group(connection, &group, log) {
         Ok((outcomes, to_end, due_at)) => {
             let moved = !due_at.is_empty();
             for at in due_at {
@@ -171,9 +186,13 @@ type Kept = (Vec<Option<Outcome>>, Vec<String>, Vec<i64>);
 /// sender will retry it, and keeping it too would run it twice. A delivery with a subject is
 /// decided here too, in the same transaction: earlier deliveries of the group are visible to
 /// later ones, so a burst is decided exactly as if its deliveries came one by one.
-fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::Result<Kept> {
+fn insert_group(
+    connection: &mut Connection,
+    group: &[Submission],
+    log: &mut LogWriter,
+) -> rusqlite::Result<Kept> {
     // Waits here for the write lock, which another connection may hold for a while.
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     let mut to_end = Vec::new();
     let mut due_at = Vec::new();
@@ -282,6 +301,7 @@ fn insert_group(connection: &mut Connection, group: &[Submission]) -> rusqlite::
             outcomes.push(Some(Outcome::Started(id)));
         }
     }
+    log.write_within(&mut transaction);
     transaction.commit()?;
     Ok((outcomes, to_end, due_at))
 }

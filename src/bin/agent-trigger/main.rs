@@ -26,6 +26,7 @@ mod listener;
 mod log_format;
 mod logging;
 mod offline;
+mod page;
 mod reload;
 mod retention;
 mod server;

@@ -80,6 +80,7 @@ async fn reload<S: ConfiguredStore>(store: &S, file: &Path, started: &Startup) {
         config.reloadable.keys.len(),
         config.reloadable.triggers.len(),
     );
+    store.set_log_limits(config.reloadable.log_limits);
     match store
         .replace_keys_and_triggers(config.reloadable.keys, config.reloadable.triggers)
         .await

@@ -62,6 +62,7 @@ async fn serve_on<S: ConfiguredStore>(
             "these keys may invoke, read and operate: give senders keys with can = [\"invoke\"]"
         );
     }
+    store.set_log_limits(reloadable.log_limits);
     store
         .replace_keys_and_triggers(reloadable.keys, reloadable.triggers)
         .await?;
@@ -93,6 +94,7 @@ pub async fn serve<S: Backend>(
 ) -> Result<(), Error> {
     let triggers = TriggerService::builder(store.clone(), store.clone())
         .body_limit(startup.body_limit)
+        .observer(store.clone())
         .build();
     let listen = startup.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -116,6 +118,7 @@ pub async fn serve<S: Backend>(
     let api = api::Api {
         store: store.clone(),
         running,
+        triggers: triggers.clone(),
     };
     listener::accept_until(
         listener,

@@ -4,16 +4,32 @@
 //! opened and written.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use agent_trigger::deliveries::DeliveryLog;
 use agent_trigger::postgres::PostgresStore;
 use agent_trigger::queue::ExecutionQueue;
 use agent_trigger::sqlite::SqliteStore;
 use agent_trigger::{ApiKeyRecord, KeyDigest, KeyStore, StoreError, Trigger};
 
-/// A store the routes, workers and retention share: keys and triggers, and the execution queue.
-pub trait Backend: KeyStore + ExecutionQueue + Clone {}
+/// A store the routes, workers and retention share: keys and triggers, the execution queue
+/// and the deliveries log.
+pub trait Backend: KeyStore + ExecutionQueue + DeliveryLog + Clone {
+    /// Every trigger the store serves now.
+    fn all_triggers(&self) -> Vec<Arc<Trigger>>;
+}
 
-impl<S: KeyStore + ExecutionQueue + Clone> Backend for S {}
+impl Backend for SqliteStore {
+    fn all_triggers(&self) -> Vec<Arc<Trigger>> {
+        self.triggers()
+    }
+}
+
+impl Backend for PostgresStore {
+    fn all_triggers(&self) -> Vec<Arc<Trigger>> {
+        self.triggers()
+    }
+}
 
 /// A backend whose keys and triggers the configuration writes.
 pub trait ConfiguredStore: Backend {
@@ -38,7 +54,7 @@ impl ConfiguredStore for SqliteStore {
     }
 
     fn trigger_count(&self) -> usize {
-        self.triggers().len()
+        self.all_triggers().len()
     }
 }
 
@@ -52,6 +68,6 @@ impl ConfiguredStore for PostgresStore {
     }
 
     fn trigger_count(&self) -> usize {
-        self.triggers().len()
+        self.all_triggers().len()
     }
 }

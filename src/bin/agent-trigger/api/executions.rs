@@ -161,7 +161,7 @@ pub async fn list<S: Backend>(
 }
 
 /// The triggers a list may show: `None` for all of the tenant's.
-fn visible_triggers(key: &ApiKeyRecord, asked: Option<Uuid>) -> Option<Vec<Uuid>> {
+pub fn visible_triggers(key: &ApiKeyRecord, asked: Option<Uuid>) -> Option<Vec<Uuid>> {
     match (key.scope(), asked) {
         (KeyScope::Tenant, None) => None,
         (scope, Some(trigger)) => Some(if scope.includes(trigger) {

@@ -1,10 +1,11 @@
-//! The server's routes: the trigger endpoint, the executions API, the OpenAPI document, the
-//! health check and the metrics, behind the server's limits.
+//! The server's routes: the trigger endpoint, the executions, deliveries and triggers APIs,
+//! the OpenAPI document, the health check, the metrics and the page, behind the server's limits.
 //!
 //! A route is a handler in the file of its resource, one `.route` line below, and its paths in
 //! `openapi.json`. Handlers take the caller's key as [`extract::Authorized`] and their query as
 //! [`extract::ApiQuery`].
 
+mod deliveries;
 mod executions;
 mod extract;
 mod health;
@@ -13,6 +14,7 @@ mod prometheus;
 mod refusal;
 mod respond;
 mod state;
+mod triggers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,7 +61,15 @@ pub fn app<S: Backend>(
             "/api/executions/{execution_id}/replay",
             post(executions::replay::<S>),
         )
+        .route("/api/deliveries", get(deliveries::list::<S>))
+        .route("/api/deliveries/{delivery_id}", get(deliveries::show::<S>))
+        .route(
+            "/api/deliveries/{delivery_id}/redeliver",
+            post(deliveries::redeliver::<S>),
+        )
+        .route("/api/triggers", get(triggers::list::<S>))
         .route("/api/openapi.json", get(openapi::openapi))
+        .merge(crate::page::routes())
         .route("/healthz", get(health::healthz::<S>))
         .route(
             "/metrics",

@@ -62,6 +62,10 @@ mod tests {
             "/api/executions/{executionId}",
             "/api/executions/{executionId}/cancel",
             "/api/executions/{executionId}/replay",
+            "/api/deliveries",
+            "/api/deliveries/{deliveryId}",
+            "/api/deliveries/{deliveryId}/redeliver",
+            "/api/triggers",
             "/healthz",
             "/metrics",
         ] {

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub database: Option<Spanned<String>>,
     pub body_limit_bytes: Option<Spanned<u64>>,
     pub retention_days: Option<Spanned<u64>>,
+    /// How many deliveries log records each trigger keeps.
+    pub delivery_log_max: Option<Spanned<u64>>,
     pub limits: Option<RawLimits>,
     pub executor: Option<RawExecutor>,
     #[serde(default)]
@@ -79,6 +81,8 @@ pub struct RawTrigger {
     /// `N/s`, `N/min` or `N/h`.
     pub rate_limit: Option<Spanned<String>>,
     pub max_running: Option<Spanned<u32>>,
+    /// This trigger's bound on its deliveries log records.
+    pub delivery_log_max: Option<Spanned<u64>>,
     /// A `webhook` trigger's sender: a preset's name, or a table (see `SignatureScheme`).
     pub signature: Option<Spanned<toml::Value>>,
     /// The URL the sender was given, for the schemes that sign it.

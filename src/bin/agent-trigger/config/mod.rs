@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use agent_trigger::deliveries::LogLimits;
 use agent_trigger::{ApiKeyRecord, KeyDigest, Trigger};
 
 pub use self::database::{DEFAULT_DATABASE, Database};
@@ -86,6 +87,8 @@ impl Startup {
 pub struct Reloadable {
     pub keys: Vec<(KeyDigest, ApiKeyRecord)>,
     pub triggers: Vec<Trigger>,
+    /// How many deliveries log records each trigger keeps.
+    pub log_limits: LogLimits,
     /// Whether the file itself holds a secret (`value = "…"`): then it must stay out of the
     /// commands' reach.
     pub secrets_in_file: bool,
@@ -156,6 +159,11 @@ pub fn parse(
     let mut limits = limits::check(&locate, raw.limits.as_ref())?;
     environment::override_limits(&mut limits, env)?;
     let triggers = triggers::check(&locate, &raw.triggers, env)?;
+    let log_max = match &raw.delivery_log_max {
+        Some(max) => triggers::log_max(&locate, max)?,
+        None => agent_trigger::deliveries::DEFAULT_LOG_MAX,
+    };
+    let log_limits = triggers::log_limits(&locate, &raw.triggers, log_max)?;
     let keys = keys::check(&locate, &raw.keys, &triggers, env)?;
     let executor = raw
         .executor
@@ -174,6 +182,7 @@ pub fn parse(
         reloadable: Reloadable {
             keys,
             triggers,
+            log_limits,
             secrets_in_file: raw.holds_secret_values(),
             secret_variables: raw
                 .secret_variables()
@@ -473,6 +482,22 @@ value = "old secret"
     }
 
     #[test]
+    fn the_deliveries_log_bound_has_a_default_and_a_per_trigger_override() {
+        let text = "delivery_log_max = 500\n[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\ndelivery_log_max = 40\n";
+        let config = parse(Path::new("c.toml"), text, &|_| None).unwrap();
+        let limits = &config.reloadable.log_limits;
+        let trigger = uuid::Uuid::parse_str("6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11").unwrap();
+        assert_eq!(limits.max(trigger), 40);
+        assert_eq!(limits.refused_max(trigger), 4);
+        assert_eq!(limits.max(uuid::Uuid::nil()), 500);
+        let default = parse(Path::new("c.toml"), "", &|_| None).unwrap();
+        assert_eq!(
+            default.reloadable.log_limits.max(trigger),
+            agent_trigger::deliveries::DEFAULT_LOG_MAX
+        );
+    }
+
+    #[test]
     fn every_error_names_the_file_and_line() {
         let cases = [
             ("lissten = \"x\"", ":1:1: unknown field `lissten`"),
@@ -557,6 +582,14 @@ value = "old secret"
             (
                 "retention_days = 0",
                 ":1:18: retention_days must be from 1 to 36500",
+            ),
+            (
+                "delivery_log_max = 10000001",
+                ":1:20: delivery_log_max must be from 0 to 10000000",
+            ),
+            (
+                "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\ndelivery_log_max = -1",
+                ":5:20:",
             ),
             (
                 "[[triggers]]\nid = \"6f1c1c52-7a57-4f7e-9d43-8d2b8f1d0c11\"\ntenant = \"a\"\nsource = \"jira\"\nrate_limit = \"0/s\"",

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use agent_trigger::deliveries::LogLimits;
 use agent_trigger::{ActionAllowlist, SignatureScheme, SigningSecret, Source, Trigger};
 use uuid::Uuid;
 
@@ -114,6 +115,39 @@ pub fn check(
         triggers.push(trigger);
     }
     Ok(triggers)
+}
+
+/// The most records a trigger's deliveries log may keep (0: none).
+pub const MAX_LOG_MAX: u64 = 10_000_000;
+
+/// Each trigger's bound on its deliveries log: its own `delivery_log_max`, or `default`.
+pub fn log_limits(
+    locate: &Locator<'_>,
+    raw: &[RawTrigger],
+    default: usize,
+) -> Result<LogLimits, ConfigError> {
+    let mut limits = LogLimits::new(default);
+    for entry in raw {
+        if let Some(max) = &entry.delivery_log_max {
+            let id = parse_uuid(entry.id.get_ref()).ok_or_else(|| {
+                locate.at(&entry.id, "trigger id is not a hyphenated UUID".to_owned())
+            })?;
+            limits = limits.with_trigger(id, log_max(locate, max)?);
+        }
+    }
+    Ok(limits)
+}
+
+/// A `delivery_log_max`, checked.
+pub fn log_max(locate: &Locator<'_>, max: &toml::Spanned<u64>) -> Result<usize, ConfigError> {
+    if *max.get_ref() > MAX_LOG_MAX {
+        return Err(locate.at(
+            max,
+            format!("delivery_log_max must be from 0 to {MAX_LOG_MAX}"),
+        ));
+    }
+    // Within MAX_LOG_MAX, which every usize holds.
+    Ok(*max.get_ref() as usize)
 }
 
 /// A `webhook` trigger's `signature` (a preset's name or a table) and its `public_url`.
