@@ -229,9 +229,10 @@ impl LogLimits {
     }
 
     /// How many records a trigger gathers between two prunings: the bound is approximate by
-    /// at most this much.
+    /// at most this much (a tenth of it, at most 1 000). A pruning reads past the records it
+    /// keeps, so it runs in batches rather than per record.
     pub fn prune_every(&self, trigger: Uuid) -> usize {
-        (self.max(trigger) / 100).clamp(1, 100)
+        (self.max(trigger) / 10).clamp(1, 1000)
     }
 }
 
