@@ -237,10 +237,10 @@ impl ExecutionQueue for PostgresStore {
         let requeued = async {
             let client = self.client().await?;
             client
-            .execute(
-                // A cancel asked of the attempt that failed is not the next attempt's; a
-                // replaced execution is not tried again: its subject moved on.
-                "UPDATE executions
+                .execute(
+                    // A cancel asked of the attempt that failed is not the next attempt's; a
+                    // replaced execution is not tried again: its subject moved on.
+                    "UPDATE executions
                  SET status = CASE WHEN replaced_by IS NULL THEN 'queued' ELSE 'cancelled' END,
                      attempt = attempt + CASE WHEN replaced_by IS NULL THEN 1 ELSE 0 END,
                      not_before = $3, exit_code = $4, output_tail = $5, started_at = NULL,
@@ -248,16 +248,16 @@ impl ExecutionQueue for PostgresStore {
                      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
                      cancelled_by = NULL
                  WHERE id = $1 AND lease_owner = $2",
-                &[
-                    &id,
-                    &token,
-                    &not_before,
-                    &result.exit_code,
-                    &result.output_tail,
-                ],
-            )
-            .await
-            .map_err(database_error)
+                    &[
+                        &id,
+                        &token,
+                        &not_before,
+                        &result.exit_code,
+                        &result.output_tail,
+                    ],
+                )
+                .await
+                .map_err(database_error)
         }
         .await;
         self.release_unless_unavailable(id, requeued)?;
