@@ -264,6 +264,7 @@ impl Subject {
     }
 
     /// The answer's message for a delivery skipped because `busy` holds this subject.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn busy_message(busy: &crate::ExecutionId) -> String {
         format!("the concurrency key is busy: execution {busy} is queued or running")
     }

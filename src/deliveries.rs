@@ -324,6 +324,7 @@ pub trait DeliveryLog: DeliveryObserver {
 }
 
 /// Counts a record dropped for a full queue, in the metrics (feature `metrics`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn count_dropped() {
     #[cfg(feature = "metrics")]
     metrics::counter!(DELIVERY_LOG_DROPPED_TOTAL).increment(1);

@@ -170,10 +170,7 @@ impl DueTimes {
         };
         match next.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
             Some(wait) => {
-                tokio::select! {
-                    () = work.notified() => {}
-                    () = tokio::time::sleep(wait) => {}
-                }
+                let _ = tokio::time::timeout(wait, work.notified()).await;
             }
             None => work.notified().await,
         }
