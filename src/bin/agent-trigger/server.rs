@@ -108,6 +108,9 @@ pub async fn serve<S: Backend>(
     let shutdown = shutdown_signal()?;
     let (stop, stopped) = watch::channel(false);
     let running = executor::Running::default();
+    if let Some(runner) = &runner {
+        executor::requeue_before_start(&store, runner).await;
+    }
     let mut workers = runner
         .map(|runner| executor::spawn(store.clone(), runner, running.clone(), stopped.clone()));
     let pruning = tokio::spawn(retention::run(store.clone(), startup.retention, stopped));

@@ -95,15 +95,30 @@ async fn requeue_interrupted<Q: ExecutionQueue>(
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        match queue.retry_interrupted(max_attempts).await {
-            Ok(0) => {}
-            Ok(requeued) => tracing::info!(
-                requeued,
-                "interrupted executions queued for their next attempt"
-            ),
-            Err(error) => tracing::error!(%error, "could not queue interrupted executions again"),
-        }
+        requeue_once(&queue, max_attempts).await;
         let _ = tokio::time::timeout(REQUEUE_EVERY, stop.changed()).await;
+    }
+}
+
+/// Gives the `interrupted` executions their next attempt, as `runner`'s policy allows, once.
+/// The server calls it before it answers, so that an execution a crash cut short is never
+/// shown `interrupted` in between the restart and its next attempt.
+pub async fn requeue_before_start<Q: ExecutionQueue>(queue: &Q, runner: &Runner) {
+    if let Runner::Command(config) = runner
+        && config.max_attempts > 1
+    {
+        requeue_once(queue, config.max_attempts).await;
+    }
+}
+
+async fn requeue_once<Q: ExecutionQueue>(queue: &Q, max_attempts: u32) {
+    match queue.retry_interrupted(max_attempts).await {
+        Ok(0) => {}
+        Ok(requeued) => tracing::info!(
+            requeued,
+            "interrupted executions queued for their next attempt"
+        ),
+        Err(error) => tracing::error!(%error, "could not queue interrupted executions again"),
     }
 }
 
