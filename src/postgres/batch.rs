@@ -99,17 +99,16 @@ async fn commit(pool: &Pool, batch: Vec<Submission>, work: &Notify, payload: &st
     };
     match outcome {
         Ok(outcomes) => {
-            let started = outcomes
-                .iter()
-                .any(|outcome| matches!(outcome, Some(Outcome::Started(_))));
+            let started = started(&outcomes);
             for (submission, outcome) in batch.into_iter().zip(outcomes) {
                 if let Some(outcome) = outcome {
                     let _ = submission.reply.send(Ok(outcome));
                 }
             }
-            if started {
-                // Workers of this instance at once; the others through the notification.
-                work.notify_waiters();
+            // One worker of this instance for each execution, at once (the other instances'
+            // through the notification): waking them all would have them race for the rows,
+            // each claim holding a connection the next batch waits for.
+            for _ in 0..started {
                 work.notify_one();
             }
         }
@@ -388,12 +387,20 @@ async fn write(
         transaction.query(DELETE_KEYS, &[&replayed_firsts]).await?;
     }
     take_out_abandoned(transaction, batch, &roles, &mut outcomes).await?;
-    // One notification for the batch, sent with the commit: idle workers wake once it is in.
-    let started = outcomes
-        .iter()
-        .any(|outcome| matches!(outcome, Some(Outcome::Started(_))));
-    transaction.commit(started.then_some(payload)).await?;
+    // One notification for the batch, sent with the commit: idle workers wake once it is in,
+    // as many as it started executions.
+    let started = started(&outcomes);
+    let notify = (started > 0).then(|| format!("{payload}:{started}"));
+    transaction.commit(notify.as_deref()).await?;
     Ok(Kept::Done(outcomes))
+}
+
+/// How many new executions `outcomes` started.
+fn started(outcomes: &[Option<Outcome>]) -> usize {
+    outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Some(Outcome::Started(_))))
+        .count()
 }
 
 /// Takes out again the new executions whose caller gave up while the batch was written (it

@@ -11,6 +11,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{CHANNEL, Inner, describe};
 
+/// At most this many workers are woken by one notification: more than any instance has.
+const MAX_WAKE: usize = 4096;
+
 /// The longest wait before reconnecting.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -82,6 +85,17 @@ async fn listen(
         }
         match what.split_once(':') {
             None if what == "work" => wake_workers(&inner),
+            // A batch's: `work:INSTANCE:STARTED`. This instance's own woke its workers already.
+            Some(("work", batch)) => {
+                if let Some((instance, started)) = batch.split_once(':')
+                    && uuid::Uuid::try_parse(instance).is_ok_and(|id| id != inner.instance)
+                    && let Ok(started) = started.parse::<usize>()
+                {
+                    for _ in 0..started.min(MAX_WAKE) {
+                        inner.work.notify_one();
+                    }
+                }
+            }
             None if what == "config" => {
                 inner.config_changed.notify_one();
                 // A trigger enabled again, or with a higher cap, may have executions ready.

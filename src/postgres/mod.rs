@@ -25,8 +25,9 @@
 //!   fall-back). A notification only wakes: the worker's instance reads the execution's row,
 //!   and ends it only when a cancel is recorded there, so a role that can connect and notify
 //!   but not write the table cancels nothing.
-//! - **Idle workers are woken** by `LISTEN/NOTIFY`, one notification per committed batch, and
-//!   poll as a fall-back.
+//! - **Idle workers are woken** as many as a batch started executions: this instance's at once,
+//!   the other instances' by `LISTEN/NOTIFY` (one notification per committed batch, carrying
+//!   the count); they poll as a fall-back.
 //! - **Keys, triggers and secrets** are read from a copy in memory. Every change bumps a
 //!   version and notifies; each instance reloads its copy on the notification, and checks the
 //!   version every [`PostgresOptions::key_refresh`] in case it missed one. A change made on one
@@ -197,6 +198,9 @@ struct Inner {
     pool: Pool,
     /// The schema the tables are in: notifications for other schemas are not for us.
     schema: String,
+    /// This store's own id, in its batches' notifications: its listener knows them for its own,
+    /// whose workers were woken already.
+    instance: Uuid,
     lease: Duration,
     /// Deliveries waiting for a batch; taken on drop, which ends the batcher.
     submits: Option<mpsc::Sender<batch::Submission>>,
@@ -307,11 +311,12 @@ impl PostgresStore {
 
         let (submits, waiting) = mpsc::channel(QUEUE_CAPACITY);
         let work = Arc::new(Notify::new());
+        let instance = Uuid::now_v7();
         let batcher = tokio::spawn(batch::run(
             waiting,
             pool.clone(),
             Arc::clone(&work),
-            format!("{schema}:work"),
+            format!("{schema}:work:{instance}"),
             options.batches_in_flight,
         ));
         // The log's writer ends once the store (the queue's sender) is dropped.
@@ -321,6 +326,7 @@ impl PostgresStore {
             log,
             pool,
             schema,
+            instance,
             lease: options.lease,
             submits: Some(submits),
             cache,

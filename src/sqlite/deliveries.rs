@@ -145,21 +145,15 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Writes what waits in a transaction of its own. Its commit is not synced: the log may
-    /// lose its last records in a power loss (the next synced commit, an acknowledgement's,
-    /// takes them along), so that writing it never costs a delivery an fsync.
+    /// Writes what waits in a transaction of its own, [`unsynced`](super::unsynced): the log
+    /// may lose its last records in a power loss, so that writing it never costs a delivery an
+    /// fsync.
     pub(super) fn write_alone(&mut self, connection: &mut Connection) {
-        let result = (|| {
-            connection.pragma_update(None, "synchronous", "NORMAL")?;
-            let transaction = connection.transaction()?;
-            self.write(&transaction, self.queue.take())?;
-            transaction.commit()
-        })();
-        if let Err(error) = result {
+        let records = self.queue.take();
+        if let Err(error) =
+            super::unsynced(connection, |transaction| self.write(transaction, records))
+        {
             tracing::error!(%error, "could not write the deliveries log");
-        }
-        if let Err(error) = connection.pragma_update(None, "synchronous", "FULL") {
-            tracing::error!(%error, "could not restore synchronous commits");
         }
     }
 }

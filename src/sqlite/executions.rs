@@ -57,8 +57,11 @@ impl ExecutionQueue for SqliteStore {
     }
 
     async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
+        // Unsynced: the time to agent does not wait for an fsync. A claim a power loss undoes
+        // leaves its execution queued, to run once more after the restart; one it keeps is
+        // `interrupted` then, as after a crash.
         self.call(|connection| {
-            connection
+            super::unsynced(connection, |transaction| transaction
                 .prepare_cached(
                     // A keyed execution waits while its key runs, or an older one of its key
                     // waits its turn (queued, not debouncing): one at a time, in order.
@@ -87,7 +90,7 @@ impl ExecutionQueue for SqliteStore {
                                deliveries",
                 )?
                 .query_row(params![unix_millis(SystemTime::now())], read_claimed)
-                .optional()
+                .optional())
         })
         .await
     }

@@ -56,7 +56,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use tokio::sync::mpsc::{self, Sender};
 use tokio::sync::{Notify, oneshot};
 
@@ -227,11 +227,33 @@ impl fmt::Debug for SqliteStore {
 
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: a commit is on disk before `submit` answers, even across power loss.
+    // FULL: a commit is on disk before `submit` answers, even across power loss. Writes that
+    // may be lost in one are made `unsynced`.
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
     connection.busy_timeout(Duration::from_secs(5))?;
     Ok(())
+}
+
+/// Runs `write` in a transaction whose commit is not synced to disk: a power loss may undo it
+/// (the next synced commit, an acknowledgement's, takes it along), a crash of the process may
+/// not. For writes whose loss repeats work rather than losing any: a claim (its execution is
+/// queued again and runs once more) and the deliveries log. An acknowledgement never waits
+/// for their fsync.
+fn unsynced<T>(
+    connection: &mut Connection,
+    write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let written = connection.transaction().and_then(|transaction| {
+        let value = write(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    });
+    if let Err(error) = connection.pragma_update(None, "synchronous", "FULL") {
+        tracing::error!(%error, "could not restore synchronous commits");
+    }
+    written
 }
 
 /// A failure of SQLite, told apart as with [`is_unavailable`].
