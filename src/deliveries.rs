@@ -85,7 +85,8 @@ impl<O: DeliveryObserver + ?Sized> DeliveryObserver for Arc<O> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LoggedDelivery {
-    /// The record's id, a UUID v7 taken when the request arrived: newer ids sort after.
+    /// The record's id, a UUID v7 taken when the request arrived: newer ids sort after, and
+    /// its time is [`received_at`](Self::received_at)'s (a store reads a record's age from it).
     pub id: Uuid,
     /// When the request arrived.
     pub received_at: SystemTime,
@@ -323,6 +324,19 @@ pub trait DeliveryLog: DeliveryObserver {
     fn dropped_records(&self) -> u64;
 }
 
+/// The smallest id a record of a delivery received at `at` or later can have: ids are UUID
+/// v7, whose first 48 bits are the arrival's Unix milliseconds, so a store reads a record's age
+/// from its id's order and needs no index on the time.
+#[cfg(feature = "sqlite")]
+pub(crate) fn first_id_at(at: SystemTime) -> Uuid {
+    let millis = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
 /// Counts a record dropped for a full queue, in the metrics (feature `metrics`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn count_dropped() {
@@ -350,4 +364,28 @@ pub(crate) fn redacted_headers(
             (name.to_owned(), value)
         })
         .collect()
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_at_a_time_orders_after_every_earlier_id_and_before_every_later_one() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let first = first_id_at(at);
+        let id_at = |millis: u64, rest: u8| {
+            uuid::Builder::from_unix_timestamp_millis(millis, &[rest; 10]).into_uuid()
+        };
+        let (earlier, same, later) = (
+            id_at(1_764_000_000_122, 0xff),
+            id_at(1_764_000_000_123, 0x00),
+            id_at(1_764_000_000_124, 0x00),
+        );
+        assert!(earlier < first && first <= same && same < later);
+        // SQLite compares the text form: it orders the same way.
+        let text = |id: Uuid| id.to_string();
+        assert!(text(earlier) < text(first) && text(first) <= text(same));
+        assert!(first_id_at(SystemTime::now()) <= Uuid::now_v7());
+    }
 }

@@ -297,6 +297,12 @@ async fn log_cases<L: DeliveryLog>(log: &L) {
     // Retention: records received before a time, in batches.
     let mut old = record(other, "acme", 200, "started");
     old.received_at = SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let arrival = old
+        .received_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    old.id =
+        uuid::Builder::from_unix_timestamp_millis(arrival.as_millis() as u64, &[7; 10]).into_uuid();
     let old_id = old.id;
     log.observe(old);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -8,9 +8,9 @@ pub mod common;
 use std::time::{Duration, Instant};
 
 use agent_trigger::postgres::PostgresStore;
-use agent_trigger::queue::{ExecutionQueue, ExecutionResult, ExecutionStatus};
+use agent_trigger::queue::{ExecutionQueue, ExecutionRecord, ExecutionResult, ExecutionStatus};
 use agent_trigger::{
-    ApiKeyRecord, ExecutionSink, Outcome, SinkError, Source, Trigger, TriggerService,
+    ApiKeyRecord, ExecutionId, ExecutionSink, Outcome, SinkError, Source, Trigger, TriggerService,
 };
 use common::postgres::TestSchema;
 use common::{copies_start_one, full, key_delivery, secret_for, send, signed_jira};
@@ -80,14 +80,13 @@ async fn a_revoked_key_stops_working_on_every_instance_within_the_refresh_bound(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses() {
-    let Some(schema) = TestSchema::new("the_work_of_an_instance_that_died").await else {
-        return;
-    };
-    let lease = Duration::from_millis(900);
-    let doomed = schema.options().lease(lease).connect().await.unwrap();
-    let survivor = schema.options().lease(lease).connect().await.unwrap();
+/// The lease of the instances of the lapsed-lease tests.
+const LEASE: Duration = Duration::from_millis(900);
+
+/// Two instances with short leases, and an execution the first (the one to die) has claimed.
+async fn claimed_on_one_of_two(schema: &TestSchema) -> (PostgresStore, PostgresStore, ExecutionId) {
+    let doomed = schema.options().lease(LEASE).connect().await.unwrap();
+    let survivor = schema.options().lease(LEASE).connect().await.unwrap();
     let Outcome::Started(id) = doomed
         .submit(key_delivery(Uuid::now_v7(), None, "{}"))
         .await
@@ -96,25 +95,39 @@ async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses(
         panic!("not started");
     };
     assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
-    // While its instance lives, the lease is renewed: the execution stays running.
-    tokio::time::sleep(lease * 2).await;
-    let record = survivor.execution(&id).await.unwrap().unwrap();
-    assert_eq!(record.status, ExecutionStatus::Running);
+    (doomed, survivor, id)
+}
 
-    drop(doomed);
+/// The execution once `survivor` has resolved its lapsed lease, within four leases.
+async fn once_not_running(survivor: &PostgresStore, id: &ExecutionId) -> ExecutionRecord {
     let died = Instant::now();
     loop {
-        let record = survivor.execution(&id).await.unwrap().unwrap();
-        if record.status == ExecutionStatus::Interrupted {
-            break;
+        let record = survivor.execution(id).await.unwrap().unwrap();
+        if record.status != ExecutionStatus::Running {
+            return record;
         }
-        assert_eq!(record.status, ExecutionStatus::Running);
         assert!(
-            died.elapsed() < lease * 4,
+            died.elapsed() < LEASE * 4,
             "the lapsed lease was not resolved: {record:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_of_an_instance_that_died_is_interrupted_once_its_lease_lapses() {
+    let Some(schema) = TestSchema::new("the_work_of_an_instance_that_died").await else {
+        return;
+    };
+    let (doomed, survivor, id) = claimed_on_one_of_two(&schema).await;
+    // While its instance lives, the lease is renewed: the execution stays running.
+    tokio::time::sleep(LEASE * 2).await;
+    let record = survivor.execution(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Running);
+
+    drop(doomed);
+    let record = once_not_running(&survivor, &id).await;
+    assert_eq!(record.status, ExecutionStatus::Interrupted);
     // The retry policy's hook queues it again, and a survivor runs it.
     assert_eq!(survivor.retry_interrupted(2).await.unwrap(), 1);
     let again = survivor.claim().await.unwrap().unwrap();
@@ -409,35 +422,14 @@ async fn a_lapsed_lease_of_an_execution_whose_cancel_was_asked_ends_it_cancelled
     let Some(schema) = TestSchema::new("a_lapsed_lease_of_a_cancelled_execution").await else {
         return;
     };
-    let lease = Duration::from_millis(900);
-    let doomed = schema.options().lease(lease).connect().await.unwrap();
-    let survivor = schema.options().lease(lease).connect().await.unwrap();
-    let Outcome::Started(id) = doomed
-        .submit(key_delivery(Uuid::now_v7(), None, "{}"))
-        .await
-        .unwrap()
-    else {
-        panic!("not started");
-    };
-    assert_eq!(doomed.claim().await.unwrap().unwrap().id, id);
+    let (doomed, survivor, id) = claimed_on_one_of_two(&schema).await;
     assert_eq!(
         survivor.cancel(&id, "ops").await.unwrap(),
         Some(ExecutionStatus::Running)
     );
     // Its instance dies before its worker could end it.
     drop(doomed);
-    let died = Instant::now();
-    let record = loop {
-        let record = survivor.execution(&id).await.unwrap().unwrap();
-        if record.status != ExecutionStatus::Running {
-            break record;
-        }
-        assert!(
-            died.elapsed() < lease * 4,
-            "the lapsed lease was not resolved"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = once_not_running(&survivor, &id).await;
     assert_eq!(
         (record.status, record.cancelled_by.as_deref()),
         (ExecutionStatus::Cancelled, Some("ops"))

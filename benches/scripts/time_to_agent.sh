@@ -11,6 +11,7 @@
 # of the tests.
 #
 #   bash benches/scripts/time_to_agent.sh     # RATES="20 300" SECONDS_EACH=10 BURST=2000 WORKERS=32
+#   SERVER=path/to/agent-trigger bash benches/scripts/time_to_agent.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,7 +24,8 @@ OUT=${OUT:-target/time_to_agent}
 
 source benches/scripts/lib.sh
 cargo build --release --quiet --features server --bin agent-trigger --example time-to-agent
-server_bin="$PWD/$TARGET_DIR/release/agent-trigger"
+# SERVER=path measures another build of the server (an earlier revision's, say).
+server_bin=${SERVER:-"$PWD/$TARGET_DIR/release/agent-trigger"}
 probe="$PWD/$TARGET_DIR/release/examples/time-to-agent"
 
 KINDS="sqlite"

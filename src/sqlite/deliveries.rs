@@ -276,14 +276,14 @@ impl DeliveryLog for SqliteStore {
             serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
                 .expect("a list of strings serialises")
         });
-        let since = unix_millis(since);
+        let since = deliveries::first_id_at(since).to_string();
         self.call(move |connection| {
             connection
                 .prepare_cached(
                     "SELECT trigger_id, outcome, count(*) FROM deliveries
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
-                       AND received_at >= ?3
+                       AND id >= ?3
                      GROUP BY trigger_id, outcome",
                 )?
                 .query_map(params![tenant, triggers, since], |row| {
@@ -303,13 +303,13 @@ impl DeliveryLog for SqliteStore {
         before: SystemTime,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        let before = unix_millis(before);
+        let before = deliveries::first_id_at(before).to_string();
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         self.call(move |connection| {
             connection
                 .prepare_cached(
                     "DELETE FROM deliveries WHERE id IN (
-                         SELECT id FROM deliveries WHERE received_at < ?1 LIMIT ?2)",
+                         SELECT id FROM deliveries WHERE id < ?1 LIMIT ?2)",
                 )?
                 .execute(params![before, batch])
         })

@@ -174,6 +174,13 @@ const MIGRATIONS: &[&str] = &[
         WHERE status BETWEEN 400 AND 499;
     CREATE INDEX deliveries_by_received ON deliveries (received_at);
     ",
+    // 14: two B-trees fewer for each record of the log to enter and leave: a tenant's list walks
+    // the primary key (newest first, as it is shown), and a record's age is read from its id
+    // (UUID v7 carries its arrival's time).
+    "
+    DROP INDEX deliveries_by_tenant;
+    DROP INDEX deliveries_by_received;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -5,49 +5,31 @@
 
 use std::sync::Arc;
 
+use agent_trigger::ApiKeyRecord;
 use agent_trigger::deliveries::{DeliveryQuery, LoggedDelivery, REDACTED};
 use agent_trigger::service::DEFAULT_PREFIX;
-use agent_trigger::{ApiKeyRecord, AuthorizeError, Right};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::executions::visible_triggers;
-use super::extract::{ApiQuery, Authorized, ReadList, Requirement};
+use super::extract::{ApiQuery, Authorized, OperateOne, ReadList, ReadOne, Resource};
 use super::respond::{self, json_response};
 use super::state::Api;
 use crate::store::Backend;
 
-/// A page of the list holds this many records unless `limit` says otherwise.
-const DEFAULT_PAGE: usize = 20;
-/// And at most this many.
-const MAX_PAGE: usize = 100;
 /// The longest outcome name a filter takes.
 const MAX_OUTCOME_LEN: usize = 64;
 
-/// Reading one record: `404`, as for an unknown one, without the right.
-pub struct ReadDelivery;
+/// One delivery, for [`ReadOne`] and [`OperateOne`].
+pub struct Delivery;
 
-impl Requirement for ReadDelivery {
-    const RIGHT: Right = Right::Read;
-
-    fn refusal(_: AuthorizeError) -> Response {
-        not_found()
-    }
-}
-
-/// Redelivering one record: `404`, as for an unknown one, without the right.
-pub struct OperateDelivery;
-
-impl Requirement for OperateDelivery {
-    const RIGHT: Right = Right::Operate;
-
-    fn refusal(_: AuthorizeError) -> Response {
+impl Resource for Delivery {
+    fn not_found() -> Response {
         not_found()
     }
 }
@@ -153,13 +135,10 @@ pub async fn list<S: Backend>(
     Authorized(key, _): Authorized<ReadList>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Response {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return respond::error(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be from 1 to {MAX_PAGE}"),
-        );
-    }
+    let limit = match respond::page_limit(params.limit) {
+        Ok(limit) => limit,
+        Err(refused) => return refused,
+    };
     if let Some(outcome) = &params.outcome
         && !is_outcome_name(outcome)
     {
@@ -174,17 +153,12 @@ pub async fn list<S: Backend>(
     query.triggers = visible_triggers(&key, params.trigger_id);
     match api.store.deliveries(&query).await {
         Ok(records) => {
-            let next = (records.len() == limit)
-                .then(|| records.last().map(|record| record.id.to_string()))
-                .flatten();
+            let last = records.last().map(|record| record.id.to_string());
             let deliveries: Vec<_> = records
                 .iter()
                 .map(|record| DeliveryBody::new(record, false))
                 .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({ "deliveries": deliveries, "nextCursor": next }),
-            )
+            respond::page("deliveries", &deliveries, limit, last)
         }
         Err(error) => respond::store_failure("deliveries API", &error),
     }
@@ -202,7 +176,7 @@ fn is_outcome_name(name: &str) -> bool {
 /// `GET /api/deliveries/{id}`: one record, with its redacted headers and kept body.
 pub async fn show<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key, _): Authorized<ReadDelivery>,
+    Authorized(key, _): Authorized<ReadOne<Delivery>>,
     Path(id): Path<String>,
 ) -> Response {
     match visible(&api, &key, &id).await {
@@ -227,7 +201,7 @@ const NOT_REPEATED: [HeaderName; 5] = [
 /// disabled or was removed.
 pub async fn redeliver<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key, _): Authorized<OperateDelivery>,
+    Authorized(key, _): Authorized<OperateOne<Delivery>>,
     Path(id): Path<String>,
 ) -> Response {
     let record = match visible(&api, &key, &id).await {

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use agent_trigger::queue::{ExecutionQuery, ExecutionRecord, ExecutionStatus, ReplayOutcome};
-use agent_trigger::{ApiKeyRecord, AuthorizeError, ExecutionId, KeyScope, Right};
+use agent_trigger::{ApiKeyRecord, ExecutionId, KeyScope, Right};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,38 +13,21 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::extract::{ApiQuery, Authorized, ReadList, Requirement};
+use super::extract::{ApiQuery, Authorized, OperateOne, ReadList, ReadOne, Resource};
 use super::respond::{self, json_response};
 use super::state::Api;
 use crate::store::Backend;
 
-/// A page of the list holds this many executions unless `limit` says otherwise.
-const DEFAULT_PAGE: usize = 20;
-/// And at most this many.
-const MAX_PAGE: usize = 100;
 /// How long a cancel waits for the worker to end a running execution before it answers.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// How often a cancel reads an execution that another server runs, until it has ended.
 const REMOTE_CANCEL_POLL: Duration = Duration::from_millis(200);
 
-/// Reading one execution: `404`, as for an unknown one, without the right.
-pub struct ReadExecution;
+/// One execution, for [`ReadOne`] and [`OperateOne`].
+pub struct Execution;
 
-impl Requirement for ReadExecution {
-    const RIGHT: Right = Right::Read;
-
-    fn refusal(_: AuthorizeError) -> Response {
-        not_found()
-    }
-}
-
-/// Cancelling or replaying one execution: `404`, as for an unknown one, without the right.
-pub struct OperateExecution;
-
-impl Requirement for OperateExecution {
-    const RIGHT: Right = Right::Operate;
-
-    fn refusal(_: AuthorizeError) -> Response {
+impl Resource for Execution {
+    fn not_found() -> Response {
         not_found()
     }
 }
@@ -130,13 +113,10 @@ pub async fn list<S: Backend>(
     Authorized(key, _): Authorized<ReadList>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Response {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return respond::error(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be from 1 to {MAX_PAGE}"),
-        );
-    }
+    let limit = match respond::page_limit(params.limit) {
+        Ok(limit) => limit,
+        Err(refused) => return refused,
+    };
     let mut query = ExecutionQuery::new(key.tenant(), limit);
     query.status = params.status;
     query.concurrency_key = params.concurrency_key;
@@ -144,17 +124,12 @@ pub async fn list<S: Backend>(
     query.triggers = visible_triggers(&key, params.trigger_id);
     match api.store.list(&query).await {
         Ok(records) => {
-            let next = (records.len() == limit)
-                .then(|| records.last().map(|record| record.id.to_string()))
-                .flatten();
+            let last = records.last().map(|record| record.id.to_string());
             let executions: Vec<_> = records
                 .into_iter()
                 .map(|record| ExecutionBody::new(record, false))
                 .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({ "executions": executions, "nextCursor": next }),
-            )
+            respond::page("executions", &executions, limit, last)
         }
         Err(error) => respond::store_failure("executions API", &error),
     }
@@ -178,7 +153,7 @@ pub fn visible_triggers(key: &ApiKeyRecord, asked: Option<Uuid>) -> Option<Vec<U
 /// `GET /api/executions/{executionId}`: one execution, with its attempt and kept output.
 pub async fn show<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key, _): Authorized<ReadExecution>,
+    Authorized(key, _): Authorized<ReadOne<Execution>>,
     Path(id): Path<String>,
 ) -> Response {
     match visible(&api, &key, &id).await {
@@ -193,7 +168,7 @@ pub async fn show<S: Backend>(
 /// The answer carries the output only for a key that may also read.
 pub async fn cancel<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key, _): Authorized<OperateExecution>,
+    Authorized(key, _): Authorized<OperateOne<Execution>>,
     Path(id): Path<String>,
 ) -> Response {
     let record = match visible(&api, &key, &id).await {
@@ -263,7 +238,7 @@ async fn end_running<S: Backend>(api: &Api<S>, id: &ExecutionId) -> Result<(), R
 /// with the key that asked; `409` when the execution's trigger is disabled or was removed.
 pub async fn replay<S: Backend>(
     State(api): State<Api<S>>,
-    Authorized(key, _): Authorized<OperateExecution>,
+    Authorized(key, _): Authorized<OperateOne<Execution>>,
     Path(id): Path<String>,
 ) -> Response {
     let record = match visible(&api, &key, &id).await {

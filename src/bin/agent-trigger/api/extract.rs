@@ -40,6 +40,37 @@ impl Requirement for ReadList {
     const RIGHT: Right = Right::Read;
 }
 
+/// What the API addresses by id (an execution, a delivery), and its answer for an id it does
+/// not know.
+pub trait Resource {
+    /// The `404` for an unknown id.
+    fn not_found() -> Response;
+}
+
+/// Reading one `T`: without the right, the `404` of an unknown one, so that a key learns
+/// nothing of what it may not see.
+pub struct ReadOne<T>(PhantomData<T>);
+
+impl<T: Resource> Requirement for ReadOne<T> {
+    const RIGHT: Right = Right::Read;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        T::not_found()
+    }
+}
+
+/// Acting on one `T` (cancel, replay, redeliver): without the right, the `404` of an unknown
+/// one.
+pub struct OperateOne<T>(PhantomData<T>);
+
+impl<T: Resource> Requirement for OperateOne<T> {
+    const RIGHT: Right = Right::Operate;
+
+    fn refusal(_: AuthorizeError) -> Response {
+        T::not_found()
+    }
+}
+
 impl<R: Requirement, S: Backend + Send + Sync> FromRequestParts<Api<S>> for Authorized<R> {
     type Rejection = Response;
 

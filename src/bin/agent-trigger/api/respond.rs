@@ -23,6 +23,36 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
         .into_response()
 }
 
+/// A page of a list holds this many items unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 20;
+/// And at most this many.
+const MAX_PAGE: usize = 100;
+
+/// The size of a list's page: `limit`, or the default; `400` out of range.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be from 1 to {MAX_PAGE}"),
+        ))
+    }
+}
+
+/// `200 {"<name>": items, "nextCursor"}`: a full page's cursor is the id of its last item (the
+/// next page starts after it), a shorter page's `null`.
+pub fn page<T: Serialize>(
+    name: &str,
+    items: &[T],
+    limit: usize,
+    last_id: Option<String>,
+) -> Response {
+    let next = if items.len() == limit { last_id } else { None };
+    json_response(StatusCode::OK, &json!({ name: items, "nextCursor": next }))
+}
+
 /// `{"error": message}` with `status`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, &json!({ "error": message.into() }))
