@@ -97,27 +97,19 @@ impl ExecutionQueue for SqliteStore {
 
     async fn finish(&self, id: &ExecutionId, result: ExecutionResult) -> Result<(), StoreError> {
         let id = id.to_string();
-        let id_text = id.clone();
-        self.call(move |connection| {
-            connection
-                .prepare_cached(
-                    // Who asked for a cancel stays only if it was one that ended it.
-                    "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5,
-                         cancelled_by = CASE ?2 WHEN 'cancelled' THEN cancelled_by END,
-                         replaced_by = CASE ?2 WHEN 'cancelled' THEN replaced_by END
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    result.status.as_str(),
-                    result.exit_code,
-                    result.output_tail,
-                    unix_millis(SystemTime::now())
-                ])
-                .map(drop)
-        })
-        .await?;
-        self.inner.replaced.forget(&id_text);
+        let (reply, answer) = oneshot::channel();
+        self.commands()?
+            .send(Command::Finish {
+                id: id.clone(),
+                result,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::new("the database thread stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::new("the database thread stopped"))??;
+        self.inner.replaced.forget(&id);
         // A trigger at its cap of running executions (or a key) has room again.
         self.inner.work.notify_one();
         Ok(())
@@ -354,6 +346,31 @@ impl ExecutionQueue for SqliteStore {
         self.call(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
+}
+
+/// Records how execution `id` ended, in the database thread's group `transaction`
+/// ([`ExecutionQueue::finish`]).
+pub(super) fn record_end(
+    transaction: &rusqlite::Transaction<'_>,
+    id: &str,
+    result: &ExecutionResult,
+) -> rusqlite::Result<()> {
+    transaction
+        .prepare_cached(
+            // Who asked for a cancel stays only if it was one that ended it.
+            "UPDATE executions SET status = ?2, exit_code = ?3, output_tail = ?4, finished_at = ?5,
+                 cancelled_by = CASE ?2 WHEN 'cancelled' THEN cancelled_by END,
+                 replaced_by = CASE ?2 WHEN 'cancelled' THEN replaced_by END
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            result.status.as_str(),
+            result.exit_code,
+            result.output_tail,
+            unix_millis(SystemTime::now())
+        ])
+        .map(drop)
 }
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {

@@ -5,7 +5,9 @@
 //! - Every acknowledged execution is committed (WAL, `synchronous=FULL`) before its `200`
 //!   is sent, so it survives `kill -9` and power loss.
 //! - Concurrent deliveries are committed in groups: one transaction and one fsync for all the
-//!   deliveries that arrived while the previous group was being written.
+//!   deliveries (and the executions' ends) that arrived while the previous group was being
+//!   written. A claim's commit is not synced: a power loss may undo it, and its execution
+//!   then runs once more after the restart.
 //! - Each idempotency key ([`Delivery::idempotency_keys`](crate::Delivery::idempotency_keys)) is unique per trigger in the
 //!   database, so redeliveries are recognised across restarts for as long as the execution
 //!   record lives.

@@ -1,5 +1,6 @@
-//! The database thread: one connection, commands in order, and deliveries committed in groups
-//! so that many concurrent acknowledgements share one transaction and one fsync.
+//! The database thread: one connection, commands in order, and deliveries and executions' ends
+//! committed in groups, so that many concurrent acknowledgements share one transaction and one
+//! fsync.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,8 +15,8 @@ use super::codec::{from_unix_millis, unix_millis};
 use super::deliveries::LogWriter;
 use super::{FULL_RETRY_AFTER, is_unavailable};
 use crate::concurrency::{OnBusy, Subject};
-use crate::queue::DueTimes;
-use crate::{Delivery, ExecutionId, Outcome, SinkError};
+use crate::queue::{DueTimes, ExecutionResult};
+use crate::{Delivery, ExecutionId, Outcome, SinkError, StoreError};
 
 /// At most this many deliveries share one transaction.
 const MAX_GROUP: usize = 512;
@@ -30,6 +31,14 @@ pub(super) enum Command {
     Submit {
         delivery: Delivery,
         reply: oneshot::Sender<Result<Outcome, SinkError>>,
+    },
+    /// An execution's end to record; answered once its transaction has committed. Ends that
+    /// arrive together share one transaction and one fsync, with each other and with
+    /// deliveries, so that a burst of short executions does not queue an fsync each.
+    Finish {
+        id: String,
+        result: ExecutionResult,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Anything else, run on the thread's connection in order.
     Call(Box<dyn FnOnce(&mut Connection) + Send>),
@@ -50,24 +59,25 @@ pub(super) fn run(
         match command {
             Command::Call(call) => call(&mut connection),
             Command::FlushLog => {}
-            Command::Submit { delivery, reply } => {
+            first @ (Command::Submit { .. } | Command::Finish { .. }) => {
                 // Group commit: a request worker woke this thread with the first delivery and
                 // may be about to send more. Letting it run first (when it shares this core)
                 // puts them in this group, under one commit and one fsync, rather than each
                 // in a group of one. Where nothing else waits for the core this returns at
                 // once.
                 std::thread::yield_now();
-                let mut group = vec![(delivery, reply)];
+                let mut group = Group::default();
+                group.add(first);
                 let mut next_call = None;
                 while group.len() < MAX_GROUP {
                     match commands.try_recv() {
-                        Ok(Command::Submit { delivery, reply }) => group.push((delivery, reply)),
                         Ok(Command::Call(call)) => {
                             next_call = Some(call);
                             break;
                         }
                         // The group's transaction takes the log along.
                         Ok(Command::FlushLog) => {}
+                        Ok(command) => group.add(command),
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
@@ -89,18 +99,53 @@ pub(super) fn run(
 
 type Submission = (Delivery, oneshot::Sender<Result<Outcome, SinkError>>);
 
-/// Keeps a group of deliveries in one transaction and answers each once it has committed. A
-/// failure answers every one of them with an error: nothing is acknowledged that is not kept.
+/// An execution's end, with where its answer goes.
+type End = (
+    String,
+    ExecutionResult,
+    oneshot::Sender<Result<(), StoreError>>,
+);
+
+/// The writes that share one transaction.
+#[derive(Default)]
+struct Group {
+    deliveries: Vec<Submission>,
+    ends: Vec<End>,
+}
+
+impl Group {
+    fn add(&mut self, command: Command) {
+        match command {
+            Command::Submit { delivery, reply } => self.deliveries.push((delivery, reply)),
+            Command::Finish { id, result, reply } => self.ends.push((id, result, reply)),
+            Command::Call(_) | Command::FlushLog => {}
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.deliveries.len() + self.ends.len()
+    }
+}
+
+/// Keeps a group of deliveries and executions' ends in one transaction and answers each once
+/// it has committed. A failure answers every one of them with an error: nothing is
+/// acknowledged that is not kept.
 fn commit_group(
     connection: &mut Connection,
-    group: Vec<Submission>,
+    Group {
+        deliveries: group,
+        ends,
+    }: Group,
     work: &Notify,
     replaced: &Replaced,
     due: &DueTimes,
     log: &mut LogWriter,
 ) {
-    match insert_group(connection, &group, log) {
+    match insert_group(connection, &group, &ends, log) {
         Ok((outcomes, to_end, due_at)) => {
+            for (_, _, reply) in ends {
+                let _ = reply.send(Ok(()));
+            }
             let moved = !due_at.is_empty();
             for at in due_at {
                 due.add(from_unix_millis(at));
@@ -122,8 +167,16 @@ fn commit_group(
             }
         }
         Err(error) => {
-            tracing::error!(error = %error, deliveries = group.len(), "could not keep deliveries");
+            tracing::error!(error = %error, deliveries = group.len(), ends = ends.len(), "could not keep deliveries");
             let unavailable = is_unavailable(&error);
+            for (_, _, reply) in ends {
+                let message = format!("database: {error}");
+                let _ = reply.send(Err(if unavailable {
+                    StoreError::unavailable(message)
+                } else {
+                    StoreError::new(message)
+                }));
+            }
             for (_, reply) in group {
                 let _ = reply.send(Err(if unavailable {
                     SinkError::Unavailable {
@@ -189,6 +242,7 @@ type Kept = (Vec<Option<Outcome>>, Vec<String>, Vec<i64>);
 fn insert_group(
     connection: &mut Connection,
     group: &[Submission],
+    ends: &[End],
     log: &mut LogWriter,
 ) -> rusqlite::Result<Kept> {
     // Waits here for the write lock, which another connection may hold for a while.
@@ -300,6 +354,9 @@ fn insert_group(
             }
             outcomes.push(Some(Outcome::Started(id)));
         }
+    }
+    for (id, result, _) in ends {
+        super::executions::record_end(&transaction, id, result)?;
     }
     log.write_within(&mut transaction);
     transaction.commit()?;
