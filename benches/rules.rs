@@ -6,6 +6,11 @@
 //! ```text
 //! cargo bench --bench rules
 //! ```
+//!
+//! With `PROFILE_RULES=CASE` (`plain`, `filter`, `prompt`, `filter_input_prompt`;
+//! `document_plain`, `document_checked`, `document_values` on the 16 KiB document) and
+//! `PROFILE_ROUNDS=N` it skips the timings and sends N requests of that case, for
+//! `benches/scripts/rules_profile.sh` to count.
 
 pub mod support;
 
@@ -240,11 +245,50 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
+    if let Ok(case) = std::env::var("PROFILE_RULES") {
+        profile(&case);
+        return;
+    }
     let started = SystemTime::now();
     let mut criterion = Criterion::default().configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();
     summary(started);
+}
+
+/// Sends `PROFILE_ROUNDS` requests of `case`, untimed, for a profiler to count.
+fn profile(case: &str) {
+    let rounds: usize = std::env::var("PROFILE_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(0);
+    let world = World::new();
+    let (trigger, body) = match case {
+        "plain" => (world.plain, jira_body()),
+        "filter" => (world.filtered, jira_body()),
+        "prompt" => (world.prompted, jira_body()),
+        "filter_input_prompt" => (world.shaped, jira_body()),
+        "document_plain" => (world.plain, json_document(16 << 10)),
+        "document_checked" => (world.checking, json_document(16 << 10)),
+        "document_values" => (world.converting, json_document(16 << 10)),
+        other => panic!("no case {other}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..rounds {
+            let response = world
+                .service
+                .clone()
+                .oneshot(world.request(trigger, &body))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+    println!("{case}: {} bytes of body", body.len());
 }
 
 /// The medians this run measured, and the ratios.

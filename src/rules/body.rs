@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::json;
+
 /// A JSON value whose strings borrow from the body where they have no escapes. Numbers keep
 /// their text: each consumer reads them its own way.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +106,9 @@ impl Paths {
         !self.whole && self.fields.is_empty()
     }
 
-    fn field(&self, name: &str) -> Option<&Paths> {
+    fn field(&self, name: &[u8]) -> Option<&Paths> {
         self.fields
-            .binary_search_by(|(field, _)| (**field).cmp(name))
+            .binary_search_by(|(field, _)| field.as_bytes().cmp(name))
             .ok()
             .map(|at| &self.fields[at].1)
     }
@@ -150,7 +152,7 @@ impl<'b> Reader<'b> {
             b'{' if !paths.whole => self.some_fields(paths),
             b'{' => self.object(),
             b'[' => self.array(),
-            b'"' => Json::String(self.string(true)),
+            b'"' => Json::String(self.string()),
             b't' => {
                 self.at += 4;
                 Json::Bool(true)
@@ -167,9 +169,10 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Calls `member` with each key of the object at the cursor, the cursor on its value; the
-    /// member reads or skips the value.
-    fn members(&mut self, mut member: impl FnMut(&mut Self, Cow<'b, str>)) {
+    /// Calls `member` with each key of the object at the cursor (its bytes between the quotes,
+    /// and whether it has escapes), the cursor on its value; the member reads or skips the
+    /// value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'b [u8], bool)) {
         self.at += 1;
         self.skip_whitespace();
         if self.peek() == b'}' {
@@ -177,11 +180,14 @@ impl<'b> Reader<'b> {
             return;
         }
         loop {
-            let key = self.string(true);
+            let start = self.at;
+            let (end, escaped) = json::string_end(self.bytes, start);
+            self.at = end;
+            let key = self.bytes.get(start + 1..end - 1).unwrap_or_default();
             self.skip_whitespace();
             self.at += 1; // the colon
             self.skip_whitespace();
-            member(self, key);
+            member(self, key, escaped);
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
@@ -195,21 +201,26 @@ impl<'b> Reader<'b> {
     fn object(&mut self) -> Json<'b> {
         let whole = Paths::whole();
         let mut members = Vec::new();
-        self.members(|reader, key| {
+        self.members(|reader, key, escaped| {
             let value = reader.value(&whole);
-            members.push((key, value));
+            members.push((text(key, escaped), value));
         });
         Json::Object(members)
     }
 
     fn some_fields(&mut self, paths: &Paths) -> Json<'b> {
         let mut members = Vec::new();
-        self.members(|reader, key| match paths.field(&key) {
-            Some(wanted) => {
-                let value = reader.value(wanted);
-                members.push((key, value));
+        self.members(|reader, raw, escaped| {
+            // Most keys are compared as they are in the body; one with escapes unescaped.
+            let unescaped = escaped.then(|| text(raw, true));
+            let name = unescaped.as_deref().map_or(raw, str::as_bytes);
+            match paths.field(name) {
+                Some(wanted) => {
+                    let value = reader.value(wanted);
+                    members.push((unescaped.unwrap_or_else(|| text(raw, false)), value));
+                }
+                None => reader.at = json::value_end(reader.bytes, reader.at),
             }
-            None => reader.skip_value(),
         });
         Json::Object(members)
     }
@@ -235,76 +246,15 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Moves past the value at the cursor without building it: strings are jumped over, the
-    /// rest of a container is only counted.
-    fn skip_value(&mut self) {
-        match self.peek() {
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek() {
-                        b'"' => {
-                            self.string(false);
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at += 1;
-                                return;
-                            }
-                        }
-                        0 if self.at >= self.bytes.len() => return,
-                        _ => {}
-                    }
-                    self.at += 1;
-                }
-            }
-            b'"' => {
-                self.string(false);
-            }
-            _ => {
-                self.value(&Paths::whole());
-            }
-        }
-    }
-
-    /// The string whose opening quote is at the cursor, borrowed when it has no escapes;
-    /// unescaped only when `read` (else an empty placeholder).
-    fn string(&mut self, read: bool) -> Cow<'b, str> {
-        let start = self.at + 1;
-        let mut at = start;
-        let mut escaped = false;
-        loop {
-            match memchr::memchr2(b'"', b'\\', &self.bytes[at..]) {
-                Some(found) if self.bytes[at + found] == b'"' => {
-                    at += found;
-                    break;
-                }
-                Some(found) => {
-                    escaped = true;
-                    at += found + 2;
-                }
-                None => {
-                    at = self.bytes.len();
-                    break;
-                }
-            }
-        }
-        self.at = at + 1;
-        if !read {
-            Cow::Borrowed("")
-        } else if escaped {
-            // Validated by the scan; serde_json unescapes, as the scan does for picked fields.
-            Cow::Owned(
-                serde_json::from_slice(&self.bytes[start - 1..=at])
-                    .expect("a validated JSON string unescapes"),
-            )
-        } else {
-            // Validated as UTF-8 by the scan.
-            Cow::Borrowed(std::str::from_utf8(&self.bytes[start..at]).unwrap_or_default())
-        }
+    /// The string whose opening quote is at the cursor, borrowed when it has no escapes.
+    fn string(&mut self) -> Cow<'b, str> {
+        let start = self.at;
+        let (end, escaped) = json::string_end(self.bytes, start);
+        self.at = end;
+        text(
+            self.bytes.get(start + 1..end - 1).unwrap_or_default(),
+            escaped,
+        )
     }
 
     fn number(&mut self) -> &'b str {
@@ -313,6 +263,21 @@ impl<'b> Reader<'b> {
             self.at += 1;
         }
         std::str::from_utf8(&self.bytes[start..self.at]).unwrap_or("0")
+    }
+}
+
+/// The text of a string's bytes between its quotes, validated by the scan: borrowed, or
+/// unescaped when it has escapes.
+fn text(raw: &[u8], escaped: bool) -> Cow<'_, str> {
+    if escaped {
+        // serde_json unescapes, as the scan does for picked fields.
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        Cow::Owned(serde_json::from_slice(&quoted).unwrap_or_default())
+    } else {
+        Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default())
     }
 }
 
