@@ -49,7 +49,7 @@ impl Number {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Paths {
     whole: bool,
-    /// By name.
+    /// In [`order`].
     fields: Vec<(Box<str>, Paths)>,
 }
 
@@ -71,7 +71,7 @@ impl Paths {
             }
             let at = match node
                 .fields
-                .binary_search_by(|(name, _)| (**name).cmp(field))
+                .binary_search_by(|(name, _)| order(name.as_bytes(), field.as_bytes()))
             {
                 Ok(at) => at,
                 Err(at) => {
@@ -94,7 +94,10 @@ impl Paths {
             return;
         }
         for (name, paths) in &other.fields {
-            match self.fields.binary_search_by(|(mine, _)| mine.cmp(name)) {
+            match self
+                .fields
+                .binary_search_by(|(mine, _)| order(mine.as_bytes(), name.as_bytes()))
+            {
                 Ok(at) => self.fields[at].1.merge(paths),
                 Err(at) => self.fields.insert(at, (name.clone(), paths.clone())),
             }
@@ -108,10 +111,16 @@ impl Paths {
 
     fn field(&self, name: &[u8]) -> Option<&Paths> {
         self.fields
-            .binary_search_by(|(field, _)| field.as_bytes().cmp(name))
+            .binary_search_by(|(field, _)| order(field.as_bytes(), name))
             .ok()
             .map(|at| &self.fields[at].1)
     }
+}
+
+/// The order of the fields of a [`Paths`] node: by length, then by bytes, so that most
+/// comparisons with a body's key are one of lengths.
+fn order(field: &[u8], key: &[u8]) -> std::cmp::Ordering {
+    field.len().cmp(&key.len()).then_with(|| field.cmp(key))
 }
 
 /// The parts of `body` that `paths` names (all of it when `paths` is whole). `body` is
