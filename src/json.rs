@@ -1125,6 +1125,25 @@ mod tests {
         assert!(
             scan_unique_keys(format!("{{{many}\"z\":{{{many}\"y\":1}}}}").as_bytes(), &[]).is_ok()
         );
+        // Keys alike in length and in their first and last eight bytes differ in between.
+        let alike = r#"{"customfield_10020":1,"customfiXld_10020":2,"customfield_10021":3}"#;
+        assert!(scan_unique_keys(alike.as_bytes(), &[]).is_ok());
+        let alike = r#"{"customfield_10020":1,"customfiXld_10020":2,"customfield_10020":3}"#;
+        assert!(scan_unique_keys(alike.as_bytes(), &[]).is_err());
+        // An escaped key repeats an unescaped one, in an object of few keys and of many.
+        assert!(scan_unique_keys(br#"{"ab":1,"\u0061b":2}"#, &[]).is_err());
+        assert!(scan_unique_keys(format!(r#"{{{many}"\u006b7":0}}"#).as_bytes(), &[]).is_err());
+        assert!(
+            scan_unique_keys(format!(r#"{{"\u006b7":0,{many}"z":0}}"#).as_bytes(), &[]).is_err()
+        );
+        // An object closed inside another leaves the outer one's keys as they were.
+        assert!(
+            scan_unique_keys(
+                format!(r#"{{"a":1,"b":{{{many}"a":1}},"a":2}}"#).as_bytes(),
+                &[]
+            )
+            .is_err()
+        );
         // A picked field's value is still picked.
         let fields = scan_unique_keys(br#"{"type":"t","event":{"type":"e"}}"#, PATHS).unwrap();
         assert_eq!(fields.str(&["event", "type"]), Some("e"));
@@ -1363,6 +1382,51 @@ mod tests {
                     None => prop_assert!(!fields.is_present(path)),
                 }
             }
+        }
+
+        #[test]
+        fn a_repeated_key_is_refused_in_objects_of_any_size(
+            objects in prop::collection::vec(
+                (0usize..70, prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>()))),
+                1..4,
+            ),
+            escape in any::<prop::sample::Index>(),
+        ) {
+            // Objects nested one in the next, each with keys `k0`, `k1` … and maybe one of them
+            // again further on; one key written with an escape.
+            let objects: Vec<Vec<usize>> = objects
+                .into_iter()
+                .map(|(count, repeat)| {
+                    let mut keys: Vec<usize> = (0..count).collect();
+                    if let Some((key, at)) = repeat.filter(|_| count > 0) {
+                        let key = key.index(count);
+                        keys.insert(key + 1 + at.index(count - key), key);
+                    }
+                    keys
+                })
+                .collect();
+            let escaped = escape.index(objects.iter().map(Vec::len).sum::<usize>().max(1));
+            let mut text = String::new();
+            let mut written = 0;
+            for keys in &objects {
+                text.push('{');
+                for key in keys {
+                    if written == escaped {
+                        text.push_str(&format!("\"\\u006b{key}\":0,"));
+                    } else {
+                        text.push_str(&format!("\"k{key}\":0,"));
+                    }
+                    written += 1;
+                }
+                text.push_str("\"inner\":");
+            }
+            text.push_str("null");
+            text.push_str(&"}".repeat(objects.len()));
+            let repeated = objects.iter().any(|keys| {
+                let mut seen = HashSet::new();
+                !keys.iter().all(|key| seen.insert(key))
+            });
+            prop_assert_eq!(scan_unique_keys(text.as_bytes(), &[]).is_err(), repeated, "{}", text);
         }
 
         #[test]
