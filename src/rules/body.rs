@@ -192,7 +192,10 @@ impl<'b> Reader<'b> {
             let start = self.at;
             let (end, escaped) = json::string_end(self.bytes, start);
             self.at = end;
-            let key = self.bytes.get(start + 1..end - 1).unwrap_or_default();
+            let key = self
+                .bytes
+                .get(start + 1..end.saturating_sub(1))
+                .unwrap_or_default();
             self.skip_whitespace();
             self.at += 1; // the colon
             self.skip_whitespace();
@@ -261,7 +264,9 @@ impl<'b> Reader<'b> {
         let (end, escaped) = json::string_end(self.bytes, start);
         self.at = end;
         text(
-            self.bytes.get(start + 1..end - 1).unwrap_or_default(),
+            self.bytes
+                .get(start + 1..end.saturating_sub(1))
+                .unwrap_or_default(),
             escaped,
         )
     }
@@ -292,6 +297,8 @@ fn text(raw: &[u8], escaped: bool) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -332,6 +339,62 @@ mod tests {
             Number::parse("-99999999999999999999"),
             Number::Double(-1e20)
         );
+    }
+
+    /// The JSON value of a tree, to compare with serde_json's reading.
+    fn to_serde(json: &Json<'_>) -> serde_json::Value {
+        match json {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(value) => (*value).into(),
+            Json::Number(text) => serde_json::from_str(text).unwrap(),
+            Json::String(text) => text.as_ref().into(),
+            Json::Array(elements) => elements.iter().map(to_serde).collect(),
+            Json::Object(members) => members
+                .iter()
+                .map(|(key, value)| (key.to_string(), to_serde(value)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z{}\\[\\]\\\\\"é ]{0,40}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[ab\\\\\"]{1,2}", inner, 0..8)
+                    .prop_map(|members| members.into_iter().collect()),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn reads_what_serde_json_reads_and_only_what_paths_name(value in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            prop_assert_eq!(to_serde(&parse(&text, &Paths::whole())), value.clone());
+            // Only `a` and `b.a`; everything else is skipped.
+            let mut paths = Paths::default();
+            paths.insert(["a"]);
+            paths.insert(["b", "a"]);
+            let mut expected = value.clone();
+            if let Some(members) = expected.as_object_mut() {
+                members.retain(|key, _| key == "a" || key == "b");
+                if let Some(inner) = members.get_mut("b").and_then(|b| b.as_object_mut()) {
+                    inner.retain(|key, _| key == "a");
+                }
+            }
+            prop_assert_eq!(to_serde(&parse(&text, &paths)), expected);
+        }
     }
 
     #[test]
