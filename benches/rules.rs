@@ -6,6 +6,12 @@
 //! ```text
 //! cargo bench --bench rules
 //! ```
+//!
+//! With `PROFILE_RULES=CASE` (`plain`, `filter`, `prompt`, `filter_input_prompt`;
+//! `document_plain`, `document_checked`, `document_values` on the 16 KiB document; `items`, an
+//! `all` over a body's 10 000 small objects) and
+//! `PROFILE_ROUNDS=N` it skips the timings and sends N requests of that case, for
+//! `benches/scripts/rules_profile.sh` to count.
 
 pub mod support;
 
@@ -81,6 +87,14 @@ fn jira_body() -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// A body of 10 000 small objects, as many as a comprehension may visit.
+fn items_body() -> Bytes {
+    let items: Vec<_> = (0..10_000)
+        .map(|id| json!({"id": id, "s": "abcdefgh"}))
+        .collect();
+    Bytes::from(json!({ "items": items }).to_string())
+}
+
 struct World {
     key: ApiKey,
     plain: Uuid,
@@ -89,6 +103,7 @@ struct World {
     prompted: Uuid,
     checking: Uuid,
     converting: Uuid,
+    items: Uuid,
     service: TriggerService<Arc<NullSink>, Arc<MemoryKeyStore>>,
 }
 
@@ -97,6 +112,7 @@ impl World {
         let key = ApiKey::generate();
         let (plain, shaped, converting) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (filtered, prompted, checking) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let items = Uuid::now_v7();
         let store = MemoryKeyStore::new()
             .with_key(key.digest(), ApiKeyRecord::new("bench", "bench"))
             .with_trigger(Trigger::new(plain, "bench", Source::Jira))
@@ -120,6 +136,11 @@ impl World {
                 Trigger::new(checking, "bench", Source::Jira)
                     .with_filter(Filter::parse("has(body.webhookEvent)").unwrap()),
             )
+            // The largest comprehension a filter may run.
+            .with_trigger(
+                Trigger::new(items, "bench", Source::Jira)
+                    .with_filter(Filter::parse("body.items.all(x, x.id >= 0)").unwrap()),
+            )
             // A filter that reads the whole body: all of it turned into values.
             .with_trigger(
                 Trigger::new(converting, "bench", Source::Jira)
@@ -136,6 +157,7 @@ impl World {
             prompted,
             checking,
             converting,
+            items,
             service,
         }
     }
@@ -240,11 +262,51 @@ fn benches(c: &mut Criterion) {
 }
 
 fn main() {
+    if let Ok(case) = std::env::var("PROFILE_RULES") {
+        profile(&case);
+        return;
+    }
     let started = SystemTime::now();
     let mut criterion = Criterion::default().configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();
     summary(started);
+}
+
+/// Sends `PROFILE_ROUNDS` requests of `case`, untimed, for a profiler to count.
+fn profile(case: &str) {
+    let rounds: usize = std::env::var("PROFILE_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(0);
+    let world = World::new();
+    let (trigger, body) = match case {
+        "plain" => (world.plain, jira_body()),
+        "filter" => (world.filtered, jira_body()),
+        "prompt" => (world.prompted, jira_body()),
+        "filter_input_prompt" => (world.shaped, jira_body()),
+        "document_plain" => (world.plain, json_document(16 << 10)),
+        "document_checked" => (world.checking, json_document(16 << 10)),
+        "document_values" => (world.converting, json_document(16 << 10)),
+        "items" => (world.items, items_body()),
+        other => panic!("no case {other}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..rounds {
+            let response = world
+                .service
+                .clone()
+                .oneshot(world.request(trigger, &body))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+    println!("{case}: {} bytes of body", body.len());
 }
 
 /// The medians this run measured, and the ratios.

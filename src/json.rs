@@ -13,6 +13,9 @@
 //! whitespace is looked for only where the next byte is not the one compact JSON has there. The
 //! scan is counted by `benches/scripts/profile.sh` and timed by `benches/pipeline.rs` beside
 //! serde_json, simd-json and sonic-rs.
+//!
+//! In a body the scan has validated, [`string_end`] and [`value_end`] find where a value ends
+//! without reading it: the rules' reader skips with them what no rule reads.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -149,8 +152,11 @@ fn scan_checking<'b, const UNIQUE: bool>(
         paths,
         values: Default::default(),
         seen: [0; MAX_PATH_DEPTH + 1],
-        keys: Vec::new(),
-        objects: Vec::new(),
+        open_keys: OpenKeys {
+            // Enough for most bodies' objects without growing.
+            keys: Vec::with_capacity(if UNIQUE { 64 } else { 0 }),
+            ..OpenKeys::default()
+        },
     };
     scanner
         .document()
@@ -274,6 +280,142 @@ fn skip_plain_bytes(bytes: &[u8], mut at: usize, stop_outside_ascii: bool) -> us
     at + special_bytes(&padded, stop_outside_ascii).trailing_zeros() as usize
 }
 
+/// In JSON this module validated: where the string whose opening quote is at `at` ends (the
+/// byte after its closing quote), and whether it has escapes.
+pub(crate) fn string_end(bytes: &[u8], at: usize) -> (usize, bool) {
+    let mut at = at + 1;
+    let mut escaped = false;
+    loop {
+        // A validated string holds no control character: only its end stops the scan.
+        let stop = skip_plain_bytes(bytes, at, false);
+        match bytes.get(stop) {
+            Some(b'\\') => {
+                escaped = true;
+                at = stop + 2;
+            }
+            Some(_) => return (stop + 1, escaped),
+            None => return (bytes.len(), escaped),
+        }
+    }
+}
+
+/// In JSON this module validated: where the value that starts at `at` ends. An array or
+/// object is looked through 64 bytes at a time: where its strings are and how its brackets
+/// nest, from bit masks, one byte at a time only in a block with a backslash.
+pub(crate) fn value_end(bytes: &[u8], mut at: usize) -> usize {
+    match bytes.get(at) {
+        Some(b'"') => string_end(bytes, at).0,
+        Some(b'{' | b'[') => {
+            let mut brackets = Brackets::default();
+            while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<64>()) {
+                if let Some(end) = brackets.block(block) {
+                    return at + end;
+                }
+                at += 64;
+            }
+            let rest = bytes.get(at..).unwrap_or_default();
+            brackets.bytewise(rest).map_or(bytes.len(), |end| at + end)
+        }
+        // A number or a literal: up to the next delimiter.
+        _ => {
+            while let Some(b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E') = bytes.get(at) {
+                at += 1;
+            }
+            at
+        }
+    }
+}
+
+/// Where a look through a container is: how deep in brackets, and inside a string or an
+/// escape.
+#[derive(Default)]
+struct Brackets {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Brackets {
+    /// Goes through a block of 64 bytes; the offset after the bracket that closes the
+    /// container, if it is in the block.
+    fn block(&mut self, block: &[u8; 64]) -> Option<usize> {
+        let [mut quotes, mut backslashes, mut opens, mut closes] = [0u64; 4];
+        for (index, chunk) in block.chunks_exact(LANES).enumerate() {
+            let mut lanes = [0u8; LANES];
+            lanes.copy_from_slice(chunk);
+            let lanes = u8x16::new(lanes);
+            // `[` and `]` are `{` and `}` less 0x20; no other byte folds onto those two.
+            let folded = lanes | u8x16::splat(0x20);
+            let mask = |found: u8x16| u64::from(found.to_bitmask()) << (index * LANES);
+            quotes |= mask(lanes.simd_eq(u8x16::splat(b'"')));
+            backslashes |= mask(lanes.simd_eq(u8x16::splat(b'\\')));
+            opens |= mask(folded.simd_eq(u8x16::splat(b'{')));
+            closes |= mask(folded.simd_eq(u8x16::splat(b'}')));
+        }
+        if backslashes != 0 || self.escaped {
+            return self.bytewise(block);
+        }
+        // A bit for each byte inside a string: each quote flips it.
+        let mut inside = quotes;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            inside ^= inside << shift;
+        }
+        if self.in_string {
+            inside = !inside;
+        }
+        self.in_string = inside >> 63 == 1;
+        let (opens, closes) = (opens & !inside, closes & !inside);
+        if (closes.count_ones() as usize) < self.depth {
+            // The container cannot close in this block.
+            self.depth += opens.count_ones() as usize;
+            self.depth -= closes.count_ones() as usize;
+            return None;
+        }
+        let mut brackets = opens | closes;
+        while brackets != 0 {
+            let at = brackets.trailing_zeros() as usize;
+            if opens >> at & 1 == 1 {
+                self.depth += 1;
+            } else {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            brackets &= brackets - 1;
+        }
+        None
+    }
+
+    /// Goes through `bytes` one at a time; the offset after the bracket that closes the
+    /// container, if it is there.
+    fn bytewise(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (at, &byte) in bytes.iter().enumerate() {
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(at + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 struct Scanner<'b, const UNIQUE: bool> {
     bytes: &'b [u8],
     at: usize,
@@ -282,18 +424,161 @@ struct Scanner<'b, const UNIQUE: bool> {
     /// For each level of the objects on the way to picked fields, the fields whose key at that
     /// level the innermost such object has already had: a second one is a duplicate.
     seen: [u16; MAX_PATH_DEPTH + 1],
-    /// With `UNIQUE`: the keys of every object open around the cursor, innermost last.
-    keys: Vec<Cow<'b, [u8]>>,
-    /// With `UNIQUE`: for each open object, where its keys start in `keys`, and once it has
-    /// more than a few, a set of them.
-    objects: Vec<(usize, Option<KeySet<'b>>)>,
+    /// With `UNIQUE`: the keys of the objects open around the cursor.
+    open_keys: OpenKeys<'b>,
+}
+
+/// The keys of the objects open around the scanner's cursor, to find one that an object
+/// already has.
+#[derive(Default)]
+struct OpenKeys<'b> {
+    /// The keys of every open object, innermost object's last.
+    keys: Vec<Key>,
+    /// Keys that had escapes, unescaped, one after another.
+    unescaped: Vec<u8>,
+    /// For each open object: where its keys start in `keys`, a bit for each of their
+    /// fingerprints' [`bit`]s (a key whose bit is clear is new, without a comparison), and
+    /// once it has more than [`KEYS_COMPARED`] keys, a set of them.
+    objects: Vec<(usize, u64, Option<KeySet<'b>>)>,
+}
+
+/// The bit of `fingerprint` in an object's 64 bits of seen fingerprints.
+fn bit(fingerprint: u64) -> u64 {
+    1 << (fingerprint.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
+/// One key of an open object: where its bytes are (in the body, or in
+/// [`OpenKeys::unescaped`]), and a fingerprint that two equal keys share.
+#[derive(Clone, Copy)]
+struct Key {
+    fingerprint: u64,
+    start: usize,
+    end: usize,
+    unescaped: bool,
 }
 
 /// The keys of one object with many.
 type KeySet<'b> = HashSet<Cow<'b, [u8]>>;
 
-/// An object with more keys than this looks for a repeated one in a set.
-const KEYS_COMPARED: usize = 16;
+/// An object with more keys than this looks for a repeated one in a set; one with fewer
+/// compares the fingerprints of its keys.
+const KEYS_COMPARED: usize = 32;
+
+/// What most pairs of different keys differ in: the length and the first and last eight
+/// bytes. Comparing these first spares a byte-by-byte comparison of most pairs.
+fn fingerprint(key: &[u8]) -> u64 {
+    let len = key.len();
+    // Two overlapping loads cover a key of 8 to 16 bytes whole; a shorter one is read in
+    // smaller pieces the same way.
+    let (head, tail) = match (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => match (key.first_chunk::<4>(), key.last_chunk::<4>()) {
+            (Some(head), Some(tail)) => (
+                u64::from(u32::from_le_bytes(*head)),
+                u64::from(u32::from_le_bytes(*tail)),
+            ),
+            _ => key.iter().fold((0, 0), |(word, _), &byte| {
+                ((word << 8) | u64::from(byte), 0)
+            }),
+        },
+    };
+    head ^ tail.rotate_left(29) ^ (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<'b> OpenKeys<'b> {
+    fn bytes<'k>(&'k self, body: &'k [u8], key: Key) -> &'k [u8] {
+        let from = if key.unescaped { &self.unescaped } else { body };
+        &from[key.start..key.end]
+    }
+
+    /// Records `key` (`unescaped` when it is a copy, else the body's bytes `start..end`) in
+    /// the innermost open object; `false` when that object has it already.
+    fn insert(
+        &mut self,
+        body: &'b [u8],
+        start: usize,
+        end: usize,
+        unescaped: Option<String>,
+    ) -> bool {
+        let key = match unescaped {
+            Some(text) => {
+                let start = self.unescaped.len();
+                self.unescaped.extend_from_slice(text.as_bytes());
+                let end = self.unescaped.len();
+                Key {
+                    fingerprint: fingerprint(&self.unescaped[start..end]),
+                    start,
+                    end,
+                    unescaped: true,
+                }
+            }
+            None => Key {
+                fingerprint: fingerprint(&body[start..end]),
+                start,
+                end,
+                unescaped: false,
+            },
+        };
+        let Some((first, seen, set)) = self.objects.last_mut() else {
+            return true;
+        };
+        let first = *first;
+        if let Some(set) = set {
+            let bytes = if key.unescaped {
+                Cow::Owned(self.unescaped[key.start..key.end].to_vec())
+            } else {
+                Cow::Borrowed(&body[key.start..key.end])
+            };
+            return set.insert(bytes);
+        }
+        let bit = bit(key.fingerprint);
+        let compare = *seen & bit != 0;
+        *seen |= bit;
+        let own = &self.keys[first..];
+        if compare {
+            let bytes = self.bytes(body, key);
+            let repeated = own.iter().any(|other| {
+                other.fingerprint == key.fingerprint && self.bytes(body, *other) == bytes
+            });
+            if repeated {
+                return false;
+            }
+        }
+        if own.len() >= KEYS_COMPARED {
+            let set = own
+                .iter()
+                .chain([&key])
+                .map(|key| {
+                    if key.unescaped {
+                        Cow::Owned(self.unescaped[key.start..key.end].to_vec())
+                    } else {
+                        Cow::Borrowed(&body[key.start..key.end])
+                    }
+                })
+                .collect();
+            self.keys.truncate(first);
+            if let Some((_, _, slot)) = self.objects.last_mut() {
+                *slot = Some(set);
+            }
+            return true;
+        }
+        self.keys.push(key);
+        true
+    }
+
+    fn object_opens(&mut self) {
+        self.objects.push((self.keys.len(), 0, None));
+    }
+
+    fn object_closes(&mut self) {
+        if let Some((first, _, _)) = self.objects.pop() {
+            self.keys.truncate(first);
+        }
+        if self.objects.is_empty() {
+            self.unescaped.clear();
+        }
+    }
+}
 
 impl<'b, const UNIQUE: bool> Scanner<'b, UNIQUE> {
     /// With `UNIQUE`, records the key `start..end` of the innermost open object; `Err` when it
@@ -306,47 +591,23 @@ impl<'b, const UNIQUE: bool> Scanner<'b, UNIQUE> {
         end: usize,
         escaped: bool,
     ) -> Result<(), Problem> {
-        let key: Cow<'b, [u8]> = if escaped {
-            Cow::Owned(
-                self.string_value(start, end, true)
-                    .into_owned()
-                    .into_bytes(),
-            )
+        let unescaped = escaped.then(|| self.string_value(start, end, true).into_owned());
+        if self.open_keys.insert(self.bytes, start, end, unescaped) {
+            Ok(())
         } else {
-            Cow::Borrowed(&self.bytes[start..end])
-        };
-        let Some((first, set)) = self.objects.last_mut() else {
-            return Ok(());
-        };
-        let duplicate = match set {
-            Some(set) => !set.insert(key.clone()),
-            None => {
-                let own = &self.keys[*first..];
-                let duplicate = own.contains(&key);
-                if own.len() >= KEYS_COMPARED {
-                    *set = Some(own.iter().cloned().chain([key.clone()]).collect());
-                }
-                duplicate
-            }
-        };
-        if duplicate {
-            return problem(at, DUPLICATE_KEY);
+            problem(at, DUPLICATE_KEY)
         }
-        self.keys.push(key);
-        Ok(())
     }
 
     /// With `UNIQUE`, an object opens or closes.
     #[inline(never)]
     fn object_opens(&mut self) {
-        self.objects.push((self.keys.len(), None));
+        self.open_keys.object_opens();
     }
 
     #[inline(never)]
     fn object_closes(&mut self) {
-        if let Some((first, _)) = self.objects.pop() {
-            self.keys.truncate(first);
-        }
+        self.open_keys.object_closes();
     }
 
     /// A problem at the cursor.
@@ -867,6 +1128,25 @@ mod tests {
         assert!(
             scan_unique_keys(format!("{{{many}\"z\":{{{many}\"y\":1}}}}").as_bytes(), &[]).is_ok()
         );
+        // Keys alike in length and in their first and last eight bytes differ in between.
+        let alike = r#"{"customfield_10020":1,"customfiXld_10020":2,"customfield_10021":3}"#;
+        assert!(scan_unique_keys(alike.as_bytes(), &[]).is_ok());
+        let alike = r#"{"customfield_10020":1,"customfiXld_10020":2,"customfield_10020":3}"#;
+        assert!(scan_unique_keys(alike.as_bytes(), &[]).is_err());
+        // An escaped key repeats an unescaped one, in an object of few keys and of many.
+        assert!(scan_unique_keys(br#"{"ab":1,"\u0061b":2}"#, &[]).is_err());
+        assert!(scan_unique_keys(format!(r#"{{{many}"\u006b7":0}}"#).as_bytes(), &[]).is_err());
+        assert!(
+            scan_unique_keys(format!(r#"{{"\u006b7":0,{many}"z":0}}"#).as_bytes(), &[]).is_err()
+        );
+        // An object closed inside another leaves the outer one's keys as they were.
+        assert!(
+            scan_unique_keys(
+                format!(r#"{{"a":1,"b":{{{many}"a":1}},"a":2}}"#).as_bytes(),
+                &[]
+            )
+            .is_err()
+        );
         // A picked field's value is still picked.
         let fields = scan_unique_keys(br#"{"type":"t","event":{"type":"e"}}"#, PATHS).unwrap();
         assert_eq!(fields.str(&["event", "type"]), Some("e"));
@@ -1104,6 +1384,75 @@ mod tests {
                     Some(_) => prop_assert!(fields.is_present(path)),
                     None => prop_assert!(!fields.is_present(path)),
                 }
+            }
+        }
+
+        #[test]
+        fn a_repeated_key_is_refused_in_objects_of_any_size(
+            objects in prop::collection::vec(
+                (0usize..70, prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>()))),
+                1..4,
+            ),
+            escape in any::<prop::sample::Index>(),
+        ) {
+            // Objects nested one in the next, each with keys `k0`, `k1` … and maybe one of them
+            // again further on; one key written with an escape.
+            let objects: Vec<Vec<usize>> = objects
+                .into_iter()
+                .map(|(count, repeat)| {
+                    let mut keys: Vec<usize> = (0..count).collect();
+                    if let Some((key, at)) = repeat.filter(|_| count > 0) {
+                        let key = key.index(count);
+                        keys.insert(key + 1 + at.index(count - key), key);
+                    }
+                    keys
+                })
+                .collect();
+            let escaped = escape.index(objects.iter().map(Vec::len).sum::<usize>().max(1));
+            let mut text = String::new();
+            let mut written = 0;
+            for keys in &objects {
+                text.push('{');
+                for key in keys {
+                    if written == escaped {
+                        text.push_str(&format!("\"\\u006b{key}\":0,"));
+                    } else {
+                        text.push_str(&format!("\"k{key}\":0,"));
+                    }
+                    written += 1;
+                }
+                text.push_str("\"inner\":");
+            }
+            text.push_str("null");
+            text.push_str(&"}".repeat(objects.len()));
+            let repeated = objects.iter().any(|keys| {
+                let mut seen = HashSet::new();
+                !keys.iter().all(|key| seen.insert(key))
+            });
+            prop_assert_eq!(scan_unique_keys(text.as_bytes(), &[]).is_err(), repeated, "{}", text);
+        }
+
+        #[test]
+        fn value_end_finds_where_each_value_ends(values in prop::collection::vec(json_value(), 1..8), pretty in any::<bool>()) {
+            // Values one after another in an array: each ends where the next one's comma is.
+            let write = |value: &Value| if pretty {
+                serde_json::to_vec_pretty(value).unwrap()
+            } else {
+                serde_json::to_vec(value).unwrap()
+            };
+            let mut text = b"[".to_vec();
+            let mut ends = Vec::new();
+            for value in &values {
+                let start = text.len();
+                text.extend_from_slice(&write(value));
+                ends.push((start, text.len()));
+                text.push(b',');
+            }
+            text.pop();
+            text.push(b']');
+            prop_assert_eq!(value_end(&text, 0), text.len());
+            for (start, end) in ends {
+                prop_assert_eq!(value_end(&text, start), end, "{}", String::from_utf8_lossy(&text[start..end]));
             }
         }
 

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::json;
+
 /// A JSON value whose strings borrow from the body where they have no escapes. Numbers keep
 /// their text: each consumer reads them its own way.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +49,7 @@ impl Number {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Paths {
     whole: bool,
-    /// By name.
+    /// In [`order`].
     fields: Vec<(Box<str>, Paths)>,
 }
 
@@ -69,7 +71,7 @@ impl Paths {
             }
             let at = match node
                 .fields
-                .binary_search_by(|(name, _)| (**name).cmp(field))
+                .binary_search_by(|(name, _)| order(name.as_bytes(), field.as_bytes()))
             {
                 Ok(at) => at,
                 Err(at) => {
@@ -92,7 +94,10 @@ impl Paths {
             return;
         }
         for (name, paths) in &other.fields {
-            match self.fields.binary_search_by(|(mine, _)| mine.cmp(name)) {
+            match self
+                .fields
+                .binary_search_by(|(mine, _)| order(mine.as_bytes(), name.as_bytes()))
+            {
                 Ok(at) => self.fields[at].1.merge(paths),
                 Err(at) => self.fields.insert(at, (name.clone(), paths.clone())),
             }
@@ -104,12 +109,18 @@ impl Paths {
         !self.whole && self.fields.is_empty()
     }
 
-    fn field(&self, name: &str) -> Option<&Paths> {
+    fn field(&self, name: &[u8]) -> Option<&Paths> {
         self.fields
-            .binary_search_by(|(field, _)| (**field).cmp(name))
+            .binary_search_by(|(field, _)| order(field.as_bytes(), name))
             .ok()
             .map(|at| &self.fields[at].1)
     }
+}
+
+/// The order of the fields of a [`Paths`] node: by length, then by bytes, so that most
+/// comparisons with a body's key are one of lengths.
+fn order(field: &[u8], key: &[u8]) -> std::cmp::Ordering {
+    field.len().cmp(&key.len()).then_with(|| field.cmp(key))
 }
 
 /// The parts of `body` that `paths` names (all of it when `paths` is whole). `body` is
@@ -150,7 +161,7 @@ impl<'b> Reader<'b> {
             b'{' if !paths.whole => self.some_fields(paths),
             b'{' => self.object(),
             b'[' => self.array(),
-            b'"' => Json::String(self.string(true)),
+            b'"' => Json::String(self.string()),
             b't' => {
                 self.at += 4;
                 Json::Bool(true)
@@ -167,9 +178,10 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Calls `member` with each key of the object at the cursor, the cursor on its value; the
-    /// member reads or skips the value.
-    fn members(&mut self, mut member: impl FnMut(&mut Self, Cow<'b, str>)) {
+    /// Calls `member` with each key of the object at the cursor (its bytes between the quotes,
+    /// and whether it has escapes), the cursor on its value; the member reads or skips the
+    /// value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'b [u8], bool)) {
         self.at += 1;
         self.skip_whitespace();
         if self.peek() == b'}' {
@@ -177,11 +189,17 @@ impl<'b> Reader<'b> {
             return;
         }
         loop {
-            let key = self.string(true);
+            let start = self.at;
+            let (end, escaped) = json::string_end(self.bytes, start);
+            self.at = end;
+            let key = self
+                .bytes
+                .get(start + 1..end.saturating_sub(1))
+                .unwrap_or_default();
             self.skip_whitespace();
             self.at += 1; // the colon
             self.skip_whitespace();
-            member(self, key);
+            member(self, key, escaped);
             self.skip_whitespace();
             let separator = self.peek();
             self.at += 1;
@@ -195,21 +213,26 @@ impl<'b> Reader<'b> {
     fn object(&mut self) -> Json<'b> {
         let whole = Paths::whole();
         let mut members = Vec::new();
-        self.members(|reader, key| {
+        self.members(|reader, key, escaped| {
             let value = reader.value(&whole);
-            members.push((key, value));
+            members.push((text(key, escaped), value));
         });
         Json::Object(members)
     }
 
     fn some_fields(&mut self, paths: &Paths) -> Json<'b> {
         let mut members = Vec::new();
-        self.members(|reader, key| match paths.field(&key) {
-            Some(wanted) => {
-                let value = reader.value(wanted);
-                members.push((key, value));
+        self.members(|reader, raw, escaped| {
+            // Most keys are compared as they are in the body; one with escapes unescaped.
+            let unescaped = escaped.then(|| text(raw, true));
+            let name = unescaped.as_deref().map_or(raw, str::as_bytes);
+            match paths.field(name) {
+                Some(wanted) => {
+                    let value = reader.value(wanted);
+                    members.push((unescaped.unwrap_or_else(|| text(raw, false)), value));
+                }
+                None => reader.at = json::value_end(reader.bytes, reader.at),
             }
-            None => reader.skip_value(),
         });
         Json::Object(members)
     }
@@ -235,76 +258,17 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Moves past the value at the cursor without building it: strings are jumped over, the
-    /// rest of a container is only counted.
-    fn skip_value(&mut self) {
-        match self.peek() {
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek() {
-                        b'"' => {
-                            self.string(false);
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at += 1;
-                                return;
-                            }
-                        }
-                        0 if self.at >= self.bytes.len() => return,
-                        _ => {}
-                    }
-                    self.at += 1;
-                }
-            }
-            b'"' => {
-                self.string(false);
-            }
-            _ => {
-                self.value(&Paths::whole());
-            }
-        }
-    }
-
-    /// The string whose opening quote is at the cursor, borrowed when it has no escapes;
-    /// unescaped only when `read` (else an empty placeholder).
-    fn string(&mut self, read: bool) -> Cow<'b, str> {
-        let start = self.at + 1;
-        let mut at = start;
-        let mut escaped = false;
-        loop {
-            match memchr::memchr2(b'"', b'\\', &self.bytes[at..]) {
-                Some(found) if self.bytes[at + found] == b'"' => {
-                    at += found;
-                    break;
-                }
-                Some(found) => {
-                    escaped = true;
-                    at += found + 2;
-                }
-                None => {
-                    at = self.bytes.len();
-                    break;
-                }
-            }
-        }
-        self.at = at + 1;
-        if !read {
-            Cow::Borrowed("")
-        } else if escaped {
-            // Validated by the scan; serde_json unescapes, as the scan does for picked fields.
-            Cow::Owned(
-                serde_json::from_slice(&self.bytes[start - 1..=at])
-                    .expect("a validated JSON string unescapes"),
-            )
-        } else {
-            // Validated as UTF-8 by the scan.
-            Cow::Borrowed(std::str::from_utf8(&self.bytes[start..at]).unwrap_or_default())
-        }
+    /// The string whose opening quote is at the cursor, borrowed when it has no escapes.
+    fn string(&mut self) -> Cow<'b, str> {
+        let start = self.at;
+        let (end, escaped) = json::string_end(self.bytes, start);
+        self.at = end;
+        text(
+            self.bytes
+                .get(start + 1..end.saturating_sub(1))
+                .unwrap_or_default(),
+            escaped,
+        )
     }
 
     fn number(&mut self) -> &'b str {
@@ -316,8 +280,25 @@ impl<'b> Reader<'b> {
     }
 }
 
+/// The text of a string's bytes between its quotes, validated by the scan: borrowed, or
+/// unescaped when it has escapes.
+fn text(raw: &[u8], escaped: bool) -> Cow<'_, str> {
+    if escaped {
+        // serde_json unescapes, as the scan does for picked fields.
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        Cow::Owned(serde_json::from_slice(&quoted).unwrap_or_default())
+    } else {
+        Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -358,6 +339,62 @@ mod tests {
             Number::parse("-99999999999999999999"),
             Number::Double(-1e20)
         );
+    }
+
+    /// The JSON value of a tree, to compare with serde_json's reading.
+    fn to_serde(json: &Json<'_>) -> serde_json::Value {
+        match json {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(value) => (*value).into(),
+            Json::Number(text) => serde_json::from_str(text).unwrap(),
+            Json::String(text) => text.as_ref().into(),
+            Json::Array(elements) => elements.iter().map(to_serde).collect(),
+            Json::Object(members) => members
+                .iter()
+                .map(|(key, value)| (key.to_string(), to_serde(value)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z{}\\[\\]\\\\\"é ]{0,40}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[ab\\\\\"]{1,2}", inner, 0..8)
+                    .prop_map(|members| members.into_iter().collect()),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn reads_what_serde_json_reads_and_only_what_paths_name(value in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            prop_assert_eq!(to_serde(&parse(&text, &Paths::whole())), value.clone());
+            // Only `a` and `b.a`; everything else is skipped.
+            let mut paths = Paths::default();
+            paths.insert(["a"]);
+            paths.insert(["b", "a"]);
+            let mut expected = value.clone();
+            if let Some(members) = expected.as_object_mut() {
+                members.retain(|key, _| key == "a" || key == "b");
+                if let Some(inner) = members.get_mut("b").and_then(|b| b.as_object_mut()) {
+                    inner.retain(|key, _| key == "a");
+                }
+            }
+            prop_assert_eq!(to_serde(&parse(&text, &paths)), expected);
+        }
     }
 
     #[test]

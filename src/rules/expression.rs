@@ -67,6 +67,10 @@ const ADD: &str = "@rules_add";
 const EQUALS: &str = "@rules_equals";
 const NOT_EQUALS: &str = "@rules_not_equals";
 const IN: &str = "@rules_in";
+const LESS: &str = "@rules_less";
+const LESS_EQUALS: &str = "@rules_less_equals";
+const GREATER: &str = "@rules_greater";
+const GREATER_EQUALS: &str = "@rules_greater_equals";
 const OWN: &str = "@rules_own";
 const TOUCH: &str = "@rules_touch";
 const RANGE: &str = "@rules_range";
@@ -78,11 +82,15 @@ const ACCUMULATOR: &str = "@result";
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib().with_optional_support(false);
     let dyn_type = || types::DYN_TYPE;
-    let declarations: [(&str, usize, cel::common::functions::Function); 8] = [
+    let declarations: [(&str, usize, cel::common::functions::Function); 12] = [
         (ADD, 2, add),
         (EQUALS, 2, equals),
         (NOT_EQUALS, 2, not_equals),
         (IN, 2, contains),
+        (LESS, 2, less),
+        (LESS_EQUALS, 2, less_equals),
+        (GREATER, 2, greater),
+        (GREATER_EQUALS, 2, greater_equals),
         (OWN, 1, own),
         (TOUCH, 1, touch),
         (RANGE, 2, range),
@@ -343,10 +351,10 @@ impl Rewriter {
             operators::EQUALS => call.func_name = EQUALS.to_owned(),
             operators::NOT_EQUALS => call.func_name = NOT_EQUALS.to_owned(),
             operators::IN => call.func_name = IN.to_owned(),
-            operators::LESS
-            | operators::LESS_EQUALS
-            | operators::GREATER
-            | operators::GREATER_EQUALS => call.args.iter_mut().for_each(|a| wrap(a, TOUCH)),
+            operators::LESS => call.func_name = LESS.to_owned(),
+            operators::LESS_EQUALS => call.func_name = LESS_EQUALS.to_owned(),
+            operators::GREATER => call.func_name = GREATER.to_owned(),
+            operators::GREATER_EQUALS => call.func_name = GREATER_EQUALS.to_owned(),
             // Other operators take constant time.
             name if name.starts_with(['_', '@', '!', '-']) => {}
             // A function: its work grows with its arguments and its target at most.
@@ -639,6 +647,39 @@ fn contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
         .contains(needle.as_ref())
         .map_err(|_| no_overload("in", &args))?;
     Ok(boolean(found))
+}
+
+/// How `args[0]` compares with `args[1]`, as the `operator` of CEL compares them, charged for
+/// both operands' bytes. (CEL's own operators describe a possible error before comparing.)
+fn compare(operator: &str, args: &[CowVal<'_, '_>]) -> Result<std::cmp::Ordering, ExecutionError> {
+    let (lhs, rhs) = (args[0].as_ref(), args[1].as_ref());
+    charge(shallow_weight(lhs) + shallow_weight(rhs))?;
+    lhs.as_comparer()
+        .ok_or_else(|| no_overload(operator, args))?
+        .compare(rhs)
+        .map_err(|error| match error {
+            ExecutionError::NoSuchOverload(_)
+            | ExecutionError::ValuesNotComparable(_, _)
+            | ExecutionError::UnsupportedKeyType(_)
+            | ExecutionError::UnexpectedType { .. } => no_overload(operator, args),
+            error => error,
+        })
+}
+
+fn less<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    Ok(boolean(compare(operators::LESS, &args)?.is_lt()))
+}
+
+fn less_equals<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    Ok(boolean(compare(operators::LESS_EQUALS, &args)?.is_le()))
+}
+
+fn greater<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    Ok(boolean(compare(operators::GREATER, &args)?.is_gt()))
+}
+
+fn greater_equals<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    Ok(boolean(compare(operators::GREATER_EQUALS, &args)?.is_ge()))
 }
 
 fn own<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {

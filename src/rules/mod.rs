@@ -692,6 +692,21 @@ mod tests {
             Ok(())
         );
         assert_eq!(filter("body.issue.fields.n + 1 == 4", body), Ok(()));
+        // Comparisons across numeric types, of strings, and of what does not compare.
+        assert_eq!(
+            filter(
+                "body.issue.fields.n >= 3 && body.issue.fields.n < 3.5 && body.issue.fields.n > 2u \
+                 && body.issue.fields.n <= 3 && 'A' < body.issue.key",
+                body
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            filter("body.issue.fields.n > 3", body),
+            Err("the filter is false".into())
+        );
+        let error = filter("body.issue.key > 1", body).unwrap_err();
+        assert!(error.contains("_>_") && error.contains("string"), "{error}");
         assert_eq!(
             filter("action.startsWith('jira:') && source == 'jira'", body),
             Ok(())

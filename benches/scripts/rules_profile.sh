@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Instructions per accepted request inside the service for each case of `benches/rules.rs`
+# (no rules; a filter; a prompt; filter + input + prompt, on the ~2.7 KB Jira-like body; one
+# field read and the whole body read, on the 16 KiB document), counted by callgrind: the counts
+# repeat exactly for one build, however busy the machine. Only the service is counted, and each
+# figure is a run of N requests less a run of 10, so that what the first requests set up once
+# (lazy tables, the rules' first evaluation) is left out.
+#
+#   bash benches/scripts/rules_profile.sh           # N=2000 by default
+#   callgrind_annotate --inclusive=yes target/profile/rules-filter.out | less   # where they go
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N=${N:-2000}
+source benches/scripts/lib.sh
+install_missing valgrind valgrind
+binary=$(cargo bench --bench rules --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*rules[^"]*\)".*/\1/p' | tail -1)
+[ -x "$binary" ] || { echo "could not build benches/rules.rs" >&2; exit 1; }
+mkdir -p "$TARGET_DIR/profile"
+
+in_service="--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
+total() {
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+}
+count() {
+  local case=$1 rounds=$2 out="$TARGET_DIR/profile/rules-$1"
+  [ "$rounds" = 10 ] && out="$out-base"
+  PROFILE_RULES=$case PROFILE_ROUNDS=$rounds valgrind --tool=callgrind "$in_service" \
+    --callgrind-out-file="$out.out" "$binary" >/dev/null 2>&1
+  total "$out.out"
+}
+plain=0
+for case in plain filter prompt filter_input_prompt document_plain document_checked document_values; do
+  base=$(count "$case" 10)
+  per=$(( ($(count "$case" "$N") - base) / (N - 10) ))
+  case $case in plain | document_plain) plain=$per ;; esac
+  awk -v name="$case" -v per="$per" -v plain="$plain" 'BEGIN {
+    printf "%-20s %9d instructions per request (%.2fx its plain)\n", name, per, per / plain }'
+done
