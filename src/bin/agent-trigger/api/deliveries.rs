@@ -137,7 +137,7 @@ pub async fn list<S: Backend>(
 ) -> Response {
     let limit = match respond::page_limit(params.limit) {
         Ok(limit) => limit,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if let Some(outcome) = &params.outcome
         && !is_outcome_name(outcome)

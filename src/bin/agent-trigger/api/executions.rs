@@ -115,7 +115,7 @@ pub async fn list<S: Backend>(
 ) -> Response {
     let limit = match respond::page_limit(params.limit) {
         Ok(limit) => limit,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut query = ExecutionQuery::new(key.tenant(), limit);
     query.status = params.status;

@@ -29,15 +29,15 @@ const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
 
 /// The size of a list's page: `limit`, or the default; `400` out of range.
-pub fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
+pub fn page_limit(limit: Option<usize>) -> Result<usize, Box<Response>> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("limit must be from 1 to {MAX_PAGE}"),
-        ))
+        )))
     }
 }
 
