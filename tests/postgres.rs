@@ -80,6 +80,36 @@ async fn a_revoked_key_stops_working_on_every_instance_within_the_refresh_bound(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_wakes_idle_workers_of_every_instance_without_their_poll() {
+    let Some(schema) = TestSchema::new("a_batch_wakes_idle_workers").await else {
+        return;
+    };
+    let (here, there) = (schema.store().await, schema.store().await);
+    // The listener of `there` is up once a notification it must hear arrives: give it time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let there = there.clone();
+            tokio::spawn(async move { there.work_queued().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (first, second) = tokio::join!(
+        here.submit(key_delivery(Uuid::now_v7(), None, "{}")),
+        here.submit(key_delivery(Uuid::now_v7(), None, "{}")),
+    );
+    assert!(matches!(first.unwrap(), Outcome::Started(_)));
+    assert!(matches!(second.unwrap(), Outcome::Started(_)));
+    // One worker of the other instance per execution started, through the notification.
+    for waiter in waiting {
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("an idle worker of the other instance is woken")
+            .unwrap();
+    }
+}
+
 /// The lease of the instances of the lapsed-lease tests.
 const LEASE: Duration = Duration::from_millis(900);
 
