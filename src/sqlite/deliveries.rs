@@ -1,14 +1,15 @@
 //! The deliveries log on SQLite: records queued in memory by the request tasks, written by the
-//! database thread in the transaction of the next group of deliveries (or on their own when
+//! database thread in batches (in the transaction of a group of deliveries, or on their own when
 //! none comes), and pruned per trigger as they are written.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use tokio::sync::mpsc::{Sender, WeakSender};
 use uuid::Uuid;
 
 use super::SqliteStore;
@@ -22,40 +23,93 @@ use crate::{Caller, ExecutionId, Source, StoreError};
 /// At most this many records wait for the database thread; more are dropped and counted.
 pub const LOG_QUEUE_CAPACITY: usize = 8192;
 
+/// Records are written once this many wait, or once the oldest has waited [`LOG_DELAY`]. A
+/// write dirties whole pages (the table's and each index's), which go to the WAL and through
+/// its fsync whole: records written together share them, where a record written with each
+/// small group of deliveries would cost several pages of its own.
+const LOG_BATCH: usize = 256;
+
+/// The longest a record waits to be written while fewer than [`LOG_BATCH`] do.
+const LOG_DELAY: Duration = Duration::from_millis(100);
+
 /// The records waiting for the database thread, and what it prunes them to.
 #[derive(Default)]
 pub(super) struct LogQueue {
-    waiting: Mutex<Vec<LoggedDelivery>>,
+    waiting: Mutex<Waiting>,
     /// A wake-up is on its way to the thread: one is enough.
     flush_asked: AtomicBool,
     dropped: AtomicU64,
     limits: RwLock<LogLimits>,
 }
 
+#[derive(Default)]
+struct Waiting {
+    records: Vec<LoggedDelivery>,
+    /// When the oldest of them came.
+    since: Option<Instant>,
+}
+
 impl LogQueue {
     /// Takes what waits, to write it.
     pub(super) fn take(&self) -> Vec<LoggedDelivery> {
         self.flush_asked.store(false, Ordering::Release);
-        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut waiting = self.lock();
+        waiting.since = None;
+        std::mem::take(&mut waiting.records)
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        self.lock().records.is_empty()
+    }
+
+    /// Whether what waits is to be written now: a batch's worth, or the oldest waited long
+    /// enough.
+    fn is_due(&self) -> bool {
+        let waiting = self.lock();
+        waiting.records.len() >= LOG_BATCH
+            || waiting
+                .since
+                .is_some_and(|since| since.elapsed() >= LOG_DELAY)
+    }
+
+    /// Wakes the database thread to write what waits, unless a wake-up is on its way.
+    fn ask_flush(&self, commands: &Sender<Command>) {
+        if !self.flush_asked.swap(true, Ordering::AcqRel)
+            && commands.try_send(Command::FlushLog).is_err()
+        {
+            // A full command queue means the thread is busy and writes the log as it goes.
+            self.flush_asked.store(false, Ordering::Release);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Wakes the database thread every [`LOG_DELAY`] while records wait for longer, so that a
+/// quiet server writes them too; ends with the store (once `commands` cannot be upgraded).
+pub(super) fn tick(queue: Arc<LogQueue>, commands: WeakSender<Command>) {
+    loop {
+        std::thread::sleep(LOG_DELAY);
+        let Some(commands) = commands.upgrade() else {
+            return;
+        };
+        if queue.is_due() {
+            queue.ask_flush(&commands);
+        }
     }
 }
 
 /// The database thread's side of the log: it writes and prunes.
 pub(super) struct LogWriter {
-    queue: std::sync::Arc<LogQueue>,
+    queue: Arc<LogQueue>,
     /// Records written per trigger since its last pruning.
     since_pruned: HashMap<Uuid, usize>,
 }
 
 impl LogWriter {
-    pub(super) fn new(queue: std::sync::Arc<LogQueue>) -> Self {
+    pub(super) fn new(queue: Arc<LogQueue>) -> Self {
         LogWriter {
             queue,
             since_pruned: HashMap::new(),
@@ -66,9 +120,17 @@ impl LogWriter {
         !self.queue.is_empty()
     }
 
+    /// Whether what waits is to be written now (see [`LOG_BATCH`]).
+    pub(super) fn is_due(&self) -> bool {
+        self.queue.is_due()
+    }
+
     /// Writes what waits within `transaction` (a group of deliveries'), in a savepoint of its
-    /// own: a log that cannot be written never fails the deliveries.
+    /// own (a log that cannot be written never fails the deliveries), if it is due.
     pub(super) fn write_within(&mut self, transaction: &mut Transaction<'_>) {
+        if !self.queue.is_due() {
+            return;
+        }
         let records = self.queue.take();
         if records.is_empty() {
             return;
@@ -191,24 +253,21 @@ fn prune_trigger(
 impl DeliveryObserver for SqliteStore {
     fn observe(&self, delivery: LoggedDelivery) {
         let queue = &self.inner.log;
-        {
-            let mut waiting = queue.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            if waiting.len() >= LOG_QUEUE_CAPACITY {
+        let batch_full = {
+            let mut waiting = queue.lock();
+            if waiting.records.len() >= LOG_QUEUE_CAPACITY {
                 drop(waiting);
                 queue.dropped.fetch_add(1, Ordering::Relaxed);
                 deliveries::count_dropped();
                 return;
             }
-            waiting.push(delivery);
-        }
-        if !queue.flush_asked.swap(true, Ordering::AcqRel) {
-            // A full command queue means the thread is busy and drains the log as it goes.
-            let sent = self
-                .commands()
-                .is_ok_and(|commands| commands.try_send(Command::FlushLog).is_ok());
-            if !sent {
-                queue.flush_asked.store(false, Ordering::Release);
-            }
+            waiting.since.get_or_insert_with(Instant::now);
+            waiting.records.push(delivery);
+            waiting.records.len() >= LOG_BATCH
+        };
+        // Fewer wait for the database thread's next group, or for the ticker.
+        if batch_full && let Ok(commands) = self.commands() {
+            queue.ask_flush(commands);
         }
     }
 }

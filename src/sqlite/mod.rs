@@ -137,6 +137,11 @@ impl SqliteStore {
         let thread_due = Arc::clone(&due);
         let log = Arc::new(LogQueue::default());
         let writer = LogWriter::new(Arc::clone(&log));
+        let (ticker_log, ticker_commands) = (Arc::clone(&log), sender.downgrade());
+        std::thread::Builder::new()
+            .name("agent-trigger-sqlite-log".to_owned())
+            .spawn(move || deliveries::tick(ticker_log, ticker_commands))
+            .map_err(|error| StoreError::new(format!("starting the log's ticker: {error}")))?;
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
             .spawn(move || {

@@ -88,7 +88,7 @@ pub(super) fn run(
             }
         }
         // The log waits while more work does: the next group's transaction takes it along.
-        if commands.is_empty() && log.has_waiting() {
+        if commands.is_empty() && log.is_due() {
             log.write_alone(&mut connection);
         }
     }
