@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use agent_trigger_testkit::server_process::*;
 use http::StatusCode;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use uuid::Uuid;
 
@@ -155,18 +154,7 @@ async fn start(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
-                return Some(address.to_owned());
-            }
-        }
-        None
-    })
-    .await
-    .expect("the server listens or exits within 30 s");
-    match listening {
+    match listening_address(&mut child).await {
         Some(address) => Ok((child, address)),
         None => {
             let mut stderr = String::new();

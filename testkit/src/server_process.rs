@@ -157,23 +157,32 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
-                    return address.to_owned();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server listens within 30 s");
+        let address = listening_address(&mut child)
+            .await
+            .expect("the server exited before listening");
         Server { child, address }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
+}
+
+/// The address a server started with `--listen 127.0.0.1:0` prints once it listens, read from
+/// its standard output (which must be piped, and is taken); `None` when it exits first.
+/// Panics after 30 s of neither.
+pub async fn listening_address(child: &mut Child) -> Option<String> {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(address) = line.strip_prefix("agent-trigger listening on http://") {
+                return Some(address.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server listens or exits within 30 s")
 }
 
 pub use crate::client::HttpClient;
