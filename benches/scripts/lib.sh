@@ -121,6 +121,19 @@ callgrind_count() {
   dump=$(ls -t "$out".* | head -1)
   mv "$dump" "$out"
   rm -f "$out".*
-  echo "$requests $(callgrind_annotate "$out" 2>/dev/null |
-    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+  echo "$requests $(callgrind_total "$out")"
+}
+
+# `callgrind_total FILE`: the instructions a callgrind profile counted in all.
+callgrind_total() {
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+}
+
+# `bench_binary NAME`: builds benches/NAME.rs (release) and prints its executable's path.
+bench_binary() {
+  local binary
+  binary=$(cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+    sed -n "s/.*\"executable\":\"\([^\"]*$1[^\"]*\)\".*/\1/p" | tail -1)
+  [ -x "$binary" ] || { echo "could not build benches/$1.rs" >&2; exit 1; }
+  echo "$binary"
 }

@@ -16,30 +16,25 @@ N=${N:-5000}
 LARGE=${LARGE:-5}
 source benches/scripts/lib.sh
 install_missing valgrind valgrind
-binary=$(cargo bench --bench allocations --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*allocations[^"]*\)".*/\1/p' | tail -1)
-[ -x "$binary" ] || { echo "could not build benches/allocations.rs" >&2; exit 1; }
+binary=$(bench_binary allocations)
 mkdir -p "$TARGET_DIR/profile"
 
 # The bench sends requests of its own (warm-up, the allocation count) before the rounds of
 # PROFILE_LOOP, PROFILE_LARGE or PROFILE_PRETTY, so each count is a run with them less a base
 # run without them, made once for each part of the code that is counted: the difference is the
 # rounds' worth.
-total() {
-  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
-}
 base() {
   local out=$1; shift
   PROFILE_LOOP=0 PROFILE_LARGE=0 PROFILE_PRETTY=0 PROFILE_SONIC=0 PROFILE_SONIC_LARGE=0 \
     valgrind --tool=callgrind \
     --callgrind-out-file="$TARGET_DIR/profile/$out-base.out" "$@" "$binary" >/dev/null 2>&1
-  total "$TARGET_DIR/profile/$out-base.out"
+  callgrind_total "$TARGET_DIR/profile/$out-base.out"
 }
 count() {
   local out=$1 base=$2 loop=$3 rounds=$4; shift 4
   env "$loop=$rounds" valgrind --tool=callgrind --callgrind-out-file="$TARGET_DIR/profile/$out.out" \
     "$@" "$binary" >"$TARGET_DIR/profile/$out.txt" 2>&1
-  echo $(( ($(total "$TARGET_DIR/profile/$out.out") - base) / rounds ))
+  echo $(( ($(callgrind_total "$TARGET_DIR/profile/$out.out") - base) / rounds ))
 }
 in_service="--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
 in_scan="--toggle-collect=agent_trigger::json::scan"

@@ -14,21 +14,16 @@ cd "$(dirname "$0")/../.."
 N=${N:-2000}
 source benches/scripts/lib.sh
 install_missing valgrind valgrind
-binary=$(cargo bench --bench rules --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*rules[^"]*\)".*/\1/p' | tail -1)
-[ -x "$binary" ] || { echo "could not build benches/rules.rs" >&2; exit 1; }
+binary=$(bench_binary rules)
 mkdir -p "$TARGET_DIR/profile"
 
 in_service="--toggle-collect=*tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
-total() {
-  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
-}
 count() {
   local case=$1 rounds=$2 out="$TARGET_DIR/profile/rules-$1"
   [ "$rounds" = 10 ] && out="$out-base"
   PROFILE_RULES=$case PROFILE_ROUNDS=$rounds valgrind --tool=callgrind "$in_service" \
     --callgrind-out-file="$out.out" "$binary" >/dev/null 2>&1
-  total "$out.out"
+  callgrind_total "$out.out"
 }
 plain=0
 for case in plain filter prompt filter_input_prompt document_plain document_checked document_values; do
