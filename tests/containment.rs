@@ -20,7 +20,7 @@ const ENV_SECRET: &str = "env-secret-8a7b6c5d";
 
 /// Tries every route to a secret and writes where it may; prints what it got.
 const PROBE: &str = r#"#!/bin/sh
-echo "uid=$(id -u)"
+echo "uid=$(id -u) groups=$(id -G)"
 echo "environ: $(cat /proc/$PPID/environ 2>&1 | tr '\0' ' ')"
 echo "config: $(cat "$CONFIG_FILE" 2>&1)"
 echo "database: $(cat "$DATABASE_FILE" 2>&1 | tr -cd '[:print:]')"
@@ -208,12 +208,19 @@ fn assert_no_secret(output: &str) {
     assert!(output.contains("scratch: scratch"), "{output}");
 }
 
-/// Copies the binary where any account can run it (the build directory may be private).
-fn public_program(setup: &Setup) -> PathBuf {
-    let copy = setup.dir.join("agent/agent-trigger");
-    std::fs::copy(program(), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    copy
+/// Copies the server, and its launcher when `with_launcher`, where any account can run them
+/// (the build directory may be private); returns the server's copy.
+fn public_program(setup: &Setup, with_launcher: bool) -> PathBuf {
+    let mut binaries = vec![program()];
+    if with_launcher {
+        binaries.push(program().with_file_name("agent-trigger-exec"));
+    }
+    for binary in binaries {
+        let copy = setup.dir.join("agent").join(binary.file_name().unwrap());
+        std::fs::copy(&binary, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    setup.dir.join("agent/agent-trigger")
 }
 
 fn skip(reason: &str) {
@@ -265,7 +272,7 @@ async fn a_command_run_as_another_user_reaches_no_secret_and_still_works() {
 
     let (_server, address) = start(&program(), &setup, None).await.unwrap();
     let output = probe_output(&address).await;
-    assert!(output.contains("uid=65534"), "{output}");
+    assert!(output.contains("uid=65534 groups=65534\n"), "{output}");
     assert_no_secret(&output);
     // Its scratch directory is its own, inside one only the server writes in.
     assert!(
@@ -279,6 +286,21 @@ async fn a_command_run_as_another_user_reaches_no_secret_and_still_works() {
     assert!(database.contains("Permission denied"), "{database}");
 }
 
+/// Without `agent-trigger-exec` beside it, the server's own binary launches the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_run_as_another_user_starts_where_the_launcher_is_not_installed() {
+    if !running_as_root() {
+        return skip("switching users needs root");
+    }
+    let setup = Setup::new("user = \"nobody\"");
+    let server = public_program(&setup, false);
+    assert!(!server.with_file_name("agent-trigger-exec").exists());
+    let (_server, address) = start(&server, &setup, None).await.unwrap();
+    let output = probe_output(&address).await;
+    assert!(output.contains("uid=65534 groups=65534\n"), "{output}");
+    assert_no_secret(&output);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandboxed_command_of_the_servers_own_user_reaches_no_secret_and_writes_only_where_it_may()
  {
@@ -287,7 +309,7 @@ async fn a_sandboxed_command_of_the_servers_own_user_reaches_no_secret_and_write
     let run_as = running_as_root().then_some("nobody");
     let program = if run_as.is_some() {
         setup.give_to("nobody");
-        public_program(&setup)
+        public_program(&setup, true)
     } else {
         program()
     };
@@ -328,7 +350,7 @@ async fn a_sandbox_whose_allow_list_holds_the_database_is_refused() {
     let run_as = running_as_root().then_some("nobody");
     let program = if run_as.is_some() {
         setup.give_to("nobody");
-        public_program(&setup)
+        public_program(&setup, true)
     } else {
         program()
     };

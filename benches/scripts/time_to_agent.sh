@@ -23,8 +23,9 @@ PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 OUT=${OUT:-target/time_to_agent}
 
 source benches/scripts/lib.sh
-cargo build --release --quiet --features server --bin agent-trigger --example time-to-agent
-# SERVER=path measures another build of the server (an earlier revision's, say).
+cargo build --release --quiet --features server --bins --example time-to-agent
+# SERVER=path measures another build of the server (an earlier revision's, say), with the
+# launcher, agent-trigger-exec, beside it where that build has one.
 server_bin=${SERVER:-"$PWD/$TARGET_DIR/release/agent-trigger"}
 probe="$PWD/$TARGET_DIR/release/examples/time-to-agent"
 

@@ -11,25 +11,14 @@
 //!   running commands as root without saying so, a database or a configuration holding secrets
 //!   that the command's account can read, a sandbox whose allow-list would include them.
 //! - Commands run as `[executor] user` (supplementary groups cleared), and with `sandbox =
-//!   "landlock"` through [`exec_sandboxed`]: the server runs its own binary, which restricts
-//!   itself to the allow-list and then becomes the command.
+//!   "landlock"` inside the [`allow_list`]: the launcher (`launch.rs`) takes the account and
+//!   restricts itself, then becomes the command.
 
-use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Account, Config, Database, ExecutorConfig, Sandbox};
-
-/// Directories a sandboxed command may read and execute from.
-const SYSTEM_DIRECTORIES: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
-];
-
-/// Devices a sandboxed command may read and write.
-const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"];
-
-/// The name of the hidden subcommand that runs a command inside the sandbox.
-pub const SANDBOX_SUBCOMMAND: &str = "sandboxed-exec";
+use crate::launch::{AllowList, SYSTEM_DIRECTORIES};
 
 /// Makes the process non-dumpable, sets `no_new_privs` and a umask of `077`. Called first in
 /// `main`, so that every thread (and so every command) inherits `no_new_privs`.
@@ -201,22 +190,18 @@ fn command_directory(program: &str) -> Option<PathBuf> {
     absolute.parent().map(Path::to_owned)
 }
 
-/// The arguments that run `command` inside the sandbox: the server's own binary with
-/// [`SANDBOX_SUBCOMMAND`], the directories the command may read and those it may write.
-pub fn sandboxed_arguments(executor: &ExecutorConfig, scratch: &Path) -> Vec<OsString> {
-    let mut arguments: Vec<OsString> = vec![SANDBOX_SUBCOMMAND.into()];
-    if let Some(directory) = command_directory(&executor.command[0]) {
-        arguments.push("--read".into());
-        arguments.push(directory.into());
+/// Where the sandboxed `executor.command` may go besides the system's directories: read the
+/// directory holding its program (when named by a path), write its `scratch` directory and
+/// `[executor] writable`.
+pub fn allow_list(executor: &ExecutorConfig, scratch: &Path) -> AllowList {
+    AllowList {
+        read: command_directory(&executor.command[0])
+            .into_iter()
+            .collect(),
+        write: std::iter::once(scratch.to_owned())
+            .chain(executor.writable.iter().cloned())
+            .collect(),
     }
-    for directory in std::iter::once(scratch).chain(executor.writable.iter().map(PathBuf::as_path))
-    {
-        arguments.push("--write".into());
-        arguments.push(directory.into());
-    }
-    arguments.push("--".into());
-    arguments.extend(executor.command.iter().map(OsString::from));
-    arguments
 }
 
 /// Whether the kernel enforces Landlock: a start-up error otherwise, never a silent no-op.
@@ -230,55 +215,6 @@ fn landlock_available() -> Result<(), String> {
         .map_err(|error| {
             format!("sandbox = \"landlock\", but this kernel does not enforce Landlock: {error}")
         })
-}
-
-/// The hidden subcommand: restricts this process to the system directories and `read` (read
-/// and execute) and `write` (everything), then replaces itself with `command`. Returns only on
-/// failure.
-pub fn exec_sandboxed(read: &[PathBuf], write: &[PathBuf], command: &[OsString]) -> String {
-    use std::os::unix::process::CommandExt;
-
-    use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
-        RulesetStatus, path_beneath_rules,
-    };
-    let abi = ABI::V1;
-    let existing = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
-        paths.into_iter().filter(|path| path.exists()).collect()
-    };
-    let readable = existing(
-        SYSTEM_DIRECTORIES
-            .iter()
-            .map(PathBuf::from)
-            .chain(read.iter().cloned())
-            .collect(),
-    );
-    let devices = existing(DEVICES.iter().map(PathBuf::from).collect());
-    let writable = existing(write.to_vec());
-    let restricted = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
-        .and_then(|ruleset| ruleset.create())
-        .and_then(|ruleset| {
-            ruleset.add_rules(path_beneath_rules(&readable, AccessFs::from_read(abi)))
-        })
-        .and_then(|ruleset| {
-            ruleset.add_rules(path_beneath_rules(&devices, AccessFs::from_file(abi)))
-        })
-        .and_then(|ruleset| {
-            ruleset.add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi)))
-        })
-        .and_then(|ruleset| ruleset.restrict_self());
-    match restricted {
-        Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => {}
-        Ok(status) => return format!("the sandbox is not enforced ({:?})", status.ruleset),
-        Err(error) => return format!("cannot set up the sandbox: {error}"),
-    }
-    let Some((program, arguments)) = command.split_first() else {
-        return "no command to run".to_owned();
-    };
-    let error = std::process::Command::new(program).args(arguments).exec();
-    format!("could not start {program:?}: {error}")
 }
 
 #[cfg(test)]

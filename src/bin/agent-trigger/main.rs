@@ -22,6 +22,8 @@ mod console;
 mod containment;
 mod demo;
 mod executor;
+#[cfg(target_os = "linux")]
+mod launch;
 mod listener;
 mod log_format;
 mod logging;
@@ -68,37 +70,21 @@ enum Command {
     },
     /// Print a new API key and the line that configures it.
     Keygen,
-    /// Run a command inside the executor's sandbox (the executor's own use).
-    #[cfg(target_os = "linux")]
-    #[command(name = "sandboxed-exec", hide = true)]
-    SandboxedExec {
-        /// Directories the command may read and execute from, besides the system's.
-        #[arg(long)]
-        read: Vec<PathBuf>,
-        /// Directories the command may write in.
-        #[arg(long)]
-        write: Vec<PathBuf>,
-        /// The command and its arguments.
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
-    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The executor's launcher, where `agent-trigger-exec` is not installed.
     #[cfg(target_os = "linux")]
-    if let Some(Command::SandboxedExec {
-        read,
-        write,
-        command,
-    }) = &cli.command
     {
-        eprintln!(
-            "agent-trigger: {}",
-            containment::exec_sandboxed(read, write, command)
-        );
-        return ExitCode::FAILURE;
+        let mut arguments = std::env::args_os().skip(1);
+        if arguments
+            .next()
+            .is_some_and(|first| first == launch::SUBCOMMAND)
+        {
+            return launch::main(arguments);
+        }
     }
+    let cli = Cli::parse();
     // Before the runtime's threads exist, so that each of them inherits it.
     #[cfg(target_os = "linux")]
     if let Err(error) = containment::harden_process() {
@@ -124,8 +110,6 @@ fn main() -> ExitCode {
             offline::keygen();
             Ok(())
         }
-        #[cfg(target_os = "linux")]
-        Some(Command::SandboxedExec { .. }) => unreachable!("handled before the runtime starts"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! recorded while it runs and kept with the result.
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -16,6 +17,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{BASE_ENVIRONMENT, ExecutorConfig, Sandbox};
+#[cfg(target_os = "linux")]
+use crate::launch::{self, Launch};
 
 /// How much output is kept per execution.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
@@ -174,8 +177,10 @@ pub async fn run<Q: ExecutionQueue + Clone>(
     }
 }
 
-/// The command as configured, run as `[executor] user` and inside the sandbox when those are
-/// set (see `containment.rs`).
+/// The command as configured. Run as `[executor] user` or inside the sandbox, it is started
+/// through the launcher (see `launch.rs`), else directly; either way by `posix_spawn` rather
+/// than a fork of the server, which std does only for a program named by a path: one found on
+/// `PATH` is looked up here, on the `PATH` the command gets.
 fn contained_command(config: &ExecutorConfig, scratch: Option<&Path>) -> Command {
     // The program is found before the command moves to its scratch directory.
     let program = match scratch {
@@ -184,33 +189,75 @@ fn contained_command(config: &ExecutorConfig, scratch: Option<&Path>) -> Command
         _ => PathBuf::from(&config.command[0]),
     };
     #[cfg(target_os = "linux")]
-    let mut command = match (config.sandbox, scratch) {
-        (Sandbox::Landlock, Some(scratch)) => {
-            let mut sandboxed = config.clone();
-            sandboxed.command[0] = program.to_string_lossy().into_owned();
-            let mut command =
-                Command::new(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
-            command.args(crate::containment::sandboxed_arguments(&sandboxed, scratch));
-            command
+    {
+        let launch = Launch {
+            account: config
+                .user
+                .as_ref()
+                .map(|account| (account.uid, account.gid)),
+            sandbox: match (config.sandbox, scratch) {
+                (Sandbox::Landlock, Some(scratch)) => {
+                    Some(crate::containment::allow_list(config, scratch))
+                }
+                _ => None,
+            },
+            command: std::iter::once(program.clone().into_os_string())
+                .chain(config.command[1..].iter().map(OsString::from))
+                .collect(),
+        };
+        if launch.account.is_some() || launch.sandbox.is_some() {
+            let (launcher, subcommand) = launcher();
+            let mut command = Command::new(launcher);
+            command.args(subcommand).args(launch.to_arguments());
+            return command;
         }
-        _ => {
-            let mut command = Command::new(&program);
-            command.args(&config.command[1..]);
-            command
-        }
-    };
-    #[cfg(not(target_os = "linux"))]
-    let mut command = {
-        let mut command = Command::new(&program);
-        command.args(&config.command[1..]);
-        command
-    };
-    #[cfg(unix)]
+    }
+    let mut command = Command::new(found_on_path(program, config));
+    command.args(&config.command[1..]);
+    #[cfg(all(unix, not(target_os = "linux")))]
     if let Some(account) = &config.user {
         // As root, std clears the supplementary groups before it switches.
         command.uid(account.uid).gid(account.gid);
     }
     command
+}
+
+/// The launcher: `agent-trigger-exec` installed beside the server's binary, else the server's
+/// own binary with its `launch` subcommand.
+#[cfg(target_os = "linux")]
+fn launcher() -> &'static (PathBuf, Option<&'static str>) {
+    static LAUNCHER: OnceLock<(PathBuf, Option<&'static str>)> = OnceLock::new();
+    LAUNCHER.get_or_init(|| {
+        let server = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let beside = server.with_file_name(LAUNCHER_NAME);
+        if beside.is_file() {
+            (beside, None)
+        } else {
+            (server, Some(launch::SUBCOMMAND))
+        }
+    })
+}
+
+/// The launcher's file name.
+#[cfg(target_os = "linux")]
+const LAUNCHER_NAME: &str = "agent-trigger-exec";
+
+/// `program`'s path on the `PATH` the command gets (`[executor.environment]`'s, else the
+/// server's), when it is a bare name found there; else `program` itself, for the spawn to
+/// report.
+fn found_on_path(program: PathBuf, config: &ExecutorConfig) -> PathBuf {
+    if program.components().count() != 1 {
+        return program;
+    }
+    let path = config
+        .environment
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| OsString::from(value))
+        .or_else(|| std::env::var_os("PATH"));
+    let cwd = std::env::current_dir().unwrap_or_default();
+    which::which_in(&program, path, cwd).unwrap_or(program)
 }
 
 /// A command's own scratch directory, when it runs as another user or sandboxed: its working
