@@ -95,10 +95,11 @@ stop() {
   servers=()
 }
 
-# `measure KIND RATE SECONDS`: "p50 p99 max starts/s" of KIND at RATE for SECONDS; the waits
-# go to $OUT/KIND-RATE.waits.
+# `measure KIND RATE SECONDS`: "p50 p99 max starts/s cpu" of KIND at RATE for SECONDS, cpu
+# being the server's CPU time per execution in ms (its start included; "-" for the floor); the
+# waits go to $OUT/KIND-RATE.waits.
 measure() {
-  local kind=$1 rate=$2 seconds=$3 name=$1-$2 starts sent
+  local kind=$1 rate=$2 seconds=$3 name=$1-$2 starts sent cpu=-
   starts="$work/starts/$name"
   sent="$work/$name.sent"
   : > "$starts"
@@ -123,9 +124,15 @@ measure() {
       previous=$(wc -l < "$starts")
       sleep 1
     done
+    local ticks=0
+    for pid in "${servers[@]}"; do
+      ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$(wc -l < "$starts")" \
+      'BEGIN { printf "%.2f", t * 1000 / hz / n }')
     stop
   fi
-  "$probe" report "$sent" "$starts" "$OUT/$name.waits" | awk '{ print $3, $4, $5, $6 }'
+  "$probe" report "$sent" "$starts" "$OUT/$name.waits" | awk -v cpu="$cpu" '{ print $3, $4, $5, $6, cpu }'
 }
 
 printf '\n%-12s %6s %9s %9s %9s %12s %12s\n' case rate "p50 ms" "p99 ms" "max ms" "p99/floor" "p99-floor"
@@ -142,14 +149,15 @@ done
 
 # Start throughput: BURST deliveries as fast as the load sends them (a rate no server keeps
 # up with), executions started per second from the first start to the last.
-printf '\n%-12s %14s %8s\n' case "starts per s" "vs floor"
+printf '\n%-12s %14s %8s %18s\n' case "starts per s" "vs floor" "server CPU ms/exec"
 burst_rate=5000
 burst_seconds=$(awk -v b="$BURST" -v r="$burst_rate" 'BEGIN { print b / r }')
-read -r _ _ _ floor_rate < <(measure floor "$burst_rate" "$burst_seconds")
-printf '%-12s %14s %8s\n' floor "$floor_rate" 1.00
+read -r _ _ _ floor_rate _ < <(measure floor "$burst_rate" "$burst_seconds")
+printf '%-12s %14s %8s %18s\n' floor "$floor_rate" 1.00 -
 for kind in $KINDS; do
-  read -r _ _ _ rate < <(measure "$kind" "$burst_rate" "$burst_seconds")
-  printf '%-12s %14s %8s\n' "$kind" "$rate" "$(awk -v a="$rate" -v b="$floor_rate" 'BEGIN { printf "%.2f", a / b }')"
+  read -r _ _ _ rate cpu < <(measure "$kind" "$burst_rate" "$burst_seconds")
+  printf '%-12s %14s %8s %18s\n' "$kind" "$rate" \
+    "$(awk -v a="$rate" -v b="$floor_rate" 'BEGIN { printf "%.2f", a / b }')" "$cpu"
 done
 
 first_rate=${RATES%% *}

@@ -212,7 +212,7 @@ fn contained_command(config: &ExecutorConfig, scratch: Option<&Path>) -> Command
             return command;
         }
     }
-    let mut command = Command::new(found_on_path(program, config));
+    let mut command = Command::new(found_on_path(program, command_path(config)));
     command.args(&config.command[1..]);
     #[cfg(all(unix, not(target_os = "linux")))]
     if let Some(account) = &config.user {
@@ -242,20 +242,23 @@ fn launcher() -> &'static (PathBuf, Option<&'static str>) {
 #[cfg(target_os = "linux")]
 const LAUNCHER_NAME: &str = "agent-trigger-exec";
 
-/// `program`'s path on the `PATH` the command gets (`[executor.environment]`'s, else the
-/// server's), when it is a bare name found there; else `program` itself, for the spawn to
-/// report.
-fn found_on_path(program: PathBuf, config: &ExecutorConfig) -> PathBuf {
-    if program.components().count() != 1 {
-        return program;
-    }
-    let path = config
+/// The `PATH` the command gets: `[executor.environment]`'s, else the server's.
+fn command_path(config: &ExecutorConfig) -> Option<OsString> {
+    config
         .environment
         .iter()
         .rev()
         .find(|(name, _)| name == "PATH")
         .map(|(_, value)| OsString::from(value))
-        .or_else(|| std::env::var_os("PATH"));
+        .or_else(|| std::env::var_os("PATH"))
+}
+
+/// Where `program` is on `path`, when it is a bare name found there; else `program` itself,
+/// for the spawn to report.
+fn found_on_path(program: PathBuf, path: Option<OsString>) -> PathBuf {
+    if program.components().count() != 1 {
+        return program;
+    }
     let cwd = std::env::current_dir().unwrap_or_default();
     which::which_in(&program, path, cwd).unwrap_or(program)
 }
@@ -439,5 +442,30 @@ mod tests {
         let bytes = tail.into_bytes();
         assert_eq!(bytes.len(), OUTPUT_TAIL_BYTES);
         assert_eq!(bytes.last(), Some(&b'!'));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_bare_program_name_is_found_on_the_commands_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory =
+            std::env::temp_dir().join(format!("agent-trigger-path-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir(&directory).unwrap();
+        let program = directory.join("agent-trigger-test-tool");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = Some(OsString::from(format!(
+            "/nonexistent:{}",
+            directory.display()
+        )));
+
+        let found = found_on_path("agent-trigger-test-tool".into(), path.clone());
+        assert_eq!(found, program);
+        // Not there, or named by a path: left for the spawn.
+        let missing = found_on_path("agent-trigger-no-such-tool".into(), path.clone());
+        assert_eq!(missing, PathBuf::from("agent-trigger-no-such-tool"));
+        let relative = found_on_path("./agent-trigger-test-tool".into(), path);
+        assert_eq!(relative, PathBuf::from("./agent-trigger-test-tool"));
+        std::fs::remove_dir_all(&directory).unwrap();
     }
 }
