@@ -11,7 +11,9 @@
 //! `document_plain`, `document_checked`, `document_values` on the 16 KiB document; `items`, an
 //! `all` over a body's 10 000 small objects) and
 //! `PROFILE_ROUNDS=N` it skips the timings and sends N requests of that case, for
-//! `benches/scripts/rules_profile.sh` to count.
+//! `benches/scripts/rules_profile.sh` to count. `PROFILE_RULES=server_trigger` prints the
+//! rules as a `[[triggers]]` table's lines and then the Jira-like body, for the same script to
+//! load the standalone server with.
 
 pub mod support;
 
@@ -275,6 +277,12 @@ fn main() {
 
 /// Sends `PROFILE_ROUNDS` requests of `case`, untimed, for a profiler to count.
 fn profile(case: &str) {
+    if case == "server_trigger" {
+        // TOML literal strings: the rules hold no `'`.
+        println!("filter = '{FILTER}'\ninput = '{INPUT}'\nprompt = '''{PROMPT}'''");
+        println!("{}", String::from_utf8_lossy(&jira_body()));
+        return;
+    }
     let rounds: usize = std::env::var("PROFILE_ROUNDS")
         .ok()
         .and_then(|rounds| rounds.parse().ok())
