@@ -17,6 +17,49 @@ use crate::queue::{
 };
 use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, StoreError};
 
+/// The oldest queued execution a worker may start now (due, its trigger enabled and under its
+/// cap, no other of its key running or ahead of it), locked; rows other workers are claiming
+/// are skipped. The claim's statements are prepared once per connection: they are on every
+/// execution's way to its command.
+const CLAIM_CANDIDATE: &str = "
+    SELECT queued.id, queued.trigger_id, triggers.max_running, queued.concurrency_key
+    FROM executions AS queued
+    LEFT JOIN triggers ON triggers.id = queued.trigger_id
+    WHERE queued.status = 'queued'
+      AND (queued.not_before IS NULL OR queued.not_before <= now())
+      AND triggers.enabled IS NOT false
+      AND (triggers.max_running IS NULL OR triggers.max_running > (
+          SELECT count(*) FROM executions AS running
+          WHERE running.trigger_id = queued.trigger_id
+            AND running.status = 'running'))
+      AND (queued.concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM executions AS other
+          WHERE other.trigger_id = queued.trigger_id
+            AND other.concurrency_key = queued.concurrency_key
+            AND (other.status = 'running'
+                 OR (other.status = 'queued' AND other.id < queued.id
+                     AND (other.debounce_until IS NULL
+                          OR other.not_before <= now())))))
+    ORDER BY queued.id LIMIT 1
+    FOR UPDATE OF queued SKIP LOCKED";
+
+/// The claim of execution `$1` by token `$2`, with a lease of `$3` seconds.
+const CLAIM: &str = "
+    UPDATE executions SET status = 'running', started_at = now(), lease_owner = $2,
+        lease_until = now() + make_interval(secs => $3), debounce_until = NULL
+    WHERE id = $1
+    RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
+              delivery_id, action, received_at, input, attempt, prompt, deliveries";
+
+/// How execution `$1` ended, if token `$2` still holds its claim. Who asked for a cancel stays
+/// only if it was one that ended it.
+const RECORD_END: &str = "
+    UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
+        finished_at = now(), lease_owner = NULL, lease_until = NULL,
+        cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END,
+        replaced_by = CASE $3 WHEN 'cancelled' THEN replaced_by END
+    WHERE id = $1 AND lease_owner = $2";
+
 const RECORD_COLUMNS: &str = "id, status, source, trigger_id, tenant, action, created_at, \
      started_at, finished_at, exit_code, output_tail, attempt, replay_of, replayed_by, \
      cancelled_by, prompt, concurrency_key, deliveries, replaced_by";
@@ -98,30 +141,12 @@ impl ExecutionQueue for PostgresStore {
         // Skips what other workers are claiming right now; the cap and the key are checked
         // again below, under their locks, because this snapshot may miss a claim being
         // committed.
+        let candidates = transaction
+            .prepare_cached(CLAIM_CANDIDATE)
+            .await
+            .map_err(database_error)?;
         let Some(candidate) = transaction
-            .query_opt(
-                "SELECT queued.id, queued.trigger_id, triggers.max_running, queued.concurrency_key
-                 FROM executions AS queued
-                 LEFT JOIN triggers ON triggers.id = queued.trigger_id
-                 WHERE queued.status = 'queued'
-                   AND (queued.not_before IS NULL OR queued.not_before <= now())
-                   AND triggers.enabled IS NOT false
-                   AND (triggers.max_running IS NULL OR triggers.max_running > (
-                       SELECT count(*) FROM executions AS running
-                       WHERE running.trigger_id = queued.trigger_id
-                         AND running.status = 'running'))
-                   AND (queued.concurrency_key IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM executions AS other
-                       WHERE other.trigger_id = queued.trigger_id
-                         AND other.concurrency_key = queued.concurrency_key
-                         AND (other.status = 'running'
-                              OR (other.status = 'queued' AND other.id < queued.id
-                                  AND (other.debounce_until IS NULL
-                                       OR other.not_before <= now())))))
-                 ORDER BY queued.id LIMIT 1
-                 FOR UPDATE OF queued SKIP LOCKED",
-                &[],
-            )
+            .query_opt(&candidates, &[])
             .await
             .map_err(database_error)?
         else {
@@ -178,15 +203,12 @@ impl ExecutionQueue for PostgresStore {
             }
         }
         let token = Uuid::now_v7();
+        let claim = transaction
+            .prepare_cached(CLAIM)
+            .await
+            .map_err(database_error)?;
         let row = transaction
-            .query_one(
-                "UPDATE executions SET status = 'running', started_at = now(), lease_owner = $2,
-                     lease_until = now() + make_interval(secs => $3), debounce_until = NULL
-                 WHERE id = $1
-                 RETURNING id, source, trigger_id, tenant, caller_kind, caller_id, caller_tenant,
-                           delivery_id, action, received_at, input, attempt, prompt, deliveries",
-                &[&id, &token, &self.inner.lease.as_secs_f64()],
-            )
+            .query_one(&claim, &[&id, &token, &self.inner.lease.as_secs_f64()])
             .await
             .map_err(database_error)?;
         let claimed = read_claimed(&row)?;
@@ -413,11 +435,14 @@ impl ExecutionQueue for PostgresStore {
             return Ok(());
         };
         let client = self.client().await?;
-        client
-            .execute(
+        let record = client
+            .prepare_cached(
                 "UPDATE executions SET output_tail = $3 WHERE id = $1 AND lease_owner = $2",
-                &[&id, &token, &output_tail],
             )
+            .await
+            .map_err(database_error)?;
+        client
+            .execute(&record, &[&id, &token, &output_tail])
             .await
             .map_err(database_error)?;
         Ok(())
@@ -584,14 +609,13 @@ impl PostgresStore {
         result: &ExecutionResult,
     ) -> Result<u64, StoreError> {
         let client = self.client().await?;
+        let end = client
+            .prepare_cached(RECORD_END)
+            .await
+            .map_err(database_error)?;
         client
             .execute(
-                // Who asked for a cancel stays only if it was one that ended it.
-                "UPDATE executions SET status = $3, exit_code = $4, output_tail = $5,
-                     finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                     cancelled_by = CASE $3 WHEN 'cancelled' THEN cancelled_by END,
-                     replaced_by = CASE $3 WHEN 'cancelled' THEN replaced_by END
-                 WHERE id = $1 AND lease_owner = $2",
+                &end,
                 &[
                     &id,
                     &token,
