@@ -21,27 +21,56 @@ use crate::{Caller, Delivery, ExecutionId, ExecutionSink, Outcome, SinkError, St
 /// cap, no other of its key running or ahead of it), locked; rows other workers are claiming
 /// are skipped. The claim's statements are prepared once per connection: they are on every
 /// execution's way to its command.
-const CLAIM_CANDIDATE: &str = "
-    SELECT queued.id, queued.trigger_id, triggers.max_running, queued.concurrency_key
-    FROM executions AS queued
-    LEFT JOIN triggers ON triggers.id = queued.trigger_id
-    WHERE queued.status = 'queued'
-      AND (queued.not_before IS NULL OR queued.not_before <= now())
-      AND triggers.enabled IS NOT false
-      AND (triggers.max_running IS NULL OR triggers.max_running > (
-          SELECT count(*) FROM executions AS running
-          WHERE running.trigger_id = queued.trigger_id
-            AND running.status = 'running'))
-      AND (queued.concurrency_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM executions AS other
-          WHERE other.trigger_id = queued.trigger_id
-            AND other.concurrency_key = queued.concurrency_key
-            AND (other.status = 'running'
-                 OR (other.status = 'queued' AND other.id < queued.id
-                     AND (other.debounce_until IS NULL
-                          OR other.not_before <= now())))))
-    ORDER BY queued.id LIMIT 1
-    FOR UPDATE OF queued SKIP LOCKED";
+macro_rules! claim_candidate {
+    () => {
+        "
+            SELECT queued.id, queued.trigger_id, triggers.max_running, queued.concurrency_key
+            FROM executions AS queued
+            LEFT JOIN triggers ON triggers.id = queued.trigger_id
+            WHERE queued.status = 'queued'
+              AND (queued.not_before IS NULL OR queued.not_before <= now())
+              AND triggers.enabled IS NOT false
+              AND (triggers.max_running IS NULL OR triggers.max_running > (
+                  SELECT count(*) FROM executions AS running
+                  WHERE running.trigger_id = queued.trigger_id
+                    AND running.status = 'running'))
+              AND (queued.concurrency_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM executions AS other
+                  WHERE other.trigger_id = queued.trigger_id
+                    AND other.concurrency_key = queued.concurrency_key
+                    AND (other.status = 'running'
+                         OR (other.status = 'queued' AND other.id < queued.id
+                             AND (other.debounce_until IS NULL
+                                  OR other.not_before <= now())))))
+            ORDER BY queued.id LIMIT 1
+            FOR UPDATE OF queued SKIP LOCKED"
+    };
+}
+
+/// [`claim_candidate!`] as a statement of its own, for the claims that take locks in between.
+const CLAIM_CANDIDATE: &str = claim_candidate!();
+
+/// The common claim in one statement: the candidate, claimed by token `$1` with a lease of `$2`
+/// seconds when its trigger has no cap and it has no concurrency key (nothing else to lock and
+/// check). Always one row: the claimed execution's columns as [`CLAIM`] returns them (NULL
+/// when not claimed), then whether there was a candidate at all.
+const CLAIM_UNLIMITED: &str = concat!(
+    "WITH candidate AS (",
+    claim_candidate!(),
+    "),
+    claimed AS (
+        UPDATE executions SET status = 'running', started_at = now(), lease_owner = $1,
+            lease_until = now() + make_interval(secs => $2), debounce_until = NULL
+        FROM candidate
+        WHERE executions.id = candidate.id
+          AND candidate.max_running IS NULL AND candidate.concurrency_key IS NULL
+        RETURNING executions.id, executions.source, executions.trigger_id, executions.tenant,
+                  executions.caller_kind, executions.caller_id, executions.caller_tenant,
+                  executions.delivery_id, executions.action, executions.received_at,
+                  executions.input, executions.attempt, executions.prompt, executions.deliveries)
+    SELECT claimed.*, EXISTS (SELECT 1 FROM candidate)
+    FROM (VALUES (1)) AS one LEFT JOIN claimed ON true"
+);
 
 /// The claim of execution `$1` by token `$2`, with a lease of `$3` seconds.
 const CLAIM: &str = "
@@ -137,6 +166,29 @@ impl ExecutionQueue for PostgresStore {
 
     async fn claim(&self) -> Result<Option<ClaimedExecution>, StoreError> {
         let mut client = self.client().await?;
+        let token = Uuid::now_v7();
+        let unlimited = client
+            .prepare_cached(CLAIM_UNLIMITED)
+            .await
+            .map_err(database_error)?;
+        let row = client
+            .query_one(&unlimited, &[&token, &self.inner.lease.as_secs_f64()])
+            .await
+            .map_err(database_error)?;
+        if let Some(id) = row.try_get::<_, Option<Uuid>>(0).map_err(database_error)? {
+            // Committed with the statement, its lease just begun: no renewal was due before.
+            let claimed = read_claimed(&row)?;
+            self.hold(id, token);
+            if let Some(held) = self.leases().get_mut(&id) {
+                held.committed = true;
+            }
+            return Ok(Some(claimed));
+        }
+        if !row.try_get::<_, bool>(14).map_err(database_error)? {
+            return Ok(None);
+        }
+        // The candidate's trigger has a cap, or it has a concurrency key: claimed in a
+        // transaction that takes their locks and checks them again.
         let transaction = client.transaction().await.map_err(database_error)?;
         // Skips what other workers are claiming right now; the cap and the key are checked
         // again below, under their locks, because this snapshot may miss a claim being
@@ -202,7 +254,6 @@ impl ExecutionQueue for PostgresStore {
                 return Ok(None);
             }
         }
-        let token = Uuid::now_v7();
         let claim = transaction
             .prepare_cached(CLAIM)
             .await
