@@ -15,16 +15,18 @@
 //!   moment waits on the key's unique index until that transaction ends, then reads the
 //!   original's id (in a new statement, which sees the commit): a redelivery gets the original
 //!   execution id, exactly.
-//! - **Each execution is claimed by one worker** (`FOR UPDATE SKIP LOCKED`), under a lease that
-//!   the instance renews every third of [`PostgresOptions::lease`] while the work runs. When an
-//!   instance dies its leases lapse, and any surviving instance marks those executions
-//!   `interrupted` (the server's retry policy may then queue them again). A worker that lost its
-//!   lease cannot record a result over a newer claim, and its agent is stopped when the
-//!   renewal finds the claim gone. A cancel asked of any instance reaches
-//!   the one whose worker runs the execution (a notification, and the lease renewal as a
-//!   fall-back). A notification only wakes: the worker's instance reads the execution's row,
-//!   and ends it only when a cancel is recorded there, so a role that can connect and notify
-//!   but not write the table cancels nothing.
+//! - **Each execution is claimed by one worker** (`FOR UPDATE SKIP LOCKED`; one statement
+//!   when its trigger has no cap and it has no concurrency key, else a transaction that
+//!   takes their locks), under a lease that the instance renews every third of
+//!   [`PostgresOptions::lease`] while the work runs. When an instance dies its leases
+//!   lapse, and any surviving instance marks those executions `interrupted` (the server's
+//!   retry policy may then queue them again). A worker that lost its lease cannot record a
+//!   result over a newer claim, and its agent is stopped when the renewal finds the claim
+//!   gone. A cancel asked of any instance reaches the one whose worker runs the execution
+//!   (a notification, and the lease renewal as a fall-back). A notification only wakes: the
+//!   worker's instance reads the execution's row, and ends it only when a cancel is
+//!   recorded there, so a role that can connect and notify but not write the table cancels
+//!   nothing.
 //! - **Idle workers are woken** as many as a batch started executions: this instance's at once,
 //!   the other instances' by `LISTEN/NOTIFY` (one notification per committed batch, carrying
 //!   the count); they poll as a fall-back.
