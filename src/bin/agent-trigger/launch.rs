@@ -1,15 +1,16 @@
 //! Becoming a contained command, in the process the executor starts for it.
 //!
-//! The server does not switch accounts or restrict itself in a child of its own: only `fork`
-//! can do that from Rust, and forking a large server costs it milliseconds per execution (its
-//! page tables are copied, and each page it writes afterwards faults). Instead the executor
+//! The server does not switch accounts or restrict itself in a child of its own: std does that
+//! only in a `fork`, and forking a large server costs it milliseconds per execution (its page
+//! tables are copied, and each page it writes afterwards faults). Instead the executor
 //! starts a small launcher, `agent-trigger-exec`, by `posix_spawn` with a [`Launch`] as its
 //! arguments. The launcher clears its supplementary groups, takes the command's account,
 //! restricts itself to the sandbox's allow-list and replaces itself with the command, which so
 //! keeps the process (pid, process group, pipes, working directory) the executor waits on.
 //!
 //! Where the launcher is not installed beside the server, the server's own binary plays it
-//! (`agent-trigger launch …`, see [`SUBCOMMAND`]), which costs as much CPU as the fork did.
+//! (`agent-trigger launch …`, see [`SUBCOMMAND`]); that larger program's start costs about
+//! 1.5 ms of CPU against the launcher's 0.6 ms.
 //!
 //! This file is compiled into both binaries; the launcher holds nothing else.
 
