@@ -337,11 +337,13 @@ pub(crate) fn first_id_at(at: SystemTime) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
-/// Counts a record dropped for a full queue, in the metrics (feature `metrics`).
+/// Counts `records` dropped for a full queue, in the metrics (feature `metrics`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn count_dropped() {
+pub(crate) fn count_dropped(records: u64) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(DELIVERY_LOG_DROPPED_TOTAL).increment(1);
+    metrics::counter!(DELIVERY_LOG_DROPPED_TOTAL).increment(records);
+    #[cfg(not(feature = "metrics"))]
+    let _ = records;
 }
 
 /// The request's headers as the log keeps them: every credential and signature value (and

@@ -12,7 +12,7 @@ use agent_trigger::deliveries::{
     DeliveryLog, DeliveryObserver, DeliveryQuery, LogLimits, LoggedDelivery, REDACTED,
 };
 use agent_trigger::memory::{ChannelSink, MemoryKeyStore};
-use agent_trigger::sqlite::SqliteStore;
+use agent_trigger::sqlite::{SqliteStore, deliveries_log_path};
 use agent_trigger::{ApiKeyRecord, Caller, ExecutionId, Source, Trigger, TriggerService};
 use bytes::Bytes;
 use common::postgres::TestSchema;
@@ -323,6 +323,57 @@ async fn the_sqlite_log() {
     let store = SqliteStore::open(dir.join("log.db")).unwrap();
     log_cases(&store).await;
     drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The log's file has a writer of its own: while another connection holds its write lock (a
+/// backup, a long query), deliveries are still acknowledged, and their records wait and are
+/// written once the lock is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_log_holds_up_no_acknowledgement() {
+    let dir = std::env::temp_dir().join(format!("agent-trigger-log-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = dir.join("log.db");
+    let store = SqliteStore::open(&database).unwrap();
+    let trigger = Uuid::now_v7();
+    store
+        .insert_trigger(Trigger::new(trigger, "acme", Source::Webhook))
+        .await
+        .unwrap();
+    let key = store
+        .generate_key(ApiKeyRecord::new("ci", "acme"))
+        .await
+        .unwrap();
+    let service = TriggerService::builder(store.clone(), store.clone())
+        .observer(store.clone())
+        .build();
+
+    let lock = rusqlite::Connection::open(deliveries_log_path(&database)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sent = 20;
+    for n in 0..sent {
+        let request = Request::post(format!("/api/trigger/webhook/{trigger}"))
+            .header("authorization", format!("Bearer {}", key.expose()))
+            .header("content-type", "application/json")
+            .body(full(format!("{{\"n\":{n}}}")))
+            .unwrap();
+        assert_eq!(send(service.clone(), request).await.status, StatusCode::OK);
+    }
+    // Longer than the log's busy timeout (1 s) after its first try (100 ms after the first
+    // record): the records go back to the queue and are tried again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let query = DeliveryQuery::new("acme", 100);
+    lock.execute_batch("COMMIT").unwrap();
+
+    let found = written(&store, &query, sent).await;
+    assert_eq!(
+        found.len(),
+        sent,
+        "every record was written once the lock went"
+    );
+    assert!(found.iter().all(|record| record.outcome == "started"));
+    assert_eq!(store.dropped_records(), 0);
+    drop((service, store, lock));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -257,7 +257,7 @@ impl DeliveryObserver for PostgresStore {
             queue.records.try_send(delivery)
         {
             queue.dropped.fetch_add(1, Ordering::Relaxed);
-            deliveries::count_dropped();
+            deliveries::count_dropped(1);
         }
     }
 }

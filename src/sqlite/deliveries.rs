@@ -1,43 +1,258 @@
-//! The deliveries log on SQLite: records queued in memory by the request tasks, written by the
-//! database thread in batches (in the transaction of a group of deliveries, or on their own when
-//! none comes), and pruned per trigger as they are written.
+//! The deliveries log on SQLite, in a file of its own beside the database
+//! ([`deliveries_log_path`]) with its own connection and thread, so that writing it never
+//! takes the database thread, which commits acknowledgements, nor its write lock. Records are
+//! queued in memory by the request tasks and written in batches, unsynced, and pruned per
+//! trigger as they are written; the API's reads run on the same thread.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
-use tokio::sync::mpsc::{Sender, WeakSender};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::codec::{from_unix_millis, unix_millis};
-use super::thread::Command;
 use crate::deliveries::{
     self, DeliveryLog, DeliveryObserver, DeliveryQuery, LogLimits, LoggedDelivery, OutcomeCount,
 };
 use crate::{Caller, ExecutionId, Source, StoreError};
 
-/// At most this many records wait for the database thread; more are dropped and counted.
+/// At most this many records wait for the log's thread; more are dropped and counted.
 pub const LOG_QUEUE_CAPACITY: usize = 8192;
 
 /// Records are written once this many wait, or once the oldest has waited [`LOG_DELAY`]. A
-/// write dirties whole pages (the table's and each index's), which go to the WAL and through
-/// its fsync whole: records written together share them, where a record written with each
-/// small group of deliveries would cost several pages of its own.
+/// write dirties whole pages (the table's and each index's), which go to the WAL whole:
+/// records written together share them.
 const LOG_BATCH: usize = 256;
 
 /// The longest a record waits to be written while fewer than [`LOG_BATCH`] do.
 const LOG_DELAY: Duration = Duration::from_millis(100);
 
-/// The records waiting for the database thread, and what it prunes them to.
+/// How many of the API's reads may wait for the log's thread; more are answered `503`.
+const CALL_CAPACITY: usize = 256;
+
+/// The file that holds the deliveries log of the SQLite database at `database`: its name with
+/// `-deliveries` appended, beside it (with its own `-wal` and `-shm` files). It holds what
+/// deliveries carried (redacted headers, bodies of authenticated requests): protect it like
+/// the database, which it is created like (readable by its owner only).
+///
+/// ```
+/// use std::path::Path;
+/// use agent_trigger::sqlite::deliveries_log_path;
+///
+/// assert_eq!(
+///     deliveries_log_path(Path::new("/var/lib/agent-trigger/agent-trigger.db")),
+///     Path::new("/var/lib/agent-trigger/agent-trigger.db-deliveries"),
+/// );
+/// ```
+pub fn deliveries_log_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-deliveries");
+    PathBuf::from(name)
+}
+
+/// The deliveries log's file, its thread, and the records on their way to it.
+pub(super) struct LogFile {
+    queue: Arc<LogQueue>,
+    /// Taken when the store is dropped, which lets the thread write what waits and stop.
+    commands: Option<SyncSender<LogCommand>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Work for the log's thread.
+enum LogCommand {
+    /// Records wait: the first of a batch (the thread starts counting [`LOG_DELAY`]) or a
+    /// full batch.
+    Wake,
+    /// A read (or the retention's pruning), run on the log's connection in order.
+    Call(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+impl LogFile {
+    /// Opens (creating if needed) the log's file beside `database`, migrates it, moves into it
+    /// the records `main` (the database, not yet migrated) still holds from a build that kept
+    /// them there, and starts the log's thread.
+    pub(super) fn open(database: &Path, main: &Connection) -> Result<Self, StoreError> {
+        let path = deliveries_log_path(database);
+        super::create_private(&path)?;
+        let mut connection =
+            Connection::open(&path).map_err(|error| super::open_error(&path, error))?;
+        configure(&connection).map_err(|error| super::open_error(&path, error))?;
+        super::schema::migrate_log(&mut connection)
+            .map_err(|error| super::open_error(&path, error))?
+            .map_err(|message| StoreError::new(format!("{}: {message}", path.display())))?;
+        move_records(main, &path).map_err(|error| super::open_error(database, error))?;
+
+        let queue = Arc::new(LogQueue::default());
+        let (commands, received) = std::sync::mpsc::sync_channel(CALL_CAPACITY);
+        let writer = LogWriter::new(Arc::clone(&queue));
+        let thread = std::thread::Builder::new()
+            .name("agent-trigger-sqlite-log".to_owned())
+            .spawn(move || run(connection, received, writer))
+            .map_err(|error| StoreError::new(format!("starting the log's thread: {error}")))?;
+        Ok(LogFile {
+            queue,
+            commands: Some(commands),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `work` on the log's thread and waits for its answer.
+    async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let command = LogCommand::Call(Box::new(move |connection| {
+            let _ = reply.send(work(connection));
+        }));
+        let stopped = || StoreError::new("the deliveries log's thread stopped");
+        match self
+            .commands
+            .as_ref()
+            .ok_or_else(stopped)?
+            .try_send(command)
+        {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(StoreError::unavailable("the deliveries log is busy"));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(super::store_error)
+    }
+
+    /// Queues `record`, or drops and counts it when the queue is full.
+    fn push(&self, record: LoggedDelivery) {
+        let queue = &self.queue;
+        let wake = {
+            let mut waiting = queue.lock();
+            if waiting.records.len() >= LOG_QUEUE_CAPACITY {
+                drop(waiting);
+                queue.dropped.fetch_add(1, Ordering::Relaxed);
+                deliveries::count_dropped(1);
+                return;
+            }
+            waiting.since.get_or_insert_with(Instant::now);
+            waiting.records.push(record);
+            // The first starts the thread's wait; a full batch ends it. The others need no
+            // word: the thread wakes for them.
+            waiting.records.len() == 1 || waiting.records.len() == LOG_BATCH
+        };
+        if wake
+            && let Some(commands) = &self.commands
+            && !queue.wake_sent.swap(true, Ordering::AcqRel)
+            && commands.try_send(LogCommand::Wake).is_err()
+        {
+            // Commands wait: the thread looks at the queue after each.
+            queue.wake_sent.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(thread) = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL: a commit is not synced; a power loss may undo the last records, a crash of the
+    // process may not. The log never costs anything an fsync of its own but a checkpoint's.
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    // Shorter than the database's: while another process holds the file, records wait in the
+    // queue and are tried again, and the API's reads of the log answer 503 sooner.
+    connection.busy_timeout(Duration::from_secs(1))?;
+    Ok(())
+}
+
+/// Copies the log of a database that kept it in its own file (schema versions 13 and 14) into
+/// the log's file at `log`, before migration 15 drops it there.
+fn move_records(main: &Connection, log: &Path) -> rusqlite::Result<()> {
+    if !(13..15).contains(&super::schema::version(main)?) {
+        return Ok(());
+    }
+    let log = log
+        .to_str()
+        .ok_or_else(|| rusqlite::Error::InvalidPath(log.to_owned()))?;
+    main.execute("ATTACH DATABASE ?1 AS log", params![log])?;
+    let copied = main.execute(
+        &format!(
+            "INSERT OR IGNORE INTO log.deliveries ({COLUMNS}, headers, body)
+             SELECT {COLUMNS}, headers, body FROM main.deliveries"
+        ),
+        [],
+    );
+    main.execute("DETACH DATABASE log", [])?;
+    let copied = copied?;
+    if copied > 0 {
+        tracing::info!(records = copied, "moved the deliveries log to its own file");
+    }
+    Ok(())
+}
+
+/// The log's thread: runs reads as they come, and writes the records once a batch waits or
+/// the oldest has waited [`LOG_DELAY`]. Ends once the store is gone, writing what waits.
+fn run(mut connection: Connection, commands: Receiver<LogCommand>, mut writer: LogWriter) {
+    loop {
+        let received = match writer.queue.until_due() {
+            None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => commands.recv_timeout(wait),
+        };
+        match received {
+            Ok(LogCommand::Call(call)) => call(&mut connection),
+            Ok(LogCommand::Wake) => writer.queue.wake_sent.store(false, Ordering::Release),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if writer.queue.until_due() == Some(Duration::ZERO)
+            && writer.write_waiting(&mut connection) == Written::Retry
+        {
+            // The file is locked, full or unwritable: its busy timeout waited already.
+            std::thread::sleep(LOG_DELAY);
+        }
+    }
+    if !writer.queue.lock().records.is_empty() {
+        writer.write_waiting(&mut connection);
+    }
+}
+
+/// What became of a write of the waiting records.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Done,
+    /// The file was away ([`is_unavailable`](super::is_unavailable)): the records wait again.
+    Retry,
+    /// The write failed otherwise: the records are lost, and said so in the log.
+    Failed,
+}
+
+/// The records waiting for the log's thread, and what it prunes them to.
 #[derive(Default)]
-pub(super) struct LogQueue {
+struct LogQueue {
     waiting: Mutex<Waiting>,
-    /// A wake-up is on its way to the thread: one is enough.
-    flush_asked: AtomicBool,
+    /// A [`LogCommand::Wake`] is on its way to the thread: one is enough.
+    wake_sent: AtomicBool,
     dropped: AtomicU64,
     limits: RwLock<LogLimits>,
 }
@@ -51,35 +266,38 @@ struct Waiting {
 
 impl LogQueue {
     /// Takes what waits, to write it.
-    pub(super) fn take(&self) -> Vec<LoggedDelivery> {
-        self.flush_asked.store(false, Ordering::Release);
+    fn take(&self) -> Vec<LoggedDelivery> {
         let mut waiting = self.lock();
         waiting.since = None;
         std::mem::take(&mut waiting.records)
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.lock().records.is_empty()
-    }
-
-    /// Whether what waits is to be written now: a batch's worth, or the oldest waited long
-    /// enough.
-    fn is_due(&self) -> bool {
-        let waiting = self.lock();
-        waiting.records.len() >= LOG_BATCH
-            || waiting
-                .since
-                .is_some_and(|since| since.elapsed() >= LOG_DELAY)
-    }
-
-    /// Wakes the database thread to write what waits, unless a wake-up is on its way.
-    fn ask_flush(&self, commands: &Sender<Command>) {
-        if !self.flush_asked.swap(true, Ordering::AcqRel)
-            && commands.try_send(Command::FlushLog).is_err()
-        {
-            // A full command queue means the thread is busy and writes the log as it goes.
-            self.flush_asked.store(false, Ordering::Release);
+    /// Puts back `records` that could not be written, before those that came since; past
+    /// [`LOG_QUEUE_CAPACITY`] the oldest are dropped and counted.
+    fn put_back(&self, mut records: Vec<LoggedDelivery>) {
+        let mut waiting = self.lock();
+        records.append(&mut waiting.records);
+        let excess = records.len().saturating_sub(LOG_QUEUE_CAPACITY);
+        if excess > 0 {
+            records.drain(..excess);
+            let excess = u64::try_from(excess).unwrap_or(u64::MAX);
+            self.dropped.fetch_add(excess, Ordering::Relaxed);
+            deliveries::count_dropped(excess);
         }
+        waiting.records = records;
+        waiting.since = Some(Instant::now());
+    }
+
+    /// How long until what waits is to be written: zero for a batch's worth, or once the
+    /// oldest waited [`LOG_DELAY`]; `None` when nothing waits.
+    fn until_due(&self) -> Option<Duration> {
+        let waiting = self.lock();
+        if waiting.records.len() >= LOG_BATCH {
+            return Some(Duration::ZERO);
+        }
+        waiting
+            .since
+            .map(|since| LOG_DELAY.saturating_sub(since.elapsed()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
@@ -87,60 +305,39 @@ impl LogQueue {
     }
 }
 
-/// Wakes the database thread every [`LOG_DELAY`] while records wait for longer, so that a
-/// quiet server writes them too; ends with the store (once `commands` cannot be upgraded).
-pub(super) fn tick(queue: Arc<LogQueue>, commands: WeakSender<Command>) {
-    loop {
-        std::thread::sleep(LOG_DELAY);
-        let Some(commands) = commands.upgrade() else {
-            return;
-        };
-        if queue.is_due() {
-            queue.ask_flush(&commands);
-        }
-    }
-}
-
-/// The database thread's side of the log: it writes and prunes.
-pub(super) struct LogWriter {
+/// The log's thread's side: it writes and prunes.
+struct LogWriter {
     queue: Arc<LogQueue>,
     /// Records written per trigger since its last pruning.
     since_pruned: HashMap<Uuid, usize>,
 }
 
 impl LogWriter {
-    pub(super) fn new(queue: Arc<LogQueue>) -> Self {
+    fn new(queue: Arc<LogQueue>) -> Self {
         LogWriter {
             queue,
             since_pruned: HashMap::new(),
         }
     }
 
-    pub(super) fn has_waiting(&self) -> bool {
-        !self.queue.is_empty()
-    }
-
-    /// Whether what waits is to be written now (see [`LOG_BATCH`]).
-    pub(super) fn is_due(&self) -> bool {
-        self.queue.is_due()
-    }
-
-    /// Writes what waits within `transaction` (a group of deliveries'), in a savepoint of its
-    /// own (a log that cannot be written never fails the deliveries), if it is due.
-    pub(super) fn write_within(&mut self, transaction: &mut Transaction<'_>) {
-        if !self.queue.is_due() {
-            return;
-        }
+    /// Writes what waits in one transaction.
+    fn write_waiting(&mut self, connection: &mut Connection) -> Written {
         let records = self.queue.take();
-        if records.is_empty() {
-            return;
-        }
-        let result = transaction.savepoint().and_then(|savepoint| {
-            self.write(&savepoint, records)?;
-            savepoint.commit()
+        let written = connection.transaction().and_then(|transaction| {
+            self.write(&transaction, &records)?;
+            transaction.commit()
         });
-        if let Err(error) = result {
-            tracing::error!(%error, "could not write the deliveries log");
+        match written {
+            Ok(()) => Written::Done,
+            Err(error) if super::is_unavailable(&error) => {
+                tracing::warn!(%error, records = records.len(), "the deliveries log's file is away: its records wait");
+                self.queue.put_back(records);
+                Written::Retry
+            }
+            Err(error) => {
+                tracing::error!(%error, records = records.len(), "could not write the deliveries log");
+                Written::Failed
+            }
         }
     }
 
@@ -148,7 +345,7 @@ impl LogWriter {
     fn write(
         &mut self,
         transaction: &Connection,
-        records: Vec<LoggedDelivery>,
+        records: &[LoggedDelivery],
     ) -> rusqlite::Result<()> {
         let limits = self
             .queue
@@ -206,18 +403,6 @@ impl LogWriter {
         }
         Ok(())
     }
-
-    /// Writes what waits in a transaction of its own, [`unsynced`](super::unsynced): the log
-    /// may lose its last records in a power loss, so that writing it never costs a delivery an
-    /// fsync.
-    pub(super) fn write_alone(&mut self, connection: &mut Connection) {
-        let records = self.queue.take();
-        if let Err(error) =
-            super::unsynced(connection, |transaction| self.write(transaction, records))
-        {
-            tracing::error!(%error, "could not write the deliveries log");
-        }
-    }
 }
 
 /// Keeps the newest tenth of `max` of the trigger's refused records (4xx), then about its newest
@@ -252,23 +437,7 @@ fn prune_trigger(
 
 impl DeliveryObserver for SqliteStore {
     fn observe(&self, delivery: LoggedDelivery) {
-        let queue = &self.inner.log;
-        let batch_full = {
-            let mut waiting = queue.lock();
-            if waiting.records.len() >= LOG_QUEUE_CAPACITY {
-                drop(waiting);
-                queue.dropped.fetch_add(1, Ordering::Relaxed);
-                deliveries::count_dropped();
-                return;
-            }
-            waiting.since.get_or_insert_with(Instant::now);
-            waiting.records.push(delivery);
-            waiting.records.len() >= LOG_BATCH
-        };
-        // Fewer wait for the database thread's next group, or for the ticker.
-        if batch_full && let Ok(commands) = self.commands() {
-            queue.ask_flush(commands);
-        }
+        self.inner.log.push(delivery);
     }
 }
 
@@ -287,41 +456,45 @@ impl DeliveryLog for SqliteStore {
         let outcome = query.outcome.clone();
         let before = query.before.map(|id| id.to_string());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        self.call(move |connection| {
-            connection
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM deliveries
+        self.inner
+            .log
+            .call(move |connection| {
+                connection
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM deliveries
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
                        AND (?3 IS NULL OR outcome = ?3)
                        AND (?4 IS NULL OR id < ?4)
                      ORDER BY id DESC LIMIT ?5"
-                ))?
-                .query_map(
-                    params![tenant, triggers, outcome, before, limit],
-                    read_summary,
-                )?
-                .collect()
-        })
-        .await
+                    ))?
+                    .query_map(
+                        params![tenant, triggers, outcome, before, limit],
+                        read_summary,
+                    )?
+                    .collect()
+            })
+            .await
     }
 
     async fn delivery(&self, id: Uuid) -> Result<Option<LoggedDelivery>, StoreError> {
-        self.call(move |connection| {
-            connection
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS}, headers, body FROM deliveries WHERE id = ?1"
-                ))?
-                .query_row(params![id.to_string()], |row| {
-                    let mut record = read_summary(row)?;
-                    let headers: String = row.get(16)?;
-                    record.headers = serde_json::from_str(&headers).unwrap_or_default();
-                    record.body = row.get::<_, Option<Vec<u8>>>(17)?.map(bytes::Bytes::from);
-                    Ok(record)
-                })
-                .optional()
-        })
-        .await
+        self.inner
+            .log
+            .call(move |connection| {
+                connection
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS}, headers, body FROM deliveries WHERE id = ?1"
+                    ))?
+                    .query_row(params![id.to_string()], |row| {
+                        let mut record = read_summary(row)?;
+                        let headers: String = row.get(16)?;
+                        record.headers = serde_json::from_str(&headers).unwrap_or_default();
+                        record.body = row.get::<_, Option<Vec<u8>>>(17)?.map(bytes::Bytes::from);
+                        Ok(record)
+                    })
+                    .optional()
+            })
+            .await
     }
 
     async fn outcome_counts(
@@ -336,25 +509,28 @@ impl DeliveryLog for SqliteStore {
                 .expect("a list of strings serialises")
         });
         let since = deliveries::first_id_at(since).to_string();
-        self.call(move |connection| {
-            connection
-                .prepare_cached(
-                    "SELECT trigger_id, outcome, count(*) FROM deliveries
+        self.inner
+            .log
+            .call(move |connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT trigger_id, outcome, count(*) FROM deliveries
                      WHERE tenant = ?1
                        AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
                        AND id >= ?3
                      GROUP BY trigger_id, outcome",
-                )?
-                .query_map(params![tenant, triggers, since], |row| {
-                    Ok(OutcomeCount {
-                        trigger_id: Uuid::try_parse(&row.get::<_, String>(0)?).unwrap_or_default(),
-                        outcome: row.get(1)?,
-                        count: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    })
-                })?
-                .collect()
-        })
-        .await
+                    )?
+                    .query_map(params![tenant, triggers, since], |row| {
+                        Ok(OutcomeCount {
+                            trigger_id: Uuid::try_parse(&row.get::<_, String>(0)?)
+                                .unwrap_or_default(),
+                            outcome: row.get(1)?,
+                            count: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                        })
+                    })?
+                    .collect()
+            })
+            .await
     }
 
     async fn prune_deliveries(
@@ -364,28 +540,31 @@ impl DeliveryLog for SqliteStore {
     ) -> Result<usize, StoreError> {
         let before = deliveries::first_id_at(before).to_string();
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-        self.call(move |connection| {
-            connection
-                .prepare_cached(
-                    "DELETE FROM deliveries WHERE id IN (
+        self.inner
+            .log
+            .call(move |connection| {
+                connection
+                    .prepare_cached(
+                        "DELETE FROM deliveries WHERE id IN (
                          SELECT id FROM deliveries WHERE id < ?1 LIMIT ?2)",
-                )?
-                .execute(params![before, batch])
-        })
-        .await
+                    )?
+                    .execute(params![before, batch])
+            })
+            .await
     }
 
     fn set_log_limits(&self, limits: LogLimits) {
         *self
             .inner
             .log
+            .queue
             .limits
             .write()
             .unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
     fn dropped_records(&self) -> u64 {
-        self.inner.log.dropped.load(Ordering::Relaxed)
+        self.inner.log.queue.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -412,4 +591,61 @@ fn read_summary(row: &Row<'_>) -> rusqlite::Result<LoggedDelivery> {
     record.body_bytes = row.get::<_, i64>(14)?.try_into().unwrap_or(0);
     record.duration = Duration::from_micros(row.get::<_, i64>(15)?.try_into().unwrap_or(0));
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::schema::MIGRATIONS;
+
+    #[tokio::test]
+    async fn a_log_an_earlier_build_kept_in_the_database_moves_to_its_own_file() {
+        let dir = std::env::temp_dir().join(format!("agent-trigger-log-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database = dir.join("agent-trigger.db");
+        let (id, trigger) = (Uuid::now_v7(), Uuid::now_v7());
+        {
+            let connection = Connection::open(&database).unwrap();
+            for migration in &MIGRATIONS[..14] {
+                connection.execute_batch(migration).unwrap();
+            }
+            connection.pragma_update(None, "user_version", 14).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO deliveries (id, trigger_id, tenant, source, received_at, status,
+                         outcome, reason, body_bytes, duration_us, headers, body)
+                     VALUES (?1, ?2, 'acme', 'jira', 0, 200, 'accepted', '', 2, 5,
+                             '[[\"content-type\",\"application/json\"]]', x'7b7d')",
+                    params![id.to_string(), trigger.to_string()],
+                )
+                .unwrap();
+        }
+
+        let store = SqliteStore::open(&database).unwrap();
+        let record = store.delivery(id).await.unwrap().expect("the record moved");
+        assert_eq!(record.trigger_id, trigger);
+        assert_eq!(record.outcome, "accepted");
+        assert_eq!(record.body.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(
+            record.headers,
+            [("content-type".to_owned(), "application/json".to_owned())]
+        );
+        drop(store);
+
+        let connection = Connection::open(&database).unwrap();
+        let tables: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the database no longer holds the log");
+        drop(connection);
+        // Opening again finds it where it went.
+        let store = SqliteStore::open(&database).unwrap();
+        assert!(store.delivery(id).await.unwrap().is_some());
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

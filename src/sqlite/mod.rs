@@ -18,6 +18,10 @@
 //! - At most [`QUEUE_CAPACITY`] commands wait for the database thread; a delivery that finds
 //!   the queue full is answered `503` with `Retry-After` at once.
 //! - Executions left `running` by a crash are marked `interrupted` when the store is opened.
+//! - The deliveries log ([`DeliveryObserver`](crate::deliveries::DeliveryObserver)) lives in a
+//!   second file, [`deliveries_log_path`], with a connection and a thread of its own: writing
+//!   it never takes the thread or the write lock that acknowledgements wait for. Its commits
+//!   are not synced, so a power loss may lose its last records.
 //! - Keys are kept as SHA-256 digests. Signing secrets are kept as given (the HMAC needs them):
 //!   protect the file like the configuration. It is created readable by its owner only.
 //!
@@ -63,8 +67,8 @@ use tokio::sync::mpsc::{self, Sender};
 use tokio::sync::{Notify, oneshot};
 
 use self::codec::unix_millis;
-pub use self::deliveries::LOG_QUEUE_CAPACITY;
-use self::deliveries::{LogQueue, LogWriter};
+use self::deliveries::LogFile;
+pub use self::deliveries::{LOG_QUEUE_CAPACITY, deliveries_log_path};
 use self::keys::load_keys_and_triggers;
 use self::thread::Command;
 use crate::StoreError;
@@ -97,8 +101,8 @@ struct Inner {
     /// When debouncing executions become due.
     due: Arc<crate::queue::DueTimes>,
     interrupted_on_open: usize,
-    /// The deliveries log's records on their way to the thread.
-    log: Arc<LogQueue>,
+    /// The deliveries log: its own file and thread.
+    log: LogFile,
 }
 
 impl SqliteStore {
@@ -110,6 +114,7 @@ impl SqliteStore {
         create_private(&path)?;
         let mut connection = Connection::open(&path).map_err(|error| open_error(&path, error))?;
         configure(&connection).map_err(|error| open_error(&path, error))?;
+        let log = LogFile::open(&path, &connection)?;
         schema::migrate(&mut connection)
             .map_err(|error| open_error(&path, error))?
             .map_err(|message| StoreError::new(format!("{}: {message}", path.display())))?;
@@ -135,13 +140,6 @@ impl SqliteStore {
         let thread_replaced = Arc::clone(&replaced);
         let due = Arc::new(crate::queue::DueTimes::default());
         let thread_due = Arc::clone(&due);
-        let log = Arc::new(LogQueue::default());
-        let writer = LogWriter::new(Arc::clone(&log));
-        let (ticker_log, ticker_commands) = (Arc::clone(&log), sender.downgrade());
-        std::thread::Builder::new()
-            .name("agent-trigger-sqlite-log".to_owned())
-            .spawn(move || deliveries::tick(ticker_log, ticker_commands))
-            .map_err(|error| StoreError::new(format!("starting the log's ticker: {error}")))?;
         let thread = std::thread::Builder::new()
             .name("agent-trigger-sqlite".to_owned())
             .spawn(move || {
@@ -151,7 +149,6 @@ impl SqliteStore {
                     thread_work,
                     thread_replaced,
                     thread_due,
-                    writer,
                 )
             })
             .map_err(|error| StoreError::new(format!("starting the database thread: {error}")))?;
@@ -245,8 +242,7 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
 /// Runs `write` in a transaction whose commit is not synced to disk: a power loss may undo it
 /// (the next synced commit, an acknowledgement's, takes it along), a crash of the process may
 /// not. For writes whose loss repeats work rather than losing any: a claim (its execution is
-/// queued again and runs once more) and the deliveries log. An acknowledgement never waits
-/// for their fsync.
+/// queued again and runs once more). An acknowledgement never waits for their fsync.
 fn unsynced<T>(
     connection: &mut Connection,
     write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,

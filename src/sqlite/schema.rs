@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Append; never edit.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: keys, triggers with their secrets, executions.
     "
     CREATE TABLE api_keys (
@@ -181,22 +181,73 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX deliveries_by_tenant;
     DROP INDEX deliveries_by_received;
     ",
+    // 15: the deliveries log moved to a file of its own (`LOG_MIGRATIONS`), written by a thread
+    // of its own; its records were copied there first (`deliveries::move_records`).
+    "
+    DROP TABLE deliveries;
+    ",
 ];
 
-/// The schema version this build writes.
-pub(crate) const CURRENT_VERSION: usize = MIGRATIONS.len();
+/// The schema of the deliveries log's own file
+/// ([`deliveries_log_path`](super::deliveries_log_path)), numbered like [`MIGRATIONS`].
+pub(crate) const LOG_MIGRATIONS: &[&str] = &[
+    // 1: one row per answered request that reached a trigger its caller may see; bounded per
+    // trigger, so read newest first by trigger. A tenant's list walks the primary key (newest
+    // first, as it is shown), and a record's age is read from its id (UUID v7 carries its
+    // arrival's time).
+    "
+    CREATE TABLE deliveries (
+        id            TEXT NOT NULL PRIMARY KEY,   -- UUID v7: ordered by arrival
+        trigger_id    TEXT NOT NULL,
+        tenant        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        received_at   INTEGER NOT NULL,
+        status        INTEGER NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        caller_kind   TEXT,                        -- 'key', 'signature', or NULL: none yet
+        caller_id     TEXT,
+        caller_tenant TEXT,
+        execution_id  TEXT,
+        delivery_id   TEXT,
+        action        TEXT,
+        body_bytes    INTEGER NOT NULL,
+        duration_us   INTEGER NOT NULL,
+        headers       TEXT NOT NULL,               -- JSON array of [name, value], redacted
+        body          BLOB                         -- only when the request was authenticated
+    ) STRICT;
+    CREATE INDEX deliveries_by_trigger ON deliveries (trigger_id, id);
+    CREATE INDEX deliveries_refused_by_trigger ON deliveries (trigger_id, id)
+        WHERE status BETWEEN 400 AND 499;
+    ",
+];
 
-/// Brings the database up to [`CURRENT_VERSION`], each migration in its own transaction.
+/// Brings the database up to the last of [`MIGRATIONS`], each in its own transaction.
 /// A database newer than this build is refused rather than misread.
 pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    apply(connection, MIGRATIONS)
+}
+
+/// Brings the deliveries log's file up to the last of [`LOG_MIGRATIONS`], as [`migrate`] does.
+pub(crate) fn migrate_log(connection: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    apply(connection, LOG_MIGRATIONS)
+}
+
+/// The schema version recorded in the file.
+pub(crate) fn version(connection: &Connection) -> rusqlite::Result<usize> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > CURRENT_VERSION {
+    Ok(usize::try_from(version).unwrap_or(usize::MAX))
+}
+
+fn apply(connection: &mut Connection, migrations: &[&str]) -> rusqlite::Result<Result<(), String>> {
+    let version = version(connection)?;
+    if version > migrations.len() {
         return Ok(Err(format!(
-            "the database has schema version {version}, newer than this build's {CURRENT_VERSION}"
+            "the database has schema version {version}, newer than this build's {}",
+            migrations.len()
         )));
     }
-    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (from, migration) in migrations.iter().enumerate().skip(version) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", (from + 1) as i64)?;
@@ -214,10 +265,12 @@ mod tests {
         let mut connection = Connection::open_in_memory().unwrap();
         migrate(&mut connection).unwrap().unwrap();
         migrate(&mut connection).unwrap().unwrap();
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, CURRENT_VERSION as i64);
+        assert_eq!(version(&connection).unwrap(), MIGRATIONS.len());
+
+        let mut log = Connection::open_in_memory().unwrap();
+        migrate_log(&mut log).unwrap().unwrap();
+        migrate_log(&mut log).unwrap().unwrap();
+        assert_eq!(version(&log).unwrap(), LOG_MIGRATIONS.len());
     }
 
     #[test]
@@ -256,7 +309,7 @@ mod tests {
     fn refuses_a_newer_database() {
         let mut connection = Connection::open_in_memory().unwrap();
         connection
-            .pragma_update(None, "user_version", CURRENT_VERSION as i64 + 1)
+            .pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
             .unwrap();
         assert!(migrate(&mut connection).unwrap().is_err());
     }

@@ -12,7 +12,6 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, oneshot};
 
 use super::codec::{from_unix_millis, unix_millis};
-use super::deliveries::LogWriter;
 use super::{FULL_RETRY_AFTER, is_unavailable};
 use crate::concurrency::{OnBusy, Subject};
 use crate::queue::{DueTimes, ExecutionResult};
@@ -42,8 +41,6 @@ pub(super) enum Command {
     },
     /// Anything else, run on the thread's connection in order.
     Call(Box<dyn FnOnce(&mut Connection) + Send>),
-    /// Records wait in the deliveries log's queue.
-    FlushLog,
 }
 
 /// Runs until every sender is gone, then finishes what was sent.
@@ -53,12 +50,10 @@ pub(super) fn run(
     work: Arc<Notify>,
     replaced: Arc<Replaced>,
     due: Arc<DueTimes>,
-    mut log: LogWriter,
 ) {
     while let Some(command) = commands.blocking_recv() {
         match command {
             Command::Call(call) => call(&mut connection),
-            Command::FlushLog => {}
             first @ (Command::Submit { .. } | Command::Finish { .. }) => {
                 // Group commit: a request worker woke this thread with the first delivery and
                 // may be about to send more. Letting it run first (when it shares this core)
@@ -75,25 +70,16 @@ pub(super) fn run(
                             next_call = Some(call);
                             break;
                         }
-                        // The group's transaction takes the log along.
-                        Ok(Command::FlushLog) => {}
                         Ok(command) => group.add(command),
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                commit_group(&mut connection, group, &work, &replaced, &due, &mut log);
+                commit_group(&mut connection, group, &work, &replaced, &due);
                 if let Some(call) = next_call {
                     call(&mut connection);
                 }
             }
         }
-        // The log waits while more work does: the next group's transaction takes it along.
-        if commands.is_empty() && log.is_due() {
-            log.write_alone(&mut connection);
-        }
-    }
-    if log.has_waiting() {
-        log.write_alone(&mut connection);
     }
 }
 
@@ -118,7 +104,7 @@ impl Group {
         match command {
             Command::Submit { delivery, reply } => self.deliveries.push((delivery, reply)),
             Command::Finish { id, result, reply } => self.ends.push((id, result, reply)),
-            Command::Call(_) | Command::FlushLog => {}
+            Command::Call(_) => {}
         }
     }
 
@@ -139,9 +125,8 @@ fn commit_group(
     work: &Notify,
     replaced: &Replaced,
     due: &DueTimes,
-    log: &mut LogWriter,
 ) {
-    match insert_group(connection, &group, &ends, log) {
+    match insert_group(connection, &group, &ends) {
         Ok((outcomes, to_end, due_at)) => {
             for (_, _, reply) in ends {
                 let _ = reply.send(Ok(()));
@@ -243,10 +228,9 @@ fn insert_group(
     connection: &mut Connection,
     group: &[Submission],
     ends: &[End],
-    log: &mut LogWriter,
 ) -> rusqlite::Result<Kept> {
     // Waits here for the write lock, which another connection may hold for a while.
-    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     let mut to_end = Vec::new();
     let mut due_at = Vec::new();
@@ -358,7 +342,6 @@ fn insert_group(
     for (id, result, _) in ends {
         super::executions::record_end(&transaction, id, result)?;
     }
-    log.write_within(&mut transaction);
     transaction.commit()?;
     Ok((outcomes, to_end, due_at))
 }

@@ -17,6 +17,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use agent_trigger::sqlite::deliveries_log_path;
+
 use crate::config::{Account, Config, Database, ExecutorConfig, Sandbox};
 use crate::launch::{AllowList, SYSTEM_DIRECTORIES};
 
@@ -140,16 +142,19 @@ fn resolved(file: &Path) -> PathBuf {
     }
 }
 
-/// The files of `database` that hold secrets, whether or not they exist yet: a SQLite file and
-/// its journal files. A PostgreSQL database is the server's to protect with the role's password.
+/// The files of `database` that hold secrets, whether or not they exist yet: a SQLite file, its
+/// deliveries log's file, and their journal files. A PostgreSQL database is the server's to
+/// protect with the role's password.
 fn database_files(database: &Database) -> Vec<PathBuf> {
     match database {
-        Database::Sqlite(path) => ["", "-wal", "-shm", "-journal"]
-            .iter()
-            .map(|suffix| {
-                let mut name = path.clone().into_os_string();
-                name.push(suffix);
-                PathBuf::from(name)
+        Database::Sqlite(path) => [path.clone(), deliveries_log_path(path)]
+            .into_iter()
+            .flat_map(|file| {
+                ["", "-wal", "-shm", "-journal"].map(|suffix| {
+                    let mut name = file.clone().into_os_string();
+                    name.push(suffix);
+                    PathBuf::from(name)
+                })
             })
             .collect(),
         Database::Postgres(_) => Vec::new(),
@@ -220,6 +225,24 @@ fn landlock_available() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deliveries_log_and_every_journal_count_as_the_databases_files() {
+        let files = database_files(&Database::Sqlite(PathBuf::from("/srv/at.db")));
+        for name in [
+            "/srv/at.db",
+            "/srv/at.db-wal",
+            "/srv/at.db-shm",
+            "/srv/at.db-journal",
+            "/srv/at.db-deliveries",
+            "/srv/at.db-deliveries-wal",
+            "/srv/at.db-deliveries-shm",
+            "/srv/at.db-deliveries-journal",
+        ] {
+            assert!(files.contains(&PathBuf::from(name)), "{name} is missing");
+        }
+        assert_eq!(files.len(), 8);
+    }
 
     #[test]
     fn a_command_named_by_path_brings_its_directory_into_the_allow_list() {
