@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Two builds of the standalone server on SQLite against each other, in alternating rounds (the
 # setup of durable.sh: a key-authenticated `webhook` trigger, no executor, the default log, a
-# fresh database every round, one worker thread pinned to CPU 0, wrk on CPU 1): for each round,
-# requests per second, the server's CPU time per acknowledged request and the acknowledgement's
-# latency (p50 and p99, as wrk measures it); then the medians and in how many pairs the second
-# build used less CPU. With few connections (CONNECTIONS=1) the server is not saturated, and
-# the latency is what a sender waits for its acknowledgement. Timings on a shared machine drift by tens of
-# percent within minutes, so a change is judged by pairs run together, not by runs made apart.
-# Not part of the tests.
+# fresh database every round, one worker thread, the server on SERVER_CPUS and wrk on
+# WRK_CPUS): for each round, requests per second, the server's CPU time per acknowledged
+# request and the acknowledgement's latency (p50 and p99, as wrk measures it); then the medians
+# and in how many pairs the second build used less CPU. With few connections (CONNECTIONS=1)
+# the server is not saturated, and the latency is what a sender waits for its
+# acknowledgement. Timings on a shared machine drift by tens of percent within minutes, so a
+# change is judged by pairs run together, not by runs made apart. Not part of the tests.
 #
 #   bash benches/scripts/durable_pair.sh REV          # REV's build (first), the working tree's
 #   bash benches/scripts/durable_pair.sh BIN_A BIN_B  # two agent-trigger binaries already built
-#   ROUNDS=4 DURATION=5s CONNECTIONS=256 by default
+#   ROUNDS=4 DURATION=5s CONNECTIONS=256 SERVER_CPUS=0 WRK_CPUS=1 by default; SERVER_CPUS=0,1
+#   lets the server's other threads (the deliveries log's) take the second core
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-256}
+SERVER_CPUS=${SERVER_CPUS:-0}
+WRK_CPUS=${WRK_CPUS:-1}
 
 source benches/scripts/lib.sh
 need_load_tools
@@ -60,13 +63,13 @@ url="http://127.0.0.1:3204/api/trigger/webhook/$TRIGGER_ID"
 # One round of one binary; sets $rate (requests per second) and $cpu (µs of CPU per request).
 round() {
   rm -f "$work"/durable.db*
-  TOKIO_WORKER_THREADS=1 taskset -c 0 "$1" serve --config "$work/server.toml" \
+  TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPUS" "$1" serve --config "$work/server.toml" \
     --listen 127.0.0.1:3204 >/dev/null 2>&1 &
   server=$!
   await_acceptance "$1" "$url"
   local before after out
   before=$(cpu_ticks "$server")
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
+  out=$(taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
   after=$(cpu_ticks "$server")
   kill "$server"; wait "$server" 2>/dev/null || true; server=
   read -r rate cpu p50 p99 < <(echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
@@ -93,7 +96,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "$CONNECTIONS connections, $ROUNDS pairs of $DURATION (server on CPU 0, wrk on CPU 1), medians:"
+echo "$CONNECTIONS connections, $ROUNDS pairs of $DURATION (server on CPU $SERVER_CPUS, wrk on CPU $WRK_CPUS), medians:"
 for i in 0 1; do
   printf '  %-40s %8.0f req/s, %6.1f µs CPU per request, latency p50 %6.2f ms, p99 %6.2f ms\n' \
     "${names[$i]}" "$(echo "${rates[$i]}" | median)" "$(echo "${cpus[$i]}" | median)" \

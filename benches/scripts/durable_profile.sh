@@ -47,6 +47,7 @@ printf '  in-memory example  %7d\n' $((example_total / example_requests))
 printf '  SQLite server      %7d\n' $((server_total / server_requests))
 part() { printf '    %-28s %7s\n' "$1" "$(share "$server" "$server_requests" "$2")"; }
 part "database thread" 'sqlite::thread::run ['
+part "deliveries log thread" 'sqlite::deliveries::run ['
 part "the service (pipeline)" 'pipeline::accept::{{closure}} ['
 part "the delivery's log line" 'Subscriber>::event ['
 part "metrics: the counter lookup" 'Recorder>::register_counter ['
