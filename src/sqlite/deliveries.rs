@@ -186,8 +186,8 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Copies the log of a database that kept it in its own file (schema versions 13 and 14) into
-/// the log's file at `log`, before migration 15 drops it there.
+/// Copies the log that a database of schema version 13 or 14 keeps in itself into the log's
+/// file at `log`, before migration 15 drops it there.
 fn move_records(main: &Connection, log: &Path) -> rusqlite::Result<()> {
     if !(13..15).contains(&super::schema::version(main)?) {
         return Ok(());
