@@ -199,7 +199,9 @@ fn move_records(main: &Connection, log: &Path) -> rusqlite::Result<()> {
     let copied = main.execute(
         &format!(
             "INSERT OR IGNORE INTO log.deliveries ({COLUMNS}, headers, body)
-             SELECT {COLUMNS}, headers, body FROM main.deliveries"
+             SELECT unhex(id, '-'), unhex(trigger_id, '-'), {}, headers, body
+             FROM main.deliveries",
+            COLUMNS.split_once("trigger_id,").map_or(COLUMNS, |(_, rest)| rest)
         ),
         [],
     );
@@ -375,8 +377,8 @@ impl LogWriter {
             let headers =
                 serde_json::to_string(&record.headers).expect("a list of string pairs serialises");
             insert.execute(params![
-                record.id.to_string(),
-                record.trigger_id.to_string(),
+                &record.id.as_bytes()[..],
+                &record.trigger_id.as_bytes()[..],
                 &*record.tenant,
                 record.source.as_str(),
                 unix_millis(record.received_at),
@@ -417,7 +419,7 @@ fn prune_trigger(
         bound(limits.max(trigger)),
         bound(limits.refused_max(trigger)),
     );
-    let trigger = trigger.to_string();
+    let trigger = &trigger.as_bytes()[..];
     transaction
         .prepare_cached(
             "DELETE FROM deliveries
@@ -449,12 +451,9 @@ const COLUMNS: &str = "id, trigger_id, tenant, source, received_at, status, outc
 impl DeliveryLog for SqliteStore {
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<LoggedDelivery>, StoreError> {
         let tenant = query.tenant.clone();
-        let triggers = query.triggers.as_ref().map(|ids| {
-            serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
-                .expect("a list of strings serialises")
-        });
+        let triggers = query.triggers.as_deref().map(id_list);
         let outcome = query.outcome.clone();
-        let before = query.before.map(|id| id.to_string());
+        let before = query.before.map(|id| id.into_bytes());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.inner
             .log
@@ -463,7 +462,7 @@ impl DeliveryLog for SqliteStore {
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM deliveries
                      WHERE tenant = ?1
-                       AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
+                       AND (?2 IS NULL OR trigger_id IN (SELECT unhex(value) FROM json_each(?2)))
                        AND (?3 IS NULL OR outcome = ?3)
                        AND (?4 IS NULL OR id < ?4)
                      ORDER BY id DESC LIMIT ?5"
@@ -485,7 +484,7 @@ impl DeliveryLog for SqliteStore {
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS}, headers, body FROM deliveries WHERE id = ?1"
                     ))?
-                    .query_row(params![id.to_string()], |row| {
+                    .query_row(params![&id.as_bytes()[..]], |row| {
                         let mut record = read_summary(row)?;
                         let headers: String = row.get(16)?;
                         record.headers = serde_json::from_str(&headers).unwrap_or_default();
@@ -504,11 +503,8 @@ impl DeliveryLog for SqliteStore {
         since: SystemTime,
     ) -> Result<Vec<OutcomeCount>, StoreError> {
         let tenant = tenant.to_owned();
-        let triggers = triggers.map(|ids| {
-            serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
-                .expect("a list of strings serialises")
-        });
-        let since = deliveries::first_id_at(since).to_string();
+        let triggers = triggers.as_deref().map(id_list);
+        let since = deliveries::first_id_at(since).into_bytes();
         self.inner
             .log
             .call(move |connection| {
@@ -516,14 +512,13 @@ impl DeliveryLog for SqliteStore {
                     .prepare_cached(
                         "SELECT trigger_id, outcome, count(*) FROM deliveries
                      WHERE tenant = ?1
-                       AND (?2 IS NULL OR trigger_id IN (SELECT value FROM json_each(?2)))
+                       AND (?2 IS NULL OR trigger_id IN (SELECT unhex(value) FROM json_each(?2)))
                        AND id >= ?3
                      GROUP BY trigger_id, outcome",
                     )?
                     .query_map(params![tenant, triggers, since], |row| {
                         Ok(OutcomeCount {
-                            trigger_id: Uuid::try_parse(&row.get::<_, String>(0)?)
-                                .unwrap_or_default(),
+                            trigger_id: uuid_column(row, 0)?,
                             outcome: row.get(1)?,
                             count: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
                         })
@@ -538,7 +533,7 @@ impl DeliveryLog for SqliteStore {
         before: SystemTime,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        let before = deliveries::first_id_at(before).to_string();
+        let before = deliveries::first_id_at(before).into_bytes();
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         self.inner
             .log
@@ -568,14 +563,26 @@ impl DeliveryLog for SqliteStore {
     }
 }
 
+/// `ids` as the JSON list of hexadecimal texts that the queries' `unhex(value)` reads.
+fn id_list(ids: &[Uuid]) -> String {
+    serde_json::to_string(&ids.iter().map(|id| id.simple().to_string()).collect::<Vec<_>>())
+        .expect("a list of strings serialises")
+}
+
+/// A UUID kept as its 16 bytes (shorter keys to compare and index than its text).
+fn uuid_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let bytes = row.get_ref(index)?.as_blob()?;
+    Ok(Uuid::from_slice(bytes).unwrap_or_default())
+}
+
 /// A record without its headers and body.
 fn read_summary(row: &Row<'_>) -> rusqlite::Result<LoggedDelivery> {
     let text = |index: usize| row.get::<_, String>(index);
-    let trigger_id = Uuid::try_parse(&text(1)?).unwrap_or_default();
+    let trigger_id = uuid_column(row, 1)?;
     let source = Source::from_str(&text(3)?).unwrap_or(Source::Webhook);
     let status: u16 = row.get::<_, i64>(5)?.try_into().unwrap_or(0);
     let mut record = LoggedDelivery::new(trigger_id, text(2)?, source, status, text(6)?);
-    record.id = Uuid::try_parse(&text(0)?).unwrap_or_default();
+    record.id = uuid_column(row, 0)?;
     record.received_at = from_unix_millis(row.get(4)?);
     record.reason = text(7)?;
     record.caller = match (

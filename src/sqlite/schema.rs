@@ -194,11 +194,11 @@ pub(crate) const LOG_MIGRATIONS: &[&str] = &[
     // 1: one row per answered request that reached a trigger its caller may see; bounded per
     // trigger, so read newest first by trigger. A tenant's list walks the primary key (newest
     // first, as it is shown), and a record's age is read from its id (UUID v7 carries its
-    // arrival's time).
+    // arrival's time). UUIDs are kept as their 16 bytes, in the order of their text.
     "
     CREATE TABLE deliveries (
-        id            TEXT NOT NULL PRIMARY KEY,   -- UUID v7: ordered by arrival
-        trigger_id    TEXT NOT NULL,
+        id            BLOB NOT NULL PRIMARY KEY,   -- UUID v7: ordered by arrival
+        trigger_id    BLOB NOT NULL,
         tenant        TEXT NOT NULL,
         source        TEXT NOT NULL,
         received_at   INTEGER NOT NULL,
