@@ -196,13 +196,15 @@ fn move_records(main: &Connection, log: &Path) -> rusqlite::Result<()> {
         .to_str()
         .ok_or_else(|| rusqlite::Error::InvalidPath(log.to_owned()))?;
     main.execute("ATTACH DATABASE ?1 AS log", params![log])?;
+    // The same columns, the ids from text to their 16 bytes.
     let copied = main.execute(
-        &format!(
-            "INSERT OR IGNORE INTO log.deliveries ({COLUMNS}, headers, body)
-             SELECT unhex(id, '-'), unhex(trigger_id, '-'), {}, headers, body
-             FROM main.deliveries",
-            COLUMNS.split_once("trigger_id,").map_or(COLUMNS, |(_, rest)| rest)
-        ),
+        "INSERT OR IGNORE INTO log.deliveries (id, trigger_id, tenant, source, received_at,
+             status, outcome, reason, caller_kind, caller_id, caller_tenant, execution_id,
+             delivery_id, action, body_bytes, duration_us, headers, body)
+         SELECT unhex(id, '-'), unhex(trigger_id, '-'), tenant, source, received_at, status,
+             outcome, reason, caller_kind, caller_id, caller_tenant, execution_id, delivery_id,
+             action, body_bytes, duration_us, headers, body
+         FROM main.deliveries",
         [],
     );
     main.execute("DETACH DATABASE log", [])?;
@@ -565,8 +567,12 @@ impl DeliveryLog for SqliteStore {
 
 /// `ids` as the JSON list of hexadecimal texts that the queries' `unhex(value)` reads.
 fn id_list(ids: &[Uuid]) -> String {
-    serde_json::to_string(&ids.iter().map(|id| id.simple().to_string()).collect::<Vec<_>>())
-        .expect("a list of strings serialises")
+    serde_json::to_string(
+        &ids.iter()
+            .map(|id| id.simple().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .expect("a list of strings serialises")
 }
 
 /// A UUID kept as its 16 bytes (shorter keys to compare and index than its text).
