@@ -63,7 +63,7 @@ pub(super) struct LogFile {
     queue: Arc<LogQueue>,
     /// Taken when the store is dropped, which lets the thread write what waits and stop.
     commands: Option<SyncSender<LogCommand>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// Work for the log's thread.
@@ -100,7 +100,7 @@ impl LogFile {
         Ok(LogFile {
             queue,
             commands: Some(commands),
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
         })
     }
 
@@ -164,12 +164,7 @@ impl LogFile {
 impl Drop for LogFile {
     fn drop(&mut self) {
         self.commands.take();
-        if let Some(thread) = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }

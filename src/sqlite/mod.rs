@@ -58,7 +58,7 @@ mod thread;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -92,7 +92,7 @@ struct Inner {
     path: PathBuf,
     /// Taken when the store is dropped, which closes the queue and lets the thread finish.
     commands: Option<Sender<Command>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
     /// Keys and triggers, served from memory and rewritten after every change.
     cache: MemoryKeyStore,
     work: Arc<Notify>,
@@ -156,7 +156,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 commands: Some(sender),
-                thread: Mutex::new(Some(thread)),
+                thread: Some(thread),
                 cache,
                 work,
                 replaced,
@@ -209,12 +209,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel lets the thread finish what it was sent, then stop.
         self.commands.take();
-        if let Some(thread) = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
